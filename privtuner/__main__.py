@@ -1,0 +1,3 @@
+from privtuner.cli import run
+
+run()

@@ -1,0 +1,1 @@
+"""Allocation optimiser (spec sections 4 and 5)."""

@@ -1,0 +1,287 @@
+"""Pydantic schema of a scenario file (``schema_version: 1``).
+
+Every model is frozen and rejects unknown keys. Every field name carries its unit; defaults are
+those of the specification (``system-model.md`` section 6). ``privtuner schema`` prints the JSON
+Schema generated from these models, for editors.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", allow_inf_nan=False, validate_default=True
+    )
+
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class Uniform(_Frozen):
+    """A per-device value drawn uniformly in ``[low, high]`` (seeded)."""
+
+    low: FiniteFloat
+    high: FiniteFloat
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Uniform:
+        if self.high < self.low:
+            raise ValueError(f"high must be >= low (got low={self.low}, high={self.high})")
+        return self
+
+
+# A per-device parameter: one number for every device, or a uniform distribution.
+PerDevice = float | Uniform
+
+
+class SystemSpec(_Frozen):
+    """Radio system: FDMA uplink and channel model (spec section 4)."""
+
+    bandwidth_hz: float = Field(1.0e7, gt=0, le=1e11, description="Total uplink bandwidth B [Hz].")
+    noise_dbm_per_hz: float = Field(
+        -174.0, ge=-220, le=-100, description="Noise power spectral density N0 [dBm/Hz]."
+    )
+    cell_radius_m: float = Field(
+        500.0, gt=0, le=1e5, description="Radius of the disc devices are dropped in [m]."
+    )
+    min_distance_m: float = Field(
+        10.0, gt=0, le=1e5, description="Minimum device-server distance of the random drop [m]."
+    )
+    path_loss_intercept_db: float = Field(
+        128.1, ge=0, le=300, description="Path loss at 1 km: PL = a + b log10(d_km) [dB]."
+    )
+    path_loss_slope_db: float = Field(
+        37.6, ge=0, le=100, description="Path-loss slope b per decade of distance [dB]."
+    )
+    shadowing_db: float = Field(
+        8.0, ge=0, le=30, description="Std. dev. of log-normal shadowing [dB]; 0 disables it."
+    )
+    fading: Literal["rayleigh", "none"] = Field(
+        "rayleigh", description="Small-scale fading: Rayleigh (|h|^2 ~ Exp(1)) or none."
+    )
+
+    @model_validator(mode="after")
+    def _radius(self) -> SystemSpec:
+        if self.min_distance_m >= self.cell_radius_m:
+            raise ValueError(
+                f"min_distance_m must be < cell_radius_m (got {self.min_distance_m} >= "
+                f"{self.cell_radius_m})"
+            )
+        return self
+
+
+class ExplicitDevice(_Frozen):
+    """One device given explicitly: ``distance_m`` (channel drawn from it) or ``gain_db``."""
+
+    distance_m: float | None = Field(None, gt=0, le=1e5, description="Distance to server [m].")
+    gain_db: float | None = Field(
+        None, ge=-250, le=0, description="Channel power gain g [dB] (path loss, shadowing, fading)."
+    )
+    p_max_dbm: float | None = Field(None, ge=-30, le=40, description="Max transmit power [dBm].")
+    f_max_hz: float | None = Field(None, gt=0, le=1e11, description="Max device CPU frequency [Hz].")
+    kappa: float | None = Field(None, gt=0, le=1e-20, description="Device switched capacitance.")
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> ExplicitDevice:
+        if (self.distance_m is None) == (self.gain_db is None):
+            raise ValueError("give exactly one of distance_m or gain_db")
+        return self
+
+
+class DevicesSpec(_Frozen):
+    """Devices: a random drop of ``count`` devices, or an explicit list (inline or CSV).
+
+    Per-device parameters are a number (all devices) or ``{low, high}`` (uniform, seeded).
+    Explicit devices take these values where they leave a column empty.
+    """
+
+    count: int | None = Field(10, ge=1, le=1_000_000, description="Number of devices K.")
+    p_max_dbm: PerDevice = Field(23.0, description="Max transmit power p_max [dBm] (<= 40).")
+    f_max_hz: PerDevice = Field(1.5e9, description="Max device CPU frequency f_max [Hz].")
+    kappa: PerDevice = Field(1e-28, description="Device switched capacitance kappa_d [J/(cycle Hz^2)].")
+    explicit: list[ExplicitDevice] | None = Field(
+        None, description="Explicit device list (replaces the random drop)."
+    )
+    csv: str | None = Field(
+        None,
+        description="CSV file of explicit devices, relative to the YAML file; columns: "
+        "distance_m or gain_db, optional p_max_dbm, f_max_hz, kappa.",
+    )
+
+    @field_validator("p_max_dbm")
+    @classmethod
+    def _pmax(cls, v: PerDevice) -> PerDevice:
+        _check_range(v, -30.0, 40.0)
+        return v
+
+    @field_validator("f_max_hz")
+    @classmethod
+    def _fmax(cls, v: PerDevice) -> PerDevice:
+        _check_range(v, 1e6, 1e11)
+        return v
+
+    @field_validator("kappa")
+    @classmethod
+    def _kappa(cls, v: PerDevice) -> PerDevice:
+        _check_range(v, 1e-35, 1e-20)
+        return v
+
+    @model_validator(mode="after")
+    def _source(self) -> DevicesSpec:
+        if self.explicit is not None and self.csv is not None:
+            raise ValueError("give at most one of explicit or csv")
+        if self.explicit is not None and len(self.explicit) == 0:
+            raise ValueError("explicit device list is empty")
+        return self
+
+
+def _check_range(v: PerDevice, lo: float, hi: float) -> None:
+    values = [v.low, v.high] if isinstance(v, Uniform) else [v]
+    for x in values:
+        if not (lo <= x <= hi):
+            raise ValueError(f"must be in [{lo:g}, {hi:g}] (got {x:g})")
+
+
+class ServerSpec(_Frozen):
+    """Edge server (spec section 4)."""
+
+    cpu_hz: float = Field(5.0e10, gt=0, le=1e14, description="Total server CPU frequency F_s [Hz].")
+    kappa: float = Field(1e-28, gt=0, le=1e-20, description="Server switched capacitance kappa_s.")
+    downlink_rate_bps: float = Field(
+        1.0e8, gt=0, le=1e12, description="Fixed downlink rate per device [bit/s] (latency only)."
+    )
+
+
+LoraTarget = Literal["query", "key", "value", "attention_output", "ffn_in", "ffn_out"]
+
+
+class WorkloadSpec(_Frozen):
+    """Fine-tuning workload: BERT-Tiny dims, LoRA, tokens per step (spec section 1)."""
+
+    num_layers: int = Field(2, ge=1, le=48, description="Transformer layers L.")
+    hidden_size: int = Field(128, ge=8, le=8192, description="Hidden size H.")
+    intermediate_size: int = Field(512, ge=8, le=32768, description="FFN inner size.")
+    num_heads: int = Field(2, ge=1, le=128, description="Attention heads A.")
+    vocab_size: int = Field(30522, ge=2, le=1_000_000, description="Vocabulary size.")
+    include_pooler: bool = Field(True, description="Count the pooler projection (H x H).")
+    lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank r.")
+    lora_alpha: float = Field(16.0, gt=0, le=1e4, description="LoRA alpha (scaling alpha/r).")
+    lora_targets: tuple[LoraTarget, ...] = Field(
+        ("query", "value"), min_length=1, description="Projections that carry LoRA adapters."
+    )
+    batch_size: int = Field(8, ge=1, le=4096, description="Sequences per step.")
+    sequence_length_tokens: int = Field(64, ge=1, le=8192, description="Tokens per sequence.")
+    steps_per_round: int = Field(1, ge=1, le=100_000, description="Local steps per round E_r.")
+    rounds: int = Field(10, ge=1, le=1_000_000, description="Fine-tuning rounds.")
+
+    @property
+    def tokens_per_step(self) -> int:
+        """Tokens per step T = batch_size x sequence_length_tokens."""
+        return self.batch_size * self.sequence_length_tokens
+
+
+class FheSpec(_Frozen):
+    """CKKS catalogue restrictions (spec section 2)."""
+
+    ring_degrees: tuple[int, ...] = Field(
+        (4096, 8192, 16384, 32768), min_length=1, description="Allowed ring degrees N."
+    )
+    scale_bits_min: int = Field(20, ge=14, le=60, description="Smallest scale (bits).")
+    scale_bits_max: int = Field(40, ge=14, le=60, description="Largest scale (bits).")
+    min_security_bits: float = Field(
+        128.0, ge=128, le=512, description="Minimum classical security [bits] (>= 128)."
+    )
+    min_precision_bits: float = Field(
+        0.0, ge=0, le=60, description="Minimum measured precision of a projection [bits]."
+    )
+    cost_model: str = Field(
+        "default",
+        description="Fitted cost model: 'default' (shipped) or a path to a model JSON file "
+        "(relative to the YAML file).",
+    )
+
+    @field_validator("ring_degrees")
+    @classmethod
+    def _degrees(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        allowed = (4096, 8192, 16384, 32768)
+        bad = [n for n in v if n not in allowed]
+        if bad:
+            raise ValueError(f"ring degrees must be among {list(allowed)} (got {bad})")
+        return tuple(sorted(set(v)))
+
+    @model_validator(mode="after")
+    def _scale(self) -> FheSpec:
+        if self.scale_bits_max < self.scale_bits_min:
+            raise ValueError(
+                f"scale_bits_max must be >= scale_bits_min (got {self.scale_bits_max} < "
+                f"{self.scale_bits_min})"
+            )
+        return self
+
+
+class ObjectiveSpec(_Frozen):
+    """Objective (spec section 4): weighted energy - privacy, or energy under a privacy floor."""
+
+    kind: Literal["weighted", "constrained"] = Field(
+        "weighted", description="weighted: min sum w_E E - w_P Phi; constrained: min sum E "
+        "s.t. Phi >= privacy_min."
+    )
+    energy_weight: float = Field(1.0, ge=0, le=1e9, description="w_E [1/J].")
+    privacy_weight: float = Field(
+        0.05, ge=0, le=1e9, description="w_P [per unit of the privacy metric]."
+    )
+    privacy_metric: str = Field(
+        "security_bits", description="Privacy metric Phi by name (security_bits, log2_n)."
+    )
+    privacy_min: float = Field(
+        128.0, ge=0, le=1e6, description="Phi_min for kind=constrained (unit of the metric)."
+    )
+    deadline_s: float = Field(
+        6.0, gt=0, le=1e6, description="Per-round latency limit T_max [s]."
+    )
+
+
+class SolverSpec(_Frozen):
+    """Solver choice and tolerances."""
+
+    method: str = Field("exact", description="exact, ao, enumerate, or a baseline name.")
+    rel_tol: float = Field(1e-6, gt=0, lt=1, description="Relative optimality gap / AO tolerance.")
+    max_iterations: int = Field(100, ge=1, le=1_000_000, description="Iteration cap.")
+    time_limit_s: float = Field(300.0, gt=0, le=1e6, description="Wall-clock limit [s].")
+
+
+class ScenarioSpec(_Frozen):
+    """A whole scenario file (what the user wrote), after validation."""
+
+    schema_version: Literal[1] = Field(1, description="Scenario schema version (1).")
+    name: str = Field("scenario", min_length=1, max_length=200, description="Scenario name.")
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every random draw.")
+    system: SystemSpec = SystemSpec()
+    devices: DevicesSpec = DevicesSpec()
+    server: ServerSpec = ServerSpec()
+    workload: WorkloadSpec = WorkloadSpec()
+    fhe: FheSpec = FheSpec()
+    objective: ObjectiveSpec = ObjectiveSpec()
+    solver: SolverSpec = SolverSpec()
+    sweep: dict[str, list[Any]] | None = Field(
+        None,
+        description="Dotted path -> list of values; expanded as a cartesian product into "
+        "scenarios named <name>[path=value,...].",
+    )
+
+    def with_overrides(self, overrides: dict[str, Any]) -> ScenarioSpec:
+        """A new validated spec with dotted-path overrides applied (used by sweeps and CLI)."""
+        from privtuner.scenario.loader import apply_overrides
+
+        return apply_overrides(self, overrides)
+
+
+def is_finite_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
