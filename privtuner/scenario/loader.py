@@ -179,7 +179,10 @@ def validate_data(data: Any, source: str | None = None, base_dir: Path | None = 
             data["devices"] = devices
     sweep = data.get("sweep")
     if sweep is not None:
-        problems.extend(_check_sweep(sweep))
+        sweep_problems = _check_sweep(sweep)
+        if sweep_problems:  # reported once here, not again by the schema
+            problems.extend(sweep_problems)
+            data.pop("sweep")
     try:
         spec = ScenarioSpec.model_validate(data)
     except ValidationError as exc:
@@ -296,7 +299,8 @@ def apply_overrides(spec: ScenarioSpec, overrides: dict[str, Any]) -> ScenarioSp
 
 def _fmt_override(v: Any) -> str:
     if isinstance(v, float):
-        return f"{v:g}"
+        text = f"{v:g}"
+        return text.replace("e+0", "e").replace("e+", "e").replace("e-0", "e-")
     return str(v)
 
 

@@ -1,0 +1,111 @@
+"""CLI behaviour through subprocess: validate, schema, simulate, version, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT = str(REPO / "scenarios" / "default.yaml")
+
+# (file content, field the single error line must name)
+BAD_INPUTS = [
+    ("system:\n  bandwidth_hz: -5\n", "system.bandwidth_hz"),
+    ("system:\n  bandwidth_hz: ten\n", "system.bandwidth_hz"),
+    ("system:\n  bandwith_hz: 1e7\n", "system.bandwith_hz"),
+    ("devices:\n  p_max_dbm: 55\n", "devices.p_max_dbm"),
+    ("devices:\n  count: 0\n", "devices.count"),
+    ("devices:\n  explicit: []\n", "devices"),
+    ("devices:\n  explicit: [{distance_m: 10, gain_db: -90}]\n", "devices.explicit.0"),
+    ("devices:\n  csv: missing.csv\n", "devices.csv"),
+    ("server:\n  cpu_hz: .nan\n", "server.cpu_hz"),
+    ("server:\n  cpu_hz: 1e300\n", "server.cpu_hz"),
+    ("fhe:\n  ring_degrees: [1000]\n", "fhe.ring_degrees"),
+    ("objective:\n  kind: maximal\n", "objective.kind"),
+    ("schema_version: 2\n", "schema_version"),
+    ("seed: -1\n", "seed"),
+    ("system: [1, 2]\n", "system"),
+    ("system:\n  bandwidth_hz: [1e7\n", "line 3"),
+    ("- just\n- a list\n", "<root>"),
+    ("sweep:\n  system.bandwidth_hz: 5\n", "sweep.system.bandwidth_hz"),
+]
+
+
+@pytest.mark.parametrize(("content", "field"), BAD_INPUTS)
+def test_bad_input_one_line_exit_1(tmp_path: Path, cli, content: str, field: str) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(content)
+    proc = cli("validate", str(f))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert field in lines[0]
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+
+
+def test_debug_shows_traceback(tmp_path: Path, cli) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text("seed: -1\n")
+    proc = cli("--debug", "validate", str(f))
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+
+
+def test_validate_ok_and_sweep_count(cli) -> None:
+    proc = cli("validate", DEFAULT, str(REPO / "scenarios" / "examples" / "sweep_bandwidth.yaml"))
+    assert proc.returncode == 0, proc.stderr
+    assert "default.yaml: ok" in proc.stdout
+    assert "(9 sweep points)" in proc.stdout
+
+
+def test_validate_missing_file(cli) -> None:
+    proc = cli("validate", "nope.yaml")
+    assert proc.returncode == 1
+    assert "file not found: nope.yaml" in proc.stderr
+
+
+def test_schema_is_json_schema(cli) -> None:
+    proc = cli("schema")
+    assert proc.returncode == 0
+    schema = json.loads(proc.stdout)
+    assert schema["type"] == "object"
+    props = schema["properties"]
+    for section in ("system", "devices", "server", "workload", "fhe", "objective", "solver"):
+        assert section in props
+    assert schema["additionalProperties"] is False
+
+
+def test_simulate_table_and_json(cli) -> None:
+    proc = cli("simulate", DEFAULT)
+    assert proc.returncode == 0, proc.stderr
+    rows = [ln for ln in proc.stdout.splitlines() if ln.strip() and ln.split()[0].isdigit()]
+    assert len(rows) == 10
+    js = json.loads(cli("simulate", DEFAULT, "--json", "--seed", "3").stdout)
+    assert js["seed"] == 3
+    assert len(js["devices"]["gain_db"]) == 10
+    js2 = json.loads(cli("simulate", DEFAULT, "--json", "--seed", "3").stdout)
+    assert js == js2
+    js4 = json.loads(cli("simulate", DEFAULT, "--json", "--seed", "4").stdout)
+    assert js4["devices"]["gain_db"] != js["devices"]["gain_db"]
+
+
+def test_version_imports_nothing_heavy() -> None:
+    code = (
+        "import sys; from privtuner.cli import main; main(['--version']);"
+        "heavy = [m for m in ('numpy', 'pydantic', 'cvxpy', 'tenseal', 'torch', 'yaml')"
+        " if m in sys.modules]; print(heavy)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.splitlines() == ["privtuner 0.1.0", "[]"]
+
+
+def test_help_lists_commands(cli) -> None:
+    proc = cli("--help")
+    assert proc.returncode == 0
+    for cmd in ("validate", "schema", "simulate"):
+        assert cmd in proc.stdout
