@@ -1,10 +1,39 @@
 """Fitting profiler records into per-operation cost curves (spec section 3).
 
-Records format (written by the TenSEAL profiler, read here): CSV, one row per (op, parameter
-set), with the columns :data:`RECORD_COLUMNS`.
+Records (written by the TenSEAL profiler in ``privtuner.fhe_profiling``, read here): CSV, one row
+per (op, parameter set), columns :data:`RECORD_COLUMNS`; ``op`` is one of :data:`RECORD_OPS`
+(``value`` is the median; ``project_mac`` is seconds per single ciphertext x plaintext-scalar
+multiply-accumulate, ``rescale`` seconds per output ciphertext, ``ct_bytes_*`` bytes per
+serialized ciphertext, ``precision_bits`` = -log2(max abs error of one encrypted projection)).
+
+Fitting: for each op, every candidate form of :data:`TIME_FORMS` (times and sizes) or
+:data:`PRECISION_FORMS` (precision) is fitted by least squares on relative residuals
+(rows weighted by 1/|y|; power laws by ordinary least squares on log y), scored by
+leave-one-parameter-set-out relative error, and the form with the smallest mean held-out
+relative error wins; forms within 5 % (relative) of that error count as tied and the one with
+fewer coefficients is kept (parsimony), then the smaller error, then table order.
+Deterministic: no randomness, no clock. Each :class:`FittedCurve` keeps its coefficients, R^2,
+held-out errors, valid domain and provenance; a :class:`CostModel` is a set of curves plus
+metadata, stored as JSON.
 """
 
 from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import CostModelError
 
 #: Operation names a records file may contain, with the unit of their ``value``.
 RECORD_OPS: dict[str, str] = {
@@ -40,3 +69,845 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "date",
     "load_avg_1m",
 )
+
+_INT_COLUMNS = ("poly_modulus_degree", "scale_bits", "log2_q", "repeats", "threads")
+_FLOAT_COLUMNS = ("value", "p10", "p90", "cpu_freq_hz", "load_avg_1m")
+
+#: Format version of cost-model JSON files.
+COST_MODEL_FORMAT = 1
+
+# ----------------------------------------------------------------------------- records
+
+
+def params_of_record(rec: Mapping[str, Any]) -> CkksParams:
+    """The :class:`CkksParams` a record was measured with."""
+    return CkksParams(
+        int(rec["poly_modulus_degree"]),
+        tuple(int(b) for b in rec["coeff_mod_bit_sizes"]),
+        int(rec["scale_bits"]),
+    )
+
+
+def _parse_record(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    problems: list[str] = []
+    rec: dict[str, Any] = {k: raw.get(k) for k in RECORD_COLUMNS}
+    op = str(rec["op"] or "")
+    if op not in RECORD_OPS:
+        problems.append(f"op: unknown operation {op!r}; valid: {', '.join(RECORD_OPS)}")
+    for col in _INT_COLUMNS:
+        v = rec[col]
+        try:
+            rec[col] = int(float(v)) if v not in (None, "") else None
+        except (TypeError, ValueError):
+            problems.append(f"{col}: not an integer (got {v!r})")
+    for col in _FLOAT_COLUMNS:
+        v = rec[col]
+        try:
+            rec[col] = float(v) if v not in (None, "") else None
+        except (TypeError, ValueError):
+            problems.append(f"{col}: not a number (got {v!r})")
+    bits = rec["coeff_mod_bit_sizes"]
+    try:
+        if isinstance(bits, str):
+            rec["coeff_mod_bit_sizes"] = tuple(int(b) for b in bits.split("-") if b != "")
+        else:
+            rec["coeff_mod_bit_sizes"] = tuple(int(b) for b in bits or ())
+    except (TypeError, ValueError):
+        problems.append(f"coeff_mod_bit_sizes: expected dash-joined integers (got {bits!r})")
+    for col in ("poly_modulus_degree", "scale_bits", "value"):
+        if rec[col] is None:
+            problems.append(f"{col}: missing")
+    if not problems:
+        if not rec["coeff_mod_bit_sizes"]:
+            problems.append("coeff_mod_bit_sizes: empty")
+        elif rec["log2_q"] is not None and rec["log2_q"] != sum(rec["coeff_mod_bit_sizes"]):
+            problems.append(
+                f"log2_q: {rec['log2_q']} != sum of coeff_mod_bit_sizes "
+                f"{sum(rec['coeff_mod_bit_sizes'])}"
+            )
+        if rec["value"] is not None and not math.isfinite(rec["value"]):
+            problems.append(f"value: not finite (got {rec['value']})")
+    if problems:
+        raise CostModelError(f"{where}: " + "; ".join(problems))
+    rec["log2_q"] = sum(rec["coeff_mod_bit_sizes"])
+    for col in (
+        "set_name",
+        "unit",
+        "cpu_model",
+        "tenseal_version",
+        "numpy_version",
+        "python_version",
+        "date",
+    ):
+        rec[col] = "" if rec[col] is None else str(rec[col])
+    if not rec["unit"]:
+        rec["unit"] = RECORD_OPS[op]
+    return rec
+
+
+def normalize_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Typed copies of ``records`` (ints, floats, chain tuple); raises on malformed rows."""
+    return [_parse_record(r, f"record {i}") for i, r in enumerate(records)]
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Read a records CSV (columns :data:`RECORD_COLUMNS`) into typed dicts.
+
+    Integers for N, scale, log2 Q, repeats, threads; floats for value, p10, p90, frequency,
+    load; ``coeff_mod_bit_sizes`` as a tuple of ints. Raises :class:`CostModelError` naming the
+    file, the row and the column on any problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CostModelError(f"records file not found: {path}")
+    with path.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        missing = [c for c in RECORD_COLUMNS if c not in header]
+        if missing:
+            raise CostModelError(f"{path}: missing record columns: {', '.join(missing)}")
+        rows = [_parse_record(r, f"{path}: row {i + 2}") for i, r in enumerate(reader)]
+    if not rows:
+        raise CostModelError(f"{path}: no records")
+    return rows
+
+
+def _record_strings(rec: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for c in RECORD_COLUMNS:
+        v = rec.get(c)
+        if c == "coeff_mod_bit_sizes":
+            out[c] = "-".join(str(int(b)) for b in v or ())
+        elif v is None:
+            out[c] = ""
+        else:
+            out[c] = repr(v) if isinstance(v, float) else str(v)
+    return out
+
+
+def write_records(records: Iterable[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write records to CSV with the :data:`RECORD_COLUMNS` header (chain dash-joined)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(RECORD_COLUMNS))
+        w.writeheader()
+        for r in records:
+            w.writerow(_record_strings(r))
+    return path
+
+
+def records_sha256(records: Iterable[Mapping[str, Any]]) -> str:
+    """SHA-256 of the canonical form of ``records`` (rows as strings, sorted): order-free."""
+    rows = sorted(json.dumps(_record_strings(r), sort_keys=True) for r in records)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- forms
+
+Variables = Mapping[str, NDArray[np.float64]]
+
+
+@dataclass(frozen=True)
+class CurveForm:
+    """A candidate form y = f(N, log2 Q, L, scale; coefficients).
+
+    ``kind="linear"``: y = features(v) @ coef; ``kind="power"``: log y = features(v) @ beta with
+    coefficient ``c = exp(beta_0)`` and the exponents as stored (y = c * prod v_i^a_i).
+    ``variables``: what it reads (``poly_modulus_degree``, ``log2_q``, ``n_primes``,
+    ``scale_bits``).
+    """
+
+    name: str
+    formula: str
+    coef_names: tuple[str, ...]
+    variables: tuple[str, ...]
+    features: Callable[[Variables], NDArray[np.float64]]
+    kind: str = "linear"
+
+    def design(self, v: Variables) -> NDArray[np.float64]:
+        return np.asarray(self.features(v), dtype=float)
+
+    def predict(self, coef: Sequence[float], v: Variables) -> NDArray[np.float64]:
+        x = self.design(v)
+        beta = np.asarray(coef, dtype=float)
+        if self.kind == "power":
+            beta = np.concatenate([[math.log(beta[0])], beta[1:]])
+            return np.asarray(np.exp(x @ beta), dtype=float)
+        return np.asarray(x @ beta, dtype=float)
+
+
+def _n(v: Variables) -> NDArray[np.float64]:
+    return np.asarray(v["poly_modulus_degree"], dtype=float)
+
+
+def _ones(v: Variables) -> NDArray[np.float64]:
+    return np.ones_like(_n(v))
+
+
+def _stack(*cols: NDArray[np.float64]) -> NDArray[np.float64]:
+    return np.column_stack(cols)
+
+
+TIME_FORMS: tuple[CurveForm, ...] = (
+    CurveForm(
+        "nlogn_l",
+        "a*N*log2(N)*L + c",
+        ("a", "c"),
+        ("poly_modulus_degree", "n_primes"),
+        lambda v: _stack(_n(v) * np.log2(_n(v)) * v["n_primes"], _ones(v)),
+    ),
+    CurveForm(
+        "n_l",
+        "a*N*L + c",
+        ("a", "c"),
+        ("poly_modulus_degree", "n_primes"),
+        lambda v: _stack(_n(v) * v["n_primes"], _ones(v)),
+    ),
+    CurveForm(
+        "n_logq",
+        "a*N*log2Q + c",
+        ("a", "c"),
+        ("poly_modulus_degree", "log2_q"),
+        lambda v: _stack(_n(v) * v["log2_q"], _ones(v)),
+    ),
+    CurveForm(
+        "n_logq_n",
+        "a*N*log2Q + b*N + c",
+        ("a", "b", "c"),
+        ("poly_modulus_degree", "log2_q"),
+        lambda v: _stack(_n(v) * v["log2_q"], _n(v), _ones(v)),
+    ),
+    CurveForm(
+        "power",
+        "c * N^a * log2Q^b",
+        ("c", "a", "b"),
+        ("poly_modulus_degree", "log2_q"),
+        lambda v: _stack(_ones(v), np.log(_n(v)), np.log(np.asarray(v["log2_q"], dtype=float))),
+        kind="power",
+    ),
+)
+"""Candidate forms for times [s] and sizes [bytes] (spec section 3). L = number of primes."""
+
+PRECISION_FORMS: tuple[CurveForm, ...] = (
+    CurveForm(
+        "scale_log2n",
+        "a*scale_bits + b*log2(N) + c",
+        ("a", "b", "c"),
+        ("poly_modulus_degree", "scale_bits"),
+        lambda v: _stack(v["scale_bits"], np.log2(_n(v)), _ones(v)),
+    ),
+    CurveForm(
+        "scale",
+        "a*scale_bits + c",
+        ("a", "c"),
+        ("scale_bits",),
+        lambda v: _stack(v["scale_bits"], _ones(v)),
+    ),
+)
+"""Candidate forms for precision [bits]: CKKS error ~ noise(N) / scale, so
+precision = -log2(err) is about scale_bits - (1/2) log2 N - const (Cheon et al. 2017, sec. 3)."""
+
+FORMS_BY_NAME: dict[str, CurveForm] = {f.name: f for f in (*TIME_FORMS, *PRECISION_FORMS)}
+
+
+def candidate_forms(op: str) -> tuple[CurveForm, ...]:
+    """Candidate forms for ``op``."""
+    return PRECISION_FORMS if op == "precision_bits" else TIME_FORMS
+
+
+def variables_of(params: Sequence[CkksParams]) -> dict[str, NDArray[np.float64]]:
+    """Arrays ``[n]`` of the fit variables of each parameter set."""
+    return {
+        "poly_modulus_degree": np.array([p.poly_modulus_degree for p in params], dtype=float),
+        "log2_q": np.array([p.log2_q for p in params], dtype=float),
+        "n_primes": np.array([len(p.coeff_mod_bit_sizes) for p in params], dtype=float),
+        "scale_bits": np.array([p.scale_bits for p in params], dtype=float),
+    }
+
+
+def _subset(v: Variables, idx: NDArray[np.intp]) -> dict[str, NDArray[np.float64]]:
+    return {k: np.asarray(a)[idx] for k, a in v.items()}
+
+
+def _solve(form: CurveForm, v: Variables, y: NDArray[np.float64]) -> list[float] | None:
+    """Least squares on relative residuals; None if the design is rank-deficient."""
+    x = form.design(v)
+    if x.shape[0] < x.shape[1]:
+        return None
+    if form.kind == "power":
+        if np.any(y <= 0):
+            return None
+        if np.linalg.matrix_rank(x) < x.shape[1]:
+            return None
+        beta, *_ = np.linalg.lstsq(x, np.log(y), rcond=None)
+        return [math.exp(float(beta[0])), *(float(b) for b in beta[1:])]
+    w = 1.0 / np.abs(y)
+    xw = x * w[:, None]
+    if np.linalg.matrix_rank(xw) < x.shape[1]:
+        return None
+    beta, *_ = np.linalg.lstsq(xw, y * w, rcond=None)
+    return [float(b) for b in beta]
+
+
+# ----------------------------------------------------------------------------- curves
+
+_DOMAIN_ALWAYS = ("poly_modulus_degree", "log2_q")
+
+
+@dataclass(frozen=True)
+class FittedCurve:
+    """One fitted per-op cost curve with its fit statistics, valid domain and provenance.
+
+    * ``value = form(N, log2 Q, L, scale; coefficients)`` in ``unit`` (s, bytes or bits);
+    * ``r2``: coefficient of determination of the full fit (original scale);
+    * ``heldout_rel_err``: mean |pred - y| / |y| over leave-one-parameter-set-out fits;
+      ``heldout_max_rel_err`` the largest; ``n_points`` rows, ``n_sets`` parameter sets;
+    * ``domain``: variable -> [min, max] over the records; outside it evaluation raises
+      :class:`CostModelError` unless ``extrapolate=True``;
+    * ``candidates``: held-out error of every candidate form tried (None: not identifiable).
+    """
+
+    op: str
+    unit: str
+    form: str
+    formula: str
+    coefficients: dict[str, float]
+    r2: float
+    heldout_rel_err: float
+    heldout_max_rel_err: float
+    n_points: int
+    n_sets: int
+    domain: dict[str, tuple[float, float]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+    candidates: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def curve_form(self) -> CurveForm:
+        try:
+            return FORMS_BY_NAME[self.form]
+        except KeyError:
+            raise CostModelError(
+                f"curve {self.op}: unknown form {self.form!r}; valid: {', '.join(FORMS_BY_NAME)}"
+            ) from None
+
+    def check_domain(self, v: Variables) -> None:
+        """Raise :class:`CostModelError` if any point lies outside :attr:`domain`."""
+        for var, (lo, hi) in self.domain.items():
+            vals = np.asarray(v[var], dtype=float)
+            bad = vals[(vals < lo - 1e-9) | (vals > hi + 1e-9)]
+            if bad.size:
+                raise CostModelError(
+                    f"cost curve '{self.op}' evaluated outside its valid domain: {var} = "
+                    f"{bad[0]:g} not in [{lo:g}, {hi:g}] (pass extrapolate=True to allow)"
+                )
+
+    def predict(self, v: Variables, extrapolate: bool = False) -> NDArray[np.float64]:
+        """Vectorised evaluation on variable arrays (see :func:`variables_of`)."""
+        if not extrapolate:
+            self.check_domain(v)
+        form = self.curve_form
+        coef = [self.coefficients[k] for k in form.coef_names]
+        return form.predict(coef, v)
+
+    def evaluate(self, params: CkksParams, extrapolate: bool = False) -> float:
+        """The curve's value for one parameter set, in :attr:`unit`."""
+        return float(self.predict(variables_of([params]), extrapolate)[0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "unit": self.unit,
+            "form": self.form,
+            "formula": self.formula,
+            "coefficients": dict(self.coefficients),
+            "r2": _json_float(self.r2),
+            "heldout_rel_err": _json_float(self.heldout_rel_err),
+            "heldout_max_rel_err": _json_float(self.heldout_max_rel_err),
+            "n_points": self.n_points,
+            "n_sets": self.n_sets,
+            "domain": {k: [lo, hi] for k, (lo, hi) in self.domain.items()},
+            "provenance": dict(self.provenance),
+            "candidates": {k: _json_float(e) for k, e in self.candidates.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> FittedCurve:
+        try:
+            curve = cls(
+                op=str(d["op"]),
+                unit=str(d["unit"]),
+                form=str(d["form"]),
+                formula=str(d.get("formula", "")),
+                coefficients={str(k): float(x) for k, x in d["coefficients"].items()},
+                r2=_float_or_nan(d.get("r2")),
+                heldout_rel_err=_float_or_nan(d.get("heldout_rel_err")),
+                heldout_max_rel_err=_float_or_nan(d.get("heldout_max_rel_err")),
+                n_points=int(d.get("n_points", 0)),
+                n_sets=int(d.get("n_sets", 0)),
+                domain={str(k): (float(b[0]), float(b[1])) for k, b in d["domain"].items()},
+                provenance=dict(d.get("provenance", {})),
+                candidates={
+                    str(k): (None if e is None else float(e))
+                    for k, e in d.get("candidates", {}).items()
+                },
+            )
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise CostModelError(f"malformed fitted curve {d.get('op', '?')!r}: {exc!r}") from exc
+        missing = [k for k in curve.curve_form.coef_names if k not in curve.coefficients]
+        if missing:
+            raise CostModelError(f"fitted curve {curve.op!r}: missing coefficients {missing}")
+        return curve
+
+
+def _json_float(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else float(x)
+
+
+def _float_or_nan(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _r2(y: NDArray[np.float64], pred: NDArray[np.float64]) -> float:
+    ss_res = float(np.sum((y - pred) ** 2))
+    ss_tot = float(np.sum((y - np.mean(y)) ** 2))
+    if ss_tot == 0.0:
+        return float("nan")
+    return 1.0 - ss_res / ss_tot
+
+
+def _heldout_errors(
+    form: CurveForm, v: Variables, y: NDArray[np.float64], groups: NDArray[np.intp]
+) -> NDArray[np.float64] | None:
+    """Relative errors of leave-one-group-out predictions; None if some fold is unidentifiable."""
+    errs = np.empty_like(y)
+    for g in np.unique(groups):
+        test = np.flatnonzero(groups == g)
+        train = np.flatnonzero(groups != g)
+        coef = _solve(form, _subset(v, train), y[train])
+        if coef is None:
+            return None
+        pred = form.predict(coef, _subset(v, test))
+        errs[test] = np.abs(pred - y[test]) / np.abs(y[test])
+    return errs
+
+
+#: Relative tolerance on held-out error within which a form with fewer coefficients is preferred.
+SELECTION_REL_TOL = 0.05
+
+
+def fit_curve(
+    op: str,
+    params: Sequence[CkksParams],
+    values: Sequence[float],
+    forms: Sequence[CurveForm] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> FittedCurve:
+    """Fit ``values[i]`` measured at ``params[i]`` with each candidate form; keep the best.
+
+    Selection by mean leave-one-parameter-set-out relative error (rows of the same set are held
+    out together): among the forms within ``SELECTION_REL_TOL`` (5 %, relative) of the smallest
+    error, the one with fewest coefficients, then the smaller error, then order in ``forms``. Raises
+    :class:`CostModelError` if no form is identifiable (e.g. every record at one N).
+    """
+    if op not in RECORD_OPS:
+        raise CostModelError(f"unknown operation {op!r}; valid: {', '.join(RECORD_OPS)}")
+    if len(params) != len(values) or not params:
+        raise CostModelError(
+            f"{op}: need one value per parameter set (got {len(values)} values "
+            f"for {len(params)} sets)"
+        )
+    y = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(y)) or np.any(y == 0):
+        raise CostModelError(f"{op}: values must be finite and non-zero to fit relative errors")
+    forms = tuple(forms) if forms is not None else candidate_forms(op)
+    v = variables_of(params)
+    keys = sorted({p.name for p in params})
+    groups = np.array([keys.index(p.name) for p in params], dtype=np.intp)
+    scored: list[tuple[float, int, int, CurveForm, NDArray[np.float64]]] = []
+    candidates: dict[str, float | None] = {}
+    for order, form in enumerate(forms):
+        if len(keys) < len(form.coef_names) + 1:
+            candidates[form.name] = None
+            continue
+        errs = _heldout_errors(form, v, y, groups)
+        if errs is None or not np.all(np.isfinite(errs)):
+            candidates[form.name] = None
+            continue
+        mean_err = float(np.mean(errs))
+        candidates[form.name] = mean_err
+        scored.append((round(mean_err, 12), len(form.coef_names), order, form, errs))
+    if not scored:
+        raise CostModelError(
+            f"{op}: no candidate form can be fitted and cross-validated from {len(keys)} "
+            f"parameter sets (N values {sorted({p.poly_modulus_degree for p in params})}); "
+            "profile more sets, with at least two ring degrees and two moduli"
+        )
+    # Parsimony: among forms within SELECTION_REL_TOL of the best held-out error, the fewest
+    # coefficients win (nested forms otherwise tie to within noise), then table order.
+    best_err = min(t[0] for t in scored)
+    near = [t for t in scored if t[0] <= best_err * (1.0 + SELECTION_REL_TOL) + 1e-15]
+    near.sort(key=lambda t: (t[1], t[0], t[2]))
+    _, _, _, best, errs = near[0]
+    coef = _solve(best, v, y)
+    if coef is None:  # pragma: no cover - identifiable in every fold implies identifiable
+        raise CostModelError(f"{op}: form {best.name} is not identifiable")
+    pred = best.predict(coef, v)
+    used = sorted(set(_DOMAIN_ALWAYS) | set(best.variables))
+    domain = {k: (float(np.min(v[k])), float(np.max(v[k]))) for k in used}
+    return FittedCurve(
+        op=op,
+        unit=RECORD_OPS[op],
+        form=best.name,
+        formula=best.formula,
+        coefficients=dict(zip(best.coef_names, coef, strict=True)),
+        r2=_r2(y, pred),
+        heldout_rel_err=float(np.mean(errs)),
+        heldout_max_rel_err=float(np.max(errs)),
+        n_points=int(y.size),
+        n_sets=len(keys),
+        domain=domain,
+        provenance=dict(provenance or {}),
+        candidates=candidates,
+    )
+
+
+# ----------------------------------------------------------------------------- model
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """Fitted per-op cost curves + metadata (one JSON file, format :data:`COST_MODEL_FORMAT`).
+
+    * ``curves``: op -> :class:`FittedCurve` (ops of :data:`RECORD_OPS` that were profiled);
+    * ``reference_frequency_hz``: CPU frequency of the profiled machine; cycles = seconds x it;
+    * ``precision_by_set``: measured precision [bits] by :attr:`CkksParams.name` (records);
+    * ``device_clear_s_per_token``: optional device clear-text work [s per token per step]
+      (embeddings, LayerNorm, softmax, LoRA, ...); None means not measured (counted as 0);
+    * ``provenance``: records hash, library versions, CPU, dates, number of records.
+    """
+
+    curves: dict[str, FittedCurve]
+    reference_frequency_hz: float
+    provenance: dict[str, Any] = field(default_factory=dict)
+    precision_by_set: dict[str, float] = field(default_factory=dict)
+    device_clear_s_per_token: float | None = None
+
+    def has(self, op: str) -> bool:
+        return op in self.curves
+
+    def curve(self, op: str) -> FittedCurve:
+        try:
+            return self.curves[op]
+        except KeyError:
+            raise CostModelError(
+                f"cost model has no curve for {op!r}; it has: {', '.join(sorted(self.curves))}"
+            ) from None
+
+    def evaluate(self, op: str, params: CkksParams, extrapolate: bool = False) -> float:
+        """Per-op cost of ``op`` for ``params`` in the curve's unit (s, bytes or bits)."""
+        return self.curve(op).evaluate(params, extrapolate)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": COST_MODEL_FORMAT,
+            "kind": "privtuner.ckks_cost_model",
+            "reference_frequency_hz": self.reference_frequency_hz,
+            "device_clear_s_per_token": self.device_clear_s_per_token,
+            "provenance": dict(self.provenance),
+            "precision_by_set": dict(sorted(self.precision_by_set.items())),
+            "curves": {op: c.to_dict() for op, c in sorted(self.curves.items())},
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], source: str = "cost model") -> CostModel:
+        if not isinstance(d, Mapping):
+            raise CostModelError(f"{source}: expected a JSON object")
+        if d.get("format") != COST_MODEL_FORMAT:
+            raise CostModelError(
+                f"{source}: unsupported cost-model format {d.get('format')!r} "
+                f"(expected {COST_MODEL_FORMAT})"
+            )
+        try:
+            f_ref = float(d["reference_frequency_hz"])
+            curves = {str(op): FittedCurve.from_dict(c) for op, c in d["curves"].items()}
+            clear = d.get("device_clear_s_per_token")
+            model = cls(
+                curves=curves,
+                reference_frequency_hz=f_ref,
+                provenance=dict(d.get("provenance", {})),
+                precision_by_set={
+                    str(k): float(x) for k, x in d.get("precision_by_set", {}).items()
+                },
+                device_clear_s_per_token=None if clear is None else float(clear),
+            )
+        except CostModelError as exc:
+            raise CostModelError(f"{source}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CostModelError(f"{source}: malformed cost model ({exc!r})") from exc
+        if not (math.isfinite(f_ref) and f_ref > 0):
+            raise CostModelError(f"{source}: reference_frequency_hz must be > 0 (got {f_ref})")
+        return model
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "cost model") -> CostModel:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise CostModelError(f"{source}: not valid JSON ({exc})") from exc
+        return cls.from_dict(data, source)
+
+
+#: Where the shipped default model lives (written from a real profiling run, see issue 3).
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "data" / "ckks_default.json"
+
+
+def load_cost_model(source: str | Path = "default") -> CostModel:
+    """Load ``"default"`` (the shipped :data:`DEFAULT_MODEL_PATH`) or a model JSON file path."""
+    if isinstance(source, str) and source == "default":
+        path = DEFAULT_MODEL_PATH
+        if not path.is_file():
+            raise CostModelError(
+                "the shipped default cost model (privtuner/costmodels/data/ckks_default.json) "
+                "does not exist yet: run 'privtuner profile --out DIR' and 'privtuner fit "
+                "DIR/records.csv --out model.json', then set fhe.cost_model to that file"
+            )
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CostModelError(f"cost model file not found: {path}")
+    return CostModel.from_json(path.read_text(), source=str(path))
+
+
+def _provenance(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def uniq(col: str) -> list[str]:
+        return sorted({str(r[col]) for r in recs if r.get(col) not in (None, "")})
+
+    dates = uniq("date")
+    return {
+        "records_sha256": records_sha256(recs),
+        "n_records": len(recs),
+        "cpu_model": uniq("cpu_model"),
+        "threads": uniq("threads"),
+        "tenseal_version": uniq("tenseal_version"),
+        "numpy_version": uniq("numpy_version"),
+        "python_version": uniq("python_version"),
+        "date_first": dates[0] if dates else "",
+        "date_last": dates[-1] if dates else "",
+    }
+
+
+def fit_records(
+    records: Iterable[Mapping[str, Any]] | str | Path,
+    reference_frequency_hz: float | None = None,
+    device_clear_s_per_token: float | None = None,
+) -> CostModel:
+    """Fit every op present in ``records`` (list of dicts or a CSV path) into a :class:`CostModel`.
+
+    The reference frequency is ``reference_frequency_hz`` if given, else the median
+    ``cpu_freq_hz`` of the records; the records must come from one CPU model. Deterministic:
+    same records, same model (the JSON holds no wall-clock time of fitting).
+    """
+    recs = read_records(records) if isinstance(records, str | Path) else normalize_records(records)
+    if not recs:
+        raise CostModelError("no records to fit")
+    cpus = {r["cpu_model"] for r in recs}
+    if len(cpus) > 1:
+        raise CostModelError(
+            f"records come from several CPU models {sorted(cpus)}; fit one machine at a time"
+        )
+    if reference_frequency_hz is None:
+        freqs = [r["cpu_freq_hz"] for r in recs if r["cpu_freq_hz"] and r["cpu_freq_hz"] > 0]
+        if not freqs:
+            raise CostModelError(
+                "records carry no cpu_freq_hz; give the reference frequency explicitly "
+                "(fit --reference-frequency-hz)"
+            )
+        reference_frequency_hz = float(statistics.median(freqs))
+    if not (math.isfinite(reference_frequency_hz) and reference_frequency_hz > 0):
+        raise CostModelError(f"reference frequency must be > 0 Hz (got {reference_frequency_hz})")
+    curves: dict[str, FittedCurve] = {}
+    for op in RECORD_OPS:
+        rows = [r for r in recs if r["op"] == op]
+        if not rows:
+            continue
+        prov = _provenance(rows)
+        prov["reference_frequency_hz"] = reference_frequency_hz
+        curves[op] = fit_curve(
+            op, [params_of_record(r) for r in rows], [r["value"] for r in rows], provenance=prov
+        )
+    precision: dict[str, list[float]] = {}
+    for r in recs:
+        if r["op"] == "precision_bits":
+            precision.setdefault(params_of_record(r).name, []).append(float(r["value"]))
+    provenance = _provenance(recs)
+    provenance["reference_frequency_hz"] = reference_frequency_hz
+    return CostModel(
+        curves=curves,
+        reference_frequency_hz=reference_frequency_hz,
+        provenance=provenance,
+        precision_by_set={k: float(statistics.median(v)) for k, v in precision.items()},
+        device_clear_s_per_token=device_clear_s_per_token,
+    )
+
+
+# ----------------------------------------------------------------------------- synthetic
+
+#: Ground truth of :func:`synthetic_records` (op -> (form name, coefficients)). Made-up
+#: magnitudes of the right order for a laptop CPU; for tests only, never a shipped model.
+SYNTHETIC_TRUTH: dict[str, tuple[str, dict[str, float]]] = {
+    "keygen": ("nlogn_l", {"a": 4.0e-8, "c": 2.0e-3}),
+    "encrypt": ("nlogn_l", {"a": 2.0e-9, "c": 1.0e-4}),
+    "decrypt": ("nlogn_l", {"a": 5.0e-10, "c": 2.0e-5}),
+    "project_mac": ("power", {"c": 3.0e-10, "a": 1.05, "b": 0.4}),
+    "rescale": ("nlogn_l", {"a": 1.0e-9, "c": 1.0e-5}),
+    "ct_bytes_fresh": ("n_logq", {"a": 0.17, "c": 120.0}),
+    "ct_bytes_product": ("n_logq_n", {"a": 0.08, "b": 1.5, "c": 110.0}),
+    "precision_bits": ("scale_log2n", {"a": 1.0, "b": -0.5, "c": -3.0}),
+}
+
+
+def synthetic_records(
+    params: Sequence[CkksParams],
+    seed: int | np.random.Generator,
+    noise_rel: float = 0.02,
+    noise_bits: float = 0.1,
+    truth: Mapping[str, tuple[str, Mapping[str, float]]] | None = None,
+    reference_frequency_hz: float = 3.0e9,
+) -> list[dict[str, Any]]:
+    """Seeded synthetic records from known curves (``truth``, default :data:`SYNTHETIC_TRUTH`).
+
+    value = truth(params) x (1 + noise_rel z) for times and sizes, truth + noise_bits z for
+    precision, z ~ N(0, 1). ``cpu_model`` is ``"synthetic"`` so a model fitted from them is
+    recognisable. For tests and examples only.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    truth = SYNTHETIC_TRUTH if truth is None else truth
+    v = variables_of(params)
+    out: list[dict[str, Any]] = []
+    for op, (form_name, coefs) in truth.items():
+        form = FORMS_BY_NAME[form_name]
+        y = form.predict([coefs[k] for k in form.coef_names], v)
+        z = rng.standard_normal(len(params))
+        if op == "precision_bits":
+            vals = y + noise_bits * z
+            lo, hi = vals - noise_bits, vals + noise_bits
+        else:
+            vals = y * (1.0 + noise_rel * z)
+            lo, hi = vals * (1.0 - noise_rel), vals * (1.0 + noise_rel)
+        for i, p in enumerate(params):
+            out.append(
+                {
+                    "op": op,
+                    "set_name": p.name,
+                    "poly_modulus_degree": p.poly_modulus_degree,
+                    "coeff_mod_bit_sizes": p.coeff_mod_bit_sizes,
+                    "scale_bits": p.scale_bits,
+                    "log2_q": p.log2_q,
+                    "value": float(vals[i]),
+                    "unit": RECORD_OPS[op],
+                    "p10": float(lo[i]),
+                    "p90": float(hi[i]),
+                    "repeats": 5,
+                    "cpu_model": "synthetic",
+                    "cpu_freq_hz": reference_frequency_hz,
+                    "threads": 1,
+                    "tenseal_version": "synthetic",
+                    "numpy_version": np.__version__,
+                    "python_version": "synthetic",
+                    "date": "2000-01-01T00:00:00",
+                    "load_avg_1m": 0.0,
+                }
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------- plots
+
+_AXIS_LABELS = {
+    "s": "time per operation [s]",
+    "bytes": "serialized ciphertext size [bytes]",
+    "bits": "precision [bits]",
+}
+
+
+def fit_figure(curve: FittedCurve, records: Sequence[Mapping[str, Any]]) -> Any:
+    """A matplotlib Figure of ``curve`` over its measured ``records`` (same op).
+
+    Left: measured medians (p10-p90 bars) against N, and the curve over N in its domain, one
+    colour per (log2 Q, L, scale) chain. Right: fitted vs measured with the y = x line. Pure:
+    no files, no pyplot state (``matplotlib.figure.Figure``; save with ``fig.savefig``).
+    """
+    from matplotlib.figure import Figure  # imported lazily: plotting is optional
+
+    recs = normalize_records(records)
+    recs = [r for r in recs if r["op"] == curve.op]
+    if not recs:
+        raise CostModelError(f"no records of op {curve.op!r} to plot")
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    params = [params_of_record(r) for r in recs]
+    y = np.array([r["value"] for r in recs], dtype=float)
+    chains = sorted({(p.log2_q, len(p.coeff_mod_bit_sizes), p.scale_bits) for p in params})
+    n_lo, n_hi = curve.domain["poly_modulus_degree"]
+    n_grid = np.geomspace(n_lo, n_hi, 60)
+    colours = [f"C{i % 10}" for i in range(len(chains))]
+    for (lq, npr, sb), colour in zip(chains, colours, strict=True):
+        idx = [
+            i
+            for i, p in enumerate(params)
+            if (p.log2_q, len(p.coeff_mod_bit_sizes), p.scale_bits) == (lq, npr, sb)
+        ]
+        xs = np.array([params[i].poly_modulus_degree for i in idx], dtype=float)
+        ys = y[idx]
+        lo = np.array(
+            [recs[i]["p10"] if recs[i]["p10"] is not None else ys[k] for k, i in enumerate(idx)],
+            dtype=float,
+        )
+        hi = np.array(
+            [recs[i]["p90"] if recs[i]["p90"] is not None else ys[k] for k, i in enumerate(idx)],
+            dtype=float,
+        )
+        yerr = np.vstack([np.clip(ys - lo, 0, None), np.clip(hi - ys, 0, None)])
+        label = f"log2Q={lq}, L={npr}, scale={sb}"
+        ax.errorbar(xs, ys, yerr=yerr, fmt="o", color=colour, label=label, capsize=2)
+        v = {
+            "poly_modulus_degree": n_grid,
+            "log2_q": np.full_like(n_grid, lq),
+            "n_primes": np.full_like(n_grid, npr),
+            "scale_bits": np.full_like(n_grid, sb),
+        }
+        ax.plot(n_grid, curve.predict(v, extrapolate=True), "-", color=colour, lw=1)
+    ax.set_xscale("log", base=2)
+    if curve.unit != "bits":
+        ax.set_yscale("log")
+    ax.set_xlabel("ring degree N")
+    ax.set_ylabel(f"{curve.op}: {_AXIS_LABELS.get(curve.unit, curve.unit)}")
+    ax.set_title(f"{curve.op}: {curve.formula}")
+    ax.legend(fontsize=7)
+    pred = curve.predict(variables_of(params), extrapolate=True)
+    ax2.plot(y, pred, "o", ms=4)
+    lims = [float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))]
+    ax2.plot(lims, lims, "k--", lw=1, label="y = x")
+    if curve.unit != "bits":
+        ax2.set_xscale("log")
+        ax2.set_yscale("log")
+    unit = curve.unit
+    ax2.set_xlabel(f"measured [{unit}]")
+    ax2.set_ylabel(f"fitted [{unit}]")
+    ax2.set_title(
+        f"R^2 = {curve.r2:.4f}, held-out error mean {100 * curve.heldout_rel_err:.1f}% "
+        f"(max {100 * curve.heldout_max_rel_err:.1f}%)",
+        fontsize=9,
+    )
+    ax2.legend(fontsize=8)
+    return fig

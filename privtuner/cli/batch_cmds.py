@@ -1,0 +1,158 @@
+"""Commands for many scenarios and figures: batch, plot, reproduce."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _csv_list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers (got {text!r})"
+        ) from None
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="solve every scenario (and sweep point) of files/folders; one row per "
+        "(scenario, seed, method); resumable",
+    )
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR")
+    p.add_argument(
+        "--out", required=True, metavar="RESULTS", help="results table (.parquet or .csv)"
+    )
+    p.add_argument(
+        "--methods",
+        type=_csv_list,
+        default=None,
+        help="comma-separated methods for every scenario (default: each scenario's solver.method)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=_int_list,
+        default=None,
+        help="comma-separated seeds for every scenario point (default: each point's seed)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in-process)")
+    p.add_argument("--executor", choices=("local", "dask"), default="local")
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="dask scheduler address (default with --executor dask: a LocalCluster on loopback)",
+    )
+    p.add_argument("--chunk-size", type=int, default=None, help="tasks per chunk (default: auto)")
+    p.add_argument("--retry-errors", action="store_true", help="rerun rows with status 'error'")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_batch)
+
+    p = sub.add_parser("plot", help="figures (PNG and PDF) from a results table or result JSON")
+    p.add_argument("results", metavar="RESULTS", help=".parquet/.csv batch table or solve JSON")
+    p.add_argument(
+        "--kind",
+        required=True,
+        choices=("tradeoff", "scaling", "convergence", "bounds", "allocation"),
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--methods", type=_csv_list, default=None, help="only these methods")
+    p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "reproduce",
+        help="run the bundled sweep set (scenarios/reproduce) and write every figure + CSV",
+    )
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--quick", action="store_true", help="small version (tests, < 1 min)")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="worker processes (default: min(2, CPUs))",
+    )
+    p.add_argument("--scenarios", default=None, metavar="DIR", help="another sweep folder")
+    p.add_argument("--methods", type=_csv_list, default=None, help="override the method list")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from privtuner.batch import run_batch
+
+    summary = run_batch(
+        args.paths,
+        args.out,
+        methods=args.methods,
+        seeds=args.seeds,
+        jobs=args.jobs,
+        executor=args.executor,
+        scheduler=args.scheduler,
+        chunk_size=args.chunk_size,
+        progress=not args.no_progress,
+        retry_errors=args.retry_errors,
+    )
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return 0
+    counts = ", ".join(f"{k or 'none'} {v}" for k, v in sorted(summary.status_counts.items()))
+    print(
+        f"{summary.out}: {summary.n_tasks} rows ({summary.n_run} run, {summary.n_skipped} "
+        f"already done) in {summary.wall_s:.2f} s"
+        + (f" ({summary.tasks_per_s:.1f} tasks/s)" if summary.n_run else "")
+        + f"; status: {counts}"
+    )
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from privtuner.batch import read_table
+    from privtuner.errors import PrivtunerError
+    from privtuner.plotting import figures_from_results, result_to_rows, save_figure
+
+    path = Path(args.results)
+    if path.suffix.lower() == ".json":
+        if not path.is_file():
+            raise PrivtunerError(f"{path}: results file not found")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PrivtunerError(f"{path}: cannot read result JSON: {exc}") from None
+        rows = result_to_rows(data)
+    else:
+        rows = read_table(path)
+    figs = figures_from_results(rows, args.kind, methods=args.methods)
+    for stem, fig in figs.items():
+        for p in save_figure(fig, args.out, stem):
+            print(p)
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from privtuner.studies import reproduce
+
+    info = reproduce(
+        args.out,
+        quick=args.quick,
+        jobs=args.jobs,
+        scenarios_dir=args.scenarios,
+        methods=args.methods,
+        progress=not args.no_progress,
+    )
+    b = info["batch"]
+    print(
+        f"{args.out}: {b['n_tasks']} rows ({b['n_run']} run), {len(info['figures'])} files "
+        f"in {info['wall_s']:.1f} s; status: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(b["status_counts"].items()))
+    )
+    return 0

@@ -1,0 +1,92 @@
+"""``profile-lora``: real encrypted BERT-Tiny LoRA training steps per catalogue set.
+
+Needs the ``fhe`` extra; the heavy imports happen inside the command function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "profile-lora",
+        help="time encrypted BERT-Tiny LoRA training steps (split CKKS protocol) per set",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument(
+        "--tokens", type=int, default=None, metavar="T",
+        help="tokens per step (default 512; 64 with --quick)",
+    )
+    p.add_argument(
+        "--seq-len", type=int, default=None, metavar="S",
+        help="tokens per sequence (default 64; 32 with --quick); batch = tokens / seq-len",
+    )
+    p.add_argument(
+        "--sets", nargs="+", default=None, metavar="NAME",
+        help="catalogue set names (default: all; the N=8192 default set with --quick)",
+    )
+    p.add_argument("--quick", action="store_true", help="small batch, default set only")
+    p.add_argument("--seed", type=int, default=0, help="seed of the model init and the batch")
+    p.add_argument("--config", default=None, metavar="CONFIG.json", help="BERT config.json")
+    p.add_argument("--weights", default=None, metavar="DIR", help="local HF BERT weights folder")
+    p.add_argument("--vocab", default=None, metavar="VOCAB.txt", help="WordPiece vocab file")
+    p.add_argument("--data", default=None, metavar="TSV", help="SST-2 style train.tsv")
+    p.add_argument(
+        "--in-process", action="store_true",
+        help="run the server in this process (no per-party memory split)",
+    )
+    p.add_argument(
+        "--cost-model", default=None, metavar="MODEL.json|default",
+        help="also compare the fitted cost model with the measurements",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_profile_lora)
+
+
+def cmd_profile_lora(args: argparse.Namespace) -> int:
+    from privtuner.fhe_profiling import lora_profile as lp
+
+    tokens = args.tokens if args.tokens is not None else (64 if args.quick else 512)
+    seq_len = args.seq_len if args.seq_len is not None else (32 if args.quick else 64)
+    sets = lp.select_sets(args.sets, quick=args.quick)
+    records = lp.profile_lora(
+        sets,
+        tokens=tokens,
+        seq_len=seq_len,
+        seed=args.seed,
+        config_path=args.config,
+        weights_dir=args.weights,
+        vocab_path=args.vocab,
+        tsv_path=args.data,
+        separate_process=not args.in_process,
+        progress=not args.no_progress,
+    )
+    paths = lp.write_records(records, args.out)
+    summary: dict[str, Any] = {"records": {k: str(v) for k, v in paths.items()}, "sets": []}
+    for r in records:
+        summary["sets"].append({
+            k: r[k] for k in (
+                "set_name", "total_s", "encrypt_s", "decrypt_s", "server_s", "device_clear_s",
+                "bytes_up", "bytes_down", "logits_max_abs_err", "max_rel_err",
+                "device_peak_rss_bytes", "server_peak_rss_bytes",
+            )
+        })
+    if args.cost_model is not None:
+        import csv
+        from pathlib import Path
+
+        from privtuner.costmodels.fitting import load_cost_model
+
+        rows = lp.compare_with_cost_model(records, load_cost_model(args.cost_model))
+        cmp_path = Path(args.out) / "cost_model_comparison.csv"
+        with cmp_path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        summary["cost_model_comparison"] = str(cmp_path)
+        summary["cost_model_max_abs_rel_err"] = max(abs(r["rel_err"]) for r in rows)
+    print(json.dumps(summary, indent=2))
+    return 0

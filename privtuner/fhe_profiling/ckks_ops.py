@@ -1,0 +1,957 @@
+"""Real CKKS operations (Microsoft SEAL through ``tenseal.sealapi``) for the split protocol.
+
+Parties (spec section 1): the device holds a :class:`CkksKeys` (secret key); the server holds a
+:class:`PublicCkks` built from :meth:`CkksKeys.public_bytes` (encryption parameters and public
+key, never the secret key, no Galois keys). Ciphertexts travel as SEAL's own serialization
+(:class:`SealCiphertext` wraps those exact bytes), so every byte count is what SEAL ships.
+
+Column (feature-major) packing, spec section 1
+-----------------------------------------------
+An activation matrix ``X [T, d]`` is cut into ``ceil(T / (N/2))`` token blocks of ``N/2`` rows.
+In block ``b``, ciphertext ``j`` holds feature ``j`` of tokens ``b*N/2 .. (b+1)*N/2 - 1`` in
+its slots (zero-padded). A dense projection ``Y = X W + b`` (``W [d_in, d_out]``) is then, per
+block, ``d_out`` linear combinations of the ``d_in`` input ciphertexts with plaintext scalars:
+
+    ct(Y_j) = sum_i W_ij * ct(X_i) + b_j,      j = 0 .. d_out - 1,
+
+with no rotation and no ciphertext x ciphertext product (depth one, one rescale per output).
+
+The kernel: an exact modular matrix product
+-------------------------------------------
+A fresh CKKS ciphertext is a pair of polynomials ``(c0, c1)`` kept by SEAL in RNS and NTT form:
+for each prime ``q_k`` of the current level, ``N`` residues per polynomial. SEAL encodes a real
+constant ``c`` at scale ``D`` as the constant polynomial ``round(c D)`` (rounded half away from
+zero), whose NTT is the same residue ``round(c D) mod q_k`` at every point; so
+``Evaluator.multiply_plain`` by an encoded constant multiplies every residue by that number
+(Cheon, Kim, Kim, Song, "Homomorphic encryption for arithmetic of approximate numbers",
+ASIACRYPT 2017; SEAL 4 ``CKKSEncoder::encode(double)``). Hence, with
+``W'_ij = round(W_ij * 2^scale_bits)``, all ``d_in * d_out`` multiply-accumulates of one
+block are the modular matrix product, independently for every prime ``q_k``:
+
+    Y[j, p, k, :] = sum_i (W'_ij mod q_k) * X[i, p, k, :]   (mod q_k),   p in {c0, c1},
+
+which this module evaluates with float64 BLAS, exactly: residues are centred to
+``(-q/2, q/2]`` and cut into ``n_x`` limbs of ``b_x`` bits (``X = sum_a 2^(a b_x) X_a``); the
+shifts are folded into the weights (``W^(a) = W' 2^(a b_x) mod q``), which are cut into
+``n_w`` limbs of ``b_w`` bits, so ``Y = sum_c 2^(c b_w) S_c`` with
+``S_c = sum_a W^(a)_c X_a`` one real matrix product whose every partial sum is an integer of
+magnitude ``<= n_x d_in 2^(b_x + b_w) <= 2^53`` (exact in float64, whatever the summation
+order). ``S_c`` is reduced mod ``q`` and the limbs recombined by Horner's rule; a modular
+product by ``2^e`` (``e <= 48``) uses a float64 quotient estimate, exact to +-1, corrected in
+int64. The result is bit-for-bit what SEAL's ``multiply_plain`` + ``add_inplace`` produce
+(a test checks this), at BLAS speed. The product ciphertext has scale ``D_x * 2^scale_bits``;
+the bias ``b_j`` is added as the constant ``round(b_j D_x 2^scale_bits) mod q_k`` on ``c0``
+(exactly SEAL's ``add_plain`` of an encoded constant at that scale); finally SEAL's
+``Evaluator.rescale_to_next_inplace`` divides by the last prime of the level.
+
+Device-side encryption is SEAL's symmetric (secret-key) encryption by default: its serialized
+form replaces ``c1`` by the PRNG seed that generates it, halving the upload (SEAL 3.6+). The
+server expands the seed when it loads the ciphertext. ``seeded=False`` uses public-key
+encryption (full-size ciphertexts).
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import itertools
+import json
+import math
+import os
+import shutil
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import ParameterError, PrivtunerError, require
+
+__all__ = [
+    "CkksInputError",
+    "CkksKeys",
+    "EncryptedColumns",
+    "PublicCkks",
+    "RawCiphertext",
+    "SealCiphertext",
+    "decrypt_columns",
+    "deserialize_columns",
+    "encrypt_columns",
+    "load_public_context",
+    "make_context",
+    "naive_project",
+    "project",
+    "serialize_columns",
+]
+
+# SEAL serialization constants (seal/serialization.h): magic 0xA15E, 16-byte header.
+_SEAL_MAGIC = 0xA15E
+_SEAL_HEADER = struct.Struct("<HBBBBHQ")  # magic, header size, major, minor, compr, reserved, size
+_CT_MEMBERS = struct.Struct("<4QBQQQdQ")  # parms_id, is_ntt, size, N, L, scale, correction
+_COMPR_NONE, _COMPR_ZLIB, _COMPR_ZSTD = 0, 1, 2
+#: Largest shift of one float-assisted modular doubling step (see :func:`_mulpow2_mod`).
+_MAX_POW2_STEP = 48
+#: Column chunk of the kernel: keeps the limb matrix of one chunk near 32 MiB.
+_KERNEL_CHUNK_BYTES = 32 * 2**20
+
+_PUBLIC_MAGIC = b"PTCKKSPUB1\n"
+_COLUMNS_MAGIC = b"PTCOLS1\n"
+
+
+class CkksInputError(PrivtunerError, ValueError):
+    """A bad argument to a CKKS operation (shape, dtype, non-finite value, wrong party)."""
+
+
+# --------------------------------------------------------------------------- SEAL plumbing
+def _sealapi() -> Any:
+    return require("tenseal.sealapi", purpose="CKKS operations")
+
+
+class _Scratch:
+    """Per-process scratch files: ``sealapi`` objects save and load only through file paths.
+
+    Files live in ``/dev/shm`` (RAM) when available; one file per thread, rewritten per call.
+    """
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._ids = itertools.count()
+
+    def path(self) -> str:
+        p = getattr(self._local, "path", None)
+        if p is not None and self._dir is not None and os.path.isdir(self._dir):
+            return str(p)
+        with self._lock:
+            if self._dir is None or not os.path.isdir(self._dir):
+                base = (
+                    "/dev/shm"
+                    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
+                    else None
+                )
+                self._dir = tempfile.mkdtemp(prefix="privtuner-seal-", dir=base)
+                atexit.register(shutil.rmtree, self._dir, True)
+            p = os.path.join(self._dir, f"{os.getpid()}-{next(self._ids)}.bin")
+        self._local.path = p
+        return p
+
+
+_SCRATCH = _Scratch()
+
+
+def _save_bytes(obj: Any) -> bytes:
+    """SEAL's serialization of ``obj`` (default compression), as bytes."""
+    path = _SCRATCH.path()
+    obj.save(path)
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def _load_from_bytes(obj: Any, context: Any, blob: bytes) -> Any:
+    """``obj.load(context, blob)`` through a scratch file; SEAL validates the data."""
+    path = _SCRATCH.path()
+    with open(path, "wb") as fh:
+        fh.write(blob)
+    try:
+        if context is None:
+            obj.load(path)
+        else:
+            obj.load(context, path)
+    except (ValueError, RuntimeError) as exc:
+        raise CkksInputError(f"SEAL rejected serialized {type(obj).__name__}: {exc}") from exc
+    return obj
+
+
+class _Zstd:
+    """Zstandard decompression through the copy SEAL links into TenSEAL's extension (ctypes)."""
+
+    def __init__(self) -> None:
+        self._lib: Any = None
+
+    def _load(self) -> Any:
+        if self._lib is None:
+            mod: Any = require("_sealapi_cpp", purpose="reading SEAL ciphertexts")
+            lib = ctypes.CDLL(str(mod.__file__))
+            try:
+                lib.ZSTD_getFrameContentSize.restype = ctypes.c_ulonglong
+                lib.ZSTD_getFrameContentSize.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+                lib.ZSTD_decompress.restype = ctypes.c_size_t
+                lib.ZSTD_decompress.argtypes = [
+                    ctypes.c_void_p,
+                    ctypes.c_size_t,
+                    ctypes.c_char_p,
+                    ctypes.c_size_t,
+                ]
+                lib.ZSTD_isError.restype = ctypes.c_uint
+                lib.ZSTD_isError.argtypes = [ctypes.c_size_t]
+            except AttributeError as exc:  # pragma: no cover - depends on the TenSEAL build
+                raise PrivtunerError(
+                    "this TenSEAL build does not export zstd; cannot read SEAL ciphertext bytes"
+                ) from exc
+            self._lib = lib
+        return self._lib
+
+    def decompress(self, data: bytes) -> bytes:
+        lib = self._load()
+        n = int(lib.ZSTD_getFrameContentSize(data, len(data)))
+        if n >= 2**63:  # ZSTD_CONTENTSIZE_UNKNOWN / ERROR
+            raise CkksInputError("corrupt ciphertext: zstd frame without a content size")
+        out = ctypes.create_string_buffer(n)
+        got = lib.ZSTD_decompress(out, n, data, len(data))
+        if lib.ZSTD_isError(got) or got != n:
+            raise CkksInputError("corrupt ciphertext: zstd decompression failed")
+        return out.raw
+
+
+_ZSTD = _Zstd()
+
+
+def _unwrap_seal(blob: bytes) -> tuple[bytes, tuple[int, ...]]:
+    """Strip SEAL's outer header and decompress: (members bytes, header fields)."""
+    if len(blob) < _SEAL_HEADER.size:
+        raise CkksInputError(f"not a SEAL object: {len(blob)} bytes")
+    hdr = _SEAL_HEADER.unpack_from(blob)
+    magic, hsize, _maj, _min, compr, _res, size = hdr
+    if magic != _SEAL_MAGIC or hsize != _SEAL_HEADER.size or size != len(blob):
+        raise CkksInputError("not a SEAL object: bad header (magic, header size or length)")
+    body = blob[hsize:]
+    if compr == _COMPR_NONE:
+        return body, hdr
+    if compr == _COMPR_ZSTD:
+        return _ZSTD.decompress(body), hdr
+    if compr == _COMPR_ZLIB:
+        return zlib.decompress(body), hdr
+    raise CkksInputError(f"SEAL object with unknown compression mode {compr}")
+
+
+@dataclass(frozen=True, eq=False)
+class RawCiphertext:
+    """A SEAL ciphertext's fields and its RNS/NTT residues ``data [size, L, N]`` (uint64)."""
+
+    parms_id: tuple[int, int, int, int]
+    is_ntt_form: bool
+    scale: float
+    correction_factor: int
+    data: NDArray[np.uint64]
+    header_version: tuple[int, int] = (4, 1)
+
+    @property
+    def size(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def n_primes(self) -> int:
+        return int(self.data.shape[1])
+
+    @property
+    def poly_modulus_degree(self) -> int:
+        return int(self.data.shape[2])
+
+    @staticmethod
+    def parse(blob: bytes) -> RawCiphertext | None:
+        """Parse SEAL's ``Ciphertext::save`` bytes; ``None`` for a seeded (compact) ciphertext."""
+        members, hdr = _unwrap_seal(blob)
+        if len(members) < _CT_MEMBERS.size + _SEAL_HEADER.size + 8:
+            raise CkksInputError("corrupt ciphertext: too short")
+        p0, p1, p2, p3, ntt, size, n, n_primes, scale, corr = _CT_MEMBERS.unpack_from(members)
+        off = _CT_MEMBERS.size
+        inner = _SEAL_HEADER.unpack_from(members, off)
+        if inner[0] != _SEAL_MAGIC or inner[4] != _COMPR_NONE:
+            raise CkksInputError("corrupt ciphertext: bad inner data header")
+        off += _SEAL_HEADER.size
+        (count,) = struct.unpack_from("<Q", members, off)
+        off += 8
+        full = size * n * n_primes
+        if count != full:
+            if size == 2 and count == n * n_primes:
+                return None  # seeded: c1 is a PRNG seed, SEAL must expand it
+            raise CkksInputError(f"corrupt ciphertext: {count} residues, expected {full}")
+        if len(members) < off + 8 * full:
+            raise CkksInputError("corrupt ciphertext: truncated residue data")
+        data = np.frombuffer(members, dtype="<u8", count=full, offset=off).astype(np.uint64)
+        return RawCiphertext(
+            parms_id=(p0, p1, p2, p3),
+            is_ntt_form=bool(ntt),
+            scale=float(scale),
+            correction_factor=int(corr),
+            data=data.reshape(size, n_primes, n),
+            header_version=(int(hdr[2]), int(hdr[3])),
+        )
+
+    def to_bytes(self) -> bytes:
+        """SEAL ``Ciphertext::save`` bytes, uncompressed (``SEALContext`` loads validate them)."""
+        size, n_primes, n = self.data.shape
+        maj, mnr = self.header_version
+        payload = np.ascontiguousarray(self.data, dtype="<u8").tobytes()
+        inner_len = _SEAL_HEADER.size + 8 + len(payload)
+        members = b"".join(
+            (
+                _CT_MEMBERS.pack(
+                    *self.parms_id,
+                    int(self.is_ntt_form),
+                    size,
+                    n,
+                    n_primes,
+                    self.scale,
+                    self.correction_factor,
+                ),
+                _SEAL_HEADER.pack(_SEAL_MAGIC, _SEAL_HEADER.size, maj, mnr, 0, 0, inner_len),
+                struct.pack("<Q", size * n_primes * n),
+                payload,
+            )
+        )
+        total = _SEAL_HEADER.size + len(members)
+        return _SEAL_HEADER.pack(_SEAL_MAGIC, _SEAL_HEADER.size, maj, mnr, 0, 0, total) + members
+
+
+class SealCiphertext:
+    """One CKKS ciphertext as SEAL's own serialized bytes (what crosses the network).
+
+    ``nbytes`` is the wire size; :meth:`raw` parses (and caches) the residues for the kernel.
+    """
+
+    __slots__ = ("_raw", "blob")
+
+    def __init__(self, blob: bytes) -> None:
+        self.blob = bytes(blob)
+        self._raw: RawCiphertext | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.blob)
+
+    def raw(self, session: _Session) -> RawCiphertext:
+        """The residues; a seeded ciphertext is expanded by SEAL (load + save) first."""
+        if self._raw is None:
+            parsed = RawCiphertext.parse(self.blob)
+            if parsed is None:
+                ct = session.load_ciphertext(self)
+                parsed = RawCiphertext.parse(_save_bytes(ct))
+                if parsed is None:  # pragma: no cover - SEAL never saves a loaded ct seeded
+                    raise CkksInputError("SEAL did not expand a seeded ciphertext")
+            self._raw = parsed
+        return self._raw
+
+    def __repr__(self) -> str:
+        return f"SealCiphertext({self.nbytes} bytes)"
+
+
+# --------------------------------------------------------------------------- contexts
+def _seal_context(parms: Any, params: CkksParams) -> Any:
+    seal = _sealapi()
+    ctx = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+    if not ctx.parameters_set():
+        raise ParameterError(
+            f"{params.name}: SEAL rejects the parameters at 128-bit security "
+            f"({ctx.parameters_error_name()}: {ctx.parameters_error_message()})"
+        )
+    return ctx
+
+
+def _encryption_parameters(params: CkksParams) -> Any:
+    seal = _sealapi()
+    n = int(params.poly_modulus_degree)
+    if n <= 0 or n & (n - 1):
+        raise ParameterError(f"poly_modulus_degree must be a power of two (got {n})")
+    parms = seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS)
+    parms.set_poly_modulus_degree(n)
+    try:
+        parms.set_coeff_modulus(seal.CoeffModulus.Create(n, list(params.coeff_mod_bit_sizes)))
+    except (ValueError, RuntimeError) as exc:
+        raise ParameterError(
+            f"{params.name}: SEAL cannot build coefficient modulus "
+            f"{list(params.coeff_mod_bit_sizes)} for N={n}: {exc}"
+        ) from exc
+    return parms
+
+
+class _Session:
+    """SEAL context, encoder and evaluator shared by both parties (no key material)."""
+
+    params: CkksParams
+
+    def __init__(self, params: CkksParams, context: Any) -> None:
+        seal = _sealapi()
+        self.params = params
+        self.context = context
+        self.encoder = seal.CKKSEncoder(context)
+        self.evaluator = seal.Evaluator(context)
+        self._moduli: dict[tuple[int, ...], tuple[int, ...]] = {}
+
+    @property
+    def scale(self) -> float:
+        """The encoding scale D = 2^scale_bits (inputs and the weight constants)."""
+        return float(2.0**self.params.scale_bits)
+
+    @property
+    def slots(self) -> int:
+        return int(self.encoder.slot_count())
+
+    def moduli(self, parms_id: Sequence[int]) -> tuple[int, ...]:
+        """Primes q_0 .. q_{L-1} of the level ``parms_id`` (raises if unknown to the context)."""
+        key = tuple(int(v) for v in parms_id)
+        if key not in self._moduli:
+            cd = self.context.get_context_data(list(key))
+            if cd is None:
+                raise CkksInputError(
+                    f"ciphertext parms_id {key[0]:#x}... does not belong to {self.params.name}"
+                )
+            self._moduli[key] = tuple(int(m.value()) for m in cd.parms().coeff_modulus())
+        return self._moduli[key]
+
+    def has_next_level(self, parms_id: Sequence[int]) -> bool:
+        cd = self.context.get_context_data([int(v) for v in parms_id])
+        return cd is not None and cd.next_context_data() is not None
+
+    def load_ciphertext(self, ct: SealCiphertext) -> Any:
+        seal = _sealapi()
+        return _load_from_bytes(seal.Ciphertext(self.context), self.context, ct.blob)
+
+    def is_private(self) -> bool:
+        return False
+
+
+class CkksKeys(_Session):
+    """The device's CKKS state: context, secret key (never leaves), public key, encryptors.
+
+    Attributes: ``params``; ``secret_context`` (the SEAL context used with the secret key);
+    ``public_bytes()`` serializes what the server may hold (parameters + public key).
+    """
+
+    def __init__(self, params: CkksParams) -> None:
+        seal = _sealapi()
+        ctx = _seal_context(_encryption_parameters(params), params)
+        super().__init__(params, ctx)
+        keygen = seal.KeyGenerator(ctx)
+        self._secret_key = keygen.secret_key()
+        self.public_key = seal.PublicKey()
+        keygen.create_public_key(self.public_key)
+        self.symmetric_encryptor = seal.Encryptor(ctx, self._secret_key)
+        self.public_encryptor = seal.Encryptor(ctx, self.public_key)
+        self.decryptor = seal.Decryptor(ctx, self._secret_key)
+        self._tenseal_ctx: Any = None
+
+    @property
+    def secret_context(self) -> Any:
+        """The SEAL context the secret key belongs to (device side only)."""
+        return self.context
+
+    def is_private(self) -> bool:
+        return True
+
+    def public_bytes(self) -> bytes:
+        """Serialized public context: parameters + public key. No secret key, no Galois keys.
+
+        Layout: ``b"PTCKKSPUB1\\n"``, u32 JSON length, JSON ``{params, parms_bytes, pk_bytes}``,
+        SEAL ``EncryptionParameters`` bytes, SEAL ``PublicKey`` bytes.
+        """
+        parms_blob = _save_bytes(self.context.key_context_data().parms())
+        pk_blob = _save_bytes(self.public_key)
+        head = json.dumps(
+            {
+                "params": self.params.to_dict(),
+                "parms_bytes": len(parms_blob),
+                "pk_bytes": len(pk_blob),
+            },
+            sort_keys=True,
+        ).encode()
+        return _PUBLIC_MAGIC + struct.pack("<I", len(head)) + head + parms_blob + pk_blob
+
+    def tenseal_context(self) -> Any:
+        """A TenSEAL context with the same parameters and Galois keys (naive baseline only).
+
+        It has its own, independent keys; it is created once and cached.
+        """
+        if self._tenseal_ctx is None:
+            ts: Any = require("tenseal", purpose="the naive CKKS baseline")
+            ctx = ts.context(
+                ts.SCHEME_TYPE.CKKS,
+                poly_modulus_degree=self.params.poly_modulus_degree,
+                coeff_mod_bit_sizes=list(self.params.coeff_mod_bit_sizes),
+            )
+            ctx.global_scale = self.scale
+            ctx.generate_galois_keys()
+            self._tenseal_ctx = ctx
+        return self._tenseal_ctx
+
+
+class PublicCkks(_Session):
+    """The server's CKKS state: parameters, public key, evaluator. Holds no secret key."""
+
+    def __init__(self, params: CkksParams, context: Any, public_key: Any) -> None:
+        super().__init__(params, context)
+        self.public_key = public_key
+
+    def is_private(self) -> bool:
+        return False
+
+
+def make_context(params: CkksParams) -> CkksKeys:
+    """Context and key generation for ``params`` (device side): SEAL context at 128-bit
+    security, secret key, public key. Raises :class:`ParameterError` if SEAL rejects them."""
+    return CkksKeys(params)
+
+
+def load_public_context(data: bytes, params: CkksParams) -> PublicCkks:
+    """Server side: rebuild the public context from :meth:`CkksKeys.public_bytes`.
+
+    ``params`` is what the server expects; a mismatch raises :class:`ParameterError`.
+    """
+    seal = _sealapi()
+    if not data.startswith(_PUBLIC_MAGIC):
+        raise CkksInputError("public context bytes: bad magic (not from CkksKeys.public_bytes)")
+    off = len(_PUBLIC_MAGIC)
+    (hlen,) = struct.unpack_from("<I", data, off)
+    off += 4
+    head = json.loads(data[off : off + hlen])
+    off += hlen
+    got = CkksParams.from_dict(head["params"])
+    if got != params:
+        raise ParameterError(f"public context is for {got.name}, expected {params.name}")
+    parms_blob = data[off : off + head["parms_bytes"]]
+    off += head["parms_bytes"]
+    pk_blob = data[off : off + head["pk_bytes"]]
+    if len(pk_blob) != head["pk_bytes"]:
+        raise CkksInputError("public context bytes: truncated")
+    parms = _load_from_bytes(seal.EncryptionParameters(seal.SCHEME_TYPE.CKKS), None, parms_blob)
+    if parms.poly_modulus_degree() != params.poly_modulus_degree or [
+        m.bit_count() for m in parms.coeff_modulus()
+    ] != list(params.coeff_mod_bit_sizes):
+        raise ParameterError(f"public context parameters do not match {params.name}")
+    ctx = _seal_context(parms, params)
+    pk = _load_from_bytes(seal.PublicKey(), ctx, pk_blob)
+    return PublicCkks(params, ctx, pk)
+
+
+# --------------------------------------------------------------------------- packing
+@dataclass
+class EncryptedColumns:
+    """Column-packed ciphertexts of a ``[n_tokens, n_features]`` matrix.
+
+    ``blocks[b][j]`` holds feature ``j`` of tokens ``b*N/2 .. min((b+1)*N/2, n_tokens) - 1``
+    in slots ``0 ..``; unused slots encrypt zero (or, after :func:`project`, the bias).
+    """
+
+    n_tokens: int
+    n_features: int
+    blocks: list[list[SealCiphertext]] = field(default_factory=list)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.blocks)
+
+    @property
+    def n_ciphertexts(self) -> int:
+        return sum(len(b) for b in self.blocks)
+
+    @property
+    def nbytes(self) -> int:
+        """Total SEAL-serialized size of all ciphertexts [bytes]."""
+        return sum(ct.nbytes for b in self.blocks for ct in b)
+
+
+def _as_matrix(x: Any, name: str, ndim: int = 2) -> NDArray[np.float64]:
+    arr = np.asarray(x, dtype=np.float64)
+    if arr.ndim != ndim:
+        raise CkksInputError(f"{name} must be a {ndim}-D array, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise CkksInputError(f"{name} contains non-finite values (NaN or inf)")
+    return arr
+
+
+def encrypt_columns(keys: CkksKeys, x: Any, *, seeded: bool = True) -> EncryptedColumns:
+    """Device: encode and encrypt ``x [T, d]`` in column packing at scale 2^scale_bits.
+
+    ``seeded=True`` (default) uses SEAL symmetric encryption with the secret key, whose
+    serialized form carries ``c1`` as a PRNG seed (about half the bytes); ``False`` uses the
+    public key.
+    """
+    if not isinstance(keys, CkksKeys):
+        raise CkksInputError("encrypt_columns needs the device's CkksKeys")
+    seal = _sealapi()
+    arr = _as_matrix(x, "x")
+    t, d = arr.shape
+    if t == 0 or d == 0:
+        raise CkksInputError(f"x must have at least one token and one feature, got {arr.shape}")
+    slots = keys.slots
+    blocks: list[list[SealCiphertext]] = []
+    plain = seal.Plaintext()
+    for b0 in range(0, t, slots):
+        cols = np.ascontiguousarray(arr[b0 : b0 + slots].T)
+        block = []
+        for j in range(d):
+            try:
+                keys.encoder.encode(cols[j].tolist(), keys.scale, plain)
+            except (ValueError, RuntimeError) as exc:
+                raise CkksInputError(
+                    f"x[:, {j}] cannot be encoded under {keys.params.name} "
+                    f"(max |x| = {np.max(np.abs(cols[j])):.3g}): {exc}"
+                ) from exc
+            if seeded:
+                blob = _save_bytes(keys.symmetric_encryptor.encrypt_symmetric(plain))
+            else:
+                ct = seal.Ciphertext(keys.context)
+                keys.public_encryptor.encrypt(plain, ct)
+                blob = _save_bytes(ct)
+            block.append(SealCiphertext(blob))
+        blocks.append(block)
+    return EncryptedColumns(n_tokens=t, n_features=d, blocks=blocks)
+
+
+def decrypt_columns(keys: CkksKeys, enc: EncryptedColumns) -> NDArray[np.float64]:
+    """Device: decrypt and decode column-packed ciphertexts back to ``[n_tokens, n_features]``."""
+    if not isinstance(keys, CkksKeys):
+        raise CkksInputError("decrypt_columns needs the device's CkksKeys (secret key)")
+    seal = _sealapi()
+    _check_layout(enc, keys.slots)
+    out = np.empty((enc.n_tokens, enc.n_features), dtype=np.float64)
+    plain = seal.Plaintext()
+    for b, block in enumerate(enc.blocks):
+        lo = b * keys.slots
+        hi = min(lo + keys.slots, enc.n_tokens)
+        for j, ct in enumerate(block):
+            keys.decryptor.decrypt(keys.load_ciphertext(ct), plain)
+            vals = keys.encoder.decode_double(plain)
+            out[lo:hi, j] = vals[: hi - lo]
+    return out
+
+
+def _check_layout(enc: EncryptedColumns, slots: int) -> None:
+    need = math.ceil(enc.n_tokens / slots) if enc.n_tokens > 0 else 0
+    if enc.n_blocks != need or any(len(b) != enc.n_features for b in enc.blocks):
+        raise CkksInputError(
+            f"EncryptedColumns layout: {enc.n_tokens} tokens x {enc.n_features} features need "
+            f"{need} blocks of {enc.n_features} ciphertexts at {slots} slots, got "
+            f"{[len(b) for b in enc.blocks]}"
+        )
+
+
+# --------------------------------------------------------------------------- kernel maths
+def _round_half_away(v: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``std::round`` (half away from zero), exactly, as SEAL's encoder does."""
+    r = np.trunc(v)
+    frac = v - r
+    return r + np.sign(v) * (np.abs(frac) >= 0.5)
+
+
+def _int_mod(values: NDArray[np.float64], q: int) -> NDArray[np.uint64]:
+    """Integer-valued floats (any magnitude) reduced mod ``q`` to uint64 in ``[0, q)``."""
+    flat = values.ravel()
+    if flat.size == 0 or float(np.max(np.abs(flat))) < 2.0**62:
+        out = np.mod(flat.astype(np.int64), np.int64(q)).astype(np.uint64)
+    else:
+        out = np.fromiter((int(v) % q for v in flat.tolist()), dtype=np.uint64, count=flat.size)
+    return out.reshape(values.shape)
+
+
+def _mulpow2_mod(r: NDArray[np.uint64], e: int, q: int) -> NDArray[np.uint64]:
+    """``r * 2^e mod q`` for ``r`` in ``[0, q)``, ``q < 2^61``, elementwise.
+
+    Per step of ``s <= 48`` bits: the quotient ``floor(r 2^s / q) < 2^s`` is estimated in
+    float64 with absolute error < 1/4 (so off by at most one), the remainder
+    ``r 2^s - qhat q`` is computed modulo 2^64 in uint64 (exact, since the true remainder and
+    the estimate differ by at most one ``q``) and corrected into ``[0, q)`` in int64.
+    """
+    qq = np.int64(q)
+    out = r
+    while e > 0:
+        s = min(e, _MAX_POW2_STEP)
+        e -= s
+        qhat = np.floor(out.astype(np.float64) * (2.0**s / q)).astype(np.uint64)
+        rem = ((out << np.uint64(s)) - qhat * np.uint64(q)).view(np.int64)
+        rem = np.where(rem < 0, rem + qq, rem)
+        rem = np.where(rem >= qq, rem - qq, rem)
+        out = rem.view(np.uint64)
+    return out
+
+
+def _reduce_exact_float(s: NDArray[np.float64], q: int) -> NDArray[np.int64]:
+    """Integer-valued floats with ``|s| <= 2^53`` reduced mod ``q`` into ``[0, q)`` (int64)."""
+    if q > 2**53:  # |s| < q: one conditional add
+        si = s.astype(np.int64)
+        return np.where(si < 0, si + np.int64(q), si)
+    qhat = np.floor(s * (1.0 / q))
+    rem = s.astype(np.int64) - qhat.astype(np.int64) * np.int64(q)
+    rem = np.where(rem < 0, rem + np.int64(q), rem)
+    return np.where(rem >= q, rem - np.int64(q), rem)
+
+
+@dataclass(frozen=True)
+class _LimbPlan:
+    nx: int
+    bx: int
+    nw: int
+    bw: int
+
+
+def _limb_plan(q_bits: int, d_in: int) -> _LimbPlan:
+    """Fewest limb products ``nx * nw`` with ``nx d_in 2^(bx + bw) <= 2^53`` (exact float64).
+
+    Centred residues satisfy ``|v| < 2^(q_bits - 1)``; ``nx`` limbs of ``bx`` bits need
+    ``nx bx >= q_bits - 1`` (the signed top limb is then at most ``2^bx`` in magnitude).
+    """
+    best: _LimbPlan | None = None
+    for nx in range(1, 12):
+        bx = math.ceil((q_bits - 1) / nx)
+        for nw in range(1, 12):
+            bw = math.ceil((q_bits - 1) / nw)
+            if nx * d_in * 2.0 ** (bx + bw) > 2.0**53:
+                continue
+            if best is None or nx * nw < best.nx * best.nw:
+                best = _LimbPlan(nx, bx, nw, bw)
+    if best is None:
+        raise CkksInputError(f"d_in = {d_in} is too large for an exact float64 kernel")
+    return best
+
+
+def _split_limbs(v: NDArray[np.int64], n: int, b: int) -> list[NDArray[np.float64]]:
+    """Signed limbs: ``v = sum_a 2^(a b) limb_a``, low limbs in ``[0, 2^b)``, top signed."""
+    mask = np.int64((1 << b) - 1)
+    out = [((v >> np.int64(a * b)) & mask).astype(np.float64) for a in range(n - 1)]
+    out.append((v >> np.int64((n - 1) * b)).astype(np.float64))
+    return out
+
+
+def _centre(v: NDArray[np.uint64], q: int) -> NDArray[np.int64]:
+    s = v.astype(np.int64)
+    return np.where(v > np.uint64(q // 2), s - np.int64(q), s)
+
+
+def _modmatmul(w_mod: NDArray[np.uint64], x: NDArray[np.uint64], q: int) -> NDArray[np.uint64]:
+    """``(w_mod @ x) mod q`` exactly: ``w_mod [d_out, d_in]``, ``x [d_in, M]`` in ``[0, q)``."""
+    d_out, d_in = w_mod.shape
+    plan = _limb_plan(q.bit_length(), d_in)
+    # Weights with the X-limb shifts folded in, each split into W-limbs: A [nw*d_out, nx*d_in].
+    a_mat = np.empty((plan.nw * d_out, plan.nx * d_in), dtype=np.float64)
+    for a in range(plan.nx):
+        wa = _centre(_mulpow2_mod(w_mod, a * plan.bx, q), q)
+        for c, limb in enumerate(_split_limbs(wa, plan.nw, plan.bw)):
+            a_mat[c * d_out : (c + 1) * d_out, a * d_in : (a + 1) * d_in] = limb
+    m = x.shape[1]
+    out = np.empty((d_out, m), dtype=np.uint64)
+    chunk = max(256, _KERNEL_CHUNK_BYTES // (8 * plan.nx * d_in))
+    b_mat = np.empty((plan.nx * d_in, min(chunk, m)), dtype=np.float64)
+    for c0 in range(0, m, chunk):
+        c1 = min(c0 + chunk, m)
+        width = c1 - c0
+        xs = _centre(x[:, c0:c1], q)
+        for a, limb in enumerate(_split_limbs(xs, plan.nx, plan.bx)):
+            b_mat[a * d_in : (a + 1) * d_in, :width] = limb
+        s = a_mat @ b_mat[:, :width]
+        acc = _reduce_exact_float(s[(plan.nw - 1) * d_out :], q).view(np.uint64)
+        for c in range(plan.nw - 2, -1, -1):
+            r = _reduce_exact_float(s[c * d_out : (c + 1) * d_out], q)
+            t = _mulpow2_mod(acc, plan.bw, q).view(np.int64) + r
+            acc = np.where(t >= q, t - np.int64(q), t).view(np.uint64)
+        out[:, c0:c1] = acc
+    return out
+
+
+def _mac_raw(
+    session: _Session,
+    xs: Sequence[RawCiphertext],
+    weight: NDArray[np.float64],
+    bias: NDArray[np.float64] | None,
+) -> list[RawCiphertext]:
+    """The multiply-accumulate of one block, before rescale (bit-exact SEAL semantics).
+
+    ``xs`` are the ``d_in`` input ciphertexts (same level and scale); returns ``d_out``
+    ciphertexts ``sum_i round(W_ij 2^s) ct_i (+ round(b_j D_x 2^s))`` at scale ``D_x 2^s``.
+    """
+    first = xs[0]
+    for i, r in enumerate(xs):
+        if r.parms_id != first.parms_id or r.scale != first.scale or r.size != 2:
+            raise CkksInputError(
+                f"input ciphertext {i}: all inputs of a block must share level, scale and size 2"
+            )
+        if not r.is_ntt_form:
+            raise CkksInputError(f"input ciphertext {i}: CKKS ciphertexts must be in NTT form")
+    moduli = session.moduli(first.parms_id)
+    d_in, d_out = weight.shape
+    _, n_primes, n = first.data.shape
+    if n_primes != len(moduli) or n != session.params.poly_modulus_degree:
+        raise CkksInputError("input ciphertext shape does not match its parameter level")
+    w_scale = session.scale
+    out_scale = first.scale * w_scale
+    total_bits = sum(q.bit_length() for q in moduli)
+    w_int = _round_half_away(weight.T * w_scale)  # [d_out, d_in]
+    big = float(np.max(np.abs(w_int))) if w_int.size else 0.0
+    if big > 0 and math.log2(big) + 2 >= total_bits:
+        raise CkksInputError(
+            f"weight too large for {session.params.name}: max |W| * 2^{session.params.scale_bits}"
+            f" needs {math.log2(big):.0f} bits, the level has {total_bits}"
+        )
+    b_int = None if bias is None else _round_half_away(bias * out_scale)
+    y_all = np.empty((d_out, 2, n_primes, n), dtype=np.uint64)
+    for k, q in enumerate(moduli):
+        xk = np.stack([r.data[:, k, :] for r in xs]).reshape(d_in, 2 * n)
+        if np.any(xk >= np.uint64(q)):
+            raise CkksInputError(f"input residues exceed prime {k} of the level")
+        yk = _modmatmul(_int_mod(w_int, q), xk, q).reshape(d_out, 2, n)
+        if b_int is not None:
+            bk = _int_mod(b_int, q)[:, None]
+            t = yk[:, 0, :] + bk
+            yk[:, 0, :] = np.where(t >= np.uint64(q), t - np.uint64(q), t)
+        y_all[:, :, k, :] = yk
+    return [
+        RawCiphertext(
+            parms_id=first.parms_id,
+            is_ntt_form=True,
+            scale=out_scale,
+            correction_factor=first.correction_factor,
+            data=y_all[j],
+            header_version=first.header_version,
+        )
+        for j in range(d_out)
+    ]
+
+
+def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
+    """SEAL ``rescale_to_next_inplace`` of a raw product; returns SEAL's serialized result."""
+    seal = _sealapi()
+    ct = _load_from_bytes(seal.Ciphertext(session.context), session.context, raw.to_bytes())
+    session.evaluator.rescale_to_next_inplace(ct)
+    return SealCiphertext(_save_bytes(ct))
+
+
+@dataclass
+class ProjectTimings:
+    """Seconds spent in each part of :func:`project` (summed over blocks)."""
+
+    load_s: float = 0.0
+    mac_s: float = 0.0
+    rescale_s: float = 0.0
+
+
+def project(
+    pub: PublicCkks | CkksKeys,
+    enc: EncryptedColumns,
+    weight: Any,
+    bias: Any = None,
+    *,
+    timings: ProjectTimings | None = None,
+) -> EncryptedColumns:
+    """Server: ``Y = X W + b`` on column-packed ciphertexts (see the module docstring).
+
+    ``weight [d_in, d_out]`` and ``bias [d_out]`` are plaintext. Per block: ``d_in * d_out``
+    exact ciphertext x plaintext-scalar multiply-accumulates (one modular matrix product), no
+    rotation, then one SEAL rescale per output ciphertext (depth one). ``timings`` (optional)
+    receives the split: parsing/expanding inputs, the kernel, the rescale + serialization.
+    """
+    if not isinstance(pub, _Session):
+        raise CkksInputError("project needs a PublicCkks (or CkksKeys) context")
+    w = _as_matrix(weight, "weight")
+    if w.shape[0] != enc.n_features:
+        raise CkksInputError(
+            f"weight has {w.shape[0]} input rows, the ciphertexts hold {enc.n_features} features"
+        )
+    if w.shape[1] == 0:
+        raise CkksInputError("weight must have at least one output column")
+    b = None
+    if bias is not None:
+        b = _as_matrix(bias, "bias", ndim=1)
+        if b.shape != (w.shape[1],):
+            raise CkksInputError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
+    _check_layout(enc, pub.slots)
+    tm = timings if timings is not None else ProjectTimings()
+    blocks: list[list[SealCiphertext]] = []
+    for block in enc.blocks:
+        t0 = time.perf_counter()
+        raws = [ct.raw(pub) for ct in block]
+        if not pub.has_next_level(raws[0].parms_id):
+            raise CkksInputError(
+                f"ciphertexts are at the last level of {pub.params.name}: no prime left to rescale"
+            )
+        t1 = time.perf_counter()
+        products = _mac_raw(pub, raws, w, b)
+        t2 = time.perf_counter()
+        blocks.append([_rescale(pub, r) for r in products])
+        t3 = time.perf_counter()
+        tm.load_s += t1 - t0
+        tm.mac_s += t2 - t1
+        tm.rescale_s += t3 - t2
+    return EncryptedColumns(n_tokens=enc.n_tokens, n_features=w.shape[1], blocks=blocks)
+
+
+# --------------------------------------------------------------------------- serialization
+def serialize_columns(enc: EncryptedColumns) -> bytes:
+    """Bytes on the wire: ``b"PTCOLS1\\n"``, u32 JSON length, JSON header (tokens, features,
+    per-ciphertext byte lengths), then each ciphertext's SEAL bytes, block-major."""
+    lengths = [[ct.nbytes for ct in block] for block in enc.blocks]
+    head = json.dumps(
+        {"n_tokens": enc.n_tokens, "n_features": enc.n_features, "lengths": lengths}
+    ).encode()
+    parts = [_COLUMNS_MAGIC, struct.pack("<I", len(head)), head]
+    parts.extend(ct.blob for block in enc.blocks for ct in block)
+    return b"".join(parts)
+
+
+def deserialize_columns(ctx: PublicCkks | CkksKeys, data: bytes) -> EncryptedColumns:
+    """Inverse of :func:`serialize_columns`; checks the layout against ``ctx``'s slot count
+    and each ciphertext's SEAL header (SEAL validates the rest when it loads or the kernel
+    parses a ciphertext: level, residues below their primes)."""
+    if not data.startswith(_COLUMNS_MAGIC):
+        raise CkksInputError("column bytes: bad magic (not from serialize_columns)")
+    off = len(_COLUMNS_MAGIC)
+    (hlen,) = struct.unpack_from("<I", data, off)
+    off += 4
+    head = json.loads(data[off : off + hlen])
+    off += hlen
+    blocks: list[list[SealCiphertext]] = []
+    for block_lengths in head["lengths"]:
+        block = []
+        for n in block_lengths:
+            blob = data[off : off + n]
+            if len(blob) != n:
+                raise CkksInputError("column bytes: truncated")
+            hdr = _SEAL_HEADER.unpack_from(blob)
+            if hdr[0] != _SEAL_MAGIC or hdr[6] != n:
+                raise CkksInputError("column bytes: a ciphertext is not a SEAL object")
+            block.append(SealCiphertext(blob))
+            off += n
+        blocks.append(block)
+    if off != len(data):
+        raise CkksInputError(f"column bytes: {len(data) - off} trailing bytes")
+    enc = EncryptedColumns(int(head["n_tokens"]), int(head["n_features"]), blocks)
+    _check_layout(enc, ctx.slots)
+    return enc
+
+
+# --------------------------------------------------------------------------- baseline
+def naive_project(
+    keys: CkksKeys,
+    x_row: Any,
+    weight: Any,
+    *,
+    timings: dict[str, float] | None = None,
+) -> NDArray[np.float64]:
+    """Baseline: one token per ciphertext, TenSEAL ``CKKSVector.matmul`` (rotations; needs
+    Galois keys). Encrypts ``x_row [d_in]``, multiplies by ``weight [d_in, d_out]``, decrypts.
+
+    ``timings`` (optional) receives ``encrypt_s``, ``matmul_s`` (the server's share) and
+    ``decrypt_s``.
+    """
+    ts: Any = require("tenseal", purpose="the naive CKKS baseline")
+    x = _as_matrix(x_row, "x_row", ndim=1)
+    w = _as_matrix(weight, "weight")
+    if w.shape[0] != x.shape[0]:
+        raise CkksInputError(f"weight has {w.shape[0]} rows, x_row has {x.shape[0]} entries")
+    ctx = keys.tenseal_context()
+    t0 = time.perf_counter()
+    vec = ts.ckks_vector(ctx, x.tolist())
+    t1 = time.perf_counter()
+    out = vec.matmul(w.tolist())
+    t2 = time.perf_counter()
+    res = np.asarray(out.decrypt(), dtype=np.float64)
+    t3 = time.perf_counter()
+    if timings is not None:
+        timings.update(encrypt_s=t1 - t0, matmul_s=t2 - t1, decrypt_s=t3 - t2)
+    return res

@@ -1,0 +1,106 @@
+"""The environment a profiling record was measured in (spec section 3: provenance).
+
+Every record carries: CPU model, its reference frequency [Hz] (used to turn seconds into
+cycles), the thread count, library versions, the date and the 1-minute load average (other
+processes share the CPU; a high load inflates times).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = ["cpu_frequency_hz", "cpu_model", "environment", "load_avg_1m", "thread_count"]
+
+_SYSFS_CPU0 = Path("/sys/devices/system/cpu/cpu0/cpufreq")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo (``model name``), else :func:`platform.processor`."""
+    text = _read(Path("/proc/cpuinfo")) or ""
+    m = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    if m:
+        return m.group(1).strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_frequency_hz() -> tuple[float | None, str]:
+    """Reference CPU frequency [Hz] and where it was read.
+
+    Order: sysfs ``base_frequency``, sysfs ``cpuinfo_max_freq`` (kHz), the nominal
+    ``@ x.xxGHz`` in the model name, /proc/cpuinfo ``cpu MHz`` (the current clock, which on a
+    virtual machine is the host's nominal one). ``(None, "unavailable")`` if none is readable.
+    """
+    for name in ("base_frequency", "cpuinfo_max_freq"):
+        raw = _read(_SYSFS_CPU0 / name)
+        if raw and raw.strip().isdigit():
+            return float(raw.strip()) * 1e3, f"sysfs:{name}"
+    model = cpu_model()
+    m = re.search(r"@\s*([0-9.]+)\s*GHz", model)
+    if m:
+        return float(m.group(1)) * 1e9, "model name"
+    text = _read(Path("/proc/cpuinfo")) or ""
+    mhz = [float(v) for v in re.findall(r"^cpu MHz\s*:\s*([0-9.]+)", text, re.MULTILINE)]
+    if mhz:
+        return max(mhz) * 1e6, "/proc/cpuinfo cpu MHz"
+    return None, "unavailable"
+
+
+def thread_count() -> int:
+    """Threads the numeric kernels may use: the BLAS/OpenMP limit if set, else usable CPUs."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def load_avg_1m() -> float | None:
+    """The 1-minute load average, or None where the OS does not report it."""
+    try:
+        return float(os.getloadavg()[0])
+    except (OSError, AttributeError):  # pragma: no cover - not Unix
+        return None
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def environment() -> dict[str, Any]:
+    """The record columns describing this machine now (see :data:`RECORD_COLUMNS`).
+
+    Keys: ``cpu_model``, ``cpu_freq_hz``, ``cpu_freq_source``, ``threads``,
+    ``tenseal_version``, ``numpy_version``, ``python_version``, ``date`` (UTC, ISO 8601),
+    ``load_avg_1m``.
+    """
+    freq, source = cpu_frequency_hz()
+    return {
+        "cpu_model": cpu_model(),
+        "cpu_freq_hz": freq,
+        "cpu_freq_source": source,
+        "threads": thread_count(),
+        "tenseal_version": _version("tenseal"),
+        "numpy_version": _version("numpy"),
+        "python_version": platform.python_version(),
+        "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        "load_avg_1m": load_avg_1m(),
+    }

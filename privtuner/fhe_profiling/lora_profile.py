@@ -1,0 +1,489 @@
+"""Profiling of real encrypted BERT-Tiny LoRA training steps, per CKKS parameter set.
+
+For each catalogue set theta, one training step of the split protocol (``protocol.py``, spec
+section 1) on a real batch, and the same step in clear on the same batch:
+
+* wall-time split [s]: device ``encrypt`` (encode + encrypt + SEAL save), ``serialize``,
+  ``deserialize``, ``decrypt`` (decrypt + decode), ``server`` (the server's handling of the
+  projection messages, ``server_project`` of it in the products), ``transport`` and
+  ``device_clear`` (autograd, LoRA, non-linearities, loss, AdamW), ``total``;
+* bytes up and down per step (projection messages), ciphertexts up and down;
+* precision: max abs logit error vs plaintext, max normwise relative error of logits, loss
+  and every LoRA/head gradient (:func:`protocol.compare_steps`);
+* peak resident memory [bytes] of each party (server in its own process by default).
+
+:func:`compare_with_cost_model` checks the fitted cost model of spec section 3 (op counts of
+``costmodels.workload`` x fitted per-op seconds/bytes) against these measurements.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import random
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import CostModelError, ParameterError, ScenarioError
+
+#: Target relative error of the cost model vs a measured step (issue 4).
+COST_MODEL_TOLERANCE = 0.15
+
+#: Columns of the records CSV, in order.
+RECORD_COLUMNS: tuple[str, ...] = (
+    "set_name", "poly_modulus_degree", "coeff_mod_bit_sizes", "scale_bits", "log2_q",
+    "tokens", "batch_size", "seq_len", "num_layers", "hidden_size", "intermediate_size",
+    "num_heads", "vocab_size", "lora_rank", "lora_alpha", "lora_targets", "data_source",
+    "encrypt_s", "serialize_s", "deserialize_s", "decrypt_s", "server_s", "server_project_s",
+    "transport_s", "device_clear_s", "total_s", "plain_step_s", "keygen_s",
+    "bytes_up", "bytes_down", "setup_bytes_up", "ciphertexts_up", "ciphertexts_down",
+    "projections_forward", "projections_backward",
+    "logits_max_abs_err", "logits_rel_err", "loss_rel_err", "grad_max_rel_err", "max_rel_err",
+    "precision_bits", "loss", "device_peak_rss_bytes", "server_peak_rss_bytes",
+    "separate_processes", "seed", "cpu_model", "cpu_count", "torch_threads", "python_version",
+    "tenseal_version", "torch_version", "numpy_version", "date",
+)
+
+_FALLBACK_WORDS = {
+    1: "good great fine lovely brilliant moving funny charming wonderful superb".split(),
+    0: "bad dull awful boring tedious weak poor messy stale clumsy".split(),
+    -1: "the movie film story plot acting cast is was a an and but with its this".split(),
+}
+
+
+def find_shared_data() -> Path | None:
+    """``$PRIVTUNER_SHARED_DATA`` or ``<repo>/../shared/data`` if it exists (optional data)."""
+    env = os.environ.get("PRIVTUNER_SHARED_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    for c in candidates:
+        if c.is_dir():
+            return c
+    return None
+
+
+def generated_corpus(n: int, seed: int) -> tuple[list[str], list[int]]:
+    """``n`` synthetic review-like sentences with labels (a sentiment word decides the label)."""
+    rng = np.random.default_rng(seed)
+    sentences, labels = [], []
+    for _ in range(n):
+        label = int(rng.integers(0, 2))
+        length = int(rng.integers(4, 14))
+        words = list(rng.choice(_FALLBACK_WORDS[-1], size=length))
+        words.insert(int(rng.integers(0, length + 1)), str(rng.choice(_FALLBACK_WORDS[label])))
+        sentences.append(" ".join(words))
+        labels.append(label)
+    return sentences, labels
+
+
+def load_sentences(
+    n: int, seed: int, tsv_path: str | Path | None = None
+) -> tuple[list[str], list[int], str]:
+    """``n`` labelled sentences drawn (seeded) from an SST-2 ``train.tsv`` (``label\\tsentence``
+    or ``sentence\\tlabel`` with a header), else generated: ``(sentences, labels, source)``."""
+    path = Path(tsv_path) if tsv_path is not None else None
+    if path is None:
+        shared = find_shared_data()
+        if shared is not None and (shared / "sst2" / "train.tsv").is_file():
+            path = shared / "sst2" / "train.tsv"
+    if path is None:
+        s, lab = generated_corpus(n, seed)
+        return s, lab, "generated"
+    if not path.is_file():
+        raise ScenarioError([f"data file not found (got {str(path)!r})"])
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    if not rows or not {"sentence", "label"} <= set(rows[0]):
+        raise ScenarioError(["a TSV with the columns 'sentence' and 'label' is needed"], str(path))
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(rows), size=n, replace=len(rows) < n)
+    return [rows[i]["sentence"] for i in idx], [int(rows[i]["label"]) for i in idx], str(path)
+
+
+def make_batch(
+    tokens: int,
+    seq_len: int,
+    seed: int,
+    vocab_path: str | Path | None = None,
+    tsv_path: str | Path | None = None,
+    vocab_size: int | None = None,
+) -> dict[str, Any]:
+    """A batch of ``tokens // seq_len`` sequences of ``seq_len`` tokens (padded/truncated).
+
+    Tokenizer: ``vocab_path``, else the shared uncased vocab, else a vocab generated from the
+    fallback lexicon. Returns ``input_ids``, ``attention_mask``, ``labels`` (torch tensors),
+    ``batch_size``, ``source``. Token ids must be below ``vocab_size`` when given.
+    """
+    import torch
+
+    from privtuner.fhe_profiling import bert
+
+    if seq_len < 2 or tokens < seq_len or tokens % seq_len:
+        raise ScenarioError(
+            [f"tokens: must be a positive multiple of seq_len={seq_len} >= 2 (got {tokens})"]
+        )
+    batch_size = tokens // seq_len
+    sentences, labels, source = load_sentences(batch_size, seed, tsv_path)
+    vp = Path(vocab_path) if vocab_path is not None else None
+    if vp is None:
+        shared = find_shared_data()
+        if shared is not None and (shared / "bert-uncased" / "vocab.txt").is_file():
+            vp = shared / "bert-uncased" / "vocab.txt"
+    if vp is None:
+        tmp = Path(tempfile.mkdtemp(prefix="privtuner-vocab-"))
+        words = sorted({w for s in sentences for w in s.lower().split()})
+        vp = bert.write_vocab(tmp / "vocab.txt", words)
+    tok = bert.load_tokenizer(vp)
+    ids, mask = bert.encode_batch(tok, sentences, seq_len)
+    if vocab_size is not None and int(ids.max()) >= vocab_size:
+        raise ScenarioError(
+            [f"vocab: token id {int(ids.max())} >= the model's vocab_size={vocab_size}"]
+        )
+    return {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": torch.tensor(labels, dtype=torch.long),
+        "batch_size": batch_size,
+        "source": source,
+    }
+
+
+def default_params(catalogue: Sequence[CkksParams] | None = None) -> CkksParams:
+    """The default set: N = 8192 with the largest scale in the catalogue."""
+    if catalogue is None:
+        from privtuner.costmodels.catalogue import generate_catalogue
+
+        catalogue = generate_catalogue()
+    cands = [p for p in catalogue if p.poly_modulus_degree == 8192]
+    if not cands:
+        raise ParameterError("the catalogue has no N=8192 set (the default for LoRA profiling)")
+    return max(cands, key=lambda p: (p.scale_bits, p.log2_q))
+
+
+def select_sets(names: Iterable[str] | None, quick: bool = False) -> list[CkksParams]:
+    """Catalogue sets by name (``None``: all, or only :func:`default_params` if ``quick``)."""
+    from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
+
+    cat = generate_catalogue()
+    if names is None:
+        return [default_params(cat)] if quick else list(cat)
+    by_name = catalogue_by_name(cat)
+    names = list(names)
+    bad = [n for n in names if n not in by_name]
+    if bad:
+        raise ParameterError(
+            f"--sets: unknown catalogue set(s) {bad}; valid: {', '.join(by_name)}"
+        )
+    return [by_name[n] for n in names]
+
+
+def environment() -> dict[str, Any]:
+    """Machine and library versions recorded with each measurement."""
+    import tenseal
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # pragma: no cover
+        pass
+    return {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count() or 1,
+        "torch_threads": torch.get_num_threads(),
+        "python_version": platform.python_version(),
+        "tenseal_version": getattr(tenseal, "__version__", "unknown"),
+        "torch_version": torch.__version__,
+        "numpy_version": np.__version__,
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def profile_step(
+    params: CkksParams,
+    model: Any,
+    weights: Any,
+    batch: dict[str, Any],
+    *,
+    separate_process: bool = True,
+    lr: float = 1e-3,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """One encrypted step with ``params`` vs the plaintext step: a record (:data:`RECORD_COLUMNS`).
+
+    ``model`` is copied (the caller's is not trained).
+    """
+    from privtuner.fhe_profiling import protocol as proto
+
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    ref = proto.plain_step(copy.deepcopy(model), weights, ids, mask, labels)
+    transport: Any
+    if separate_process:
+        transport = proto.ProcessTransport(weights)
+    else:
+        transport = proto.InProcessTransport(proto.ProjectionServer(weights))
+    with transport:
+        client = proto.DeviceClient(params, transport, copy.deepcopy(model), lr=lr)
+        res = client.train_step(ids, mask, labels)
+    cmp = proto.compare_steps(res, ref)
+    cfg, lora = model.config, model.lora
+    t = res.timings_s
+    err = cmp["logits_max_abs_err"]
+    rec: dict[str, Any] = {
+        "set_name": params.name,
+        "poly_modulus_degree": params.poly_modulus_degree,
+        "coeff_mod_bit_sizes": "-".join(str(b) for b in params.coeff_mod_bit_sizes),
+        "scale_bits": params.scale_bits,
+        "log2_q": params.log2_q,
+        "tokens": int(ids.numel()),
+        "batch_size": int(ids.shape[0]),
+        "seq_len": int(ids.shape[1]),
+        "num_layers": cfg.num_hidden_layers,
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_heads": cfg.num_attention_heads,
+        "vocab_size": cfg.vocab_size,
+        "lora_rank": lora.rank,
+        "lora_alpha": lora.alpha,
+        "lora_targets": "+".join(lora.targets),
+        "data_source": batch.get("source", ""),
+        **{f"{k}_s": float(t[k]) for k in (
+            "encrypt", "serialize", "deserialize", "decrypt", "server", "server_project",
+            "transport", "device_clear", "total",
+        )},
+        "plain_step_s": float(ref.timings_s["total"]),
+        "keygen_s": client.keygen_s,
+        "bytes_up": res.bytes_up,
+        "bytes_down": res.bytes_down,
+        "setup_bytes_up": client.setup_bytes_up,
+        "ciphertexts_up": res.ciphertexts_up,
+        "ciphertexts_down": res.ciphertexts_down,
+        "projections_forward": res.projections_forward,
+        "projections_backward": res.projections_backward,
+        **{k: cmp[k] for k in (
+            "logits_max_abs_err", "logits_rel_err", "loss_rel_err", "grad_max_rel_err",
+            "max_rel_err",
+        )},
+        "precision_bits": -math.log2(err) if err > 0 else float("inf"),
+        "loss": res.loss,
+        "device_peak_rss_bytes": res.peak_rss_bytes["device"],
+        "server_peak_rss_bytes": res.peak_rss_bytes["server"],
+        "separate_processes": bool(separate_process),
+        "seed": seed,
+        **environment(),
+    }
+    rec["grad_rel_err"] = {k.split(":", 1)[1]: v for k, v in cmp.items() if ":" in k}
+    return rec
+
+
+def profile_lora(
+    sets: Sequence[CkksParams],
+    *,
+    tokens: int = 512,
+    seq_len: int = 64,
+    seed: int = 0,
+    config_path: str | Path | None = None,
+    weights_dir: str | Path | None = None,
+    vocab_path: str | Path | None = None,
+    tsv_path: str | Path | None = None,
+    lora_rank: int = 8,
+    lora_alpha: float = 16.0,
+    lora_targets: Sequence[str] = ("query", "value"),
+    separate_process: bool = True,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """One encrypted step per set in ``sets`` on the same model and batch; returns records.
+
+    The model is BERT-Tiny from ``config_path`` (default: built-in values) with seeded random
+    weights, or real weights from ``weights_dir``; the batch is ``tokens // seq_len``
+    sentences of SST-2 (or generated text). LoRA ``B`` starts at ``N(0, 0.02^2)`` (not zero)
+    so that every LoRA gradient is non-zero and checked.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from privtuner.fhe_profiling import bert
+
+    if not sets:
+        raise ParameterError("no CKKS parameter set to profile")
+    random.seed(seed)
+    torch.manual_seed(seed)
+    lora = bert.LoraConfig(
+        rank=lora_rank, alpha=lora_alpha, targets=tuple(lora_targets), b_init_std=0.02
+    )
+    if weights_dir is not None:
+        model, weights = bert.load_hf_weights(weights_dir, lora, seed=seed)
+    else:
+        model, weights = bert.init_model(bert.load_config(config_path), lora, seed=seed)
+    batch = make_batch(tokens, seq_len, seed, vocab_path, tsv_path, model.config.vocab_size)
+    records = []
+    bar = tqdm(sets, desc="profile-lora", unit="set", disable=not progress)
+    for p in bar:
+        bar.set_postfix_str(p.name)
+        records.append(
+            profile_step(p, model, weights, batch, separate_process=separate_process, seed=seed)
+        )
+    return records
+
+
+def write_records(records: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[str, Path]:
+    """``lora_records.csv`` (:data:`RECORD_COLUMNS`) and ``lora_records.json`` (all fields)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv_path, json_path = out / "lora_records.csv", out / "lora_records.json"
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(RECORD_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow(r)
+    json_path.write_text(json.dumps(list(records), indent=2, default=str))
+    return {"csv": csv_path, "json": json_path}
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """Records from ``lora_records.json`` or ``lora_records.csv``."""
+    p = Path(path)
+    if p.suffix == ".json":
+        data = json.loads(p.read_text())
+        return list(data)
+    with p.open(newline="") as f:
+        return [dict(r) for r in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------- cost model check
+
+
+def _record_params(rec: dict[str, Any]) -> CkksParams:
+    bits = rec["coeff_mod_bit_sizes"]
+    if isinstance(bits, str):
+        bits = [int(b) for b in bits.split("-")]
+    return CkksParams(int(rec["poly_modulus_degree"]), tuple(int(b) for b in bits),
+                      int(rec["scale_bits"]))
+
+
+def _record_workload(rec: dict[str, Any]) -> Any:
+    from privtuner.scenario.schema import WorkloadSpec
+
+    return WorkloadSpec(
+        num_layers=int(rec["num_layers"]),
+        hidden_size=int(rec["hidden_size"]),
+        intermediate_size=int(rec["intermediate_size"]),
+        num_heads=int(rec["num_heads"]),
+        vocab_size=int(rec["vocab_size"]),
+        lora_rank=int(rec["lora_rank"]),
+        lora_alpha=float(rec["lora_alpha"]),
+        lora_targets=tuple(str(rec["lora_targets"]).split("+")),
+        batch_size=int(rec["batch_size"]),
+        sequence_length_tokens=int(rec["seq_len"]),
+        steps_per_round=1,
+    )
+
+
+def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
+    """The cost model's prediction of one step of the record's workload and set (spec sec. 3).
+
+    ``encrypt_s = n_enc t_enc``, ``decrypt_s = n_dec t_dec``, ``server_s = n_mac t_mac +
+    n_rescale t_rescale``, ``bytes_up = n_up B_fresh``, ``bytes_down = n_down B_product``,
+    ``device_s = encrypt_s + decrypt_s (+ T t_clear if the model has it)``, ``step_s =
+    device_s + server_s``; op counts from ``costmodels.workload.op_counts_per_step``.
+    """
+    from privtuner.costmodels.workload import op_counts_per_step
+
+    p = _record_params(rec)
+    c = op_counts_per_step(_record_workload(rec), p)
+    ev = {op: float(model.evaluate(op, p)) for op in (
+        "encrypt", "decrypt", "project_mac", "rescale", "ct_bytes_fresh", "ct_bytes_product"
+    )}
+    bad = [op for op, v in ev.items() if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise CostModelError(f"{p.name}: cost model gives invalid per-op costs for {bad}")
+    clear = getattr(model, "device_clear_s_per_token", None)
+    pred = {
+        "encrypt_s": c.encryptions * ev["encrypt"],
+        "decrypt_s": c.decryptions * ev["decrypt"],
+        "server_s": c.server_macs * ev["project_mac"] + c.server_rescales * ev["rescale"],
+        "bytes_up": c.ciphertexts_up * ev["ct_bytes_fresh"],
+        "bytes_down": c.ciphertexts_down * ev["ct_bytes_product"],
+        "ciphertexts_up": float(c.ciphertexts_up),
+        "ciphertexts_down": float(c.ciphertexts_down),
+    }
+    pred["device_s"] = pred["encrypt_s"] + pred["decrypt_s"]
+    if clear:
+        pred["device_s"] += float(clear) * int(rec["tokens"])
+    pred["step_s"] = pred["device_s"] + pred["server_s"]
+    return pred
+
+
+def measured_step(rec: dict[str, Any]) -> dict[str, float]:
+    """The measured counterparts of :func:`predict_step` from a record.
+
+    ``encrypt_s`` = encode + encrypt (+ SEAL save), ``decrypt_s`` = deserialize + decrypt,
+    ``server_s`` = the server's handling time, ``device_s`` = encrypt + serialize +
+    deserialize + decrypt + clear-text work, ``step_s`` = ``total_s`` minus transport.
+    """
+    f = {k: float(rec[k]) for k in (
+        "encrypt_s", "serialize_s", "deserialize_s", "decrypt_s", "server_s", "transport_s",
+        "device_clear_s", "total_s", "bytes_up", "bytes_down", "ciphertexts_up",
+        "ciphertexts_down",
+    )}
+    return {
+        "encrypt_s": f["encrypt_s"] + f["serialize_s"],
+        "decrypt_s": f["decrypt_s"] + f["deserialize_s"],
+        "server_s": f["server_s"],
+        "bytes_up": f["bytes_up"],
+        "bytes_down": f["bytes_down"],
+        "ciphertexts_up": f["ciphertexts_up"],
+        "ciphertexts_down": f["ciphertexts_down"],
+        "device_s": f["encrypt_s"] + f["serialize_s"] + f["deserialize_s"] + f["decrypt_s"]
+        + f["device_clear_s"],
+        "step_s": f["total_s"] - f["transport_s"],
+    }
+
+
+def compare_with_cost_model(
+    records: Sequence[dict[str, Any]], model: Any, tolerance: float = COST_MODEL_TOLERANCE
+) -> list[dict[str, Any]]:
+    """Relative error of the cost model per set and quantity: one row per (set, quantity).
+
+    ``model``: anything with ``evaluate(op, params) -> float`` for ``encrypt``, ``decrypt``,
+    ``project_mac``, ``rescale`` [s/op] and ``ct_bytes_fresh``, ``ct_bytes_product``
+    [bytes/ciphertext] (a :class:`privtuner.costmodels.fitting.CostModel`), and optionally
+    ``device_clear_s_per_token``. Row: ``set_name, quantity, measured, predicted, rel_err =
+    (predicted - measured) / measured, within = |rel_err| <= tolerance``.
+    """
+    rows: list[dict[str, Any]] = []
+    for rec in records:
+        pred, meas = predict_step(model, rec), measured_step(rec)
+        for q in pred:
+            m, p = meas[q], pred[q]
+            rel = (p - m) / m if m else (0.0 if p == 0 else math.inf)
+            rows.append({
+                "set_name": rec["set_name"], "quantity": q, "measured": m, "predicted": p,
+                "rel_err": rel, "within": abs(rel) <= tolerance,
+            })
+    return rows
+
+
+def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
+    """A markdown table of :func:`compare_with_cost_model` rows."""
+    lines = ["| set | quantity | measured | predicted | rel. error |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['set_name']} | {r['quantity']} | {r['measured']:.4g} | "
+            f"{r['predicted']:.4g} | {100 * r['rel_err']:+.1f}% |"
+        )
+    return "\n".join(lines)

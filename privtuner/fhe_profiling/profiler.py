@@ -1,0 +1,309 @@
+"""The CKKS profiler: real SEAL operations for each catalogue set -> records (spec section 3).
+
+For each parameter set theta it measures, with ``warmup`` discarded runs and ``repeats`` timed
+ones (median value, 10th and 90th percentiles):
+
+* ``keygen`` [s]: context creation + secret and public key generation (:func:`make_context`);
+* ``encrypt`` [s per ciphertext]: encode + symmetric (seeded) encryption + serialization of a
+  full-slot vector; measured over the ``d_in`` input columns of a projection block;
+* ``project_mac`` [s per multiply-accumulate]: the server's time to parse/expand the ``d_in``
+  uploaded ciphertexts and run the exact kernel (``d_in * d_out`` ciphertext x
+  plaintext-scalar MACs), divided by ``d_in * d_out``;
+* ``rescale`` [s per output ciphertext]: SEAL ``rescale_to_next`` of one product, including
+  handing the raw product to SEAL and serializing the result (the split is exact: the kernel
+  reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
+* ``decrypt`` [s per ciphertext]: load + decrypt + decode of one downloaded (rescaled) product;
+* ``ct_bytes_fresh`` / ``ct_bytes_product`` [bytes]: SEAL-serialized size of an uploaded
+  (fresh, seeded) and of a downloaded (product after rescale) ciphertext;
+* ``precision_bits`` [bits]: ``-log2(max |Y_enc - (X W + b)|)`` of the projection with
+  ``X ~ U(-1, 1) [N/2, d_in]``, ``W ~ N(0, 1/d_in)``, ``b ~ N(0, 0.01)`` (outputs O(1)).
+
+Every record carries :func:`privtuner.fhe_profiling.env.environment` (CPU, frequency, threads,
+versions, date, load average), taken when that set was measured. Randomness is seeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import ParameterError
+from privtuner.fhe_profiling import ckks_ops as ops
+from privtuner.fhe_profiling.env import environment
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "ProfileConfig",
+    "profile_set",
+    "run_profile",
+    "run_profile_cli",
+    "select_sets",
+]
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How much to measure per set. ``d_in x d_out`` is the projection block (BERT-Tiny: 128)."""
+
+    repeats: int = 5
+    warmup: int = 1
+    keygen_repeats: int = 3
+    d_in: int = 128
+    d_out: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("repeats", "keygen_repeats", "d_in", "d_out"):
+            if int(getattr(self, name)) < 1:
+                raise ParameterError(f"profile {name} must be >= 1 (got {getattr(self, name)})")
+        if self.warmup < 0:
+            raise ParameterError(f"profile warmup must be >= 0 (got {self.warmup})")
+
+
+#: The full profile (target <= 20 min for the default catalogue on a 2-core machine).
+FULL = ProfileConfig(repeats=5, warmup=1, keygen_repeats=3)
+#: ``--quick``: the same measurements with fewer repetitions (target <= 3 min).
+QUICK = ProfileConfig(repeats=2, warmup=0, keygen_repeats=1)
+
+
+def _summary(values: Sequence[float]) -> tuple[float, float, float]:
+    arr = np.asarray(values, dtype=float)
+    return (
+        float(np.median(arr)),
+        float(np.percentile(arr, 10)),
+        float(np.percentile(arr, 90)),
+    )
+
+
+def _record(
+    op: str,
+    params: CkksParams,
+    values: Sequence[float],
+    unit: str,
+    env: dict[str, Any],
+) -> dict[str, Any]:
+    med, p10, p90 = _summary(values)
+    return {
+        "op": op,
+        "set_name": params.name,
+        "poly_modulus_degree": params.poly_modulus_degree,
+        "coeff_mod_bit_sizes": tuple(params.coeff_mod_bit_sizes),
+        "scale_bits": params.scale_bits,
+        "log2_q": params.log2_q,
+        "value": med,
+        "unit": unit,
+        "p10": p10,
+        "p90": p90,
+        "repeats": len(values),
+        **{k: env[k] for k in _ENV_COLUMNS},
+    }
+
+
+_ENV_COLUMNS = (
+    "cpu_model",
+    "cpu_freq_hz",
+    "threads",
+    "tenseal_version",
+    "numpy_version",
+    "python_version",
+    "date",
+    "load_avg_1m",
+)
+
+
+def profile_set(
+    params: CkksParams, cfg: ProfileConfig = FULL, rng: np.random.Generator | None = None
+) -> list[dict[str, Any]]:
+    """Measure one parameter set; returns one record per op (see the module docstring)."""
+    rng = np.random.default_rng(cfg.seed) if rng is None else rng
+    env = environment()
+    keygen_s: list[float] = []
+    keys: ops.CkksKeys | None = None
+    for i in range(cfg.warmup + cfg.keygen_repeats):
+        t0 = time.perf_counter()
+        keys = ops.make_context(params)
+        dt = time.perf_counter() - t0
+        if i >= cfg.warmup:
+            keygen_s.append(dt)
+    assert keys is not None
+    pub = ops.load_public_context(keys.public_bytes(), params)
+
+    slots = params.slots
+    x = rng.uniform(-1.0, 1.0, size=(slots, cfg.d_in))
+    w = rng.normal(0.0, 1.0 / math.sqrt(cfg.d_in), size=(cfg.d_in, cfg.d_out))
+    b = rng.normal(0.0, 0.1, size=cfg.d_out)
+    ref = x @ w + b
+
+    enc_s: list[float] = []
+    mac_s: list[float] = []
+    rescale_s: list[float] = []
+    dec_s: list[float] = []
+    bits: list[float] = []
+    fresh_bytes: list[float] = []
+    prod_bytes: list[float] = []
+    for i in range(cfg.warmup + cfg.repeats):
+        t0 = time.perf_counter()
+        enc = ops.encrypt_columns(keys, x)
+        t_enc = time.perf_counter() - t0
+        # the server starts from bytes (fresh objects: no cached parse from a previous run)
+        served = ops.deserialize_columns(pub, ops.serialize_columns(enc))
+        tm = ops.ProjectTimings()
+        y = ops.project(pub, served, w, b, timings=tm)
+        back = ops.deserialize_columns(keys, ops.serialize_columns(y))
+        t0 = time.perf_counter()
+        got = ops.decrypt_columns(keys, back)
+        t_dec = time.perf_counter() - t0
+        if i < cfg.warmup:
+            continue
+        enc_s.append(t_enc / cfg.d_in)
+        mac_s.append((tm.load_s + tm.mac_s) / (cfg.d_in * cfg.d_out))
+        rescale_s.append(tm.rescale_s / cfg.d_out)
+        dec_s.append(t_dec / cfg.d_out)
+        err = float(np.max(np.abs(got - ref)))
+        bits.append(-math.log2(err) if err > 0 else 64.0)
+        fresh_bytes.extend(ct.nbytes for blk in enc.blocks for ct in blk)
+        prod_bytes.extend(ct.nbytes for blk in y.blocks for ct in blk)
+    return [
+        _record("keygen", params, keygen_s, "s", env),
+        _record("encrypt", params, enc_s, "s", env),
+        _record("decrypt", params, dec_s, "s", env),
+        _record("project_mac", params, mac_s, "s", env),
+        _record("rescale", params, rescale_s, "s", env),
+        _record("ct_bytes_fresh", params, fresh_bytes, "bytes", env),
+        _record("ct_bytes_product", params, prod_bytes, "bytes", env),
+        _record("precision_bits", params, bits, "bits", env),
+    ]
+
+
+def select_sets(names: Sequence[str] | None = None) -> list[CkksParams]:
+    """The default catalogue, or the named subset (unknown names raise, listing valid ones)."""
+    from privtuner.costmodels.catalogue import generate_catalogue
+
+    catalogue = generate_catalogue()
+    if not names:
+        return list(catalogue)
+    by_name = {p.name: p for p in catalogue}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise ParameterError(
+            f"unknown catalogue set(s) {unknown}; valid: {', '.join(sorted(by_name))}"
+        )
+    return [by_name[n] for n in names]
+
+
+def _write_parquet(records: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        return None
+    from privtuner.costmodels.fitting import RECORD_COLUMNS
+
+    cols: dict[str, list[Any]] = {c: [] for c in RECORD_COLUMNS}
+    for r in records:
+        for c in RECORD_COLUMNS:
+            v = r.get(c)
+            if c == "coeff_mod_bit_sizes":
+                v = "-".join(str(int(bit)) for bit in v)
+            cols[c].append(v)
+    pq.write_table(pa.table(cols), path)
+    return path
+
+
+def run_profile(
+    out_dir: str | Path,
+    quick: bool = False,
+    sets: Sequence[str] | Sequence[CkksParams] | None = None,
+    repeats: int | None = None,
+    progress: bool = True,
+    config: ProfileConfig | None = None,
+    on_set: Callable[[CkksParams, list[dict[str, Any]]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Profile the catalogue (or ``sets``: names or :class:`CkksParams`) into ``out_dir``.
+
+    Writes ``records.csv`` (columns :data:`~privtuner.costmodels.fitting.RECORD_COLUMNS`),
+    ``records.parquet`` when pyarrow is installed, and ``profile_meta.json`` (configuration,
+    environment, elapsed seconds). Returns the records. ``quick`` uses :data:`QUICK`;
+    ``repeats`` overrides the number of timed repetitions.
+    """
+    from privtuner.costmodels.fitting import write_records
+
+    cfg = config if config is not None else (QUICK if quick else FULL)
+    if repeats is not None:
+        cfg = replace(cfg, repeats=int(repeats))
+    if sets and all(isinstance(s, CkksParams) for s in sets):
+        params = [s for s in sets if isinstance(s, CkksParams)]
+    else:
+        params = select_sets([str(s) for s in sets] if sets else None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(cfg.seed)
+    records: list[dict[str, Any]] = []
+    t_start = time.perf_counter()
+    iterator: Any = params
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(params, desc="profile", unit="set")
+    per_set_s: dict[str, float] = {}
+    for p in iterator:
+        if progress:
+            iterator.set_postfix_str(p.name)
+        t0 = time.perf_counter()
+        recs = profile_set(p, cfg, rng)
+        per_set_s[p.name] = time.perf_counter() - t0
+        records.extend(recs)
+        write_records(records, out / "records.csv")  # partial results survive an interrupt
+        if on_set is not None:
+            on_set(p, recs)
+    elapsed = time.perf_counter() - t_start
+    parquet = _write_parquet(records, out / "records.parquet")
+    meta = {
+        "config": asdict(cfg),
+        "quick": quick,
+        "sets": [p.name for p in params],
+        "elapsed_s": elapsed,
+        "per_set_s": per_set_s,
+        "environment_end": environment(),
+        "records_csv": "records.csv",
+        "records_parquet": parquet.name if parquet else None,
+    }
+    (out / "profile_meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return records
+
+
+def run_profile_cli(args: argparse.Namespace) -> int:
+    """``privtuner profile [--quick] --out DIR [--sets NAME ...] [--repeats N]``.
+
+    Prints one JSON summary line (records path, number of records, elapsed seconds).
+    """
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    records = run_profile(
+        out,
+        quick=bool(getattr(args, "quick", False)),
+        sets=getattr(args, "sets", None),
+        repeats=getattr(args, "repeats", None),
+        progress=True,
+    )
+    summary = {
+        "records_csv": str(out / "records.csv"),
+        "records_parquet": str(out / "records.parquet")
+        if (out / "records.parquet").exists()
+        else None,
+        "n_records": len(records),
+        "sets": sorted({r["set_name"] for r in records}),
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    print(json.dumps(summary))
+    return 0

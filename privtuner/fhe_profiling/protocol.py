@@ -1,0 +1,642 @@
+"""The split CKKS fine-tuning protocol (spec section 1) as two parties exchanging only bytes.
+
+Parties
+-------
+* :class:`DeviceClient` (data owner) holds the CKKS secret key, the data and labels, the LoRA
+  adapters, the classifier head, the embeddings and LayerNorms (:class:`bert.BertDevice`), and
+  runs everything but the frozen dense projections in clear, with torch autograd. Each frozen
+  projection is an autograd function (:class:`bert.RemoteProjector`) whose forward encrypts
+  ``X [T, d_in]`` (column packing: ciphertext j of a block holds feature j of up to N/2
+  tokens), uploads it and decrypts ``X W + b``; whose backward encrypts ``dL/dY [T, d_out]``,
+  uploads it and decrypts ``dL/dX = dL/dY W^T``. The backward is skipped where ``X`` needs no
+  gradient (first layer's Q, K, V). LoRA and head gradients are computed on the device in
+  clear; a torch ``AdamW`` updates them.
+* :class:`ProjectionServer` (model owner) holds the frozen weights ``W0, b0`` of every
+  projection and receives only bytes: the serialized *public* CKKS context (no secret key)
+  and serialized ciphertexts. It computes ciphertext x plaintext products (depth one; no
+  ciphertext x ciphertext product) and returns serialized ciphertexts.
+* A transport (:class:`InProcessTransport`, or :class:`ProcessTransport` with the server in
+  its own OS process) carries the messages and counts the bytes up and down per message kind.
+
+Threat model
+------------
+Semi-honest (honest-but-curious) server: it follows the protocol but may inspect everything
+it receives. It sees only the public context and IND-CPA secure CKKS ciphertexts (RLWE, at
+>= 128-bit classical security for every catalogue set, per the HomomorphicEncryption.org
+standard table): no tokens, activations, gradients, labels or adapters in clear. It learns the
+shapes (tokens per step, projection names), the message sizes and timings. Backward gradients
+are scaled by a power of two before encryption (``2^-floor(log2 max|dL/dY|)``) to use the CKKS
+precision; the factor stays on the device (forward activations are not scaled because the
+server adds the bias ``b0``). Limits: (1) the frozen weights ``W0`` are *not* hidden from the
+device, which could query the projections with chosen inputs and decrypt the answers: this
+protocol protects the data owner, not the model owner; (2) CKKS decryptions are approximate,
+so releasing decrypted results to third parties would need noise flooding (Li-Micciancio,
+Eurocrypt 2021) — here decrypted values never leave the device; (3) no protection against a
+malicious (deviating) server, which could return wrong products.
+
+Messages: ``kind (4 bytes) | header length (u32, big-endian) | JSON header | payload``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import PrivtunerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from privtuner.fhe_profiling.bert import BertDevice, FrozenWeights
+
+#: Message kinds.
+MSG_SETUP = b"SETP"  # public context upload (once per session)
+MSG_PROJECT = b"PROJ"  # one encrypted projection (forward or backward)
+MSG_STATS = b"STAT"  # server's own timers and peak memory (management, not protocol data)
+MSG_RESET = b"RSET"  # reset the server's timers and peak memory (management)
+MSG_ERROR = b"ERR!"
+MSG_OK = b"OKAY"
+
+#: Tolerance of the encrypted step vs the plaintext step (normwise relative error of logits,
+#: loss and every LoRA/head gradient) at the default N=8192 set.
+RELATIVE_TOLERANCE = 1e-3
+
+_HEADER = struct.Struct(">I")
+
+
+class ProtocolError(PrivtunerError):
+    """A malformed or unexpected protocol message, or an error reported by the other party."""
+
+
+def pack_message(kind: bytes, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+    """``kind | u32 len | JSON header | payload`` (kind: 4 bytes)."""
+    if len(kind) != 4:
+        raise ProtocolError(f"message kind must be 4 bytes (got {kind!r})")
+    h = json.dumps(dict(header), separators=(",", ":")).encode()
+    return kind + _HEADER.pack(len(h)) + h + payload
+
+
+def unpack_message(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
+    """Inverse of :func:`pack_message`: ``(kind, header, payload)``."""
+    if not isinstance(data, bytes | bytearray) or len(data) < 8:
+        raise ProtocolError(f"a message must be bytes of length >= 8 (got {type(data).__name__})")
+    (n,) = _HEADER.unpack_from(data, 4)
+    if 8 + n > len(data):
+        raise ProtocolError(f"message header length {n} exceeds the message ({len(data)} bytes)")
+    header = json.loads(bytes(data[8 : 8 + n]).decode())
+    return bytes(data[:4]), header, bytes(data[8 + n :])
+
+
+# --------------------------------------------------------------------------- memory
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process [bytes] (``VmHWM``; ``ru_maxrss`` fallback)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - non-Linux
+        pass
+    import resource  # pragma: no cover
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # pragma: no cover
+
+
+def reset_peak_rss() -> bool:
+    """Reset the peak RSS to the current RSS (Linux ``clear_refs`` 5); False if unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:  # pragma: no cover - non-Linux or restricted
+        return False
+
+
+# --------------------------------------------------------------------------- server
+
+
+class ProjectionServer:
+    """The model owner: frozen projections, public context, ciphertext x plaintext products.
+
+    ``weights``: ``{name: (W [d_in, d_out], b [d_out])}``. Holds nothing else but the public
+    context, the parameter set and its own counters; keeps no received ciphertext after a reply.
+    """
+
+    def __init__(
+        self, weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]]
+    ) -> None:
+        self._weights: dict[str, tuple[NDArray[np.float64], NDArray[np.float64],
+                                       NDArray[np.float64] | None]] = {}
+        for name, (w, b) in weights.items():
+            w64 = np.array(w, dtype=np.float64)
+            wt = np.ascontiguousarray(w64.T)
+            b64 = None if b is None else np.array(b, dtype=np.float64)
+            for a in (w64, wt, b64):
+                if a is not None:
+                    a.setflags(write=False)
+            self._weights[name] = (w64, wt, b64)
+        self._context: Any = None
+        self._params: CkksParams | None = None
+        self._timers: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+
+    @property
+    def weight_arrays(self) -> list[NDArray[np.float64]]:
+        """Every array the server owns (its frozen weights), for audits."""
+        return [a for t in self._weights.values() for a in t if a is not None]
+
+    @property
+    def context(self) -> Any:
+        """The public CKKS context received from the device (None before setup)."""
+        return self._context
+
+    def handle(self, message: bytes) -> bytes:
+        """Answer one message; errors come back as an ``ERR!`` message, never raised."""
+        t0 = time.perf_counter()
+        try:
+            kind, header, payload = unpack_message(message)
+            if kind == MSG_SETUP:
+                reply = self._setup(header, payload)
+            elif kind == MSG_PROJECT:
+                reply = self._project(header, payload)
+            elif kind == MSG_STATS:
+                return pack_message(MSG_OK, self.stats())
+            elif kind == MSG_RESET:
+                self._timers.clear()
+                self._counts.clear()
+                reset_peak_rss()
+                return pack_message(MSG_OK, {})
+            else:
+                raise ProtocolError(f"unknown message kind {kind!r}")
+        except Exception as exc:  # report to the device; the server keeps running
+            return pack_message(MSG_ERROR, {"error": f"{type(exc).__name__}: {exc}"})
+        self._timers["handle_s"] += time.perf_counter() - t0
+        return reply
+
+    def stats(self) -> dict[str, Any]:
+        """Server timers [s], counters and peak RSS [bytes] since the last reset."""
+        return {**self._timers, **self._counts, "peak_rss_bytes": peak_rss_bytes()}
+
+    def _setup(self, header: dict[str, Any], payload: bytes) -> bytes:
+        from privtuner.fhe_profiling import ckks_ops
+
+        params = CkksParams.from_dict(header["params"])
+        ctx = ckks_ops.load_public_context(payload, params)
+        if _context_is_private(ctx):
+            raise ProtocolError("the context sent to the server holds a secret key; refusing it")
+        self._context, self._params = ctx, params
+        return pack_message(MSG_OK, {})
+
+    def _project(self, header: dict[str, Any], payload: bytes) -> bytes:
+        from privtuner.fhe_profiling import ckks_ops
+
+        if self._context is None:
+            raise ProtocolError("projection requested before the public context was set up")
+        name, direction = header.get("name"), header.get("direction")
+        if name not in self._weights:
+            raise ProtocolError(f"unknown projection {name!r}; known: {sorted(self._weights)}")
+        w, wt, b = self._weights[name]
+        if direction == "forward":
+            weight, bias = w, b
+        elif direction == "backward":
+            weight, bias = wt, None
+        else:
+            raise ProtocolError(f"direction must be 'forward' or 'backward' (got {direction!r})")
+        t0 = time.perf_counter()
+        enc = ckks_ops.deserialize_columns(self._context, payload)
+        t1 = time.perf_counter()
+        if enc.n_features != weight.shape[0]:
+            raise ProtocolError(
+                f"{name} {direction}: {enc.n_features} input features, expected {weight.shape[0]}"
+            )
+        out = ckks_ops.project(self._context, enc, weight, bias)
+        t2 = time.perf_counter()
+        data = ckks_ops.serialize_columns(out)
+        t3 = time.perf_counter()
+        self._timers["deserialize_s"] += t1 - t0
+        self._timers["project_s"] += t2 - t1
+        self._timers["serialize_s"] += t3 - t2
+        self._counts[f"n_{direction}"] += 1
+        return pack_message(MSG_OK, {"name": name, "direction": direction}, data)
+
+
+def _context_is_private(ctx: Any) -> bool:
+    """Whether a (wrapped) TenSEAL context holds a secret key."""
+    for obj in (ctx, getattr(ctx, "context", None), getattr(ctx, "ctx", None)):
+        fn = getattr(obj, "is_private", None)
+        if callable(fn):
+            return bool(fn())
+    return False
+
+
+# --------------------------------------------------------------------------- transports
+
+
+@dataclass
+class TransportStats:
+    """Bytes up (device -> server) and down per message kind, messages, round-trip time [s]."""
+
+    bytes_up: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    bytes_down: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    messages: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    round_trip_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        return {
+            "bytes_up": dict(self.bytes_up),
+            "bytes_down": dict(self.bytes_down),
+            "messages": dict(self.messages),
+            "round_trip_s": dict(self.round_trip_s),
+        }
+
+
+class _TransportBase:
+    """Counts every message; subclasses implement ``_send(bytes) -> bytes``."""
+
+    def __init__(self) -> None:
+        self.stats = TransportStats()
+
+    def _send(self, message: bytes) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def request(self, message: bytes) -> bytes:
+        if not isinstance(message, bytes):
+            raise ProtocolError(f"only bytes may cross the transport (got {type(message).__name__})")
+        kind = message[:4].decode("ascii", "replace")
+        t0 = time.perf_counter()
+        reply = self._send(message)
+        self.stats.round_trip_s[kind] += time.perf_counter() - t0
+        if not isinstance(reply, bytes):
+            raise ProtocolError(f"only bytes may cross the transport (got {type(reply).__name__})")
+        self.stats.bytes_up[kind] += len(message)
+        self.stats.bytes_down[kind] += len(reply)
+        self.stats.messages[kind] += 1
+        return reply
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> _TransportBase:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InProcessTransport(_TransportBase):
+    """Server in the same process: ``request`` calls ``server.handle`` with the bytes.
+
+    Both parties share one process, so their peak memory cannot be told apart here; use
+    :class:`ProcessTransport` to measure each party.
+    """
+
+    separate_processes = False
+
+    def __init__(self, server: ProjectionServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def _send(self, message: bytes) -> bytes:
+        return self.server.handle(message)
+
+
+def _serve(conn: Any, weights: dict[str, tuple[Any, Any]]) -> None:  # pragma: no cover
+    """Child-process loop of :class:`ProcessTransport` (runs in the server's process)."""
+    server = ProjectionServer(weights)
+    try:
+        while True:
+            try:
+                msg = conn.recv_bytes()
+            except EOFError:
+                return
+            if not msg:
+                return
+            conn.send_bytes(server.handle(msg))
+    finally:
+        conn.close()
+
+
+class ProcessTransport(_TransportBase):
+    """Server in its own OS process (``spawn``); bytes go through a pipe.
+
+    The server process imports only numpy, TenSEAL and this module (no torch), so its peak
+    memory is its own. ``weights`` are the server's model, handed to it at start-up (not via
+    the counted channel).
+    """
+
+    separate_processes = True
+
+    def __init__(
+        self, weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+        start_timeout_s: float = 120.0,
+    ) -> None:
+        super().__init__()
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_serve, args=(child, dict(weights)), daemon=True)
+        self._proc.start()
+        child.close()
+        self._timeout_s = start_timeout_s
+
+    def _send(self, message: bytes) -> bytes:
+        self._conn.send_bytes(message)
+        reply: bytes = self._conn.recv_bytes()
+        return reply
+
+    def close(self) -> None:
+        if self._proc.is_alive():
+            try:
+                self._conn.send_bytes(b"")
+            except OSError:  # pragma: no cover
+                pass
+            self._proc.join(timeout=10)
+            if self._proc.is_alive():  # pragma: no cover
+                self._proc.terminate()
+                self._proc.join()
+        self._conn.close()
+
+
+def _expect_ok(reply: bytes) -> tuple[dict[str, Any], bytes]:
+    kind, header, payload = unpack_message(reply)
+    if kind == MSG_ERROR:
+        raise ProtocolError(f"server error: {header.get('error')}")
+    if kind != MSG_OK:
+        raise ProtocolError(f"unexpected reply kind {kind!r}")
+    return header, payload
+
+
+# --------------------------------------------------------------------------- device
+
+
+@dataclass
+class StepResult:
+    """One training step: outputs, gradients (before the optimiser update), costs.
+
+    ``timings_s`` (device side): ``encrypt`` (encode + encrypt), ``serialize`` (ciphertexts
+    to bytes), ``deserialize``, ``decrypt`` (decrypt + decode); ``server`` (the server's own
+    handling time of the projection messages; ``server_project`` of it in the products),
+    ``transport`` (round trip minus server time), ``device_clear`` (everything else on the
+    device: autograd, LoRA, non-linearities, loss, optimiser), ``total`` (wall time). ``bytes_up``/``bytes_down``: projection messages
+    of this step (headers included), ``peak_rss_bytes``: per party.
+    """
+
+    loss: float
+    logits: NDArray[np.float64]
+    grads: dict[str, NDArray[np.float64]]
+    timings_s: dict[str, float] = field(default_factory=dict)
+    bytes_up: int = 0
+    bytes_down: int = 0
+    projections_forward: int = 0
+    projections_backward: int = 0
+    ciphertexts_up: int = 0
+    ciphertexts_down: int = 0
+    peak_rss_bytes: dict[str, int] = field(default_factory=dict)
+
+
+class DeviceClient:
+    """The data owner: secret key, data, LoRA, head and the clear-text part of the model.
+
+    ``DeviceClient(params, transport, model)`` generates the CKKS keys, uploads the public
+    context (``setup_bytes_up``) and trains ``model`` with ``AdamW(lr, weight_decay)`` over
+    the encrypted projections. Implements ``project_forward``/``project_backward`` for
+    :class:`bert.RemoteProjector`.
+    """
+
+    def __init__(
+        self,
+        params: CkksParams,
+        transport: _TransportBase,
+        model: BertDevice,
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.01,
+        scale_gradients: bool = True,
+    ) -> None:
+        import torch
+
+        from privtuner.fhe_profiling import ckks_ops
+        from privtuner.fhe_profiling.bert import RemoteProjector
+
+        self.params = params
+        self.transport = transport
+        self.model = model
+        self.scale_gradients = scale_gradients
+        t0 = time.perf_counter()
+        self._keys = ckks_ops.make_context(params)
+        self.keygen_s = time.perf_counter() - t0
+        public = self._keys.public_bytes()
+        _expect_ok(transport.request(pack_message(MSG_SETUP, {"params": params.to_dict()}, public)))
+        self.setup_bytes_up = transport.stats.bytes_up[MSG_SETUP.decode()]
+        self.optimizer = torch.optim.AdamW(
+            list(model.trainable_named_parameters().values()), lr=lr, weight_decay=weight_decay
+        )
+        self.projector = RemoteProjector(self)
+        self._timers: dict[str, float] = defaultdict(float)
+        self._counts: dict[str, int] = defaultdict(int)
+
+    # ---- the two remote products (called by the autograd function)
+
+    def _remote(self, name: str, direction: str, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        from privtuner.fhe_profiling import ckks_ops
+
+        t0 = time.perf_counter()
+        enc = ckks_ops.encrypt_columns(self._keys, np.asarray(x, dtype=np.float64))
+        t1 = time.perf_counter()
+        up = ckks_ops.serialize_columns(enc)
+        msg = pack_message(MSG_PROJECT, {"name": name, "direction": direction}, up)
+        t2 = time.perf_counter()
+        reply = self.transport.request(msg)
+        t3 = time.perf_counter()
+        _, payload = _expect_ok(reply)
+        enc_res = ckks_ops.deserialize_columns(self._keys, payload)
+        t4 = time.perf_counter()
+        res = ckks_ops.decrypt_columns(self._keys, enc_res)
+        t5 = time.perf_counter()
+        self._timers["encrypt"] += t1 - t0
+        self._timers["serialize"] += t2 - t1
+        self._timers["round_trip"] += t3 - t2
+        self._timers["deserialize"] += t4 - t3
+        self._timers["decrypt"] += t5 - t4
+        self._counts[f"projections_{direction}"] += 1
+        blocks = len(enc.blocks)
+        self._counts["ciphertexts_up"] += blocks * int(x.shape[1])
+        self._counts["ciphertexts_down"] += blocks * int(res.shape[1])
+        return np.asarray(res, dtype=np.float64)
+
+    def project_forward(self, name: str, x: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``X W + b`` of the frozen projection ``name`` via the server (X: [T, d_in])."""
+        return self._remote(name, "forward", x)
+
+    def project_backward(self, name: str, grad_y: NDArray[np.float64]) -> NDArray[np.float64]:
+        """``dL/dX = dL/dY W^T`` via the server; ``dL/dY`` scaled by a power of two first."""
+        factor = 1.0
+        if self.scale_gradients:
+            m = float(np.max(np.abs(grad_y))) if grad_y.size else 0.0
+            if m > 0 and np.isfinite(m):
+                factor = 2.0 ** (-np.floor(np.log2(m)))
+        return self._remote(name, "backward", grad_y * factor) / factor
+
+    # ---- one training step
+
+    def train_step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        *,
+        update: bool = True,
+    ) -> StepResult:
+        """Forward, backward (encrypted projections), then the AdamW update if ``update``."""
+        import torch
+
+        server_before = self._server_stats(reset=True)
+        del server_before
+        up0 = dict(self.transport.stats.bytes_up)
+        down0 = dict(self.transport.stats.bytes_down)
+        self._timers.clear()
+        self._counts.clear()
+        reset_peak_rss()
+        t0 = time.perf_counter()
+        self.optimizer.zero_grad(set_to_none=True)
+        logits = self.model(input_ids, attention_mask, token_type_ids, self.projector)
+        loss = torch.nn.functional.cross_entropy(logits, labels)
+        loss.backward()
+        grads = {
+            n: p.grad.detach().to(torch.float64).numpy().copy()
+            for n, p in self.model.trainable_named_parameters().items()
+            if p.grad is not None
+        }
+        if update:
+            self.optimizer.step()
+        total = time.perf_counter() - t0
+        device_peak = peak_rss_bytes()
+        srv = self._server_stats(reset=False)
+        kind = MSG_PROJECT.decode()
+        server_s = float(srv.get("handle_s", 0.0))
+        rt = self._timers["round_trip"]
+        crypto = sum(self._timers[k] for k in ("encrypt", "serialize", "deserialize", "decrypt"))
+        timings = {
+            "encrypt": self._timers["encrypt"],
+            "serialize": self._timers["serialize"],
+            "deserialize": self._timers["deserialize"],
+            "decrypt": self._timers["decrypt"],
+            "server": server_s,
+            "transport": max(rt - server_s, 0.0),
+            "device_clear": total - crypto - rt,
+            "total": total,
+            "server_project": float(srv.get("project_s", 0.0)),
+            "server_serialization": float(srv.get("serialize_s", 0.0))
+            + float(srv.get("deserialize_s", 0.0)),
+        }
+        peaks = {"device": device_peak, "server": int(srv["peak_rss_bytes"])}
+        return StepResult(
+            loss=loss.item(),
+            logits=logits.detach().to(torch.float64).numpy().copy(),
+            grads=grads,
+            timings_s=timings,
+            bytes_up=self.transport.stats.bytes_up.get(kind, 0) - up0.get(kind, 0),
+            bytes_down=self.transport.stats.bytes_down.get(kind, 0) - down0.get(kind, 0),
+            projections_forward=self._counts["projections_forward"],
+            projections_backward=self._counts["projections_backward"],
+            ciphertexts_up=self._counts["ciphertexts_up"],
+            ciphertexts_down=self._counts["ciphertexts_down"],
+            peak_rss_bytes=peaks,
+        )
+
+    def _server_stats(self, reset: bool) -> dict[str, Any]:
+        kind = MSG_RESET if reset else MSG_STATS
+        header, _ = _expect_ok(self.transport.request(pack_message(kind, {})))
+        return header
+
+    def decrypt_for_audit(self, data: bytes) -> NDArray[np.float64]:
+        """Decrypt serialized columns with the device's secret key (tests and audits)."""
+        from privtuner.fhe_profiling import ckks_ops
+
+        enc = ckks_ops.deserialize_columns(self._keys, data)
+        return np.asarray(ckks_ops.decrypt_columns(self._keys, enc), dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def plain_step(
+    model: BertDevice,
+    weights: FrozenWeights,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    labels: torch.Tensor,
+    token_type_ids: torch.Tensor | None = None,
+) -> StepResult:
+    """The same step in clear (the reference): logits, loss and trainable gradients.
+
+    Does not update ``model``; gradients are left in ``.grad``.
+    """
+    import torch
+
+    from privtuner.fhe_profiling.bert import PlainProjector
+
+    dtype = next(iter(model.trainable_named_parameters().values())).dtype
+    for p in model.parameters():
+        p.grad = None
+    t0 = time.perf_counter()
+    logits = model(input_ids, attention_mask, token_type_ids, PlainProjector(weights, dtype))
+    loss = torch.nn.functional.cross_entropy(logits, labels)
+    loss.backward()
+    total = time.perf_counter() - t0
+    grads = {
+        n: p.grad.detach().to(torch.float64).numpy().copy()
+        for n, p in model.trainable_named_parameters().items()
+        if p.grad is not None
+    }
+    return StepResult(
+        loss=loss.item(),
+        logits=logits.detach().to(torch.float64).numpy().copy(),
+        grads=grads,
+        timings_s={"total": total},
+    )
+
+
+def relative_error(a: NDArray[np.float64], ref: NDArray[np.float64]) -> float:
+    """Normwise relative error ``max|a - ref| / max|ref|`` (entry-wise ratios are meaningless
+    for entries near zero); ``max|a - ref|`` if ``ref`` is all zero."""
+    a, ref = np.asarray(a, dtype=float), np.asarray(ref, dtype=float)
+    err = float(np.max(np.abs(a - ref))) if ref.size else 0.0
+    scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+    return err / scale if scale > 0 else err
+
+
+def compare_steps(enc: StepResult, ref: StepResult) -> dict[str, float]:
+    """Errors of the encrypted step vs the plaintext one.
+
+    ``logits_max_abs_err``, ``logits_rel_err``, ``loss_rel_err`` (|dL| / |L|),
+    ``grad_max_rel_err`` (max over trainable tensors of :func:`relative_error`),
+    ``max_rel_err`` (max of the three relative errors), and ``grad_rel_err:<name>`` per tensor.
+    """
+    if set(enc.grads) != set(ref.grads):
+        raise ProtocolError(
+            f"gradient sets differ: {sorted(set(enc.grads) ^ set(ref.grads))}"
+        )
+    out: dict[str, float] = {
+        "logits_max_abs_err": float(np.max(np.abs(enc.logits - ref.logits))),
+        "logits_rel_err": relative_error(enc.logits, ref.logits),
+        "loss_rel_err": abs(enc.loss - ref.loss) / max(abs(ref.loss), 1e-300),
+    }
+    per = {f"grad_rel_err:{n}": relative_error(enc.grads[n], ref.grads[n]) for n in ref.grads}
+    out["grad_max_rel_err"] = max(per.values()) if per else 0.0
+    out["max_rel_err"] = max(out["logits_rel_err"], out["loss_rel_err"], out["grad_max_rel_err"])
+    out.update(per)
+    return out

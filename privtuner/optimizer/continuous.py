@@ -1,0 +1,479 @@
+"""Fast fixed-theta convex stage (spec 5.2): per-(device, set) Lagrangian subproblems and
+market clearing of the bandwidth and server-CPU prices, vectorised with numpy.
+
+Variables per device n with set k (spec 5.2): t_d = C_dev/f, t_s = C_srv/f_s, the uplink time
+tau and the bandwidth b. With the energy weight w = w_E x rounds::
+
+    w E_dev = a_d / t_d^2,                 a_d = w kappa_d C_dev^3
+    w E_srv = a_s / t_s^2,                 a_s = w kappa_s C_srv^3
+    w E_tx  = W phi(tau b),  phi(u) = u (2^{S/u} - 1),   W = w N0 / g   (jointly convex)
+    power:   S / tau <= b log2(1 + Gamma / b),  Gamma = p_max g / N0
+    latency: t_d + tau + t_s <= T' = T_max - S_down / r_dl;  t_d >= C_dev/f_max;
+             b <= B;  t_s >= C_srv / F_s  (redundant bounds keeping the subproblem bounded)
+
+Prices mu [J/Hz] on bandwidth and nu [J/Hz] on server CPU give the Lagrangian subproblem
+
+    L_nk(mu, nu) = min  a_d/t_d^2 + a_s/t_s^2 + W phi(tau b) + mu b + nu C_srv/t_s + c_k
+
+(c_k = -w_P Phi_k for the weighted objective) which a latency multiplier lambda splits into
+one-dimensional convex problems (solved by safeguarded Newton in log coordinates):
+
+* t_d = max((2 a_d / lambda)^(1/3), C_dev / f_max);
+* t_s: the positive root of lambda t^3 - nu C_srv t - 2 a_s = 0, at least C_srv / F_s;
+* (tau, b): for a fixed product u = tau b, mu b + lambda tau >= 2 sqrt(mu lambda u), so with
+  z = S ln2 / u the optimum solves psi(z)/sqrt(z) = sqrt(mu lambda) / (W sqrt(S ln 2)),
+  psi(z) = 1 + (z - 1) e^z = -phi'(u); if b > B the optimum has b = B and W B psi(z) = lambda;
+  if the power limit is violated it binds: p = p_max and b minimises
+  (W Gamma + lambda) S / r(b) + mu b, i.e. q(x) = mu Gamma^2 / ((W Gamma + lambda) S ln 2)
+  with x = Gamma / b, q(x) = x^2 (ln(1+x) - x/(1+x)) / ln(1+x)^2.
+
+lambda solves t_d + t_s + tau = T' (each term decreases in lambda). The returned value
+includes lambda (t_d + t_s + tau - T'), so it is the exact minimum of the Lagrangian at that
+lambda: a valid lower bound of the device's subproblem whatever the numerical tolerance.
+
+:func:`clear_markets` finds, for groups of devices with fixed sets, the prices that clear both
+markets (Newton in log prices); its primal allocation is feasible and optimal for the fixed
+sets, and its dual value certifies it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from privtuner.optimizer.problem import AllocationProblem
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+LN2 = float(np.log(2.0))
+_LOG_LAM_LO, _LOG_LAM_HI = -400.0, 400.0
+
+
+# ---------------------------------------------------------------------- special functions
+def log_omega(z: F64) -> F64:
+    """log of omega(z) = z - 1 + e^{-z} = e^{-z} psi(z) (psi(z) = 1 + (z-1) e^z = -phi'(u)).
+
+    Series z^2/2 (1 - z/3 + z^2/12 - z^3/60 + z^4/360) below z = 1e-2 (no cancellation).
+    """
+    out = z + np.expm1(-z)
+    small = np.flatnonzero(z < 1e-2)
+    if small.size:
+        zs = z[small]
+        out[small] = zs**2 / 2 * (1 - zs / 3 + zs**2 / 12 - zs**3 / 60 + zs**4 / 360)
+    return np.log(out)
+
+
+def omega(z: F64) -> F64:
+    return np.exp(log_omega(z))
+
+
+def log_eta(x: F64) -> F64:
+    """log of eta(x) = ln(1+x) - x/(1+x) (used by the power-limited uplink branch).
+
+    Series x^2/2 (1 - 4x/3 + 3x^2/2 - 8x^3/5 + 5x^4/3) below x = 1e-3.
+    """
+    out = np.log1p(x) - x / (1 + x)
+    small = np.flatnonzero(x < 1e-3)
+    if small.size:
+        xs = x[small]
+        out[small] = xs**2 / 2 * (1 - 4 * xs / 3 + 3 * xs**2 / 2 - 8 * xs**3 / 5 + 5 * xs**4 / 3)
+    return np.log(out)
+
+
+def phi(u: F64, s_bits: F64) -> F64:
+    """phi(u) = u (2^{S/u} - 1), the transmit energy per N0/g (spec 5.2)."""
+    with np.errstate(over="ignore"):
+        return u * np.expm1(s_bits * LN2 / u)
+
+
+def _newton(
+    fun: Any, s: F64, lo: F64, hi: F64, iters: int = 60, tol: float = 1e-13
+) -> F64:
+    """Solve fun(s) = 0 for increasing ``fun`` (returns value, derivative) elementwise.
+
+    Safeguarded Newton: the bracket [lo, hi] is updated by sign and a step leaving it is
+    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s).
+    """
+    s = np.clip(s, lo, hi)
+    lo = lo.copy()
+    hi = hi.copy()
+    active = np.arange(s.shape[0])
+    for _ in range(iters):
+        if active.size == 0:
+            break
+        sa = s[active]
+        f, d = fun(sa, active)
+        pos = f > 0
+        hi_a = np.where(pos, sa, hi[active])
+        lo_a = np.where(pos, lo[active], sa)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = -f / d
+        new = sa + step
+        bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
+        new = np.where(bad, 0.5 * (lo_a + hi_a), new)
+        new = np.where(f == 0, sa, new)
+        lo[active], hi[active] = lo_a, hi_a
+        s[active] = new
+        done = (np.abs(new - sa) <= tol * np.maximum(1.0, np.abs(sa))) | (f == 0)
+        active = active[~done]
+    return s
+
+
+# ---------------------------------------------------------------------- pair data
+@dataclass(frozen=True)
+class PairData:
+    """Per-(device, set) constants of the Lagrangian subproblems (arrays ``[m]``).
+
+    ``grp`` maps each pair to a group: a device in the full dual (min over its sets), or one
+    fixed-set problem in a batch of them (enumeration, branch-and-bound leaves).
+    """
+
+    dev: I64
+    kset: I64
+    grp: I64
+    a_d: F64
+    ed_coef: F64  # kappa_d C_dev^3 (unweighted device energy x t_d^2)
+    tmin_d: F64
+    c_s: F64
+    a_s: F64
+    es_coef: F64
+    tmin_s: F64
+    s_up: F64
+    gam: F64  # Gamma = p_max g / N0 [Hz]
+    w_tx: F64  # W = w N0 / g
+    n0_over_g: F64
+    p_max: F64
+    tp: F64  # T' = T_max - S_down / r_dl [s]
+    const: F64
+    tmin_total: F64  # minimum latency with all resources: infeasible pair if >= tp
+
+    @property
+    def size(self) -> int:
+        return int(self.dev.shape[0])
+
+    def take(self, idx: Any, grp: I64 | None = None) -> PairData:
+        kw = {f.name: getattr(self, f.name)[idx] for f in fields(self)}
+        if grp is not None:
+            kw["grp"] = grp
+        return PairData(**kw)
+
+
+def build_pairs(
+    problem: AllocationProblem,
+    dev: I64,
+    kset: I64,
+    grp: I64 | None = None,
+    energy_free: bool = False,
+) -> PairData:
+    """Pair constants for devices ``dev`` with sets ``kset`` (``energy_free``: w = 0, c = 0,
+    the resource-only problem used by feasibility checks)."""
+    c = problem.costs
+    dev = np.asarray(dev, dtype=np.int64)
+    kset = np.asarray(kset, dtype=np.int64)
+    w = 0.0 if energy_free else problem.energy_scale
+    c_d = c.device_cycles[kset]
+    c_s = c.server_cycles[kset]
+    s_up = c.uplink_bits[kset]
+    g = problem.gain_lin[dev]
+    n0g = problem.noise_w_per_hz / g
+    gam = problem.p_max_w[dev] / n0g
+    B = problem.bandwidth_hz
+    F = problem.server_cpu_hz
+    ed = problem.kappa_dev[dev] * c_d**3
+    es = problem.kappa_srv * c_s**3
+    tmin_d = c_d / problem.f_max_hz[dev]
+    tmin_s = c_s / F
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau_min = np.where(s_up > 0, s_up * LN2 / (B * np.log1p(gam / B)), 0.0)
+    tau_min = np.where(np.isnan(tau_min), np.inf, tau_min)
+    tp = problem.deadline_s - c.downlink_bits[kset] / problem.downlink_rate_bps
+    const = np.zeros(dev.shape) if energy_free else problem.set_constant[kset]
+    return PairData(
+        dev=dev,
+        kset=kset,
+        grp=dev.copy() if grp is None else np.asarray(grp, dtype=np.int64),
+        a_d=w * ed,
+        ed_coef=ed,
+        tmin_d=tmin_d,
+        c_s=c_s,
+        a_s=w * es,
+        es_coef=es,
+        tmin_s=tmin_s,
+        s_up=s_up,
+        gam=gam,
+        w_tx=w * n0g,
+        n0_over_g=n0g,
+        p_max=problem.p_max_w[dev].astype(float),
+        tp=tp,
+        const=const.astype(float),
+        tmin_total=tmin_d + tmin_s + tau_min,
+    )
+
+
+def pair_feasible(pd: PairData) -> NDArray[np.bool_]:
+    """Pairs whose deadline is reachable with all bandwidth, max power, f_max and all F_s."""
+    return pd.tmin_total < pd.tp * (1.0 - 1e-12)
+
+
+# ---------------------------------------------------------------------- the subproblems
+@dataclass
+class PairSolution:
+    """Minimiser of the Lagrangian subproblem of every pair at given prices (arrays [m])."""
+
+    log_lam: F64
+    t_d: F64
+    t_s: F64
+    tau: F64
+    b: F64
+    p: F64
+    e_d: F64  # per-round energies, unweighted [J]
+    e_s: F64
+    e_tx: F64
+    value: F64  # Lagrangian value incl. the constant and lambda (sum t - T')
+    fs: F64  # server CPU C_srv / t_s [Hz]
+
+
+def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
+    """t_d(lambda) = max((2 a_d / lambda)^(1/3), C_dev / f_max) and d log t_d / d log lambda."""
+    with np.errstate(divide="ignore"):
+        t = np.cbrt(2.0 * pd.a_d / lam)
+    interior = t > pd.tmin_d
+    return np.where(interior, t, pd.tmin_d), np.where(interior, -1.0 / 3.0, 0.0)
+
+
+def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
+    """t_s(lambda): root of lambda t^3 - nu C t - 2 a_s = 0 clipped at C/F_s; d log t/d log lam.
+
+    The root lies in [max(x, y), x + y] with x^3 = 2 a_s / lambda, y^2 = nu C / lambda; Newton
+    on log(lambda t^3) - log(nu C t + 2 a_s) (slope in [2, 3]) from the lower end.
+    """
+    x = np.cbrt(2.0 * pd.a_s / lam)
+    y = np.sqrt(nu * pd.c_s / lam)
+    t = np.maximum(x, y)
+    pos = t > 0
+    tt = np.where(pos, t, 1.0)
+    nc = nu * pd.c_s
+    two_a = 2.0 * pd.a_s
+    for _ in range(40):
+        num = nc * tt
+        rhs = num + two_a
+        with np.errstate(divide="ignore", invalid="ignore"):
+            step = np.where(pos, -np.log(lam * tt**3 / rhs) / (3.0 - num / rhs), 0.0)
+        tt = tt * np.exp(np.clip(step, -2.0, 2.0))
+        if not np.any(np.abs(step) > 1e-14):
+            break
+    t = np.where(pos, tt, 0.0)
+    interior = t > pd.tmin_s
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dlog = -1.0 / (3.0 - nc / (lam * t**2))
+    return np.where(interior, t, pd.tmin_s), np.where(interior, dlog, 0.0)
+
+
+@dataclass
+class _TxGuess:
+    """Warm starts of the three uplink root finds (log z or log x per pair; NaN = none)."""
+
+    s1: F64
+    s2: F64
+    s3: F64
+
+    @classmethod
+    def empty(cls, m: int) -> _TxGuess:
+        return cls(np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan))
+
+    def take(self, idx: Any) -> _TxGuess:
+        return _TxGuess(self.s1[idx], self.s2[idx], self.s3[idx])
+
+    def put(self, idx: Any, other: _TxGuess) -> None:
+        self.s1[idx], self.s2[idx], self.s3[idx] = other.s1, other.s2, other.s3
+
+
+def _tx(
+    pd: PairData, lam: F64, mu: F64, bcap_hz: float, guess: _TxGuess
+) -> tuple[F64, F64, F64, F64]:
+    """Uplink (tau, d log tau / d log lambda, b, p) minimising W phi(tau b) + mu b + lam tau
+    subject to the power limit and b <= B (module docstring); updates ``guess`` in place."""
+    m = pd.size
+    tau = np.zeros(m)
+    dlog = np.zeros(m)
+    b = np.zeros(m)
+    p = np.zeros(m)
+    has = pd.s_up > 0
+    sln2 = pd.s_up * LN2
+    wpos = pd.w_tx > 0
+    mpos = mu > 0
+    todo_b = has & wpos & ~mpos
+    todo_p = has & ~wpos
+    # --- unconstrained branch: psi(z)/sqrt(z) = sqrt(mu lam) / (W sqrt(S ln2))
+    iu = np.flatnonzero(has & wpos & mpos)
+    if iu.size:
+        log_r = 0.5 * (np.log(mu[iu] * lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
+
+        def f1(s: F64, a: I64) -> tuple[F64, F64]:
+            z = np.exp(s)
+            lo = log_omega(z)
+            return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
+
+        s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
+        g0 = guess.s1[iu]
+        s0 = np.where(np.isfinite(g0), g0, s0)
+        s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
+        guess.s1[iu] = s
+        z = np.exp(s)
+        u = sln2[iu] / z
+        bu = np.sqrt(lam[iu] * u / mu[iu])
+        ok_b = bu <= bcap_hz
+        ok_p = z <= np.log1p(pd.gam[iu] / bu)
+        good = ok_b & ok_p
+        ig = iu[good]
+        zg = z[good]
+        tau[ig] = u[good] / bu[good]
+        b[ig] = bu[good]
+        dlog[ig] = -0.25 / (zg**2 * np.exp(-log_omega(zg)) - 0.5) - 0.5
+        p[ig] = pd.n0_over_g[ig] * b[ig] * np.expm1(zg)
+        todo_b[iu[~ok_b]] = True
+        todo_p[iu[ok_b & ~ok_p]] = True
+    # --- b = B branch: W B psi(z) = lam
+    ib = np.flatnonzero(todo_b)
+    if ib.size:
+        c2 = np.log(lam[ib]) - np.log(pd.w_tx[ib] * bcap_hz)
+
+        def f2(s: F64, a: I64) -> tuple[F64, F64]:
+            z = np.exp(s)
+            lo = log_omega(z)
+            return z + lo - c2[a], z**2 * np.exp(-lo)
+
+        s0 = np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0)))
+        g0 = guess.s2[ib]
+        s0 = np.where(np.isfinite(g0), g0, s0)
+        s = _newton(f2, s0, np.full(ib.size, -40.0), np.full(ib.size, 9.0))
+        guess.s2[ib] = s
+        z = np.exp(s)
+        ok_p = z <= np.log1p(pd.gam[ib] / bcap_hz)
+        ig = ib[ok_p]
+        zg = z[ok_p]
+        b[ig] = bcap_hz
+        tau[ig] = sln2[ig] / (zg * bcap_hz)
+        dlog[ig] = -1.0 / (zg**2 * np.exp(-log_omega(zg)))
+        p[ig] = pd.n0_over_g[ig] * bcap_hz * np.expm1(zg)
+        todo_p[ib[~ok_p]] = True
+    # --- power-limited branch: p = p_max, b minimises (W Gamma + lam) S / r(b) + mu b
+    ip = np.flatnonzero(todo_p)
+    if ip.size:
+        gam = pd.gam[ip]
+        a_coef = pd.w_tx[ip] * gam + lam[ip]
+        x_min = gam / bcap_hz
+        x = x_min.copy()
+        ia = np.flatnonzero(mu[ip] > 0)
+        if ia.size:
+            c3 = (
+                np.log(mu[ip][ia]) + 2 * np.log(gam[ia]) - np.log(a_coef[ia] * sln2[ip][ia])
+            )
+
+            def f3(s: F64, a: I64) -> tuple[F64, F64]:
+                xx = np.exp(s)
+                l1 = np.log1p(xx)
+                le = log_eta(xx)
+                val = 2 * s + le - 2 * np.log(l1) - c3[a]
+                der = 2 + xx**2 / ((1 + xx) ** 2 * np.exp(le)) - 2 * xx / ((1 + xx) * l1)
+                return val, der
+
+            s0 = (c3 - np.log(0.5)) / 2.0
+            g0 = guess.s3[ip][ia]
+            s0 = np.where(np.isfinite(g0), g0, s0)
+            s = _newton(f3, s0, np.full(ia.size, -60.0), np.full(ia.size, 80.0))
+            guess.s3[ip[ia]] = s
+            x[ia] = np.maximum(np.exp(s), x_min[ia])
+        interior = x > x_min * (1 + 1e-15)
+        l1 = np.log1p(x)
+        tau[ip] = sln2[ip] * x / (gam * l1)
+        b[ip] = gam / x
+        p[ip] = pd.p_max[ip]
+        le = np.exp(log_eta(x))
+        qd = 2 + x**2 / ((1 + x) ** 2 * le) - 2 * x / ((1 + x) * l1)
+        dlx = -lam[ip] / (a_coef * qd)
+        dlog[ip] = np.where(interior, dlx * (1 - x / ((1 + x) * l1)), 0.0)
+    return tau, dlog, b, p
+
+
+@dataclass(frozen=True)
+class Caps:
+    """The two shared capacities: bandwidth B [Hz] and server CPU F_s [Hz]."""
+
+    bandwidth_hz: float
+    server_cpu_hz: float
+
+
+def solve_pairs(
+    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None = None
+) -> PairSolution:
+    """Minimise every pair's Lagrangian at prices ``mu``, ``nu`` (arrays ``[m]``).
+
+    Pairs must be individually feasible (``pair_feasible``). Safeguarded Newton in
+    log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``.
+    """
+    m = pd.size
+    bcap = caps.bandwidth_hz
+    if log_lam0 is None:
+        scale = 2.0 * (pd.a_d + pd.a_s) / np.maximum(pd.tp / 3.0, 1e-300) ** 3
+        scale = scale + pd.w_tx * pd.gam + mu * caps.bandwidth_hz / pd.tp + 1e-300
+        log_lam0 = np.log(scale)
+    ll = np.clip(np.asarray(log_lam0, dtype=float).copy(), _LOG_LAM_LO, _LOG_LAM_HI)
+    lo = np.full(m, -np.inf)
+    hi = np.full(m, np.inf)
+    guess = _TxGuess.empty(m)
+    td_out, ts_out, tau_out, b_out, p_out = (np.zeros(m) for _ in range(5))
+    active = np.arange(m)
+    for _it in range(200):
+        if active.size == 0:
+            break
+        full = active.size == m
+        sub = pd if full else pd.take(active)
+        gsub = guess if full else guess.take(active)
+        la = ll[active]
+        lam = np.exp(la)
+        td, dd = _t_dev(sub, lam)
+        ts, ds = _t_srv(sub, lam, nu if full else nu[active])
+        tau, dt, b, p = _tx(sub, lam, mu if full else mu[active], bcap, gsub)
+        if not full:
+            guess.put(active, gsub)
+        g = td + ts + tau - sub.tp
+        dg = td * dd + ts * ds + tau * dt
+        pos = g > 0  # too slow: lambda must grow
+        lo_a = np.where(pos, la, lo[active])
+        hi_a = np.where(pos, hi[active], la)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            new = la - g / dg
+        bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
+        bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
+        # no bracket yet: a bounded step in the right direction (lambda grows if g > 0)
+        bad |= ~bracketed & ~(np.abs(new - la) <= 3.0)
+        fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
+        new = np.clip(np.where(bad, fallback, new), _LOG_LAM_LO, _LOG_LAM_HI)
+        lo[active], hi[active] = lo_a, hi_a
+        conv = (np.abs(g) <= 1e-13 * sub.tp) | (
+            np.abs(new - la) <= 1e-14 * np.maximum(1.0, np.abs(la))
+        )
+        conv |= _it == 199
+        idx = active[conv]
+        td_out[idx], ts_out[idx], tau_out[idx] = td[conv], ts[conv], tau[conv]
+        b_out[idx], p_out[idx] = b[conv], p[conv]
+        ll[active] = np.where(conv, la, new)
+        active = active[~conv]
+    td, ts, tau, b, p = td_out, ts_out, tau_out, b_out, p_out
+    lam = np.exp(ll)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_d = np.where(pd.ed_coef > 0, pd.ed_coef / td**2, 0.0)
+        e_s = np.where(pd.es_coef > 0, pd.es_coef / ts**2, 0.0)
+        fs = np.where(pd.c_s > 0, pd.c_s / ts, 0.0)
+        # weighted energy via a / t^2 and W phi(tau b) (exact also when w = 0)
+        wd = np.where(pd.a_d > 0, pd.a_d / td**2, 0.0)
+        ws = np.where(pd.a_s > 0, pd.a_s / ts**2, 0.0)
+        wt = np.where(pd.s_up > 0, pd.w_tx * phi(tau * b, pd.s_up), 0.0)
+    e_tx = p * tau
+    value = wd + ws + wt + mu * b + nu * fs + lam * (td + ts + tau - pd.tp) + pd.const
+    return PairSolution(ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs)

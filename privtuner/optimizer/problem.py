@@ -1,0 +1,405 @@
+"""The allocation problem (spec sections 3 and 4): :class:`AllocationProblem` and
+:class:`Evaluation`.
+
+Per device n with CKKS set k = theta_n, per round (spec section 4)::
+
+    r_n   = b_n log2(1 + p_n g_n / (N0 b_n))                 uplink rate [bit/s]
+    tau_n = S_up,k / r_n                                     uplink time [s]
+    E_n   = kappa_d,n C_dev,k f_n^2 + p_n tau_n + kappa_s C_srv,k f_s,n^2        [J]
+    T_n   = C_dev,k / f_n + tau_n + S_down,k / r_dl + C_srv,k / f_s,n <= T_max  [s]
+    sum_n b_n <= B,  sum_n f_s,n <= F_s,  0 <= p_n <= p_max,n,  0 < f_n <= f_max,n
+
+Objective (energies for the whole run, ``rounds`` x per round)::
+
+    weighted:    min sum_n [ w_E rounds E_n - w_P Phi(theta_n) ]
+    constrained: min sum_n   w_E rounds E_n     s.t. Phi(theta_n) >= Phi_min (a set filter)
+
+:meth:`AllocationProblem.evaluate` is the single source of truth: every solver's allocation is
+re-evaluated with it (energies, latencies, objective, constraint violations).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from privtuner.costmodels.types import CostTable
+from privtuner.errors import CostModelError, SolverError
+
+if TYPE_CHECKING:
+    from privtuner.scenario.schema import FheSpec, ObjectiveSpec, ScenarioSpec
+    from privtuner.system_sim.instance import SystemInstance
+
+#: Relative constraint violation below which an allocation counts as feasible. All solvers and
+#: tests use this one tolerance (violations are relative: to B, F_s, T_max, p_max, f_max).
+FEAS_TOL_REL = 1e-7
+
+ObjectiveKind = Literal["weighted", "constrained"]
+
+
+def _ro(a: ArrayLike, dtype: Any = float) -> NDArray[Any]:
+    arr = np.array(a, dtype=dtype)
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """An allocation evaluated by :meth:`AllocationProblem.evaluate` (arrays ``[n_devices]``).
+
+    Energies are for the whole run (``rounds`` x per round) in joules; latencies are per round
+    in seconds. ``violations`` maps a constraint name to its largest *relative* violation
+    (0 when satisfied); ``max_violation`` is their maximum.
+    """
+
+    sets: NDArray[np.int64]
+    bandwidth_hz: NDArray[np.float64]
+    tx_power_w: NDArray[np.float64]
+    cpu_hz: NDArray[np.float64]
+    server_cpu_hz: NDArray[np.float64]
+    rate_bps: NDArray[np.float64]
+    energy_compute_j: NDArray[np.float64]
+    energy_tx_j: NDArray[np.float64]
+    energy_server_j: NDArray[np.float64]
+    latency_compute_s: NDArray[np.float64]
+    latency_tx_s: NDArray[np.float64]
+    latency_downlink_s: NDArray[np.float64]
+    latency_server_s: NDArray[np.float64]
+    privacy: NDArray[np.float64]
+    security_bits: NDArray[np.float64]
+    objective: float
+    violations: dict[str, float]
+
+    @property
+    def energy_j(self) -> NDArray[np.float64]:
+        """Total energy per device for the whole run [J]."""
+        return self.energy_compute_j + self.energy_tx_j + self.energy_server_j
+
+    @property
+    def latency_s(self) -> NDArray[np.float64]:
+        """Per-round latency per device [s]."""
+        return (
+            self.latency_compute_s + self.latency_tx_s + self.latency_downlink_s
+            + self.latency_server_s
+        )
+
+    @property
+    def total_energy_j(self) -> float:
+        return float(np.sum(self.energy_j))
+
+    @property
+    def max_violation(self) -> float:
+        return max(self.violations.values()) if self.violations else 0.0
+
+    def is_feasible(self, tol: float = FEAS_TOL_REL) -> bool:
+        return bool(self.max_violation <= tol)
+
+
+@dataclass(frozen=True)
+class AllocationProblem:
+    """A :class:`SystemInstance` + a :class:`CostTable` + the objective (spec sections 3-4).
+
+    Arrays ``[n_devices]`` (read-only): ``gain_lin`` g_n, ``p_max_w``, ``f_max_hz``,
+    ``kappa_dev``; ``allowed`` ``[n_devices, n_sets]``: the sets a device may use (security,
+    precision and, for ``constrained``, the privacy floor). Solvers never mutate a problem.
+    """
+
+    gain_lin: NDArray[np.float64]
+    p_max_w: NDArray[np.float64]
+    f_max_hz: NDArray[np.float64]
+    kappa_dev: NDArray[np.float64]
+    bandwidth_hz: float
+    noise_w_per_hz: float
+    server_cpu_hz: float
+    kappa_srv: float
+    downlink_rate_bps: float
+    costs: CostTable
+    allowed: NDArray[np.bool_]
+    objective_kind: ObjectiveKind = "weighted"
+    energy_weight: float = 1.0
+    privacy_weight: float = 0.0
+    privacy_min: float = 0.0
+    deadline_s: float = 1.0
+    seed: int = 0
+    name: str = "problem"
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        n = np.asarray(self.gain_lin).shape[0] if np.ndim(self.gain_lin) == 1 else -1
+        problems: list[str] = []
+        if n < 1:
+            raise SolverError("AllocationProblem.gain_lin must be a non-empty 1-D array")
+        for name in ("gain_lin", "p_max_w", "f_max_hz", "kappa_dev"):
+            arr = _ro(getattr(self, name))
+            if arr.shape != (n,):
+                problems.append(f"{name}: shape {arr.shape}, expected ({n},)")
+            elif not np.all(np.isfinite(arr)):
+                problems.append(f"{name}: must be finite")
+            object.__setattr__(self, name, arr)
+        if not problems:
+            if np.any(self.gain_lin <= 0):
+                problems.append("gain_lin: must be > 0")
+            if np.any(self.p_max_w < 0):
+                problems.append("p_max_w: must be >= 0")
+            if np.any(self.f_max_hz <= 0):
+                problems.append("f_max_hz: must be > 0")
+            if np.any(self.kappa_dev < 0):
+                problems.append("kappa_dev: must be >= 0")
+        for name in ("bandwidth_hz", "noise_w_per_hz", "server_cpu_hz", "downlink_rate_bps",
+                     "deadline_s"):
+            v = float(getattr(self, name))
+            if not (np.isfinite(v) and v > 0):
+                problems.append(f"{name}: must be finite and > 0 (got {v:g})")
+            object.__setattr__(self, name, v)
+        for name in ("kappa_srv", "energy_weight", "privacy_weight", "privacy_min"):
+            v = float(getattr(self, name))
+            if not (np.isfinite(v) and v >= 0):
+                problems.append(f"{name}: must be finite and >= 0 (got {v:g})")
+            object.__setattr__(self, name, v)
+        if self.objective_kind not in ("weighted", "constrained"):
+            problems.append(
+                f"objective_kind: must be 'weighted' or 'constrained' (got {self.objective_kind!r})"
+            )
+        c = self.costs
+        for name in ("device_cycles", "server_cycles", "uplink_bits", "downlink_bits"):
+            arr = getattr(c, name)
+            if not (np.all(np.isfinite(arr)) and np.all(arr >= 0)):
+                problems.append(f"costs.{name}: must be finite and >= 0")
+        if c.n_sets < 1:
+            problems.append("costs: the cost table has no CKKS set")
+        allowed = _ro(self.allowed, dtype=bool)
+        if allowed.shape != (n, c.n_sets):
+            problems.append(f"allowed: shape {allowed.shape}, expected ({n}, {c.n_sets})")
+        object.__setattr__(self, "allowed", allowed)
+        if problems:
+            raise SolverError("invalid AllocationProblem: " + "; ".join(problems))
+
+    # ------------------------------------------------------------------ sizes and helpers
+    @property
+    def n_devices(self) -> int:
+        return int(self.gain_lin.shape[0])
+
+    @property
+    def n_sets(self) -> int:
+        return self.costs.n_sets
+
+    @property
+    def rounds(self) -> int:
+        return int(self.costs.rounds)
+
+    @property
+    def set_names(self) -> list[str]:
+        return [p.name for p in self.costs.params]
+
+    @property
+    def energy_scale(self) -> float:
+        """Objective weight of one joule of per-round energy: w_E x rounds."""
+        return self.energy_weight * self.rounds
+
+    @property
+    def set_constant(self) -> NDArray[np.float64]:
+        """Per-set additive objective term ``[n_sets]``: -w_P Phi_k (weighted), 0 (constrained)."""
+        if self.objective_kind == "weighted":
+            return -self.privacy_weight * self.costs.privacy
+        return np.zeros(self.n_sets)
+
+    @property
+    def snr_hz(self) -> NDArray[np.float64]:
+        """Gamma_n = p_max,n g_n / N0 [Hz]: the rate at max power is b log2(1 + Gamma_n / b)."""
+        return self.p_max_w * self.gain_lin / self.noise_w_per_hz
+
+    def downlink_time_s(self, sets: ArrayLike) -> NDArray[np.float64]:
+        """Per-round downlink time S_down,k / r_dl [s] of each device's set."""
+        return self.costs.downlink_bits[np.asarray(sets, dtype=int)] / self.downlink_rate_bps
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_instance(
+        cls,
+        instance: SystemInstance,
+        costs: CostTable,
+        objective: ObjectiveSpec,
+        fhe: FheSpec,
+    ) -> AllocationProblem:
+        """Combine a drawn instance, a cost table and the objective / FHE restrictions.
+
+        A set is allowed when its security >= ``fhe.min_security_bits``, its precision >=
+        ``fhe.min_precision_bits``, its ring degree is in ``fhe.ring_degrees``, its scale bits
+        in ``[fhe.scale_bits_min, fhe.scale_bits_max]`` and, for ``constrained``, its privacy
+        >= ``objective.privacy_min``.
+        """
+        if costs.privacy_metric != objective.privacy_metric:
+            raise CostModelError(
+                f"objective.privacy_metric: the cost table was built for "
+                f"'{costs.privacy_metric}', the objective asks for '{objective.privacy_metric}'"
+            )
+        ok = (costs.security_bits >= fhe.min_security_bits) & (
+            costs.precision_bits >= fhe.min_precision_bits
+        )
+        ok &= np.array([p.poly_modulus_degree in fhe.ring_degrees for p in costs.params])
+        ok &= np.array(
+            [fhe.scale_bits_min <= p.scale_bits <= fhe.scale_bits_max for p in costs.params]
+        )
+        if objective.kind == "constrained":
+            ok &= costs.privacy >= objective.privacy_min
+        allowed = np.broadcast_to(ok, (instance.n_devices, costs.n_sets)).copy()
+        return cls(
+            gain_lin=instance.gain_lin,
+            p_max_w=instance.p_max_w,
+            f_max_hz=instance.f_max_hz,
+            kappa_dev=instance.kappa_dev,
+            bandwidth_hz=instance.bandwidth_hz,
+            noise_w_per_hz=instance.noise_w_per_hz,
+            server_cpu_hz=instance.server_cpu_hz,
+            kappa_srv=instance.kappa_srv,
+            downlink_rate_bps=instance.downlink_rate_bps,
+            costs=costs,
+            allowed=allowed,
+            objective_kind=objective.kind,
+            energy_weight=objective.energy_weight,
+            privacy_weight=objective.privacy_weight,
+            privacy_min=objective.privacy_min,
+            deadline_s=objective.deadline_s,
+            seed=instance.seed,
+            name=instance.name,
+            meta={"min_security_bits": fhe.min_security_bits,
+                  "min_precision_bits": fhe.min_precision_bits},
+        )
+
+    @classmethod
+    def from_spec(cls, spec: ScenarioSpec, seed: int | None = None) -> AllocationProblem:
+        """``build_instance(spec, seed)`` + ``build_cost_table(spec)`` + the spec's objective."""
+        from privtuner.system_sim import build_instance
+
+        try:
+            from privtuner.costmodels import build_cost_table  # type: ignore[attr-defined]
+        except ImportError as exc:  # pragma: no cover - until the cost model lands
+            raise CostModelError(
+                "privtuner.costmodels.build_cost_table is not available in this build"
+            ) from exc
+        instance = build_instance(spec, seed)
+        costs = build_cost_table(spec)
+        return cls.from_instance(instance, costs, spec.objective, spec.fhe)
+
+    # ------------------------------------------------------------------ derived problems
+    def replace(self, **changes: Any) -> AllocationProblem:
+        """A new problem with fields replaced (validated again)."""
+        return replace(self, **changes)
+
+    def with_bandwidth(self, bandwidth_hz: float) -> AllocationProblem:
+        return self.replace(bandwidth_hz=float(bandwidth_hz))
+
+    def with_deadline(self, deadline_s: float) -> AllocationProblem:
+        return self.replace(deadline_s=float(deadline_s))
+
+    def with_server_cpu(self, server_cpu_hz: float) -> AllocationProblem:
+        return self.replace(server_cpu_hz=float(server_cpu_hz))
+
+    def with_allowed(self, allowed: ArrayLike) -> AllocationProblem:
+        return self.replace(allowed=np.asarray(allowed, dtype=bool))
+
+    def subset(self, idx: Any) -> AllocationProblem:
+        """The problem restricted to devices ``idx`` (same system constants and sets)."""
+        return self.replace(
+            gain_lin=self.gain_lin[idx],
+            p_max_w=self.p_max_w[idx],
+            f_max_hz=self.f_max_hz[idx],
+            kappa_dev=self.kappa_dev[idx],
+            allowed=self.allowed[idx],
+        )
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(
+        self,
+        sets: ArrayLike,
+        bandwidth_hz: ArrayLike,
+        tx_power_w: ArrayLike,
+        cpu_hz: ArrayLike,
+        server_cpu_hz: ArrayLike,
+    ) -> Evaluation:
+        """Energies, latencies, objective and relative constraint violations of an allocation.
+
+        Uses the model of spec section 4 exactly (module docstring). Violations (relative):
+        ``bandwidth`` (sum b - B)/B, ``server_cpu`` (sum f_s - F_s)/F_s, ``deadline``
+        max (T_n - T_max)/T_max, ``tx_power`` max (p - p_max)/p_max and negative p,
+        ``cpu`` max (f - f_max)/f_max, ``nonnegative`` negative b or f_s, ``allowed``
+        (inf if a device uses a set it may not use, or an index out of range).
+        A device that must upload with zero rate (or compute at zero frequency) has infinite
+        latency and so an infinite deadline violation.
+        """
+        n = self.n_devices
+        k = np.asarray(sets)
+        if k.shape != (n,) or not np.issubdtype(k.dtype, np.integer):
+            raise SolverError(f"evaluate: sets must be {n} integer set indices (got {k!r})")
+        arrays = {}
+        for name, v in (("bandwidth_hz", bandwidth_hz), ("tx_power_w", tx_power_w),
+                        ("cpu_hz", cpu_hz), ("server_cpu_hz", server_cpu_hz)):
+            a = np.asarray(v, dtype=float)
+            if a.shape != (n,):
+                raise SolverError(f"evaluate: {name} must have shape ({n},), got {a.shape}")
+            arrays[name] = a
+        b, p = arrays["bandwidth_hz"], arrays["tx_power_w"]
+        f, fs = arrays["cpu_hz"], arrays["server_cpu_hz"]
+        violations: dict[str, float] = {}
+        in_range = (k >= 0) & (k < self.n_sets)
+        ks = np.where(in_range, k, 0).astype(np.int64)
+        ok_set = in_range & self.allowed[np.arange(n), ks]
+        violations["allowed"] = 0.0 if bool(np.all(ok_set)) else float("inf")
+        c = self.costs
+        c_dev, c_srv = c.device_cycles[ks], c.server_cycles[ks]
+        s_up, s_dn = c.uplink_bits[ks], c.downlink_bits[ks]
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            snr = np.where(b > 0, p * self.gain_lin / (self.noise_w_per_hz * b), 0.0)
+            rate = np.where(b > 0, b * np.log2(1.0 + np.maximum(snr, 0.0)), 0.0)
+            tau = np.where(s_up > 0, s_up / rate, 0.0)
+            t_dev = np.where(c_dev > 0, c_dev / f, 0.0)
+            t_srv = np.where(c_srv > 0, c_srv / fs, 0.0)
+            t_dl = s_dn / self.downlink_rate_bps
+            e_dev = self.kappa_dev * c_dev * f**2
+            e_tx = np.where(s_up > 0, p * tau, 0.0)
+            e_srv = self.kappa_srv * c_srv * fs**2
+        for arr in (tau, t_dev, t_srv):
+            arr[np.isnan(arr) | (arr < 0)] = np.inf
+        latency = t_dev + tau + t_dl + t_srv
+        violations["deadline"] = max(0.0, float(np.max((latency - self.deadline_s)
+                                                       / self.deadline_s)))
+        violations["bandwidth"] = max(0.0, (float(np.sum(b)) - self.bandwidth_hz)
+                                      / self.bandwidth_hz)
+        violations["server_cpu"] = max(0.0, (float(np.sum(fs)) - self.server_cpu_hz)
+                                       / self.server_cpu_hz)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pv = np.where(p > self.p_max_w, (p - self.p_max_w) / np.maximum(self.p_max_w, 1e-300),
+                          0.0)
+        violations["tx_power"] = max(0.0, float(np.max(pv)), float(np.max(-p)) if n else 0.0)
+        violations["cpu"] = max(0.0, float(np.max((f - self.f_max_hz) / self.f_max_hz)))
+        neg = max(float(np.max(-b)), float(np.max(-fs)), 0.0)
+        violations["nonnegative"] = neg
+        for key, val in violations.items():
+            if np.isnan(val):
+                violations[key] = float("inf")
+        scale = float(self.rounds)
+        e_dev_j, e_tx_j, e_srv_j = scale * e_dev, scale * e_tx, scale * e_srv
+        energy = float(np.sum(e_dev_j + e_tx_j + e_srv_j))
+        objective = self.energy_weight * energy + float(np.sum(self.set_constant[ks]))
+        return Evaluation(
+            sets=_ro(k, dtype=np.int64),
+            bandwidth_hz=_ro(b),
+            tx_power_w=_ro(p),
+            cpu_hz=_ro(f),
+            server_cpu_hz=_ro(fs),
+            rate_bps=_ro(rate),
+            energy_compute_j=_ro(e_dev_j),
+            energy_tx_j=_ro(e_tx_j),
+            energy_server_j=_ro(e_srv_j),
+            latency_compute_s=_ro(t_dev),
+            latency_tx_s=_ro(tau),
+            latency_downlink_s=_ro(t_dl),
+            latency_server_s=_ro(t_srv),
+            privacy=_ro(c.privacy[ks]),
+            security_bits=_ro(c.security_bits[ks]),
+            objective=float(objective),
+            violations=violations,
+        )

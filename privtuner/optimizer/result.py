@@ -1,0 +1,353 @@
+"""The outcome of a solve: :class:`SolveResult` (allocation, objective, bound, gap, status).
+
+Two statuses and a gap (style principle 3): ``termination`` says why the solver stopped
+("converged", "gap_closed", "iteration_limit", "time_limit", "infeasible"), ``status`` how good
+the answer is ("optimal" within ``gap``, "feasible", "infeasible", "error"). Every allocation is
+re-evaluated with :meth:`AllocationProblem.evaluate`; build results with
+:meth:`SolveResult.from_allocation` so that energies and latencies come from that one place.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from privtuner.optimizer.problem import AllocationProblem, Evaluation
+
+Status = Literal["optimal", "feasible", "infeasible", "error"]
+Termination = Literal["converged", "gap_closed", "iteration_limit", "time_limit", "infeasible"]
+STATUSES = ("optimal", "feasible", "infeasible", "error")
+TERMINATIONS = ("converged", "gap_closed", "iteration_limit", "time_limit", "infeasible")
+
+_ARRAY_FIELDS = (
+    "sets", "bandwidth_hz", "tx_power_w", "cpu_hz", "server_cpu_hz", "security_bits",
+    "privacy", "rate_bps", "energy_compute_j", "energy_tx_j", "energy_server_j", "energy_j",
+    "latency_compute_s", "latency_tx_s", "latency_downlink_s", "latency_server_s", "latency_s",
+)
+
+
+def _empty(dtype: Any = float) -> NDArray[Any]:
+    a = np.zeros(0, dtype=dtype)
+    a.setflags(write=False)
+    return a
+
+
+def versions() -> dict[str, str]:
+    """Versions of privtuner, Python and the numerical libraries (recorded in every result)."""
+    import scipy
+
+    from privtuner import __version__
+
+    return {
+        "privtuner": __version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+    }
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [_json_safe(v) for v in x.tolist()]
+    if isinstance(x, np.generic):
+        return _json_safe(x.item())
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    return x
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """A solver's answer for one :class:`AllocationProblem` (arrays ``[n_devices]``).
+
+    Energies are for the whole run [J]; latencies per round [s]. ``lower_bound`` is a certified
+    lower bound on the optimal objective (``None`` if the method does not certify one) and
+    ``gap = (objective - lower_bound) / max(|objective|, |lower_bound|)``.
+    """
+
+    method: str
+    status: Status
+    termination: Termination
+    problem_name: str = "problem"
+    n_devices: int = 0
+    sets: NDArray[np.int64] = field(default_factory=lambda: _empty(np.int64))
+    set_names: tuple[str, ...] = ()
+    bandwidth_hz: NDArray[np.float64] = field(default_factory=_empty)
+    tx_power_w: NDArray[np.float64] = field(default_factory=_empty)
+    cpu_hz: NDArray[np.float64] = field(default_factory=_empty)
+    server_cpu_hz: NDArray[np.float64] = field(default_factory=_empty)
+    security_bits: NDArray[np.float64] = field(default_factory=_empty)
+    privacy: NDArray[np.float64] = field(default_factory=_empty)
+    rate_bps: NDArray[np.float64] = field(default_factory=_empty)
+    energy_compute_j: NDArray[np.float64] = field(default_factory=_empty)
+    energy_tx_j: NDArray[np.float64] = field(default_factory=_empty)
+    energy_server_j: NDArray[np.float64] = field(default_factory=_empty)
+    energy_j: NDArray[np.float64] = field(default_factory=_empty)
+    latency_compute_s: NDArray[np.float64] = field(default_factory=_empty)
+    latency_tx_s: NDArray[np.float64] = field(default_factory=_empty)
+    latency_downlink_s: NDArray[np.float64] = field(default_factory=_empty)
+    latency_server_s: NDArray[np.float64] = field(default_factory=_empty)
+    latency_s: NDArray[np.float64] = field(default_factory=_empty)
+    total_energy_j: float = math.nan
+    total_privacy: float = math.nan
+    objective: float = math.nan
+    lower_bound: float | None = None
+    gap: float | None = None
+    max_violation: float = math.nan
+    violations: dict[str, float] = field(default_factory=dict)
+    iterations: int = 0
+    nodes: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    seed: int | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    message: str = ""
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_evaluation(
+        cls,
+        problem: AllocationProblem,
+        evaluation: Evaluation,
+        *,
+        method: str,
+        status: Status,
+        termination: Termination,
+        lower_bound: float | None = None,
+        **extra: Any,
+    ) -> SolveResult:
+        """A result whose allocation figures all come from ``evaluation``."""
+        ev = evaluation
+        names = problem.set_names
+        obj = float(ev.objective)
+        gap = None
+        if lower_bound is not None and math.isfinite(lower_bound):
+            denom = max(abs(obj), abs(lower_bound), 1e-300)
+            gap = max(0.0, (obj - lower_bound) / denom)
+        extra.setdefault("seed", problem.seed)
+        extra.setdefault("versions", versions())
+        return cls(
+            method=method,
+            status=status,
+            termination=termination,
+            problem_name=problem.name,
+            n_devices=problem.n_devices,
+            sets=ev.sets,
+            set_names=tuple(names[int(k)] if 0 <= int(k) < len(names) else "?" for k in ev.sets),
+            bandwidth_hz=ev.bandwidth_hz,
+            tx_power_w=ev.tx_power_w,
+            cpu_hz=ev.cpu_hz,
+            server_cpu_hz=ev.server_cpu_hz,
+            security_bits=ev.security_bits,
+            privacy=ev.privacy,
+            rate_bps=ev.rate_bps,
+            energy_compute_j=ev.energy_compute_j,
+            energy_tx_j=ev.energy_tx_j,
+            energy_server_j=ev.energy_server_j,
+            energy_j=ev.energy_j,
+            latency_compute_s=ev.latency_compute_s,
+            latency_tx_s=ev.latency_tx_s,
+            latency_downlink_s=ev.latency_downlink_s,
+            latency_server_s=ev.latency_server_s,
+            latency_s=ev.latency_s,
+            total_energy_j=ev.total_energy_j,
+            total_privacy=float(np.sum(ev.privacy)),
+            objective=obj,
+            lower_bound=None if lower_bound is None else float(lower_bound),
+            gap=gap,
+            max_violation=ev.max_violation,
+            violations=dict(ev.violations),
+            **extra,
+        )
+
+    @classmethod
+    def from_allocation(
+        cls,
+        problem: AllocationProblem,
+        *,
+        method: str,
+        sets: ArrayLike,
+        bandwidth_hz: ArrayLike,
+        tx_power_w: ArrayLike,
+        cpu_hz: ArrayLike,
+        server_cpu_hz: ArrayLike,
+        status: Status,
+        termination: Termination,
+        lower_bound: float | None = None,
+        **extra: Any,
+    ) -> SolveResult:
+        """Evaluate the allocation with :meth:`AllocationProblem.evaluate` and wrap it."""
+        ev = problem.evaluate(
+            np.asarray(sets, dtype=np.int64), bandwidth_hz, tx_power_w, cpu_hz, server_cpu_hz
+        )
+        return cls.from_evaluation(
+            problem, ev, method=method, status=status, termination=termination,
+            lower_bound=lower_bound, **extra,
+        )
+
+    @classmethod
+    def infeasible(
+        cls, problem: AllocationProblem, *, method: str, reasons: list[str] | tuple[str, ...],
+        **extra: Any,
+    ) -> SolveResult:
+        """A result saying the problem has no feasible allocation, and why."""
+        extra.setdefault("seed", problem.seed)
+        extra.setdefault("versions", versions())
+        return cls(
+            method=method,
+            status="infeasible",
+            termination="infeasible",
+            problem_name=problem.name,
+            n_devices=problem.n_devices,
+            reasons=tuple(reasons),
+            message="; ".join(reasons),
+            **extra,
+        )
+
+    @classmethod
+    def error(
+        cls, problem: AllocationProblem, *, method: str, message: str,
+        termination: Termination = "iteration_limit", **extra: Any,
+    ) -> SolveResult:
+        """A result saying the solver found no usable allocation (``status='error'``)."""
+        extra.setdefault("seed", problem.seed)
+        extra.setdefault("versions", versions())
+        return cls(
+            method=method, status="error", termination=termination,
+            problem_name=problem.name, n_devices=problem.n_devices, message=message, **extra,
+        )
+
+    # ------------------------------------------------------------------ views
+    @property
+    def has_allocation(self) -> bool:
+        return self.sets.shape[0] > 0
+
+    def replace(self, **changes: Any) -> SolveResult:
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dictionary (non-finite floats become ``null``)."""
+        out: dict[str, Any] = {
+            "method": self.method,
+            "status": self.status,
+            "termination": self.termination,
+            "problem_name": self.problem_name,
+            "n_devices": self.n_devices,
+            "objective": self.objective,
+            "lower_bound": self.lower_bound,
+            "gap": self.gap,
+            "total_energy_j": self.total_energy_j,
+            "total_privacy": self.total_privacy,
+            "max_violation": self.max_violation,
+            "violations": self.violations,
+            "iterations": self.iterations,
+            "nodes": self.nodes,
+            "timings_s": self.timings_s,
+            "seed": self.seed,
+            "versions": self.versions,
+            "options": self.options,
+            "reasons": list(self.reasons),
+            "message": self.message,
+            "devices": {
+                "set_names": list(self.set_names),
+                **{name: getattr(self, name) for name in _ARRAY_FIELDS},
+            },
+            "history": self.history,
+        }
+        return dict(_json_safe(out))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def allocation_rows(self) -> list[dict[str, Any]]:
+        """One dict per device (what a planner hands on; the CLI's CSV)."""
+        rows = []
+        for i in range(self.sets.shape[0]):
+            rows.append({
+                "device": i,
+                "set_index": int(self.sets[i]),
+                "set_name": self.set_names[i],
+                "security_bits": float(self.security_bits[i]),
+                "privacy": float(self.privacy[i]),
+                "bandwidth_hz": float(self.bandwidth_hz[i]),
+                "tx_power_w": float(self.tx_power_w[i]),
+                "cpu_hz": float(self.cpu_hz[i]),
+                "server_cpu_hz": float(self.server_cpu_hz[i]),
+                "rate_bps": float(self.rate_bps[i]),
+                "energy_compute_j": float(self.energy_compute_j[i]),
+                "energy_tx_j": float(self.energy_tx_j[i]),
+                "energy_server_j": float(self.energy_server_j[i]),
+                "energy_j": float(self.energy_j[i]),
+                "latency_compute_s": float(self.latency_compute_s[i]),
+                "latency_tx_s": float(self.latency_tx_s[i]),
+                "latency_downlink_s": float(self.latency_downlink_s[i]),
+                "latency_server_s": float(self.latency_server_s[i]),
+                "latency_s": float(self.latency_s[i]),
+            })
+        return rows
+
+    def summary_lines(self) -> list[str]:
+        lines = [f"method {self.method}: status {self.status} ({self.termination})"]
+        if self.status == "infeasible":
+            lines += [f"  infeasible: {r}" for r in self.reasons]
+            return lines
+        if not self.has_allocation:
+            if self.message:
+                lines.append(f"  {self.message}")
+            return lines
+        lines.append(
+            f"objective {self.objective:.10g}   total energy {self.total_energy_j:.6g} J   "
+            f"total privacy {self.total_privacy:.6g}"
+        )
+        if self.lower_bound is not None:
+            lines.append(f"lower bound {self.lower_bound:.10g}   gap {self.gap:.3g}")
+        total_t = self.timings_s.get("total", math.nan)
+        lines.append(
+            f"iterations {self.iterations}   nodes {self.nodes}   time {total_t:.3g} s   "
+            f"max violation {self.max_violation:.2g}   seed {self.seed}"
+        )
+        return lines
+
+    def table(self, max_rows: int = 50) -> str:
+        """A readable text table: summary then one row per device (first ``max_rows``)."""
+        lines = self.summary_lines()
+        if not self.has_allocation:
+            return "\n".join(lines)
+        head = (
+            f"{'dev':>5} {'set':<28} {'sec_bits':>8} {'b_kHz':>10} {'p_mW':>9} {'f_GHz':>7} "
+            f"{'fs_GHz':>7} {'E_cmp_J':>10} {'E_tx_J':>10} {'E_srv_J':>10} {'T_s':>8}"
+        )
+        lines += ["", head]
+        n = self.sets.shape[0]
+        for i in range(min(n, max_rows)):
+            lines.append(
+                f"{i:>5} {self.set_names[i]:<28.28} {self.security_bits[i]:>8.1f} "
+                f"{self.bandwidth_hz[i] / 1e3:>10.3f} {self.tx_power_w[i] * 1e3:>9.3f} "
+                f"{self.cpu_hz[i] / 1e9:>7.4f} {self.server_cpu_hz[i] / 1e9:>7.4f} "
+                f"{self.energy_compute_j[i]:>10.4g} {self.energy_tx_j[i]:>10.4g} "
+                f"{self.energy_server_j[i]:>10.4g} {self.latency_s[i]:>8.4f}"
+            )
+        if n > max_rows:
+            lines.append(f"... {n - max_rows} more devices (use --csv for all)")
+        lines.append(
+            f"{'total':>5} {'':<28} {'':>8} {np.sum(self.bandwidth_hz) / 1e3:>10.3f} {'':>9} "
+            f"{'':>7} {np.sum(self.server_cpu_hz) / 1e9:>7.4f} "
+            f"{np.sum(self.energy_compute_j):>10.4g} {np.sum(self.energy_tx_j):>10.4g} "
+            f"{np.sum(self.energy_server_j):>10.4g} {np.max(self.latency_s):>8.4f}"
+        )
+        return "\n".join(lines)

@@ -1,0 +1,658 @@
+"""Figures: pure functions from results to :class:`matplotlib.figure.Figure`. Never solves.
+
+Inputs are plain data: rows of a batch results table (:func:`privtuner.batch.read_table`, one
+dict per (scenario, seed, method); see :data:`privtuner.batch.COLUMNS`), per-device allocation
+records (:func:`privtuner.batch.allocation_records`) or a solver ``history`` (list of dicts, one
+per iteration). Figures are built with the object-oriented API on the Agg canvas (no pyplot
+state, no display needed); :func:`save_figure` writes PNG and PDF.
+
+Kinds (``privtuner plot --kind``):
+
+* ``tradeoff``: total energy [J] and mean security [bits] vs the privacy weight w_P (weighted
+  objective) or the privacy requirement Phi_min (constrained), with the CKKS set chosen for
+  each device (spec section 4, objective (a)/(b));
+* ``scaling``: total energy [J] vs each swept input (number of devices, total bandwidth,
+  maximum power, deadline, ...) for every method (exact, ao, baselines), mean +- std over seeds;
+* ``convergence``: objective vs iteration of ``ao`` (spec 5.1) from the result history;
+* ``bounds``: lower and upper bound vs iteration of ``exact`` (spec 5.2);
+* ``allocation``: per-device bars: bandwidth, transmit power, CPU, server CPU, CKKS set.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+NDArrayF = np.ndarray[Any, np.dtype[np.float64]]
+
+#: Row statuses that carry an allocation.
+OK_STATUSES = ("optimal", "feasible")
+
+#: Axis label (with unit) and display scale of results columns.
+COLUMN_AXES: dict[str, tuple[str, float]] = {
+    "n_devices": ("number of devices K [-]", 1.0),
+    "bandwidth_hz": ("total bandwidth B [MHz]", 1e-6),
+    "p_max_dbm": ("maximum transmit power p_max [dBm]", 1.0),
+    "f_max_hz": ("maximum device CPU f_max [GHz]", 1e-9),
+    "server_cpu_hz": ("server CPU F_s [GHz]", 1e-9),
+    "deadline_s": ("per-round deadline T_max [s]", 1.0),
+    "privacy_weight": ("privacy weight w_P [1/unit of privacy]", 1.0),
+    "privacy_min": ("privacy requirement Phi_min [unit of privacy]", 1.0),
+    "energy_weight": ("energy weight w_E [1/J]", 1.0),
+    "noise_dbm_per_hz": ("noise PSD N0 [dBm/Hz]", 1.0),
+    "cell_radius_m": ("cell radius [m]", 1.0),
+    "shadowing_db": ("shadowing std [dB]", 1.0),
+    "downlink_rate_bps": ("downlink rate [Mbit/s]", 1e-6),
+    "rounds": ("fine-tuning rounds [-]", 1.0),
+    "steps_per_round": ("steps per round [-]", 1.0),
+    "lora_rank": ("LoRA rank r [-]", 1.0),
+    "min_security_bits": ("minimum security [bits]", 1.0),
+    "min_precision_bits": ("minimum precision [bits]", 1.0),
+    "energy_j": ("total energy [J]", 1.0),
+    "objective": ("objective [-]", 1.0),
+    "security_bits_mean": ("mean security of chosen sets [bits]", 1.0),
+    "time_solve_s": ("solve time [s]", 1.0),
+}
+
+#: Display order and style of methods (others follow, in order of appearance).
+METHOD_ORDER = (
+    "exact",
+    "enumerate",
+    "ao",
+    "ao_random_theta",
+    "ao_greedy_theta",
+    "equal_bandwidth",
+    "fixed_largest_n",
+    "fixed_smallest_n",
+    "comm_only",
+    "comp_only",
+)
+_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*", "h")
+
+
+def _axis(column: str, privacy_metric: str | None = None) -> tuple[str, float]:
+    label, scale = COLUMN_AXES.get(column, (column, 1.0))
+    if privacy_metric and column in ("privacy_weight", "privacy_min"):
+        unit = "bit" if privacy_metric == "security_bits" else privacy_metric
+        label = label.replace("unit of privacy", unit)
+    return label, scale
+
+
+def _new_figure(width_in: float = 6.4, height_in: float = 4.2) -> Figure:
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    # attach the Agg canvas so the figure renders without pyplot
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _ordered_methods(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    seen: list[str] = []
+    for r in rows:
+        m = str(r.get("method"))
+        if m not in seen:
+            seen.append(m)
+    known = [m for m in METHOD_ORDER if m in seen]
+    return known + [m for m in seen if m not in known]
+
+
+def _style(method: str, methods: Sequence[str]) -> dict[str, Any]:
+    i = methods.index(method) if method in methods else 0
+    return {"marker": _MARKERS[i % len(_MARKERS)], "color": f"C{i % 10}"}
+
+
+def _f(v: Any) -> float:
+    if v is None:
+        return math.nan
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def row_ok(r: Mapping[str, Any]) -> bool:
+    return r.get("status") in OK_STATUSES and math.isfinite(_f(r.get("energy_j")))
+
+
+def aggregate(
+    rows: Iterable[Mapping[str, Any]], x: str, y: str = "energy_j"
+) -> dict[str, dict[str, NDArrayF]]:
+    """Per method: sorted ``x`` values and mean, std of ``y`` over the rows (seeds) at each x
+    that carry an allocation, with ``n_ok`` / ``n_all`` counts (failed rows are counted, not
+    averaged). Returns ``{method: {"x", "mean", "std", "n_ok", "n_all"}}``."""
+    groups: dict[str, dict[float, list[float]]] = {}
+    totals: dict[str, dict[float, int]] = {}
+    rows = list(rows)
+    for r in rows:
+        xv = _f(r.get(x))
+        if not math.isfinite(xv):
+            continue
+        m = str(r.get("method"))
+        totals.setdefault(m, {}).setdefault(xv, 0)
+        totals[m][xv] += 1
+        groups.setdefault(m, {}).setdefault(xv, [])
+        if row_ok(r) and math.isfinite(_f(r.get(y))):
+            groups[m][xv].append(_f(r.get(y)))
+    out: dict[str, dict[str, NDArrayF]] = {}
+    for m in _ordered_methods(rows):
+        if m not in groups:
+            continue
+        xs = sorted(groups[m])
+        vals = [groups[m][xv] for xv in xs]
+        out[m] = {
+            "x": np.array(xs, dtype=float),
+            "mean": np.array([np.mean(v) if v else np.nan for v in vals], dtype=float),
+            "std": np.array([np.std(v) if len(v) > 1 else 0.0 for v in vals], dtype=float),
+            "n_ok": np.array([len(v) for v in vals], dtype=float),
+            "n_all": np.array([totals[m][xv] for xv in xs], dtype=float),
+        }
+    return out
+
+
+def _set_x_scale(ax: Axes, xs: NDArrayF) -> None:
+    xs = xs[np.isfinite(xs)]
+    if xs.size < 2:
+        return
+    pos = xs[xs > 0]
+    if pos.size and pos.max() / pos.min() >= 50:
+        if np.any(xs <= 0):
+            ax.set_xscale("symlog", linthresh=float(pos.min()))
+        else:
+            ax.set_xscale("log")
+
+
+def _plot_methods(
+    ax: Axes,
+    agg: Mapping[str, Mapping[str, NDArrayF]],
+    scale_x: float,
+    methods: Sequence[str],
+) -> None:
+    for m, d in agg.items():
+        st = _style(m, methods)
+        x = d["x"] * scale_x
+        ok = np.isfinite(d["mean"])
+        ax.errorbar(
+            x[ok],
+            d["mean"][ok],
+            yerr=d["std"][ok],
+            label=m,
+            capsize=2,
+            lw=1.4,
+            ms=5,
+            **st,
+        )
+        partial = ok & (d["n_ok"] < d["n_all"])
+        if np.any(partial):  # some seeds failed there: hollow marker on top
+            ax.plot(
+                x[partial],
+                d["mean"][partial],
+                ls="none",
+                marker=st["marker"],
+                ms=9,
+                mfc="none",
+                mec="k",
+                mew=1.0,
+            )
+
+
+def plot_energy_vs(
+    rows: Sequence[Mapping[str, Any]],
+    x: str,
+    *,
+    methods: Sequence[str] | None = None,
+    y: str = "energy_j",
+    title: str | None = None,
+    log_y: bool | None = None,
+) -> Figure:
+    """Total energy [J] (or ``y``) vs input column ``x`` for each method: mean +- std over the
+    seeds that returned an allocation; a hollow black marker where some seeds did not
+    (infeasible or error; counted in the legend title)."""
+    rows = [r for r in rows if methods is None or r.get("method") in methods]
+    order = _ordered_methods(rows)
+    agg = aggregate(rows, x, y)
+    metric = next((str(r.get("privacy_metric")) for r in rows if r.get("privacy_metric")), None)
+    xlabel, xscale = _axis(x, metric)
+    ylabel, _ = _axis(y)
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    _plot_methods(ax, agg, xscale, order)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if agg:
+        _set_x_scale(ax, np.concatenate([d["x"] * xscale for d in agg.values()]))
+        means = np.concatenate([d["mean"] for d in agg.values()])
+        means = means[np.isfinite(means) & (means > 0)]
+        if log_y is None:
+            log_y = bool(means.size and means.max() / means.min() > 30)
+        if log_y:
+            ax.set_yscale("log")
+    n_fail = sum(1 for r in rows if not row_ok(r))
+    ax.legend(
+        title=f"{n_fail} of {len(rows)} runs without allocation" if n_fail else None,
+        fontsize="small",
+        title_fontsize="small",
+    )
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title or f"total energy vs {xlabel.split(' [')[0]}")
+    return fig
+
+
+def plot_scaling(
+    rows: Sequence[Mapping[str, Any]], *, methods: Sequence[str] | None = None
+) -> dict[str, Figure]:
+    """One :func:`plot_energy_vs` figure per swept input of ``rows`` (rows grouped by sweep):
+    ``{"energy_vs_<column>": Figure}``."""
+    from privtuner.batch import swept_columns
+
+    by_base: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        by_base.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
+    figs: dict[str, Figure] = {}
+    for base, group in by_base.items():
+        for col in swept_columns(group):
+            name = f"energy_vs_{col}"
+            if name in figs:
+                name = f"{name}_{slug(base)}"
+            figs[name] = plot_energy_vs(group, col, methods=methods, title=f"{base}")
+    return figs
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text).strip("_") or "x"
+
+
+def row_allocation(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    text = row.get("allocation_json")
+    if not text:
+        return []
+    value = json.loads(str(text))
+    return list(value) if isinstance(value, list) else []
+
+
+def row_history(row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    text = row.get("history_json")
+    if not text:
+        return []
+    value = json.loads(str(text))
+    return list(value) if isinstance(value, list) else []
+
+
+def tradeoff_axis(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The trade-off variable of ``rows``: ``privacy_min`` if the rows use the constrained
+    objective (and it varies), else ``privacy_weight``."""
+    kinds = {r.get("objective_kind") for r in rows}
+    if kinds == {"constrained"} or (
+        "constrained" in kinds and len({r.get("privacy_min") for r in rows}) > 1
+    ):
+        return "privacy_min"
+    return "privacy_weight"
+
+
+def plot_tradeoff(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    x: str | None = None,
+    methods: Sequence[str] | None = None,
+    set_method: str | None = None,
+    seed: int | None = None,
+) -> Figure:
+    """Energy-privacy trade-off (spec section 4): three panels sharing the x axis
+    (privacy weight w_P, or requirement Phi_min for the constrained objective):
+
+    1. total energy [J] per method, mean +- std over seeds;
+    2. mean security of the chosen CKKS sets [bits] per method;
+    3. the CKKS set chosen for each device by ``set_method`` (default ``exact`` if present)
+       at ``seed`` (default: the smallest seed), one marker per device and x value, coloured
+       by set.
+    """
+    rows = [r for r in rows if methods is None or r.get("method") in methods]
+    x = x or tradeoff_axis(rows)
+    order = _ordered_methods(rows)
+    metric = next((str(r.get("privacy_metric")) for r in rows if r.get("privacy_metric")), None)
+    xlabel, xscale = _axis(x, metric)
+    fig = _new_figure(6.8, 8.0)
+    ax_e, ax_s, ax_d = fig.subplots(3, 1, sharex=True, height_ratios=[1.2, 1.0, 1.3])
+    agg_e = aggregate(rows, x, "energy_j")
+    _plot_methods(ax_e, agg_e, xscale, order)
+    ax_e.set_ylabel("total energy [J]")
+    ax_e.set_title("energy-privacy trade-off")
+    ax_e.grid(True, alpha=0.3)
+    ax_e.legend(fontsize="small", ncol=2)
+    agg_s = aggregate(rows, x, "security_bits_mean")
+    _plot_methods(ax_s, agg_s, xscale, order)
+    ax_s.set_ylabel("mean security of chosen sets [bits]")
+    ax_s.grid(True, alpha=0.3)
+    if agg_e:
+        _set_x_scale(ax_e, np.concatenate([d["x"] * xscale for d in agg_e.values()]))
+    # panel 3: chosen set per device
+    ok_rows = [r for r in rows if row_ok(r)]
+    if set_method is None:
+        set_method = "exact" if any(r.get("method") == "exact" for r in ok_rows) else None
+        if set_method is None and ok_rows:
+            set_method = _ordered_methods(ok_rows)[0]
+    chosen = [r for r in ok_rows if r.get("method") == set_method]
+    if chosen:
+        seeds = sorted({int(r["seed"]) for r in chosen if r.get("seed") is not None})
+        use_seed = seed if seed is not None else (seeds[0] if seeds else None)
+        chosen = [r for r in chosen if use_seed is None or r.get("seed") == use_seed]
+    names: list[str] = []
+    pts: list[tuple[float, int, str]] = []
+    for r in chosen:
+        xv = _f(r.get(x)) * xscale
+        for a in row_allocation(r):
+            name = str(a.get("set_name", ""))
+            pts.append((xv, int(a.get("device", 0)), name))
+            if name not in names:
+                names.append(name)
+    names.sort(key=_set_sort_key)
+    for j, name in enumerate(names):
+        xs = [p[0] for p in pts if p[2] == name]
+        ds = [p[1] for p in pts if p[2] == name]
+        ax_d.scatter(xs, ds, marker="s", s=28, color=f"C{j % 10}", label=name)
+    ax_d.set_ylabel("device [index]")
+    ax_d.set_xlabel(xlabel)
+    if set_method:
+        ax_d.set_title(
+            f"CKKS set chosen per device ({set_method}"
+            + (f", seed {chosen[0].get('seed')})" if chosen else ")"),
+            fontsize="medium",
+        )
+    if names:
+        ax_d.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax_d.grid(True, alpha=0.3)
+    return fig
+
+
+def _set_sort_key(name: str) -> tuple[int, str]:
+    head = name[1:].split("_", 1)[0] if name.startswith("N") else ""
+    return (int(head) if head.isdigit() else 0, name)
+
+
+def _history_series(history: Sequence[Mapping[str, Any]], *keys: str) -> NDArrayF:
+    for k in keys:
+        if any(k in h for h in history):
+            return np.array([_f(h.get(k)) for h in history], dtype=float)
+    return np.full(len(history), np.nan)
+
+
+def _iterations(history: Sequence[Mapping[str, Any]]) -> NDArrayF:
+    it = _history_series(history, "iteration", "iter")
+    if np.all(np.isnan(it)):
+        return np.arange(1, len(history) + 1, dtype=float)
+    return it
+
+
+def plot_convergence(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    title: str = "alternating optimisation: convergence",
+) -> Figure:
+    """Objective vs iteration for each labelled history (spec 5.1: AO alternates B&B over the
+    CKKS sets and fractional programming over the resources until the relative change < eps).
+    Each history entry is a dict with ``objective`` (and optionally ``iteration``)."""
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    labels = list(histories)
+    for i, label in enumerate(labels):
+        h = list(histories[label])
+        if not h:
+            continue
+        y = _history_series(h, "objective", "upper_bound")
+        ax.plot(_iterations(h), y, marker=_MARKERS[i % len(_MARKERS)], ms=4, label=label)
+    ax.set_xlabel("iteration [-]")
+    ax.set_ylabel("objective w_E E - w_P Phi [-]")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    if labels:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def plot_bounds(
+    history: Sequence[Mapping[str, Any]],
+    *,
+    title: str = "exact method: lower and upper bounds",
+) -> Figure:
+    """Lower bound (dual / B&B) and upper bound (best feasible objective) vs iteration of the
+    exact method (spec 5.2), with the relative gap on a second axis."""
+    h = list(history)
+    it = _iterations(h)
+    lb = _history_series(h, "lower_bound", "lb")
+    ub = _history_series(h, "upper_bound", "ub", "objective")
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    ax.plot(it, ub, marker="v", ms=4, label="upper bound (feasible)")
+    ax.plot(it, lb, marker="^", ms=4, label="lower bound (certified)")
+    ax.set_xlabel("iteration [-]")
+    ax.set_ylabel("objective [-]")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gap = (ub - lb) / np.maximum(np.maximum(np.abs(ub), np.abs(lb)), 1e-300)
+    ok = np.isfinite(gap) & (gap > 0)
+    if np.any(ok):
+        ax2 = ax.twinx()
+        ax2.semilogy(it[ok], gap[ok], color="0.5", ls=":", label="relative gap")
+        ax2.set_ylabel("relative gap [-]")
+        lines = ax.get_legend_handles_labels()
+        lines2 = ax2.get_legend_handles_labels()
+        ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize="small")
+    else:
+        ax.legend(fontsize="small")
+    return fig
+
+
+def plot_allocation(
+    allocation: Sequence[Mapping[str, Any]], *, title: str = "per-device allocation"
+) -> Figure:
+    """Per-device bars of one allocation: bandwidth b_n [kHz], transmit power p_n [dBm],
+    device CPU f_n [GHz], server CPU f_s,n [GHz], security of the chosen CKKS set [bits] (set
+    name on the bar) and energy split (compute / uplink / server) [J]."""
+    alloc = list(allocation)
+    dev = np.array([int(a.get("device", i)) for i, a in enumerate(alloc)], dtype=float)
+
+    def col(key: str) -> NDArrayF:
+        return np.array([_f(a.get(key)) for a in alloc], dtype=float)
+
+    fig = _new_figure(7.2, 9.0)
+    axes = fig.subplots(6, 1, sharex=True)
+    b = col("bandwidth_hz") / 1e3
+    with np.errstate(divide="ignore"):
+        p_dbm = 10.0 * np.log10(np.maximum(col("tx_power_w"), 1e-300)) + 30.0
+    p_dbm[col("tx_power_w") <= 0] = np.nan
+    panels = [
+        (b, "bandwidth b_n [kHz]"),
+        (p_dbm, "tx power p_n [dBm]"),
+        (col("cpu_hz") / 1e9, "device CPU f_n [GHz]"),
+        (col("server_cpu_hz") / 1e9, "server CPU f_s,n [GHz]"),
+    ]
+    for ax, (vals, label) in zip(axes[:4], panels, strict=True):
+        ax.bar(dev, vals, color="C0")
+        ax.set_ylabel(label, fontsize="small")
+        ax.grid(True, axis="y", alpha=0.3)
+    names = [str(a.get("set_name", "")) for a in alloc]
+    uniq = sorted(set(names), key=_set_sort_key)
+    colors = [f"C{uniq.index(n) % 10}" for n in names]
+    ax = axes[4]
+    ax.bar(dev, col("security_bits"), color=colors)
+    for j, n in enumerate(uniq):
+        ax.bar([np.nan], [np.nan], color=f"C{j % 10}", label=n)
+    ax.set_ylabel("set security [bits]", fontsize="small")
+    if uniq:
+        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax = axes[5]
+    e_c, e_t, e_s = col("energy_compute_j"), col("energy_tx_j"), col("energy_server_j")
+    ax.bar(dev, e_c, label="device compute", color="C0")
+    ax.bar(dev, e_t, bottom=e_c, label="uplink", color="C1")
+    ax.bar(dev, e_s, bottom=e_c + e_t, label="server", color="C2")
+    ax.set_ylabel("energy [J]", fontsize="small")
+    ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_xlabel("device [index]")
+    if len(dev) <= 30:
+        ax.set_xticks(dev)
+    axes[0].set_title(title)
+    return fig
+
+
+def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write ``<out_dir>/<stem>.png`` (150 dpi) and ``.pdf``; returns the two paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for ext in ("png", "pdf"):
+        p = out / f"{stem}.{ext}"
+        fig.savefig(p, dpi=150, bbox_inches="tight")
+        paths.append(p)
+    return paths
+
+
+# ----------------------------------------------------------------------------- from results
+
+PLOT_KINDS = ("tradeoff", "scaling", "convergence", "bounds", "allocation")
+
+
+def _best_row(rows: Sequence[Mapping[str, Any]], method: str | None) -> Mapping[str, Any] | None:
+    cands = [r for r in rows if row_ok(r) and (method is None or r.get("method") == method)]
+    return cands[0] if cands else None
+
+
+def figures_from_results(
+    rows: Sequence[Mapping[str, Any]], kind: str, *, methods: Sequence[str] | None = None
+) -> dict[str, Figure]:
+    """Figures of ``kind`` (:data:`PLOT_KINDS`) from results rows: ``{file stem: Figure}``.
+
+    * tradeoff: one figure per sweep base whose privacy weight/requirement varies;
+    * scaling: :func:`plot_scaling`;
+    * convergence: the ``ao`` histories (first row of each scenario), up to 8 scenarios;
+    * bounds: the first ``exact`` row with a history;
+    * allocation: the first row with an allocation (``exact`` preferred).
+
+    Raises :class:`~privtuner.errors.PrivtunerError` when the rows hold nothing to plot for
+    ``kind`` (the message says what is missing).
+    """
+    from privtuner.errors import PrivtunerError
+
+    if kind not in PLOT_KINDS:
+        raise PrivtunerError(f"--kind {kind!r}: unknown plot kind; valid: {', '.join(PLOT_KINDS)}")
+    rows = [r for r in rows if methods is None or r.get("method") in methods]
+    figs: dict[str, Figure] = {}
+    if kind == "tradeoff":
+        by_base: dict[str, list[Mapping[str, Any]]] = {}
+        for r in rows:
+            by_base.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
+        for base, group in by_base.items():
+            x = tradeoff_axis(group)
+            if len({r.get(x) for r in group}) > 1:
+                figs[f"tradeoff_{slug(base)}"] = plot_tradeoff(group, x=x)
+        if not figs:
+            raise PrivtunerError(
+                "no trade-off in these results: need rows whose privacy_weight (or privacy_min "
+                "for the constrained objective) varies within one sweep"
+            )
+    elif kind == "scaling":
+        figs = plot_scaling(rows)
+        if not figs:
+            raise PrivtunerError(
+                "no swept input in these results: need a sweep over e.g. devices.count, "
+                "system.bandwidth_hz, devices.p_max_dbm or objective.deadline_s"
+            )
+    elif kind == "convergence":
+        histories: dict[str, list[dict[str, Any]]] = {}
+        for r in rows:
+            if r.get("method") != "ao" or not row_ok(r):
+                continue
+            label = f"{r.get('scenario')} (seed {r.get('seed')})"
+            h = row_history(r)
+            if h and len(histories) < 8:
+                histories[label] = h
+        if not histories:
+            raise PrivtunerError("no 'ao' row with an iteration history in these results")
+        figs["convergence_ao"] = plot_convergence(histories)
+    elif kind == "bounds":
+        for r in rows:
+            if r.get("method") == "exact" and row_ok(r) and row_history(r):
+                figs["bounds_exact"] = plot_bounds(
+                    row_history(r),
+                    title=f"exact: bounds, {r.get('scenario')} (seed {r.get('seed')})",
+                )
+                break
+        if not figs:
+            raise PrivtunerError("no 'exact' row with an iteration history in these results")
+    else:
+        row = _best_row(rows, "exact") or _best_row(rows, None)
+        if row is None:
+            raise PrivtunerError("no row with an allocation (status optimal/feasible)")
+        figs["allocation"] = plot_allocation(
+            row_allocation(row),
+            title=f"{row.get('scenario')} ({row.get('method')}, seed {row.get('seed')})",
+        )
+    return figs
+
+
+def result_to_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A saved SolveResult JSON (``SolveResult.to_dict()``) as one results-table-like row, so
+    ``privtuner plot result.json --kind allocation|convergence|bounds`` works."""
+    dev = result.get("devices", {}) or {}
+    names = list(dev.get("set_names", []) or [])
+    keys = [
+        "bandwidth_hz",
+        "tx_power_w",
+        "cpu_hz",
+        "server_cpu_hz",
+        "security_bits",
+        "privacy",
+        "energy_compute_j",
+        "energy_tx_j",
+        "energy_server_j",
+        "latency_s",
+    ]
+    alloc = []
+    for i, name in enumerate(names):
+        a: dict[str, Any] = {"device": i, "set_name": name}
+        for k in keys:
+            vals = dev.get(k) or []
+            a[k] = vals[i] if i < len(vals) else None
+        alloc.append(a)
+    return [
+        {
+            "scenario": result.get("problem_name", "result"),
+            "method": result.get("method"),
+            "seed": result.get("seed"),
+            "status": result.get("status"),
+            "energy_j": result.get("total_energy_j"),
+            "objective": result.get("objective"),
+            "history_json": json.dumps(result.get("history") or []),
+            "allocation_json": json.dumps(alloc),
+        }
+    ]
+
+
+def plot_cost_fits(model: Any, records: Sequence[Mapping[str, Any]]) -> dict[str, Figure]:
+    """Cost-model fit figures ``{"fit_<op>": Figure}``: each fitted curve of ``model`` (a
+    :class:`~privtuner.costmodels.CostModel`) over its measured ``records``, drawn by the
+    cost model's own :func:`privtuner.costmodels.fitting.fit_figure` (the one used by
+    ``privtuner plot-fits``; not duplicated here). Ops without records are skipped."""
+    from privtuner.costmodels.fitting import fit_figure, normalize_records
+
+    recs = normalize_records(records)
+    figs: dict[str, Figure] = {}
+    for op, curve in sorted(model.curves.items()):
+        rows = [r for r in recs if r["op"] == op]
+        if rows:
+            fig = fit_figure(curve, rows)
+            if fig.canvas is None or type(fig.canvas).__name__ == "FigureCanvasBase":
+                from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+                FigureCanvasAgg(fig)
+            figs[f"fit_{op}"] = fig
+    return figs

@@ -1,0 +1,429 @@
+"""Studies that solve several problems and hand the results to :mod:`privtuner.plotting`.
+
+* :func:`tradeoff_curve`: the energy-privacy trade-off of one scenario (re-solves over privacy
+  weights, or privacy requirements for the constrained objective);
+* :func:`write_solve_figures`: the figures of ``privtuner solve --plots DIR`` (per-device
+  allocation and a small trade-off);
+* :func:`reproduce`: ``privtuner reproduce``: the bundled sweep set
+  (``scenarios/reproduce/*.yaml``) through :func:`privtuner.batch.run_batch`, then every figure
+  with the CSV table of the numbers it shows.
+
+Plotting stays pure (:mod:`privtuner.plotting` never solves); solving happens here.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privtuner.errors import PrivtunerError
+
+#: The bundled sweep set of ``privtuner reproduce`` (in the repository checkout).
+REPRODUCE_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "reproduce"
+
+#: Baselines of spec section 5.3 (registered by the optimiser).
+BASELINES = (
+    "equal_bandwidth",
+    "fixed_largest_n",
+    "fixed_smallest_n",
+    "ao_random_theta",
+    "ao_greedy_theta",
+    "comm_only",
+    "comp_only",
+)
+
+#: Methods ``reproduce`` runs on every sweep: exact, ao and the baselines.
+REPRODUCE_METHODS = ("exact", "ao", *BASELINES)
+
+#: Methods of ``reproduce --quick``.
+QUICK_METHODS = ("exact", "ao", "equal_bandwidth", "fixed_largest_n")
+
+
+# ----------------------------------------------------------------------------- trade-off
+
+
+def tradeoff_curve(
+    problem_factory: Callable[[float], Any],
+    weights: Sequence[float],
+    method: str = "exact",
+    *,
+    x: str = "privacy_weight",
+    **options: Any,
+) -> list[dict[str, Any]]:
+    """Solve ``problem_factory(w)`` for each ``w`` in ``weights`` with ``method``.
+
+    ``x`` names what the values are (``privacy_weight`` for the weighted objective,
+    ``privacy_min`` for the constrained one); each returned row (the columns of
+    :data:`privtuner.batch.COLUMNS` that apply) carries it, so
+    :func:`privtuner.plotting.plot_tradeoff` draws the curve. An infeasible point is a row
+    with its status, not an exception.
+    """
+    from privtuner.batch import normalize_row, result_output_columns
+    from privtuner.optimizer import solve
+
+    rows = []
+    for w in weights:
+        problem = problem_factory(float(w))
+        t0 = time.perf_counter()
+        result = solve(problem, method, **options)
+        row = {
+            "key": f"{problem.name}|{x}={w:g}|method={method}",
+            "scenario": f"{problem.name}[{x}={w:g}]",
+            "sweep_base": problem.name,
+            "sweep_params_json": json.dumps({f"objective.{x}": float(w)}),
+            "seed": problem.seed,
+            "method": method,
+            "n_devices": problem.n_devices,
+            "bandwidth_hz": problem.bandwidth_hz,
+            "server_cpu_hz": problem.server_cpu_hz,
+            "deadline_s": problem.deadline_s,
+            "objective_kind": problem.objective_kind,
+            "energy_weight": problem.energy_weight,
+            "privacy_weight": problem.privacy_weight,
+            "privacy_min": problem.privacy_min,
+            "privacy_metric": problem.costs.privacy_metric,
+            "rounds": problem.rounds,
+        }
+        row.update(result_output_columns(result))
+        row["time_solve_s"] = time.perf_counter() - t0
+        rows.append(normalize_row(row))
+    return rows
+
+
+def _base_allowed(problem: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
+    """Sets allowed by security and precision alone (without a privacy floor) ``[n_sets]``."""
+    c = problem.costs
+    min_sec = float(problem.meta.get("min_security_bits", 0.0))
+    min_prec = float(problem.meta.get("min_precision_bits", 0.0))
+    ok = c.security_bits >= min_sec
+    if min_prec > 0:
+        ok &= c.precision_bits >= min_prec
+    return np.asarray(ok, dtype=bool)
+
+
+def privacy_problem_factory(problem: Any) -> tuple[Callable[[float], Any], str]:
+    """A factory varying the privacy trade-off of ``problem`` and the name of what it varies:
+    ``privacy_weight`` (weighted objective) or ``privacy_min`` (constrained: the allowed sets
+    are those meeting the security/precision floors with privacy >= the value)."""
+    if problem.objective_kind == "weighted":
+        return (lambda w: problem.replace(privacy_weight=w)), "privacy_weight"
+    base = _base_allowed(problem)
+
+    def constrained(pmin: float) -> Any:
+        ok = base & (problem.costs.privacy >= pmin)
+        allowed = np.broadcast_to(ok, (problem.n_devices, problem.n_sets)).copy()
+        return problem.replace(privacy_min=pmin, allowed=allowed)
+
+    return constrained, "privacy_min"
+
+
+def default_tradeoff_values(
+    problem: Any, n_points: int = 7, method: str = "exact", **options: Any
+) -> list[float]:
+    """A grid of trade-off values that spans the interesting range of ``problem``.
+
+    Constrained: up to ``n_points`` of the distinct privacy values of the allowed sets
+    (evenly spread, both ends kept). Weighted: 0, the scenario's own weight, and weights
+    around w* = w_E E0 / (n (Phi_max - Phi_min)), where E0 is the energy of the w_P = 0
+    solution: at w* the privacy term is comparable to the energy term, so the sets change
+    over the grid w* x [0.03, 30] (log-spaced).
+    """
+    if problem.objective_kind == "constrained":
+        vals = np.unique(problem.costs.privacy[_base_allowed(problem)])
+        if vals.size <= n_points:
+            return [float(v) for v in vals]
+        idx = np.unique(np.round(np.linspace(0, vals.size - 1, n_points)).astype(int))
+        return [float(vals[i]) for i in idx]
+    from privtuner.optimizer import solve
+
+    res0 = solve(problem.replace(privacy_weight=0.0), method, **options)
+    priv = problem.costs.privacy[_base_allowed(problem)]
+    spread = float(np.ptp(priv)) if priv.size else 0.0
+    e0 = float(res0.total_energy_j) if res0.has_allocation else math.nan
+    values = {0.0, float(problem.privacy_weight)}
+    if spread > 0 and math.isfinite(e0) and e0 > 0:
+        w_star = problem.energy_weight * e0 / (problem.n_devices * spread)
+        values.update(float(w) for w in w_star * np.geomspace(0.03, 30.0, max(2, n_points - 2)))
+    return sorted(values)
+
+
+def write_solve_figures(
+    problem: Any,
+    result: Any,
+    out_dir: str | Path,
+    *,
+    weights: Sequence[float] | None = None,
+    method: str | None = None,
+    n_points: int = 7,
+    **options: Any,
+) -> list[Path]:
+    """Figures of one solved scenario (``privtuner solve --plots DIR``):
+
+    * ``allocation.png/.pdf`` (+ ``allocation.csv``): the per-device allocation of ``result``;
+    * ``tradeoff.png/.pdf`` (+ ``tradeoff.csv``): total energy and chosen sets vs the privacy
+      weight (or the privacy requirement for the constrained objective), re-solving
+      ``problem`` with ``method`` (default ``result.method``) at ``weights`` (default
+      :func:`default_tradeoff_values`).
+
+    Returns the written paths. A result without an allocation (infeasible) writes nothing.
+    """
+    from privtuner.batch import allocation_records
+    from privtuner.plotting import plot_allocation, plot_tradeoff, save_figure
+
+    out = Path(out_dir)
+    if not result.has_allocation:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    alloc = allocation_records(result)
+    fig = plot_allocation(alloc, title=f"{problem.name}: {result.method} (seed {result.seed})")
+    paths += save_figure(fig, out, "allocation")
+    paths.append(write_csv(alloc, out / "allocation.csv"))
+    method = method or result.method
+    factory, x = privacy_problem_factory(problem)
+    values = (
+        list(weights)
+        if weights is not None
+        else default_tradeoff_values(problem, n_points, method, **options)
+    )
+    rows = tradeoff_curve(factory, values, method, x=x, **options)
+    paths += save_figure(plot_tradeoff(rows, x=x), out, "tradeoff")
+    paths.append(write_csv(_tradeoff_table(rows, x), out / "tradeoff.csv"))
+    return paths
+
+
+def _tradeoff_table(rows: Sequence[Mapping[str, Any]], x: str) -> list[dict[str, Any]]:
+    keep = (
+        x,
+        "method",
+        "seed",
+        "status",
+        "energy_j",
+        "energy_compute_j",
+        "energy_tx_j",
+        "energy_server_j",
+        "objective",
+        "security_bits_mean",
+        "privacy_total",
+        "sets_summary",
+    )
+    return [{k: r.get(k) for k in keep} for r in rows]
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
+    """Write dict rows as CSV (columns in first-seen order; floats round-trip exactly)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cols: list[str] = []
+    for r in rows:
+        for k in r:
+            if k not in cols:
+                cols.append(k)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(cols)
+        for r in rows:
+            w.writerow(["" if r.get(c) is None else _cell(r.get(c)) for c in cols])
+    return path
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        return repr(float(v))
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- reproduce
+
+
+def quick_spec(spec: Any) -> Any:
+    """``reproduce --quick``: each sweep list cut to at most 3 values (first, middle, last),
+    the ``seed`` sweep to its first value, and at most 10 devices per scenario."""
+    if not spec.sweep:
+        return spec
+    sweep: dict[str, list[Any]] = {}
+    for key, values in spec.sweep.items():
+        vals = list(values)
+        if key == "seed":
+            vals = vals[:1]
+        elif key == "devices.count":
+            vals = [v for v in vals if v <= 10] or vals[:1]
+        if len(vals) > 3:
+            vals = [vals[0], vals[len(vals) // 2], vals[-1]]
+        sweep[key] = vals
+    return spec.model_copy(update={"sweep": sweep})
+
+
+def reproduce(
+    out_dir: str | Path,
+    *,
+    quick: bool = False,
+    jobs: int = 1,
+    scenarios_dir: str | Path | None = None,
+    methods: Sequence[str] | None = None,
+    progress: bool = True,
+    executor: str = "local",
+) -> dict[str, Any]:
+    """Run the bundled sweep set and write every figure with its CSV table into ``out_dir``.
+
+    ``out_dir/results.csv`` holds one row per (scenario, seed, method) (resumable: rerunning
+    skips finished rows); ``out_dir/figures/`` the PNG + PDF figures and one CSV per figure
+    with the numbers it shows; ``out_dir/summary.json`` what ran and how long it took.
+    Returns that summary.
+    """
+    from privtuner.batch import collect_tasks, read_table, run_batch
+
+    t0 = time.perf_counter()
+    src = Path(scenarios_dir) if scenarios_dir is not None else REPRODUCE_DIR
+    if not src.is_dir():
+        raise PrivtunerError(f"reproduce: scenario folder {src} not found (give --scenarios DIR)")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    use_methods = list(methods) if methods else list(QUICK_METHODS if quick else REPRODUCE_METHODS)
+    tasks = collect_tasks([src], methods=use_methods, transform=quick_spec if quick else None)
+    results_path = out / "results.csv"
+    summary = run_batch(
+        None, results_path, tasks=tasks, jobs=jobs, progress=progress, executor=executor
+    )
+    t_batch = time.perf_counter() - t0
+    keys = {t.key for t in tasks}
+    rows = [r for r in read_table(results_path) if r.get("key") in keys]
+    fig_dir = out / "figures"
+    written = write_result_figures(rows, fig_dir)
+    wall = time.perf_counter() - t0
+    info = {
+        "quick": quick,
+        "jobs": jobs,
+        "scenarios_dir": str(src),
+        "methods": use_methods,
+        "batch": summary.to_dict(),
+        "batch_wall_s": t_batch,
+        "figures_wall_s": wall - t_batch,
+        "wall_s": wall,
+        "figures": [str(p.relative_to(out)) for p in written],
+    }
+    (out / "summary.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
+
+
+def write_result_figures(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Every figure the rows support (trade-off, scaling, convergence, bounds, allocation),
+    each as PNG + PDF with a CSV of the plotted numbers. Kinds the rows cannot support are
+    skipped (e.g. no ``ao`` rows: no convergence figure)."""
+    from privtuner.plotting import (
+        PLOT_KINDS,
+        aggregate,
+        figures_from_results,
+        save_figure,
+        tradeoff_axis,
+    )
+
+    out = Path(out_dir)
+    written: list[Path] = []
+    for kind in PLOT_KINDS:
+        try:
+            figs = figures_from_results(rows, kind)
+        except PrivtunerError:
+            continue
+        for stem, fig in figs.items():
+            written += save_figure(fig, out, stem)
+            table = _figure_table(rows, kind, stem, aggregate, tradeoff_axis)
+            if table:
+                written.append(write_csv(table, out / f"{stem}.csv"))
+    return written
+
+
+def _figure_table(
+    rows: Sequence[Mapping[str, Any]],
+    kind: str,
+    stem: str,
+    aggregate: Callable[..., Any],
+    tradeoff_axis: Callable[..., str],
+) -> list[dict[str, Any]]:
+    """The numbers behind one figure of :func:`write_result_figures`."""
+    from privtuner.batch import swept_columns
+    from privtuner.plotting import row_allocation, row_history, row_ok, slug
+
+    def by_base() -> dict[str, list[Mapping[str, Any]]]:
+        groups: dict[str, list[Mapping[str, Any]]] = {}
+        for r in rows:
+            groups.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
+        return groups
+
+    def agg_rows(group: Sequence[Mapping[str, Any]], x: str) -> list[dict[str, Any]]:
+        e = aggregate(group, x, "energy_j")
+        s = aggregate(group, x, "security_bits_mean")
+        table = []
+        for m, d in e.items():
+            for i, xv in enumerate(d["x"]):
+                table.append(
+                    {
+                        x: float(xv),
+                        "method": m,
+                        "energy_mean_j": _fin(d["mean"][i]),
+                        "energy_std_j": _fin(d["std"][i]),
+                        "security_bits_mean": _fin(s[m]["mean"][i]) if m in s else None,
+                        "n_ok": int(d["n_ok"][i]),
+                        "n_runs": int(d["n_all"][i]),
+                    }
+                )
+        return table
+
+    if kind == "tradeoff":
+        for base, group in by_base().items():
+            if stem == f"tradeoff_{slug(base)}":
+                return agg_rows(group, tradeoff_axis(group))
+    elif kind == "scaling":
+        for base, group in by_base().items():
+            for col in swept_columns(group):
+                if stem in (f"energy_vs_{col}", f"energy_vs_{col}_{slug(base)}"):
+                    return agg_rows(group, col)
+    elif kind == "convergence":
+        table = []
+        n_hist = 0
+        for r in rows:
+            if r.get("method") == "ao" and row_ok(r) and row_history(r) and n_hist < 8:
+                n_hist += 1
+                for i, h in enumerate(row_history(r)):
+                    table.append(
+                        {
+                            "scenario": r.get("scenario"),
+                            "seed": r.get("seed"),
+                            "iteration": i + 1,
+                            **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
+                        }
+                    )
+        return table
+    elif kind == "bounds":
+        for r in rows:
+            if r.get("method") == "exact" and row_ok(r) and row_history(r):
+                return [
+                    {
+                        "scenario": r.get("scenario"),
+                        "seed": r.get("seed"),
+                        "iteration": i + 1,
+                        **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
+                    }
+                    for i, h in enumerate(row_history(r))
+                ]
+    elif kind == "allocation":
+        ok = [r for r in rows if row_ok(r)]
+        pick = next((r for r in ok if r.get("method") == "exact"), ok[0] if ok else None)
+        if pick is not None:
+            return [
+                {"scenario": pick.get("scenario"), "method": pick.get("method"), **a}
+                for a in row_allocation(pick)
+            ]
+    return []
+
+
+def _fin(v: Any) -> float | None:
+    f = float(v)
+    return f if math.isfinite(f) else None

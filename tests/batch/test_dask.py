@@ -1,0 +1,111 @@
+"""The dask executor gives the same table as the local one (a real ``dask.distributed``
+LocalCluster with worker processes on loopback)."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from privtuner import batch
+
+pytest.importorskip("dask.distributed")
+
+HERE = Path(__file__).resolve().parent
+
+
+def _register_on_worker(tests_dir: str) -> bool:
+    """Runs on each dask worker: register the test stand-in solvers there."""
+    import sys
+
+    if tests_dir not in sys.path:
+        sys.path.insert(0, tests_dir)
+    import test_batch
+
+    test_batch.register_stand_ins()
+    return True
+
+
+def _scenario(folder: Path, model: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    f = folder / "dk.yaml"
+    f.write_text(
+        textwrap.dedent(
+            f"""\
+            name: dk
+            devices: {{count: 4}}
+            fhe: {{cost_model: {model}}}
+            objective: {{deadline_s: 100000}}
+            sweep:
+              system.bandwidth_hz: [5e6, 2e7]
+              seed: [0, 1, 2]
+            """
+        )
+    )
+    return f
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(HERE))
+    import test_batch
+
+    return test_batch._synthetic_model(tmp_path_factory.mktemp("model") / "model.json")
+
+
+def test_dask_cluster_equals_local(tmp_path: Path, model_path: Path) -> None:
+    """Stand-in solvers registered on the workers; run_batch connects to the cluster by its
+    scheduler address (``--scheduler``)."""
+    from dask.distributed import Client, LocalCluster
+
+    import test_batch
+
+    test_batch.register_stand_ins()
+    f = _scenario(tmp_path / "sc", model_path)
+    methods = ["standin_a", "standin_b"]
+    local = tmp_path / "local.csv"
+    batch.run_batch([f], local, methods=methods, progress=False)
+    with (
+        LocalCluster(
+            n_workers=2,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster, timeout="30s") as client,
+    ):
+        assert all(client.run(_register_on_worker, str(HERE)).values())
+        out = tmp_path / "dask.parquet"
+        s = batch.run_batch(
+            [f],
+            out,
+            methods=methods,
+            executor="dask",
+            scheduler=cluster.scheduler_address,
+            chunk_size=2,
+            progress=False,
+        )
+        assert s.n_run == 12
+    assert batch.comparable(batch.read_table(out)) == batch.comparable(batch.read_table(local))
+
+
+def test_dask_local_cluster_equals_local_processes_real_methods(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """The real optimiser: local executor with 2 processes vs dask's own LocalCluster."""
+    from privtuner.optimizer import available_methods
+
+    methods = [m for m in ("exact", "ao", "equal_bandwidth") if m in available_methods()]
+    if not methods:
+        pytest.skip("no real optimiser method registered yet")
+    f = _scenario(tmp_path / "sc", model_path)
+    local = tmp_path / "local.csv"
+    batch.run_batch([f], local, methods=methods, jobs=2, progress=False)
+    out = tmp_path / "dask.csv"
+    batch.run_batch([f], out, methods=methods, jobs=2, executor="dask", progress=False)
+    a, b = batch.read_table(local), batch.read_table(out)
+    assert len(a) == 6 * len(methods)
+    assert batch.comparable(a) == batch.comparable(b)

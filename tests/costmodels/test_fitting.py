@@ -1,0 +1,206 @@
+"""Fitting: coefficient recovery, held-out form choice, domain, JSON and CSV round trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from privtuner.costmodels.catalogue import generate_catalogue
+from privtuner.costmodels.fitting import (
+    RECORD_COLUMNS,
+    SYNTHETIC_TRUTH,
+    CostModel,
+    fit_curve,
+    fit_records,
+    load_cost_model,
+    read_records,
+    records_sha256,
+    synthetic_records,
+    write_records,
+)
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import CostModelError
+
+# A grid on which the candidate forms are distinguishable: chain length L and log2 Q vary
+# independently of N (no security check: fitting does not need one).
+GRID = [
+    CkksParams(n, chain, min(chain[1:-1]))
+    for n in (4096, 8192, 16384, 32768)
+    for chain in (
+        (40, 20, 40),
+        (50, 30, 50),
+        (60, 40, 60),
+        (40, 30, 30, 40),
+        (50, 40, 40, 50),
+        (60, 30, 30, 30, 60),
+        (60, 50, 50, 50, 60),
+    )
+]
+TRUE_FORMS = {
+    "nlogn_l": {"a": 2e-9, "c": 2e-3},
+    "n_l": {"a": 2e-8, "c": 1e-3},
+    "n_logq": {"a": 0.2, "c": 5e4},
+    "n_logq_n": {"a": 0.1, "b": 30.0, "c": 2e4},
+    "power": {"c": 1e-9, "a": 1.3, "b": 0.6},
+}
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> list[CkksParams]:
+    return generate_catalogue()
+
+
+@pytest.fixture(scope="module")
+def records(catalogue: list[CkksParams]) -> list[dict[str, object]]:
+    return synthetic_records(catalogue, seed=7, noise_rel=0.01, noise_bits=0.05)
+
+
+def test_record_columns_contract() -> None:
+    assert RECORD_COLUMNS[:2] == ("op", "set_name")
+    for col in ("value", "unit", "p10", "p90", "cpu_freq_hz", "tenseal_version", "load_avg_1m"):
+        assert col in RECORD_COLUMNS
+
+
+def test_recovers_known_coefficients(records: list[dict[str, object]]) -> None:
+    model = fit_records(records)
+    enc = model.curves["encrypt"]
+    assert enc.form == "nlogn_l"
+    assert enc.coefficients["a"] == pytest.approx(SYNTHETIC_TRUTH["encrypt"][1]["a"], rel=0.03)
+    mac = model.curves["project_mac"]
+    assert mac.form == "power"
+    assert mac.coefficients["a"] == pytest.approx(1.05, abs=0.05)
+    assert mac.coefficients["b"] == pytest.approx(0.4, abs=0.1)
+    prec = model.curves["precision_bits"]
+    assert prec.coefficients["a"] == pytest.approx(1.0, abs=0.03)
+    assert prec.coefficients["b"] == pytest.approx(-0.5, abs=0.15)
+    for c in model.curves.values():
+        assert c.r2 > 0.99
+        assert c.heldout_rel_err < 0.03  # noise is 1 %
+        assert c.n_sets == 19
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("form", sorted(TRUE_FORMS))
+def test_heldout_choice_picks_true_form(form: str, seed: int) -> None:
+    recs = synthetic_records(
+        GRID, seed=seed, noise_rel=0.005, truth={"encrypt": (form, TRUE_FORMS[form])}
+    )
+    curve = fit_records(recs).curves["encrypt"]
+    assert curve.form == form
+    for k, v in TRUE_FORMS[form].items():
+        assert curve.coefficients[k] == pytest.approx(v, rel=0.1, abs=0.02)
+
+
+def test_nested_forms_prefer_fewer_coefficients() -> None:
+    # Exact n_logq data: n_logq_n fits it equally well; parsimony keeps the 2-coefficient form.
+    recs = synthetic_records(
+        GRID, seed=0, noise_rel=1e-4, truth={"ct_bytes_fresh": ("n_logq", {"a": 0.2, "c": 5e4})}
+    )
+    c = fit_records(recs).curves["ct_bytes_fresh"]
+    assert c.form == "n_logq"
+    assert c.candidates["n_logq_n"] is not None
+
+
+def test_domain_and_extrapolation(records: list[dict[str, object]]) -> None:
+    model = fit_records(records)
+    enc = model.curves["encrypt"]
+    assert enc.domain["poly_modulus_degree"] == (4096.0, 32768.0)
+    assert enc.domain["log2_q"] == (100.0, 160.0)
+    inside = CkksParams(16384, (50, 30, 50), 30)
+    assert enc.evaluate(inside) > 0
+    big_n = CkksParams(65536, (40, 20, 40), 20)
+    with pytest.raises(CostModelError, match="poly_modulus_degree = 65536 not in"):
+        enc.evaluate(big_n)
+    assert enc.evaluate(big_n, extrapolate=True) > enc.evaluate(inside)
+    with pytest.raises(CostModelError, match="log2_q = 200"):
+        model.evaluate("ct_bytes_fresh", CkksParams(16384, (80, 40, 80), 40))
+    four_primes = CkksParams(16384, (40, 20, 20, 40), 20)  # L = 4 outside nlogn_l's L domain
+    with pytest.raises(CostModelError, match="n_primes"):
+        enc.evaluate(four_primes)
+
+
+def test_json_round_trip_and_determinism(tmp_path: Path, records: list[dict[str, object]]) -> None:
+    model = fit_records(records)
+    text = model.to_json()
+    assert fit_records(records).to_json() == text  # deterministic
+    back = CostModel.from_json(text)
+    assert back.to_json() == text
+    p = CkksParams(8192, (48, 28, 48), 28)
+    for op in model.curves:
+        assert back.evaluate(op, p) == model.evaluate(op, p)
+    path = model.save(tmp_path / "m.json")
+    assert load_cost_model(path).to_json() == text
+    assert load_cost_model(str(path)).reference_frequency_hz == 3.0e9
+    prov = json.loads(text)["provenance"]
+    assert prov["records_sha256"] == records_sha256(records)
+    assert prov["cpu_model"] == ["synthetic"]
+    assert model.precision_by_set[p.name] == pytest.approx(
+        next(r["value"] for r in records if r["op"] == "precision_bits" and r["set_name"] == p.name)
+    )
+
+
+def test_csv_round_trip(tmp_path: Path, records: list[dict[str, object]]) -> None:
+    path = write_records(records, tmp_path / "records.csv")
+    header = path.read_text().splitlines()[0].split(",")
+    assert tuple(header) == RECORD_COLUMNS
+    back = read_records(path)
+    assert len(back) == len(records)
+    assert records_sha256(back) == records_sha256(records)
+    assert back[0]["coeff_mod_bit_sizes"] == tuple(records[0]["coeff_mod_bit_sizes"])  # type: ignore[arg-type]
+    assert fit_records(path).to_json() == fit_records(records).to_json()
+
+
+def test_bad_records(tmp_path: Path, records: list[dict[str, object]]) -> None:
+    bad = tmp_path / "bad.csv"
+    bad.write_text("op,value\nencrypt,1\n")
+    with pytest.raises(CostModelError, match="missing record columns: set_name"):
+        read_records(bad)
+    rec = dict(records[0])
+    rec["op"] = "bootstrap"
+    with pytest.raises(CostModelError, match="unknown operation 'bootstrap'"):
+        fit_records([rec])
+    rec = dict(records[0])
+    rec["log2_q"] = 999
+    with pytest.raises(CostModelError, match="log2_q: 999"):
+        fit_records([rec])
+    with pytest.raises(CostModelError, match="records file not found"):
+        read_records(tmp_path / "nope.csv")
+    mixed = [dict(r) for r in records]
+    mixed[0]["cpu_model"] = "other"
+    with pytest.raises(CostModelError, match="several CPU models"):
+        fit_records(mixed)
+
+
+def test_unidentifiable_fit_refused() -> None:
+    two = [CkksParams(8192, (40, 20, 40), 20), CkksParams(16384, (40, 20, 40), 20)]
+    with pytest.raises(CostModelError, match="no candidate form"):
+        fit_curve("encrypt", two, [1e-3, 2e-3])
+    # One N, four moduli: only log2 Q-dependent forms are identifiable, and the domain is N=8192.
+    one_n = [CkksParams(8192, (40 + k, 20 + k, 40 + k), 20 + k) for k in range(4)]
+    curve = fit_curve("encrypt", one_n, [1e-3 * (1 + 0.1 * k) for k in range(4)])
+    assert curve.form in ("n_logq", "n_logq_n", "power")
+    assert curve.candidates["nlogn_l"] is None
+    with pytest.raises(CostModelError, match="not in \\[8192, 8192\\]"):
+        curve.evaluate(CkksParams(4096, (40, 20, 40), 20))
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(CostModelError, match="not found"):
+        load_cost_model(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(CostModelError, match="not valid JSON"):
+        load_cost_model(bad)
+    bad.write_text(json.dumps({"format": 99}))
+    with pytest.raises(CostModelError, match="unsupported cost-model format 99"):
+        load_cost_model(bad)
+
+
+def test_synthetic_records_seeded(catalogue: list[CkksParams]) -> None:
+    a = synthetic_records(catalogue, seed=3)
+    b = synthetic_records(catalogue, seed=np.random.default_rng(3))
+    assert a == b
+    assert a != synthetic_records(catalogue, seed=4)
