@@ -634,8 +634,8 @@ def normalize_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _coerce(v: Any, typ: type) -> Any:
-    if v is None or (isinstance(v, str) and v == "" and typ is not str):
-        return None
+    if v is None or (isinstance(v, str) and v == ""):
+        return None  # empty text is "missing" too: CSV and Parquet read back the same
     if typ is float:
         f = float(v)
         return f if math.isfinite(f) else None
@@ -778,15 +778,10 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
         if suffix == ".csv":
             with path.open(newline="", encoding="utf-8") as fh:
                 raw = list(csv.DictReader(fh))
-            rows = []
-            for r in raw:
-                typed = {k: (_coerce(v, COLUMNS[k]) if k in COLUMNS else v) for k, v in r.items()}
-                # an empty CSV cell of a text column means "missing" as well
-                for k in COLUMNS:
-                    if COLUMNS[k] is str and typed.get(k) == "" and k not in _EMPTY_TEXT_OK:
-                        typed[k] = None
-                rows.append(typed)
-            return rows
+            return [
+                {k: (_coerce(v, COLUMNS[k]) if k in COLUMNS else v) for k, v in r.items()}
+                for r in raw
+            ]
         if suffix == ".parquet":
             from privtuner.errors import require
 
@@ -794,15 +789,11 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
             import pyarrow.parquet as pq
 
             return [dict(r) for r in pq.read_table(path).to_pylist()]
-    except (OSError, ValueError, csv.Error) as exc:
-        raise PrivtunerError(f"{path}: cannot read results table: {exc}") from None
-    except Exception as exc:  # pyarrow's own errors (ArrowInvalid ...)
+    except PrivtunerError:
+        raise
+    except Exception as exc:  # OSError, csv.Error, ValueError, pyarrow's ArrowInvalid ...
         raise PrivtunerError(f"{path}: cannot read results table: {exc}") from None
     raise PrivtunerError(f"{path}: unknown table format {suffix!r}; use .parquet or .csv")
-
-
-# text columns whose empty value is meaningful (not "missing")
-_EMPTY_TEXT_OK = frozenset({"message", "sets", "sets_summary", "source", "termination"})
 
 
 def comparable(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

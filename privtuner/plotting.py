@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 NDArrayF = np.ndarray[Any, np.dtype[np.float64]]
 
@@ -60,6 +61,9 @@ COLUMN_AXES: dict[str, tuple[str, float]] = {
     "security_bits_mean": ("mean security of chosen sets [bits]", 1.0),
     "time_solve_s": ("solve time [s]", 1.0),
 }
+
+#: Swept inputs drawn as trade-offs (:func:`plot_tradeoff`) rather than scaling figures.
+TRADEOFF_COLUMNS = ("privacy_weight", "privacy_min")
 
 #: Display order and style of methods (others follow, in order of appearance).
 METHOD_ORDER = (
@@ -249,7 +253,8 @@ def plot_scaling(
     rows: Sequence[Mapping[str, Any]], *, methods: Sequence[str] | None = None
 ) -> dict[str, Figure]:
     """One :func:`plot_energy_vs` figure per swept input of ``rows`` (rows grouped by sweep):
-    ``{"energy_vs_<column>": Figure}``."""
+    ``{"energy_vs_<column>": Figure}``. The privacy weight / requirement are left to
+    :func:`plot_tradeoff`."""
     from privtuner.batch import swept_columns
 
     by_base: dict[str, list[Mapping[str, Any]]] = {}
@@ -258,10 +263,15 @@ def plot_scaling(
     figs: dict[str, Figure] = {}
     for base, group in by_base.items():
         for col in swept_columns(group):
+            if col in TRADEOFF_COLUMNS:  # drawn by plot_tradeoff
+                continue
             name = f"energy_vs_{col}"
             if name in figs:
                 name = f"{name}_{slug(base)}"
-            figs[name] = plot_energy_vs(group, col, methods=methods, title=f"{base}")
+            label = _axis(col)[0].split(" [")[0]
+            figs[name] = plot_energy_vs(
+                group, col, methods=methods, title=f"{base}: total energy vs {label}"
+            )
     return figs
 
 
@@ -358,6 +368,7 @@ def plot_tradeoff(
         ds = [p[1] for p in pts if p[2] == name]
         ax_d.scatter(xs, ds, marker="s", s=28, color=f"C{j % 10}", label=name)
     ax_d.set_ylabel("device [index]")
+    ax_d.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_d.set_xlabel(xlabel)
     if set_method:
         ax_d.set_title(
@@ -383,11 +394,14 @@ def _history_series(history: Sequence[Mapping[str, Any]], *keys: str) -> NDArray
     return np.full(len(history), np.nan)
 
 
-def _iterations(history: Sequence[Mapping[str, Any]]) -> NDArrayF:
-    it = _history_series(history, "iteration", "iter")
-    if np.all(np.isnan(it)):
-        return np.arange(1, len(history) + 1, dtype=float)
-    return it
+def _iterations(history: Sequence[Mapping[str, Any]]) -> tuple[NDArrayF, str]:
+    """x values and axis label of a history: its ``iteration`` (or ``iter``) entries, else
+    its B&B ``node`` numbers, else 1, 2, ..."""
+    for keys, label in ((("iteration", "iter"), "iteration [-]"), (("node",), "B&B node [-]")):
+        it = _history_series(history, *keys)
+        if not np.all(np.isnan(it)):
+            return it, label
+    return np.arange(1, len(history) + 1, dtype=float), "iteration [-]"
 
 
 def plot_convergence(
@@ -401,13 +415,15 @@ def plot_convergence(
     fig = _new_figure()
     ax = fig.add_subplot()
     labels = list(histories)
+    xlabel = "iteration [-]"
     for i, label in enumerate(labels):
         h = list(histories[label])
         if not h:
             continue
         y = _history_series(h, "objective", "upper_bound")
-        ax.plot(_iterations(h), y, marker=_MARKERS[i % len(_MARKERS)], ms=4, label=label)
-    ax.set_xlabel("iteration [-]")
+        it, xlabel = _iterations(h)
+        ax.plot(it, y, marker=_MARKERS[i % len(_MARKERS)], ms=4, label=label)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("objective w_E E - w_P Phi [-]")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
@@ -424,14 +440,15 @@ def plot_bounds(
     """Lower bound (dual / B&B) and upper bound (best feasible objective) vs iteration of the
     exact method (spec 5.2), with the relative gap on a second axis."""
     h = list(history)
-    it = _iterations(h)
+    it, xlabel = _iterations(h)
     lb = _history_series(h, "lower_bound", "lb")
     ub = _history_series(h, "upper_bound", "ub", "objective")
     fig = _new_figure()
     ax = fig.add_subplot()
     ax.plot(it, ub, marker="v", ms=4, label="upper bound (feasible)")
     ax.plot(it, lb, marker="^", ms=4, label="lower bound (certified)")
-    ax.set_xlabel("iteration [-]")
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("objective [-]")
     ax.set_title(title)
     ax.grid(True, alpha=0.3)
@@ -453,7 +470,7 @@ def plot_bounds(
 def plot_allocation(
     allocation: Sequence[Mapping[str, Any]], *, title: str = "per-device allocation"
 ) -> Figure:
-    """Per-device bars of one allocation: bandwidth b_n [kHz], transmit power p_n [dBm],
+    """Per-device bars of one allocation: bandwidth b_n [kHz], transmit power p_n [mW],
     device CPU f_n [GHz], server CPU f_s,n [GHz], security of the chosen CKKS set [bits] (set
     name on the bar) and energy split (compute / uplink / server) [J]."""
     alloc = list(allocation)
@@ -465,12 +482,9 @@ def plot_allocation(
     fig = _new_figure(7.2, 9.0)
     axes = fig.subplots(6, 1, sharex=True)
     b = col("bandwidth_hz") / 1e3
-    with np.errstate(divide="ignore"):
-        p_dbm = 10.0 * np.log10(np.maximum(col("tx_power_w"), 1e-300)) + 30.0
-    p_dbm[col("tx_power_w") <= 0] = np.nan
     panels = [
         (b, "bandwidth b_n [kHz]"),
-        (p_dbm, "tx power p_n [dBm]"),
+        (col("tx_power_w") * 1e3, "tx power p_n [mW]"),
         (col("cpu_hz") / 1e9, "device CPU f_n [GHz]"),
         (col("server_cpu_hz") / 1e9, "server CPU f_s,n [GHz]"),
     ]
@@ -526,6 +540,18 @@ def _best_row(rows: Sequence[Mapping[str, Any]], method: str | None) -> Mapping[
     return cands[0] if cands else None
 
 
+def bounds_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The ``exact`` row with the longest history (the most B&B work to show), or None."""
+    best: Mapping[str, Any] | None = None
+    best_len = 0
+    for r in rows:
+        if r.get("method") == "exact" and row_ok(r):
+            n = len(row_history(r))
+            if n > best_len:
+                best, best_len = r, n
+    return best
+
+
 def figures_from_results(
     rows: Sequence[Mapping[str, Any]], kind: str, *, methods: Sequence[str] | None = None
 ) -> dict[str, Figure]:
@@ -534,7 +560,7 @@ def figures_from_results(
     * tradeoff: one figure per sweep base whose privacy weight/requirement varies;
     * scaling: :func:`plot_scaling`;
     * convergence: the ``ao`` histories (first row of each scenario), up to 8 scenarios;
-    * bounds: the first ``exact`` row with a history;
+    * bounds: the ``exact`` row with the longest history (:func:`bounds_row`);
     * allocation: the first row with an allocation (``exact`` preferred).
 
     Raises :class:`~privtuner.errors.PrivtunerError` when the rows hold nothing to plot for
@@ -579,14 +605,13 @@ def figures_from_results(
             raise PrivtunerError("no 'ao' row with an iteration history in these results")
         figs["convergence_ao"] = plot_convergence(histories)
     elif kind == "bounds":
-        for r in rows:
-            if r.get("method") == "exact" and row_ok(r) and row_history(r):
-                figs["bounds_exact"] = plot_bounds(
-                    row_history(r),
-                    title=f"exact: bounds, {r.get('scenario')} (seed {r.get('seed')})",
-                )
-                break
-        if not figs:
+        brow = bounds_row(rows)
+        if brow is not None:
+            figs["bounds_exact"] = plot_bounds(
+                row_history(brow),
+                title=f"exact: bounds, {brow.get('scenario')} (seed {brow.get('seed')})",
+            )
+        else:
             raise PrivtunerError("no 'exact' row with an iteration history in these results")
     else:
         row = _best_row(rows, "exact") or _best_row(rows, None)

@@ -349,7 +349,14 @@ def _figure_table(
 ) -> list[dict[str, Any]]:
     """The numbers behind one figure of :func:`write_result_figures`."""
     from privtuner.batch import swept_columns
-    from privtuner.plotting import row_allocation, row_history, row_ok, slug
+    from privtuner.plotting import (
+        TRADEOFF_COLUMNS,
+        bounds_row,
+        row_allocation,
+        row_history,
+        row_ok,
+        slug,
+    )
 
     def by_base() -> dict[str, list[Mapping[str, Any]]]:
         groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -383,6 +390,8 @@ def _figure_table(
     elif kind == "scaling":
         for base, group in by_base().items():
             for col in swept_columns(group):
+                if col in TRADEOFF_COLUMNS:
+                    continue
                 if stem in (f"energy_vs_{col}", f"energy_vs_{col}_{slug(base)}"):
                     return agg_rows(group, col)
     elif kind == "convergence":
@@ -402,17 +411,17 @@ def _figure_table(
                     )
         return table
     elif kind == "bounds":
-        for r in rows:
-            if r.get("method") == "exact" and row_ok(r) and row_history(r):
-                return [
-                    {
-                        "scenario": r.get("scenario"),
-                        "seed": r.get("seed"),
-                        "iteration": i + 1,
-                        **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
-                    }
-                    for i, h in enumerate(row_history(r))
-                ]
+        brow = bounds_row(rows)
+        if brow is not None:
+            return [
+                {
+                    "scenario": brow.get("scenario"),
+                    "seed": brow.get("seed"),
+                    "iteration": i + 1,
+                    **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
+                }
+                for i, h in enumerate(row_history(brow))
+            ]
     elif kind == "allocation":
         ok = [r for r in rows if row_ok(r)]
         pick = next((r for r in ok if r.get("method") == "exact"), ok[0] if ok else None)

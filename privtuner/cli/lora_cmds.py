@@ -17,15 +17,24 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
-        "--tokens", type=int, default=None, metavar="T",
+        "--tokens",
+        type=int,
+        default=None,
+        metavar="T",
         help="tokens per step (default 512; 64 with --quick)",
     )
     p.add_argument(
-        "--seq-len", type=int, default=None, metavar="S",
+        "--seq-len",
+        type=int,
+        default=None,
+        metavar="S",
         help="tokens per sequence (default 64; 32 with --quick); batch = tokens / seq-len",
     )
     p.add_argument(
-        "--sets", nargs="+", default=None, metavar="NAME",
+        "--sets",
+        nargs="+",
+        default=None,
+        metavar="NAME",
         help="catalogue set names (default: all; the N=8192 default set with --quick)",
     )
     p.add_argument("--quick", action="store_true", help="small batch, default set only")
@@ -35,11 +44,14 @@ def register(sub: Any) -> None:
     p.add_argument("--vocab", default=None, metavar="VOCAB.txt", help="WordPiece vocab file")
     p.add_argument("--data", default=None, metavar="TSV", help="SST-2 style train.tsv")
     p.add_argument(
-        "--in-process", action="store_true",
+        "--in-process",
+        action="store_true",
         help="run the server in this process (no per-party memory split)",
     )
     p.add_argument(
-        "--cost-model", default=None, metavar="MODEL.json|default",
+        "--cost-model",
+        default=None,
+        metavar="MODEL.json|default",
         help="also compare the fitted cost model with the measurements",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -67,13 +79,25 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
     paths = lp.write_records(records, args.out)
     summary: dict[str, Any] = {"records": {k: str(v) for k, v in paths.items()}, "sets": []}
     for r in records:
-        summary["sets"].append({
-            k: r[k] for k in (
-                "set_name", "total_s", "encrypt_s", "decrypt_s", "server_s", "device_clear_s",
-                "bytes_up", "bytes_down", "logits_max_abs_err", "max_rel_err",
-                "device_peak_rss_bytes", "server_peak_rss_bytes",
-            )
-        })
+        summary["sets"].append(
+            {
+                k: r[k]
+                for k in (
+                    "set_name",
+                    "total_s",
+                    "encrypt_s",
+                    "decrypt_s",
+                    "server_s",
+                    "device_clear_s",
+                    "bytes_up",
+                    "bytes_down",
+                    "logits_max_abs_err",
+                    "max_rel_err",
+                    "device_peak_rss_bytes",
+                    "server_peak_rss_bytes",
+                )
+            }
+        )
     if args.cost_model is not None:
         import csv
         from pathlib import Path

@@ -9,8 +9,9 @@ projection goes through a *projector* (spec section 1):
 * :class:`BertDevice` (a ``torch.nn.Module``) is what the device holds: embeddings, LayerNorms,
   attention score maths, softmax, GELU, tanh, the LoRA adapters and the classifier head.
 * :data:`FrozenWeights` (``{name: (W [d_in, d_out], b [d_out])}``, numpy float64) is what the
-  server holds: the frozen projections ``layer{i}.{query,key,value,attention_output,ffn_in,ffn_out}`` and
-  ``pooler``. Note the row-vector convention ``Y = X W + b`` (HF stores ``W^T``).
+  server holds: the frozen projections ``layer{i}.{kind}`` (kind: query, key, value,
+  attention_output, ffn_in, ffn_out) and ``pooler``. Note the row-vector convention
+  ``Y = X W + b`` (HF stores ``W^T``).
 * A projector maps ``(name, X [T, d_in]) -> X W + b``, differentiably in ``X``:
   :class:`PlainProjector` computes it in clear (the plaintext reference),
   :class:`RemoteProjector` sends it through the encrypted protocol (see ``protocol.py``).
@@ -50,7 +51,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach a model hub
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 #: Frozen dense projections of one encoder layer, in forward order.
-LAYER_PROJECTIONS: tuple[str, ...] = ("query", "key", "value", "attention_output", "ffn_in", "ffn_out")
+LAYER_PROJECTIONS: tuple[str, ...] = (
+    "query",
+    "key",
+    "value",
+    "attention_output",
+    "ffn_in",
+    "ffn_out",
+)
 #: Projections a LoRA adapter may target (per layer; the pooler is not adapted).
 LORA_TARGETS: tuple[str, ...] = LAYER_PROJECTIONS
 
@@ -101,8 +109,13 @@ def validate_config(cfg: BertConfig, source: str | None = None) -> BertConfig:
     """Check a :class:`BertConfig`; raise :class:`ScenarioError` listing every bad field."""
     problems: list[str] = []
     for name in (
-        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-        "intermediate_size", "max_position_embeddings", "type_vocab_size",
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "max_position_embeddings",
+        "type_vocab_size",
     ):
         v = getattr(cfg, name)
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -177,7 +190,7 @@ class LoraConfig:
 
 
 class Projector(Protocol):
-    """Computes a frozen projection ``X W + b`` differentiably in ``X`` ([T, d_in] -> [T, d_out])."""
+    """A frozen projection ``X W + b``, differentiable in ``X`` ([T, d_in] -> [T, d_out])."""
 
     def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -185,8 +198,11 @@ class Projector(Protocol):
 class PlainProjector:
     """Plaintext projector over :data:`FrozenWeights` (the reference the protocol must match)."""
 
-    def __init__(self, weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
-                 dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self,
+        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
         self._w = {
             k: (torch.tensor(w, dtype=dtype), torch.tensor(b, dtype=dtype))
             for k, (w, b) in weights.items()
@@ -228,9 +244,7 @@ class _RemoteProjection(torch.autograd.Function):
     def backward(ctx: Any, grad_y: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        gx = ctx.backend.project_backward(
-            ctx.name, grad_y.detach().to(torch.float64).cpu().numpy()
-        )
+        gx = ctx.backend.project_backward(ctx.name, grad_y.detach().to(torch.float64).cpu().numpy())
         return torch.from_numpy(np.ascontiguousarray(gx)).to(grad_y.dtype), None, None
 
 
@@ -288,8 +302,12 @@ class BertDevice(nn.Module):
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         mods: list[nn.Module] = [
-            self.word_embeddings, self.position_embeddings, self.token_type_embeddings,
-            self.emb_ln, self.attn_ln, self.out_ln,
+            self.word_embeddings,
+            self.position_embeddings,
+            self.token_type_embeddings,
+            self.emb_ln,
+            self.attn_ln,
+            self.out_ln,
         ]
         return [p for m in mods for p in m.parameters()]
 
@@ -329,8 +347,10 @@ class BertDevice(nn.Module):
         b, s = input_ids.shape
         if s > cfg.max_position_embeddings:
             raise ScenarioError(
-                [f"sequence length: at most max_position_embeddings="
-                 f"{cfg.max_position_embeddings} (got {s})"]
+                [
+                    f"sequence length: at most max_position_embeddings="
+                    f"{cfg.max_position_embeddings} (got {s})"
+                ]
             )
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
@@ -397,7 +417,9 @@ def init_model(
             d_in, d_out = config.projection_shape(name)
             weights[name] = (rng.normal(0.0, std, (d_in, d_out)), rng.normal(0.0, std, d_out))
         for key in model.lora_a:
-            model.lora_a[key].copy_(normal(*model.lora_a[key].shape, scale=1.0 / np.sqrt(lora.rank)))
+            model.lora_a[key].copy_(
+                normal(*model.lora_a[key].shape, scale=1.0 / np.sqrt(lora.rank))
+            )
             if lora.b_init_std > 0:
                 model.lora_b[key].copy_(normal(*model.lora_b[key].shape, scale=lora.b_init_std))
         model.head.weight.copy_(normal(*model.head.weight.shape))
@@ -450,19 +472,25 @@ def load_hf_weights(
     model, weights = init_model(config, lora, num_labels, seed, dtype=torch.float64)
     sd = {k.removeprefix("bert."): v for k, v in _read_state_dict(folder).items()}
     # old TF-converted checkpoints name LayerNorm parameters gamma/beta
-    sd = {k.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta",
-          "LayerNorm.bias"): v for k, v in sd.items()}
+    sd = {
+        k.replace("LayerNorm.gamma", "LayerNorm.weight").replace(
+            "LayerNorm.beta", "LayerNorm.bias"
+        ): v
+        for k, v in sd.items()
+    }
     missing: list[str] = []
 
     def take(key: str, shape: Sequence[int]) -> torch.Tensor:
         t = sd.get(key)
         if t is None or tuple(t.shape) != tuple(shape):
-            missing.append(f"{key}: expected shape {tuple(shape)} "
-                           f"(got {None if t is None else tuple(t.shape)})")
+            missing.append(
+                f"{key}: expected shape {tuple(shape)} "
+                f"(got {None if t is None else tuple(t.shape)})"
+            )
             return torch.zeros(tuple(shape), dtype=torch.float64)
         return t.detach().to(torch.float64)
 
-    def load_ln(ln: nn.LayerNorm, prefix: str) -> None:
+    def load_ln(ln: Any, prefix: str) -> None:
         ln.weight.copy_(take(prefix + ".weight", ln.weight.shape))
         ln.bias.copy_(take(prefix + ".bias", ln.bias.shape))
 
@@ -526,7 +554,10 @@ def encode_batch(
     if seq_len < 2:
         raise ScenarioError([f"seq_len: must be >= 2 ([CLS] and [SEP]) (got {seq_len})"])
     enc = tokenizer(
-        list(sentences), padding="max_length", truncation=True, max_length=seq_len,
+        list(sentences),
+        padding="max_length",
+        truncation=True,
+        max_length=seq_len,
         return_tensors="pt",
     )
     return enc["input_ids"], enc["attention_mask"]

@@ -824,11 +824,17 @@ def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
 
 @dataclass
 class ProjectTimings:
-    """Seconds spent in each part of :func:`project` (summed over blocks)."""
+    """Seconds spent in each part of :func:`project` (summed over blocks).
+
+    ``load_s``: parsing the input ciphertexts (and SEAL expanding seeded ones); ``mac_s``: the
+    exact kernel; ``rescale_s``: SEAL rescale + serialization of every output.
+    ``rescale_each_s`` holds the rescale time of each output ciphertext.
+    """
 
     load_s: float = 0.0
     mac_s: float = 0.0
     rescale_s: float = 0.0
+    rescale_each_s: list[float] = field(default_factory=list)
 
 
 def project(
@@ -873,7 +879,12 @@ def project(
         t1 = time.perf_counter()
         products = _mac_raw(pub, raws, w, b)
         t2 = time.perf_counter()
-        blocks.append([_rescale(pub, r) for r in products])
+        outs = []
+        for r in products:
+            t_r = time.perf_counter()
+            outs.append(_rescale(pub, r))
+            tm.rescale_each_s.append(time.perf_counter() - t_r)
+        blocks.append(outs)
         t3 = time.perf_counter()
         tm.load_s += t1 - t0
         tm.mac_s += t2 - t1
@@ -936,8 +947,8 @@ def naive_project(
     """Baseline: one token per ciphertext, TenSEAL ``CKKSVector.matmul`` (rotations; needs
     Galois keys). Encrypts ``x_row [d_in]``, multiplies by ``weight [d_in, d_out]``, decrypts.
 
-    ``timings`` (optional) receives ``encrypt_s``, ``matmul_s`` (the server's share) and
-    ``decrypt_s``.
+    ``timings`` (optional) receives ``encrypt_s``, ``matmul_s`` (the server's share),
+    ``decrypt_s`` and the serialized sizes ``bytes_up`` and ``bytes_down`` (TenSEAL format).
     """
     ts: Any = require("tenseal", purpose="the naive CKKS baseline")
     x = _as_matrix(x_row, "x_row", ndim=1)
@@ -953,5 +964,11 @@ def naive_project(
     res = np.asarray(out.decrypt(), dtype=np.float64)
     t3 = time.perf_counter()
     if timings is not None:
-        timings.update(encrypt_s=t1 - t0, matmul_s=t2 - t1, decrypt_s=t3 - t2)
+        timings.update(
+            encrypt_s=t1 - t0,
+            matmul_s=t2 - t1,
+            decrypt_s=t3 - t2,
+            bytes_up=float(len(vec.serialize())),
+            bytes_down=float(len(out.serialize())),
+        )
     return res

@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import copy
 import csv
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import random
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -41,17 +39,63 @@ COST_MODEL_TOLERANCE = 0.15
 
 #: Columns of the records CSV, in order.
 RECORD_COLUMNS: tuple[str, ...] = (
-    "set_name", "poly_modulus_degree", "coeff_mod_bit_sizes", "scale_bits", "log2_q",
-    "tokens", "batch_size", "seq_len", "num_layers", "hidden_size", "intermediate_size",
-    "num_heads", "vocab_size", "lora_rank", "lora_alpha", "lora_targets", "data_source",
-    "encrypt_s", "serialize_s", "deserialize_s", "decrypt_s", "server_s", "server_project_s",
-    "transport_s", "device_clear_s", "total_s", "plain_step_s", "keygen_s",
-    "bytes_up", "bytes_down", "setup_bytes_up", "ciphertexts_up", "ciphertexts_down",
-    "projections_forward", "projections_backward",
-    "logits_max_abs_err", "logits_rel_err", "loss_rel_err", "grad_max_rel_err", "max_rel_err",
-    "precision_bits", "loss", "device_peak_rss_bytes", "server_peak_rss_bytes",
-    "separate_processes", "seed", "cpu_model", "cpu_count", "torch_threads", "python_version",
-    "tenseal_version", "torch_version", "numpy_version", "date",
+    "set_name",
+    "poly_modulus_degree",
+    "coeff_mod_bit_sizes",
+    "scale_bits",
+    "log2_q",
+    "tokens",
+    "batch_size",
+    "seq_len",
+    "num_layers",
+    "hidden_size",
+    "intermediate_size",
+    "num_heads",
+    "vocab_size",
+    "lora_rank",
+    "lora_alpha",
+    "lora_targets",
+    "data_source",
+    "encrypt_s",
+    "serialize_s",
+    "deserialize_s",
+    "decrypt_s",
+    "server_s",
+    "server_project_s",
+    "transport_s",
+    "device_clear_s",
+    "total_s",
+    "plain_step_s",
+    "keygen_s",
+    "bytes_up",
+    "bytes_down",
+    "setup_bytes_up",
+    "ciphertexts_up",
+    "ciphertexts_down",
+    "projections_forward",
+    "projections_backward",
+    "logits_max_abs_err",
+    "logits_rel_err",
+    "loss_rel_err",
+    "grad_max_rel_err",
+    "max_rel_err",
+    "precision_bits",
+    "loss",
+    "device_peak_rss_bytes",
+    "server_peak_rss_bytes",
+    "separate_processes",
+    "seed",
+    "cpu_model",
+    "cpu_freq_hz",
+    "cpu_count",
+    "threads",
+    "torch_threads",
+    "load_avg_1m",
+    "python_version",
+    "tenseal_version",
+    "torch_version",
+    "numpy_version",
+    "date",
 )
 
 _FALLBACK_WORDS = {
@@ -181,35 +225,22 @@ def select_sets(names: Iterable[str] | None, quick: bool = False) -> list[CkksPa
     names = list(names)
     bad = [n for n in names if n not in by_name]
     if bad:
-        raise ParameterError(
-            f"--sets: unknown catalogue set(s) {bad}; valid: {', '.join(by_name)}"
-        )
+        raise ParameterError(f"--sets: unknown catalogue set(s) {bad}; valid: {', '.join(by_name)}")
     return [by_name[n] for n in names]
 
 
 def environment() -> dict[str, Any]:
-    """Machine and library versions recorded with each measurement."""
-    import tenseal
+    """Machine and library versions recorded with each measurement (``env.environment()``
+    of the CKKS profiler, plus the CPU count and torch)."""
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # pragma: no cover
-        pass
+    from privtuner.fhe_profiling.env import environment as ckks_env
+
     return {
-        "cpu_model": cpu,
+        **ckks_env(),
         "cpu_count": os.cpu_count() or 1,
         "torch_threads": torch.get_num_threads(),
-        "python_version": platform.python_version(),
-        "tenseal_version": getattr(tenseal, "__version__", "unknown"),
         "torch_version": torch.__version__,
-        "numpy_version": np.__version__,
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
 
 
@@ -261,10 +292,20 @@ def profile_step(
         "lora_alpha": lora.alpha,
         "lora_targets": "+".join(lora.targets),
         "data_source": batch.get("source", ""),
-        **{f"{k}_s": float(t[k]) for k in (
-            "encrypt", "serialize", "deserialize", "decrypt", "server", "server_project",
-            "transport", "device_clear", "total",
-        )},
+        **{
+            f"{k}_s": float(t[k])
+            for k in (
+                "encrypt",
+                "serialize",
+                "deserialize",
+                "decrypt",
+                "server",
+                "server_project",
+                "transport",
+                "device_clear",
+                "total",
+            )
+        },
         "plain_step_s": float(ref.timings_s["total"]),
         "keygen_s": client.keygen_s,
         "bytes_up": res.bytes_up,
@@ -274,10 +315,16 @@ def profile_step(
         "ciphertexts_down": res.ciphertexts_down,
         "projections_forward": res.projections_forward,
         "projections_backward": res.projections_backward,
-        **{k: cmp[k] for k in (
-            "logits_max_abs_err", "logits_rel_err", "loss_rel_err", "grad_max_rel_err",
-            "max_rel_err",
-        )},
+        **{
+            k: cmp[k]
+            for k in (
+                "logits_max_abs_err",
+                "logits_rel_err",
+                "loss_rel_err",
+                "grad_max_rel_err",
+                "max_rel_err",
+            )
+        },
         "precision_bits": -math.log2(err) if err > 0 else float("inf"),
         "loss": res.loss,
         "device_peak_rss_bytes": res.peak_rss_bytes["device"],
@@ -371,25 +418,29 @@ def _record_params(rec: dict[str, Any]) -> CkksParams:
     bits = rec["coeff_mod_bit_sizes"]
     if isinstance(bits, str):
         bits = [int(b) for b in bits.split("-")]
-    return CkksParams(int(rec["poly_modulus_degree"]), tuple(int(b) for b in bits),
-                      int(rec["scale_bits"]))
+    return CkksParams(
+        int(rec["poly_modulus_degree"]), tuple(int(b) for b in bits), int(rec["scale_bits"])
+    )
 
 
 def _record_workload(rec: dict[str, Any]) -> Any:
     from privtuner.scenario.schema import WorkloadSpec
 
-    return WorkloadSpec(
-        num_layers=int(rec["num_layers"]),
-        hidden_size=int(rec["hidden_size"]),
-        intermediate_size=int(rec["intermediate_size"]),
-        num_heads=int(rec["num_heads"]),
-        vocab_size=int(rec["vocab_size"]),
-        lora_rank=int(rec["lora_rank"]),
-        lora_alpha=float(rec["lora_alpha"]),
-        lora_targets=tuple(str(rec["lora_targets"]).split("+")),
-        batch_size=int(rec["batch_size"]),
-        sequence_length_tokens=int(rec["seq_len"]),
-        steps_per_round=1,
+    return WorkloadSpec.model_validate(
+        {
+            "num_layers": int(rec["num_layers"]),
+            "hidden_size": int(rec["hidden_size"]),
+            "intermediate_size": int(rec["intermediate_size"]),
+            "num_heads": int(rec["num_heads"]),
+            "vocab_size": int(rec["vocab_size"]),
+            "lora_rank": int(rec["lora_rank"]),
+            "lora_alpha": float(rec["lora_alpha"]),
+            "lora_targets": tuple(str(rec["lora_targets"]).split("+")),
+            "batch_size": int(rec["batch_size"]),
+            "sequence_length_tokens": int(rec["seq_len"]),
+            "steps_per_round": 1,
+            "include_pooler": True,
+        }
     )
 
 
@@ -405,9 +456,17 @@ def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
 
     p = _record_params(rec)
     c = op_counts_per_step(_record_workload(rec), p)
-    ev = {op: float(model.evaluate(op, p)) for op in (
-        "encrypt", "decrypt", "project_mac", "rescale", "ct_bytes_fresh", "ct_bytes_product"
-    )}
+    ev = {
+        op: float(model.evaluate(op, p))
+        for op in (
+            "encrypt",
+            "decrypt",
+            "project_mac",
+            "rescale",
+            "ct_bytes_fresh",
+            "ct_bytes_product",
+        )
+    }
     bad = [op for op, v in ev.items() if not (math.isfinite(v) and v >= 0)]
     if bad:
         raise CostModelError(f"{p.name}: cost model gives invalid per-op costs for {bad}")
@@ -435,11 +494,23 @@ def measured_step(rec: dict[str, Any]) -> dict[str, float]:
     ``server_s`` = the server's handling time, ``device_s`` = encrypt + serialize +
     deserialize + decrypt + clear-text work, ``step_s`` = ``total_s`` minus transport.
     """
-    f = {k: float(rec[k]) for k in (
-        "encrypt_s", "serialize_s", "deserialize_s", "decrypt_s", "server_s", "transport_s",
-        "device_clear_s", "total_s", "bytes_up", "bytes_down", "ciphertexts_up",
-        "ciphertexts_down",
-    )}
+    f = {
+        k: float(rec[k])
+        for k in (
+            "encrypt_s",
+            "serialize_s",
+            "deserialize_s",
+            "decrypt_s",
+            "server_s",
+            "transport_s",
+            "device_clear_s",
+            "total_s",
+            "bytes_up",
+            "bytes_down",
+            "ciphertexts_up",
+            "ciphertexts_down",
+        )
+    }
     return {
         "encrypt_s": f["encrypt_s"] + f["serialize_s"],
         "decrypt_s": f["decrypt_s"] + f["deserialize_s"],
@@ -448,7 +519,10 @@ def measured_step(rec: dict[str, Any]) -> dict[str, float]:
         "bytes_down": f["bytes_down"],
         "ciphertexts_up": f["ciphertexts_up"],
         "ciphertexts_down": f["ciphertexts_down"],
-        "device_s": f["encrypt_s"] + f["serialize_s"] + f["deserialize_s"] + f["decrypt_s"]
+        "device_s": f["encrypt_s"]
+        + f["serialize_s"]
+        + f["deserialize_s"]
+        + f["decrypt_s"]
         + f["device_clear_s"],
         "step_s": f["total_s"] - f["transport_s"],
     }
@@ -471,10 +545,16 @@ def compare_with_cost_model(
         for q in pred:
             m, p = meas[q], pred[q]
             rel = (p - m) / m if m else (0.0 if p == 0 else math.inf)
-            rows.append({
-                "set_name": rec["set_name"], "quantity": q, "measured": m, "predicted": p,
-                "rel_err": rel, "within": abs(rel) <= tolerance,
-            })
+            rows.append(
+                {
+                    "set_name": rec["set_name"],
+                    "quantity": q,
+                    "measured": m,
+                    "predicted": p,
+                    "rel_err": rel,
+                    "within": abs(rel) <= tolerance,
+                }
+            )
     return rows
 
 

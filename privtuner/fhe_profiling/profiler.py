@@ -1,18 +1,21 @@
 """The CKKS profiler: real SEAL operations for each catalogue set -> records (spec section 3).
 
 For each parameter set theta it measures, with ``warmup`` discarded runs and ``repeats`` timed
-ones (median value, 10th and 90th percentiles):
+ones (median value, 10th and 90th percentiles over all samples: per ciphertext where an op is
+timed per ciphertext, per repetition otherwise; per-ciphertext samples make the medians robust
+to bursts of load from other processes on a shared CPU):
 
 * ``keygen`` [s]: context creation + secret and public key generation (:func:`make_context`);
 * ``encrypt`` [s per ciphertext]: encode + symmetric (seeded) encryption + serialization of a
-  full-slot vector; measured over the ``d_in`` input columns of a projection block;
+  full-slot vector; each of the ``d_in`` input columns of the block is timed on its own;
 * ``project_mac`` [s per multiply-accumulate]: the server's time to parse/expand the ``d_in``
   uploaded ciphertexts and run the exact kernel (``d_in * d_out`` ciphertext x
   plaintext-scalar MACs), divided by ``d_in * d_out``;
 * ``rescale`` [s per output ciphertext]: SEAL ``rescale_to_next`` of one product, including
   handing the raw product to SEAL and serializing the result (the split is exact: the kernel
   reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
-* ``decrypt`` [s per ciphertext]: load + decrypt + decode of one downloaded (rescaled) product;
+* ``decrypt`` [s per ciphertext]: load + decrypt + decode of one downloaded (rescaled) product,
+  each of the ``d_out`` outputs timed on its own;
 * ``ct_bytes_fresh`` / ``ct_bytes_product`` [bytes]: SEAL-serialized size of an uploaded
   (fresh, seeded) and of a downloaded (product after rescale) ciphertext;
 * ``precision_bits`` [bits]: ``-log2(max |Y_enc - (X W + b)|)`` of the projection with
@@ -45,6 +48,7 @@ __all__ = [
     "QUICK",
     "ProfileConfig",
     "profile_set",
+    "quick_sets",
     "run_profile",
     "run_profile_cli",
     "select_sets",
@@ -71,9 +75,20 @@ class ProfileConfig:
 
 
 #: The full profile (target <= 20 min for the default catalogue on a 2-core machine).
-FULL = ProfileConfig(repeats=5, warmup=1, keygen_repeats=3)
-#: ``--quick``: the same measurements with fewer repetitions (target <= 3 min).
+FULL = ProfileConfig(repeats=5, warmup=1, keygen_repeats=5)
+#: ``--quick``: the same measurements, fewer repetitions, on :func:`quick_sets` (<= 3 min).
 QUICK = ProfileConfig(repeats=2, warmup=0, keygen_repeats=1)
+
+
+def quick_sets(catalogue: Sequence[CkksParams]) -> list[CkksParams]:
+    """The ``--quick`` subset: for every N, its smallest and largest scale (so every N and
+    the whole log2 Q range stay covered for a fit), in catalogue order."""
+    keep: set[CkksParams] = set()
+    for n in sorted({p.poly_modulus_degree for p in catalogue}):
+        same = [p for p in catalogue if p.poly_modulus_degree == n]
+        keep.add(min(same, key=lambda p: (p.scale_bits, p.log2_q)))
+        keep.add(max(same, key=lambda p: (p.scale_bits, p.log2_q)))
+    return [p for p in catalogue if p in keep]
 
 
 def _summary(values: Sequence[float]) -> tuple[float, float, float]:
@@ -152,23 +167,32 @@ def profile_set(
     fresh_bytes: list[float] = []
     prod_bytes: list[float] = []
     for i in range(cfg.warmup + cfg.repeats):
-        t0 = time.perf_counter()
-        enc = ops.encrypt_columns(keys, x)
-        t_enc = time.perf_counter() - t0
+        # device: each column encrypted (and serialized) on its own, timed per ciphertext
+        cts: list[ops.SealCiphertext] = []
+        enc_each: list[float] = []
+        for j in range(cfg.d_in):
+            t0 = time.perf_counter()
+            one = ops.encrypt_columns(keys, x[:, j : j + 1])
+            enc_each.append(time.perf_counter() - t0)
+            cts.append(one.blocks[0][0])
+        enc = ops.EncryptedColumns(slots, cfg.d_in, [cts])
         # the server starts from bytes (fresh objects: no cached parse from a previous run)
         served = ops.deserialize_columns(pub, ops.serialize_columns(enc))
         tm = ops.ProjectTimings()
         y = ops.project(pub, served, w, b, timings=tm)
         back = ops.deserialize_columns(keys, ops.serialize_columns(y))
-        t0 = time.perf_counter()
-        got = ops.decrypt_columns(keys, back)
-        t_dec = time.perf_counter() - t0
+        got = np.empty((slots, cfg.d_out))
+        dec_each: list[float] = []
+        for j, ct in enumerate(back.blocks[0]):
+            t0 = time.perf_counter()
+            got[:, j : j + 1] = ops.decrypt_columns(keys, ops.EncryptedColumns(slots, 1, [[ct]]))
+            dec_each.append(time.perf_counter() - t0)
         if i < cfg.warmup:
             continue
-        enc_s.append(t_enc / cfg.d_in)
+        enc_s.extend(enc_each)
         mac_s.append((tm.load_s + tm.mac_s) / (cfg.d_in * cfg.d_out))
-        rescale_s.append(tm.rescale_s / cfg.d_out)
-        dec_s.append(t_dec / cfg.d_out)
+        rescale_s.extend(tm.rescale_each_s)
+        dec_s.extend(dec_each)
         err = float(np.max(np.abs(got - ref)))
         bits.append(-math.log2(err) if err > 0 else 64.0)
         fresh_bytes.extend(ct.nbytes for blk in enc.blocks for ct in blk)
@@ -185,13 +209,14 @@ def profile_set(
     ]
 
 
-def select_sets(names: Sequence[str] | None = None) -> list[CkksParams]:
-    """The default catalogue, or the named subset (unknown names raise, listing valid ones)."""
+def select_sets(names: Sequence[str] | None = None, quick: bool = False) -> list[CkksParams]:
+    """The default catalogue (its :func:`quick_sets` if ``quick``), or the named sets
+    (unknown names raise, listing the valid ones)."""
     from privtuner.costmodels.catalogue import generate_catalogue
 
     catalogue = generate_catalogue()
     if not names:
-        return list(catalogue)
+        return quick_sets(catalogue) if quick else list(catalogue)
     by_name = {p.name: p for p in catalogue}
     unknown = [n for n in names if n not in by_name]
     if unknown:
@@ -214,7 +239,7 @@ def _write_parquet(records: Sequence[dict[str, Any]], path: Path) -> Path | None
         for c in RECORD_COLUMNS:
             v = r.get(c)
             if c == "coeff_mod_bit_sizes":
-                v = "-".join(str(int(bit)) for bit in v)
+                v = "-".join(str(int(bit)) for bit in v or ())
             cols[c].append(v)
     pq.write_table(pa.table(cols), path)
     return path
@@ -233,8 +258,9 @@ def run_profile(
 
     Writes ``records.csv`` (columns :data:`~privtuner.costmodels.fitting.RECORD_COLUMNS`),
     ``records.parquet`` when pyarrow is installed, and ``profile_meta.json`` (configuration,
-    environment, elapsed seconds). Returns the records. ``quick`` uses :data:`QUICK`;
-    ``repeats`` overrides the number of timed repetitions.
+    environment, elapsed seconds). Returns the records. ``quick`` uses :data:`QUICK` on
+    :func:`quick_sets` (unless ``sets`` is given); ``repeats`` overrides the number of timed
+    repetitions.
     """
     from privtuner.costmodels.fitting import write_records
 
@@ -244,7 +270,7 @@ def run_profile(
     if sets and all(isinstance(s, CkksParams) for s in sets):
         params = [s for s in sets if isinstance(s, CkksParams)]
     else:
-        params = select_sets([str(s) for s in sets] if sets else None)
+        params = select_sets([str(s) for s in sets] if sets else None, quick=quick)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(cfg.seed)

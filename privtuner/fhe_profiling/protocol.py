@@ -136,8 +136,9 @@ class ProjectionServer:
     def __init__(
         self, weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]]
     ) -> None:
-        self._weights: dict[str, tuple[NDArray[np.float64], NDArray[np.float64],
-                                       NDArray[np.float64] | None]] = {}
+        self._weights: dict[
+            str, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]
+        ] = {}
         for name, (w, b) in weights.items():
             w64 = np.array(w, dtype=np.float64)
             wt = np.ascontiguousarray(w64.T)
@@ -186,7 +187,14 @@ class ProjectionServer:
 
     def stats(self) -> dict[str, Any]:
         """Server timers [s], counters and peak RSS [bytes] since the last reset."""
-        return {**self._timers, **self._counts, "peak_rss_bytes": peak_rss_bytes()}
+        import os
+
+        return {
+            **self._timers,
+            **self._counts,
+            "peak_rss_bytes": peak_rss_bytes(),
+            "pid": os.getpid(),
+        }
 
     def _setup(self, header: dict[str, Any], payload: bytes) -> bytes:
         from privtuner.fhe_profiling import ckks_ops
@@ -272,7 +280,9 @@ class _TransportBase:
 
     def request(self, message: bytes) -> bytes:
         if not isinstance(message, bytes):
-            raise ProtocolError(f"only bytes may cross the transport (got {type(message).__name__})")
+            raise ProtocolError(
+                f"only bytes may cross the transport (got {type(message).__name__})"
+            )
         kind = message[:4].decode("ascii", "replace")
         t0 = time.perf_counter()
         reply = self._send(message)
@@ -338,7 +348,8 @@ class ProcessTransport(_TransportBase):
     separate_processes = True
 
     def __init__(
-        self, weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+        self,
+        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
         start_timeout_s: float = 120.0,
     ) -> None:
         super().__init__()
@@ -389,8 +400,9 @@ class StepResult:
     to bytes), ``deserialize``, ``decrypt`` (decrypt + decode); ``server`` (the server's own
     handling time of the projection messages; ``server_project`` of it in the products),
     ``transport`` (round trip minus server time), ``device_clear`` (everything else on the
-    device: autograd, LoRA, non-linearities, loss, optimiser), ``total`` (wall time). ``bytes_up``/``bytes_down``: projection messages
-    of this step (headers included), ``peak_rss_bytes``: per party.
+    device: autograd, LoRA, non-linearities, loss, optimiser), ``total`` (wall time).
+    ``bytes_up``/``bytes_down``: projection messages of this step (headers included);
+    ``peak_rss_bytes``: per party.
     """
 
     loss: float
@@ -503,8 +515,7 @@ class DeviceClient:
         """Forward, backward (encrypted projections), then the AdamW update if ``update``."""
         import torch
 
-        server_before = self._server_stats(reset=True)
-        del server_before
+        self._server_stats(reset=True)  # server timers and peak memory from here
         up0 = dict(self.transport.stats.bytes_up)
         down0 = dict(self.transport.stats.bytes_down)
         self._timers.clear()
@@ -627,9 +638,7 @@ def compare_steps(enc: StepResult, ref: StepResult) -> dict[str, float]:
     ``max_rel_err`` (max of the three relative errors), and ``grad_rel_err:<name>`` per tensor.
     """
     if set(enc.grads) != set(ref.grads):
-        raise ProtocolError(
-            f"gradient sets differ: {sorted(set(enc.grads) ^ set(ref.grads))}"
-        )
+        raise ProtocolError(f"gradient sets differ: {sorted(set(enc.grads) ^ set(ref.grads))}")
     out: dict[str, float] = {
         "logits_max_abs_err": float(np.max(np.abs(enc.logits - ref.logits))),
         "logits_rel_err": relative_error(enc.logits, ref.logits),

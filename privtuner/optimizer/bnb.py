@@ -200,6 +200,27 @@ def _node_lp(
     return _NodeLP(bound, True, frac, choice, used)
 
 
+def _critical_price(
+    h: _Hulls,
+    fixed: NDArray[np.int64],
+    capacity: float,
+    c: NDArray[np.float64],
+    w: NDArray[np.float64],
+    cap_tol: float,
+) -> float:
+    """The LP's capacity price: minus the slope of the first free segment that does not fit."""
+    n = fixed.size
+    choice = np.where(fixed >= 0, fixed, h.hull0)
+    rem = capacity - float(np.sum(w[np.arange(n), choice]))
+    free_seg = fixed[h.seg_class] < 0
+    dw = h.seg_dw[free_seg]
+    dc = h.seg_dc[free_seg]
+    t = int(np.searchsorted(np.cumsum(dw), max(rem, 0.0) + cap_tol, side="right"))
+    if t >= dw.size:
+        return 0.0
+    return float(-dc[t] / dw[t])
+
+
 def _improve(
     h: _Hulls,
     c: NDArray[np.float64],
@@ -298,6 +319,26 @@ def solve_mckp_bnb(
     def tol(v: float) -> float:
         return max(abs_tol, rel_tol * abs(v))
 
+    # Reduction by Lagrangian reduced costs (root): with the LP's capacity price lam (minus the
+    # slope of the fractional segment), forcing item (n, k) raises the bound by
+    # rc_nk = (c_nk + lam w_nk) - min_k' (c_nk' + lam w_nk') >= 0; items with
+    # root bound + rc_nk >= incumbent - tol cannot be in a better solution and are removed.
+    eliminated = 0
+    if root.frac_class >= 0 and root.bound < inc_obj - tol(inc_obj):
+        lam = _critical_price(h, fixed0, capacity, c, w, cap_tol)
+        red = np.where(ok, c + lam * w, math.inf)
+        rc = red - np.min(red, axis=1, keepdims=True)
+        drop = ok & (root.bound + rc >= inc_obj - tol(inc_obj))
+        drop[np.arange(n), inc_choice] = False  # keep the incumbent representable
+        eliminated = int(drop.sum())
+        if eliminated:
+            ok = ok & ~drop
+            c = np.where(ok, c, math.inf)
+            w = np.where(ok, w, math.inf)
+            h = _build_hulls(c, w, ok)
+            root = _node_lp(h, c, w, capacity, fixed0, cap_tol)
+            nodes += 1
+
     counter = itertools.count()
     heap: list[tuple[float, int, NDArray[np.int64], _NodeLP]] = []
     if root.frac_class >= 0 and root.bound < inc_obj - tol(inc_obj):
@@ -346,7 +387,7 @@ def solve_mckp_bnb(
         termination=termination,
         weight=float(inc_w),
         time_s=time.perf_counter() - t0,
-        info={"root_bound": root.bound, "open_nodes": len(heap)},
+        info={"root_bound": root.bound, "open_nodes": len(heap), "eliminated": eliminated},
     )
 
 
@@ -385,9 +426,9 @@ def solve_mckp_pulp(
 ) -> MckpResult:
     """Reference: the same MCKP as a MILP solved by PuLP with CBC (binary ``x_nk``).
 
-    Costs and weights are scaled (by the largest |cost| and by the capacity) before the solve so
-    that CBC's absolute tolerances are meaningful; the returned objective is recomputed from the
-    original data.
+    Costs are shifted per class (by the class's cheapest item) and scaled (by the median shifted
+    cost), weights by the capacity, so that CBC's absolute tolerances are meaningful; the
+    returned objective is recomputed from the original data.
     """
     import pulp
 
@@ -397,7 +438,11 @@ def solve_mckp_pulp(
     empty = np.full(n, -1, dtype=np.int64)
     if not ok.any(axis=1).all():
         return MckpResult(empty, math.inf, math.inf, 0, "infeasible", "infeasible")
-    c_scale = float(np.max(np.abs(c[ok]))) or 1.0
+    # exactly one item per class: shifting a class's costs by a constant changes no decision
+    shift = np.min(np.where(ok, c, math.inf), axis=1)
+    cs = np.where(ok, c - shift[:, None], 0.0)
+    pos = cs[ok & (cs > 0)]
+    c_scale = float(np.median(pos)) if pos.size else 1.0
     w_scale = capacity if (math.isfinite(capacity) and capacity > 0) else 1.0
     prob = pulp.LpProblem("mckp", pulp.LpMinimize)
     x = {
@@ -406,7 +451,7 @@ def solve_mckp_pulp(
         for k in range(c.shape[1])
         if ok[i, k]
     }
-    prob += pulp.lpSum(float(c[i, k] / c_scale) * v for (i, k), v in x.items())
+    prob += pulp.lpSum(float(cs[i, k] / c_scale) * v for (i, k), v in x.items())
     for i in range(n):
         prob += pulp.lpSum(v for (ii, _), v in x.items() if ii == i) == 1
     if math.isfinite(capacity):
@@ -431,3 +476,61 @@ def solve_mckp_pulp(
         choice, obj, obj, 0, "optimal", "gap_closed", weight=float(np.sum(w[rows, choice])),
         time_s=time.perf_counter() - t0, info={"pulp_status": status_txt},
     )
+
+
+@dataclass(frozen=True)
+class StageAItems:
+    """The MCKP of stage A for fixed ``(b, p, f)`` (module docstring), arrays ``[n, K]``.
+
+    ``cost`` is the objective term of device n with set k (``inf`` if k is not allowed or
+    misses the deadline even with all the server CPU), ``server_cpu_hz`` the smallest server
+    CPU meeting the deadline (the MCKP weight); ``capacity`` is F_s.
+    """
+
+    cost: NDArray[np.float64]
+    server_cpu_hz: NDArray[np.float64]
+    capacity: float
+
+
+def stage_a_items(
+    problem: Any,
+    bandwidth_hz: NDArray[np.float64],
+    tx_power_w: NDArray[np.float64],
+    cpu_hz: NDArray[np.float64],
+) -> StageAItems:
+    """Cost and server-CPU weight of every (device, set) pair for fixed ``(b, p, f)``.
+
+    Spec section 4: ``r_n = b_n log2(1 + p_n g_n / (N0 b_n))``, ``tau_nk = S_up,k / r_n``,
+    ``f_s,nk = C_srv,k / (T_max - C_dev,k/f_n - tau_nk - S_down,k/r_dl)`` (smallest server CPU
+    that meets the deadline), ``c_nk = w_E R (kappa_d C_dev,k f_n^2 + p_n tau_nk +
+    kappa_s C_srv,k f_s,nk^2) - w_P Phi_k``. ``problem`` is an ``AllocationProblem``.
+    """
+    c = problem.costs
+    b = np.asarray(bandwidth_hz, dtype=float)[:, None]
+    p = np.asarray(tx_power_w, dtype=float)[:, None]
+    f = np.asarray(cpu_hz, dtype=float)[:, None]
+    g = problem.gain_lin[:, None]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        rate = np.where(b > 0, b * np.log1p(p * g / (problem.noise_w_per_hz * b)) / math.log(2),
+                        0.0)
+        s_up = c.uplink_bits[None, :]
+        tau = np.where(s_up > 0, s_up / rate, 0.0)
+        c_dev = c.device_cycles[None, :]
+        c_srv = c.server_cycles[None, :]
+        t_dev = np.where(c_dev > 0, c_dev / f, 0.0)
+        t_dl = c.downlink_bits[None, :] / problem.downlink_rate_bps
+        left = problem.deadline_s - t_dev - tau - t_dl
+        fs = np.where(c_srv > 0, c_srv / left, 0.0)
+        ok = problem.allowed & np.isfinite(tau) & np.isfinite(t_dev) & (
+            (left > 0) | ((c_srv == 0) & (left >= 0))
+        )
+        ok &= fs <= problem.server_cpu_hz
+        energy = (
+            problem.kappa_dev[:, None] * c_dev * f**2
+            + np.where(s_up > 0, p * tau, 0.0)
+            + problem.kappa_srv * c_srv * fs**2
+        )
+        cost = problem.energy_weight * problem.rounds * energy + problem.set_constant[None, :]
+    cost = np.where(ok, cost, math.inf)
+    fs = np.where(ok, fs, math.inf)
+    return StageAItems(cost=cost, server_cpu_hz=fs, capacity=float(problem.server_cpu_hz))

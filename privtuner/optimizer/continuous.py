@@ -325,7 +325,8 @@ def _tx(
         guess.s1[iu] = s
         z = np.exp(s)
         u = sln2[iu] / z
-        bu = np.sqrt(lam[iu] * u / mu[iu])
+        with np.errstate(over="ignore"):
+            bu = np.sqrt(lam[iu] * u / mu[iu])
         ok_b = bu <= bcap_hz
         ok_p = z <= np.log1p(pd.gam[iu] / bu)
         good = ok_b & ok_p
@@ -477,3 +478,219 @@ def solve_pairs(
     e_tx = p * tau
     value = wd + ws + wt + mu * b + nu * fs + lam * (td + ts + tau - pd.tp) + pd.const
     return PairSolution(ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs)
+
+
+# ---------------------------------------------------------------------- market clearing
+def group_sum(x: F64, grp: I64, n_groups: int) -> F64:
+    """Sum of ``x`` over the pairs of each group (``[n_groups]``)."""
+    return np.bincount(grp, weights=x, minlength=n_groups)
+
+
+def _stack(pd: PairData, copies: int) -> PairData:
+    idx = np.tile(np.arange(pd.size), copies)
+    return pd.take(idx)
+
+
+@dataclass
+class MarketResult:
+    """Clearing prices of a batch of fixed-set problems (``[n_groups]``) and the pair optima.
+
+    ``dual`` is the dual function D_g(mu_g, nu_g) = sum_pairs L - mu_g B - nu_g F_s: a valid
+    lower bound of group g's fixed-set optimum whatever the convergence; ``converged`` says
+    whether both markets clear within ``tol`` (relative excess, with mu, nu >= 0
+    complementarity: a price at its floor may leave its market with excess supply).
+    """
+
+    mu: F64
+    nu: F64
+    sol: PairSolution
+    dual: F64
+    excess_b: F64
+    excess_f: F64
+    converged: NDArray[np.bool_]
+    iterations: int
+
+
+def _floor_and_scale(sol: PairSolution, pd: PairData, n_groups: int) -> F64:
+    energy = sol.value - pd.const  # at tiny prices this is about the weighted energy
+    return group_sum(np.abs(energy) + np.abs(pd.const), pd.grp, n_groups) + 1e-300
+
+
+def clear_markets(
+    pd: PairData,
+    caps: Caps,
+    n_groups: int,
+    mu0: F64 | None = None,
+    nu0: F64 | None = None,
+    tol: float = 1e-11,
+    max_iter: int = 100,
+) -> MarketResult:
+    """Prices (mu_g, nu_g) >= 0 that clear the bandwidth and server-CPU markets of each group.
+
+    Each group is a fixed-set problem (one pair per device). The excess demands
+    (sum b - B)/B and (sum f_s - F_s)/F_s are the gradient of the concave dual function;
+    Newton in log prices with a finite-difference Jacobian (the base point and both
+    perturbations are one stacked, warm-started oracle call), a per-group trust radius, and
+    price floors 1e-16 x (energy scale) / capacity standing for a zero price (a market that
+    does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
+    """
+    G = n_groups
+    B, F = caps.bandwidth_hz, caps.server_cpu_hz
+    grp = pd.grp
+    m = pd.size
+    # scale of the objective per group, from a solve at tiny prices
+    tiny = np.full(m, 1e-300)
+    base = solve_pairs(pd, caps, tiny, tiny)
+    scale = _floor_and_scale(base, pd, G)
+    log_mu_floor = np.log(1e-16 * scale / B)
+    log_nu_floor = np.log(1e-16 * scale / F)
+    log_lam = base.log_lam
+    # initial prices: scan a log grid of mu (nu small), then of nu, in one stacked call each
+    if mu0 is None or nu0 is None:
+        grid = np.linspace(-6.0, 6.0, 13)
+        k = grid.size
+        big = _stack(pd, k)
+        gidx = np.repeat(np.arange(k), m)
+        big_grp = grp[None, :].repeat(k, 0).ravel() + G * gidx
+        mu_c = np.log(scale / B)
+        nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
+        if mu0 is None:
+            lmu = (mu_c[None, :] + grid[:, None]).ravel()
+            sol = solve_pairs(big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]),
+                              np.tile(log_lam, k))
+            ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
+            mu_start = _pick_crossing(ex, lmu.reshape(k, G))
+        else:
+            mu_start = np.log(np.maximum(mu0, 1e-300))
+        lnu = (nu_c[None, :] + grid[:, None]).ravel()
+        sol = solve_pairs(big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]),
+                          np.tile(log_lam, k))
+        ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
+        nu_start = _pick_crossing(ex, lnu.reshape(k, G))
+        x = np.stack([mu_start, nu_start], axis=1)
+    else:
+        x = np.stack([np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1)
+    x[:, 0] = np.maximum(x[:, 0], log_mu_floor)
+    x[:, 1] = np.maximum(x[:, 1], log_nu_floor)
+    h = 1e-6
+    radius = np.full(G, 3.0)
+    big3 = _stack(pd, 3)
+    g3 = np.concatenate([grp, grp + G, grp + 2 * G])
+
+    def evaluate(xx: NDArray[np.float64], ll: F64) -> tuple[PairSolution, F64, F64, F64]:
+        xs = np.concatenate([xx, xx + [h, 0.0], xx + [0.0, h]], axis=0)  # [3G, 2]
+        sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3))
+        eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
+        ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
+        fval = np.stack([eb[:G], ef[:G]], axis=1)
+        jac = np.empty((G, 2, 2))
+        jac[:, 0, 0] = (eb[G:2 * G] - eb[:G]) / h
+        jac[:, 1, 0] = (ef[G:2 * G] - ef[:G]) / h
+        jac[:, 0, 1] = (eb[2 * G:] - eb[:G]) / h
+        jac[:, 1, 1] = (ef[2 * G:] - ef[:G]) / h
+        merit = _merit(fval, xx, log_mu_floor, log_nu_floor)
+        return sol, fval, jac, merit
+
+    sol3, fval, jac, merit = evaluate(x, log_lam)
+    it = 0
+    for it in range(1, max_iter + 1):  # noqa: B007
+        todo = merit > tol
+        if not np.any(todo):
+            break
+        step = _newton_step(fval, jac, x, log_mu_floor, log_nu_floor, radius)
+        step[~todo] = 0.0
+        x_new = x + step
+        x_new[:, 0] = np.maximum(x_new[:, 0], log_mu_floor)
+        x_new[:, 1] = np.maximum(x_new[:, 1], log_nu_floor)
+        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, sol3.log_lam[:m])
+        better = (merit_n < merit) | ~todo
+        radius = np.where(better, np.minimum(2 * radius, 3.0), radius / 4)
+        # accept per group
+        acc_pairs = better[grp]
+        x = np.where(better[:, None], x_new, x)
+        fval = np.where(better[:, None], fval_n, fval)
+        jac = np.where(better[:, None, None], jac_n, jac)
+        merit = np.where(better, merit_n, merit)
+        sol3 = _merge(sol3, sol_n, np.tile(acc_pairs, 3))
+        if np.all(radius[todo] < 1e-14):
+            break
+    sol = _slice(sol3, slice(0, m))
+    mu = np.exp(x[:, 0])
+    nu = np.exp(x[:, 1])
+    dual = group_sum(sol.value, grp, G) - mu * B - nu * F
+    return MarketResult(mu, nu, sol, dual, fval[:, 0], fval[:, 1], merit <= tol, it)
+
+
+def _pick_crossing(ex: F64, lx: F64) -> F64:
+    """Per group, the log price of the grid point nearest the excess-demand sign change."""
+    k, G = ex.shape
+    out = np.empty(G)
+    for g in range(G):
+        e = ex[:, g]
+        neg = np.flatnonzero(e <= 0)
+        if neg.size == 0:
+            out[g] = lx[-1, g] + 3.0
+        elif neg[0] == 0:
+            out[g] = lx[0, g] - 3.0
+        else:
+            i = neg[0]
+            out[g] = 0.5 * (lx[i - 1, g] + lx[i, g])
+    return out
+
+
+def _merit(fval: F64, x: F64, lmf: F64, lnf: F64) -> F64:
+    """Largest relative market violation, a price at its floor excusing excess supply."""
+    e0 = np.where((x[:, 0] <= lmf + 1e-12) & (fval[:, 0] < 0), 0.0, np.abs(fval[:, 0]))
+    e1 = np.where((x[:, 1] <= lnf + 1e-12) & (fval[:, 1] < 0), 0.0, np.abs(fval[:, 1]))
+    return np.maximum(e0, e1)
+
+
+def _newton_step(
+    fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64
+) -> F64:
+    """Newton step on the excess demands in log prices, each component clipped to
+    ``radius``. A price with excess supply whose step would cross its floor goes to the floor
+    (a zero price: complementarity) and the other price takes the 1-D Newton step."""
+    G = fval.shape[0]
+    floor = np.stack([lmf, lnf], axis=1)
+    # finite-difference noise (~1e-8 with h = 1e-6): drop entries far below the diagonal
+    jac = jac.copy()
+    dmax = np.maximum(np.abs(jac[:, 0, 0]), np.abs(jac[:, 1, 1]))
+    for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)):
+        jac[:, i, j] = np.where(np.abs(jac[:, i, j]) < 1e-6 * dmax, 0.0, jac[:, i, j])
+    det = jac[:, 0, 0] * jac[:, 1, 1] - jac[:, 0, 1] * jac[:, 1, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.stack(
+            [(-fval[:, 0] * jac[:, 1, 1] + fval[:, 1] * jac[:, 0, 1]) / det,
+             (-fval[:, 1] * jac[:, 0, 0] + fval[:, 0] * jac[:, 1, 0]) / det], axis=1
+        )
+        d = np.stack([-fval[:, 0] / jac[:, 0, 0], -fval[:, 1] / jac[:, 1, 1]], axis=1)
+    s = np.where(np.isfinite(s), s, d)
+    # own-price response must be negative; a zero or positive FD slope (noise) means the
+    # market does not react: move towards clearing by the largest allowed step
+    flat = ~(np.stack([jac[:, 0, 0], jac[:, 1, 1]], axis=1) < 0)
+    s = np.where(flat, np.where(fval > 0, np.inf, -np.inf), s)
+    s[np.isnan(s)] = 0.0
+    at_floor = x <= floor + 1e-12
+    to_floor = (fval < 0) & (at_floor | ~np.isfinite(s) | (x + s <= floor))
+    step = np.zeros((G, 2))
+    for j in (0, 1):
+        o = 1 - j
+        only_o = to_floor[:, j] & ~to_floor[:, o]
+        step[:, j] = np.where(to_floor[:, j], floor[:, j] - x[:, j], s[:, j])
+        step[only_o, o] = d[only_o, o]
+    bad = ~np.isfinite(step)
+    step[bad] = np.where(fval[bad] > 0, np.inf, np.where(fval[bad] < 0, -np.inf, 0.0))
+    clipped = np.clip(step, -radius[:, None], radius[:, None])
+    return np.where(to_floor, step, clipped)
+
+
+def _slice(sol: PairSolution, idx: Any) -> PairSolution:
+    return PairSolution(*(getattr(sol, f.name)[idx] for f in fields(PairSolution)))
+
+
+def _merge(old: PairSolution, new: PairSolution, take_new: NDArray[np.bool_]) -> PairSolution:
+    return PairSolution(
+        *(np.where(take_new, getattr(new, f.name), getattr(old, f.name))
+          for f in fields(PairSolution))
+    )

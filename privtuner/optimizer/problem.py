@@ -236,9 +236,9 @@ class AllocationProblem:
                 f"objective.privacy_metric: the cost table was built for "
                 f"'{costs.privacy_metric}', the objective asks for '{objective.privacy_metric}'"
             )
-        ok = (costs.security_bits >= fhe.min_security_bits) & (
-            costs.precision_bits >= fhe.min_precision_bits
-        )
+        ok = costs.security_bits >= fhe.min_security_bits
+        if fhe.min_precision_bits > 0:  # unknown (NaN) precision passes only a zero floor
+            ok &= costs.precision_bits >= fhe.min_precision_bits
         ok &= np.array([p.poly_modulus_degree in fhe.ring_degrees for p in costs.params])
         ok &= np.array(
             [fhe.scale_bits_min <= p.scale_bits <= fhe.scale_bits_max for p in costs.params]

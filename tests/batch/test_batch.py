@@ -9,6 +9,7 @@ optimiser. The end-to-end tests with the real methods skip while those are not r
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -300,7 +301,7 @@ def test_infeasible_is_a_row(tmp_path: Path, model_path: Path) -> None:
 
 def test_unknown_method_and_bad_paths(tmp_path: Path, model_path: Path) -> None:
     f = sweep_file(tmp_path / "sc", model_path)
-    with pytest.raises(SolverError, match="nope.*valid methods"):
+    with pytest.raises(SolverError, match=r"nope.*valid methods"):
         batch.run_batch([f], tmp_path / "r.csv", methods=["nope"], progress=False)
     with pytest.raises(ScenarioError, match="no such file"):
         batch.run_batch([tmp_path / "missing.yaml"], tmp_path / "r.csv", progress=False)
@@ -393,18 +394,45 @@ def test_cli_batch_and_plot(tmp_path: Path, model_path: Path) -> None:
     table = tmp_path / "t.csv"
     batch.run_batch([f], table, methods=["standin_a", "standin_b"], progress=False)
     run = subprocess.run(
-        [sys.executable, "-m", "privtuner", "plot", str(table), "--kind", "scaling", "--out",
-         str(tmp_path / "figs")],
-        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "privtuner",
+            "plot",
+            str(table),
+            "--kind",
+            "scaling",
+            "--out",
+            str(tmp_path / "figs"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "figs" / "energy_vs_bandwidth_hz.png").is_file()
-    assert (tmp_path / "figs" / "energy_vs_privacy_weight.pdf").is_file()
+    assert (tmp_path / "figs" / "energy_vs_bandwidth_hz.pdf").is_file()
+    assert not (tmp_path / "figs" / "energy_vs_privacy_weight.pdf").exists()
     bad = subprocess.run(
-        [sys.executable, "-m", "privtuner", "plot", str(table), "--kind", "convergence", "--out",
-         str(tmp_path / "figs")],
-        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "privtuner",
+            "plot",
+            str(table),
+            "--kind",
+            "convergence",
+            "--out",
+            str(tmp_path / "figs"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("error: no 'ao' row")
 
     from privtuner.optimizer import available_methods
@@ -413,8 +441,19 @@ def test_cli_batch_and_plot(tmp_path: Path, model_path: Path) -> None:
     if not real:
         pytest.skip("no real optimiser method registered yet")
     out = tmp_path / "cli.csv"
-    args = [sys.executable, "-m", "privtuner", "batch", str(f), "--methods", real[0], "--out",
-            str(out), "--no-progress", "--json"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "privtuner",
+        "batch",
+        str(f),
+        "--methods",
+        real[0],
+        "--out",
+        str(out),
+        "--no-progress",
+        "--json",
+    ]
     run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     summary = json.loads(run.stdout)
@@ -424,7 +463,123 @@ def test_cli_batch_and_plot(tmp_path: Path, model_path: Path) -> None:
     run = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=300, check=False)
     assert json.loads(run.stdout)["n_skipped"] == 6
     bad = subprocess.run(
-        [sys.executable, "-m", "privtuner", "batch", str(f), "--methods", "nope", "--out",
-         str(out)], capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "privtuner",
+            "batch",
+            str(f),
+            "--methods",
+            "nope",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert bad.returncode == 1 and "unknown method" in bad.stderr
+
+
+def test_reproduce_pipeline_with_stand_ins(tmp_path: Path, model_path: Path) -> None:
+    """``reproduce`` end to end on a small sweep folder: table, every figure kind the rows
+    support (PNG + PDF) with its CSV, summary; a second call resumes (nothing to run)."""
+    from privtuner.studies import reproduce
+
+    src = tmp_path / "sweeps"
+    sweep_file(src, model_path, name="tradeoff", seeds="[0, 1]")
+    out = tmp_path / "out"
+    info = reproduce(out, quick=True, scenarios_dir=src, methods=["standin_a"], progress=False)
+    # quick: bandwidth 3 values, weights 2, seeds cut to 1
+    assert info["batch"]["n_tasks"] == 6
+    figs = set(info["figures"])
+    for stem in ("tradeoff_tradeoff", "energy_vs_bandwidth_hz", "allocation"):
+        assert {f"figures/{stem}.png", f"figures/{stem}.pdf", f"figures/{stem}.csv"} <= figs
+    table = batch.read_table(out / "results.csv")
+    assert len(table) == 6
+    info2 = reproduce(out, quick=True, scenarios_dir=src, methods=["standin_a"], progress=False)
+    assert info2["batch"]["n_run"] == 0
+    assert json.loads((out / "summary.json").read_text())["batch"]["n_skipped"] == 6
+
+
+def test_tradeoff_curve_and_solve_figures(tmp_path: Path, model_path: Path) -> None:
+    from privtuner.optimizer import AllocationProblem, solve
+    from privtuner.scenario import load_scenario_text
+    from privtuner.studies import (
+        default_tradeoff_values,
+        privacy_problem_factory,
+        tradeoff_curve,
+        write_solve_figures,
+    )
+
+    spec = load_scenario_text(
+        f"name: one\ndevices: {{count: 3}}\nfhe: {{cost_model: {model_path}}}\n"
+        "objective: {deadline_s: 100000}\n"
+    )
+    problem = AllocationProblem.from_spec(spec)
+    factory, x = privacy_problem_factory(problem)
+    assert x == "privacy_weight"
+    weights = default_tradeoff_values(problem, n_points=5, method="standin_a")
+    assert weights[0] == 0.0 and problem.privacy_weight in weights and len(weights) >= 5
+    rows = tradeoff_curve(factory, weights, "standin_a", x=x)
+    assert [r["privacy_weight"] for r in rows] == weights
+    # more privacy weight never lowers the privacy of the (best uniform) choice
+    sec = [r["security_bits_mean"] for r in rows]
+    assert all(b >= a - 1e-9 for a, b in itertools.pairwise(sec))
+    assert sec[-1] > sec[0]  # the grid spans the trade-off
+    result = solve(problem, "standin_a")
+    paths = write_solve_figures(problem, result, tmp_path / "figs", weights=weights[:3])
+    names = {p.name for p in paths}
+    assert {"allocation.png", "allocation.pdf", "tradeoff.png", "tradeoff.pdf"} <= names
+    assert {"allocation.csv", "tradeoff.csv"} <= names
+    # constrained: the factory filters sets by the requirement
+    cspec = spec.with_overrides({"objective.kind": "constrained", "objective.privacy_min": 0})
+    cproblem = AllocationProblem.from_spec(cspec)
+    cfactory, cx = privacy_problem_factory(cproblem)
+    assert cx == "privacy_min"
+    reqs = default_tradeoff_values(cproblem, n_points=3)
+    assert len(reqs) == 3
+    p_hi = cfactory(reqs[-1])
+    assert np.all(p_hi.costs.privacy[p_hi.allowed[0]] >= reqs[-1])
+    crows = tradeoff_curve(cfactory, reqs, "standin_a", x=cx)
+    assert all(r["security_bits_min"] >= q for r, q in zip(crows, reqs, strict=True))
+
+
+@pytest.mark.slow
+def test_cli_reproduce_quick(tmp_path: Path) -> None:
+    """``privtuner reproduce --quick`` on the bundled sweep set (real optimiser, shipped
+    cost model): exits 0 in well under a minute and writes the figures with their CSV."""
+    from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH
+    from privtuner.optimizer import available_methods
+    from privtuner.studies import QUICK_METHODS
+
+    missing = [m for m in QUICK_METHODS if m not in available_methods()]
+    if missing or not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip(f"needs the shipped cost model and methods {missing or QUICK_METHODS}")
+    t0 = time.perf_counter()
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "privtuner",
+            "reproduce",
+            "--quick",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+    wall = time.perf_counter() - t0
+    assert run.returncode == 0, run.stderr
+    assert wall < 90, f"reproduce --quick took {wall:.0f} s"
+    info = json.loads((tmp_path / "summary.json").read_text())
+    figs = set(info["figures"])
+    for stem in ("tradeoff_tradeoff-weighted", "energy_vs_n_devices", "energy_vs_deadline_s"):
+        assert f"figures/{stem}.png" in figs and f"figures/{stem}.csv" in figs

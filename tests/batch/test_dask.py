@@ -58,9 +58,8 @@ def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_dask_cluster_equals_local(tmp_path: Path, model_path: Path) -> None:
     """Stand-in solvers registered on the workers; run_batch connects to the cluster by its
     scheduler address (``--scheduler``)."""
-    from dask.distributed import Client, LocalCluster
-
     import test_batch
+    from dask.distributed import Client, LocalCluster
 
     test_batch.register_stand_ins()
     f = _scenario(tmp_path / "sc", model_path)

@@ -18,8 +18,12 @@ from privtuner.fhe_profiling import bert  # noqa: E402
 pytestmark = pytest.mark.fhe
 
 TINY = bert.BertConfig(
-    vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-    intermediate_size=24, max_position_embeddings=32,
+    vocab_size=40,
+    hidden_size=16,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=24,
+    max_position_embeddings=32,
 )
 
 
@@ -52,9 +56,9 @@ def test_bad_config_lists_every_problem(tmp_path: Path) -> None:
 
 
 def test_bad_lora_config_names_field() -> None:
-    with pytest.raises(ScenarioError, match="lora.targets"):
+    with pytest.raises(ScenarioError, match=r"lora\.targets"):
         bert.LoraConfig(targets=("query", "attn"))
-    with pytest.raises(ScenarioError, match="lora.rank"):
+    with pytest.raises(ScenarioError, match=r"lora\.rank"):
         bert.LoraConfig(rank=0)
 
 
@@ -64,7 +68,8 @@ def _hf_model(cfg: bert.BertConfig, seed: int):
     torch.manual_seed(seed)
     hf_cfg = transformers.BertConfig(
         **{k: v for k, v in cfg.to_dict().items()},
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
     )
     model = transformers.BertModel(hf_cfg).double().eval()
     with torch.no_grad():  # non-trivial biases and LayerNorm parameters
@@ -91,8 +96,9 @@ def test_hf_weights_reproduce_hf_bert_model(tmp_path: Path) -> None:
         ref = hf(input_ids=ids, attention_mask=mask, token_type_ids=tt)
         seq, pooled = model.encode(ids, mask, tt, bert.PlainProjector(weights, torch.float64))
     valid = mask.bool()
-    np.testing.assert_allclose(seq[valid].numpy(), ref.last_hidden_state[valid].numpy(),
-                               rtol=0, atol=1e-10)
+    np.testing.assert_allclose(
+        seq[valid].numpy(), ref.last_hidden_state[valid].numpy(), rtol=0, atol=1e-10
+    )
     np.testing.assert_allclose(pooled.numpy(), ref.pooler_output.numpy(), rtol=0, atol=1e-10)
 
 

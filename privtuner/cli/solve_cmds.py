@@ -1,0 +1,119 @@
+"""Commands ``solve`` (one scenario -> allocation) and ``methods`` (registered solvers)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "solve",
+        help="solve a scenario: the CKKS set, bandwidth, power and CPU of every device",
+    )
+    p.add_argument("file", metavar="FILE", help="scenario YAML file")
+    p.add_argument("--method", default=None,
+                   help="solver (default: the scenario's solver.method; see 'privtuner methods')")
+    p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
+    p.add_argument("--rel-tol", type=float, default=None, help="override solver.rel_tol")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="override solver.time_limit_s")
+    p.add_argument("--out", default=None, metavar="RESULT.json", help="write the result JSON")
+    p.add_argument("--csv", default=None, metavar="ALLOCATION.csv",
+                   help="write one row per device (what a planner hands on)")
+    p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
+    p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
+    p.set_defaults(func=cmd_solve)
+
+    p = sub.add_parser("methods", help="list the registered solver methods")
+    p.set_defaults(func=cmd_methods)
+
+
+def _resolve_cost_model(spec: Any, scenario_path: Path) -> Any:
+    """A relative ``fhe.cost_model`` path is relative to the scenario file."""
+    cm = spec.fhe.cost_model
+    if cm != "default" and not Path(cm).is_absolute():
+        resolved = (scenario_path.parent / cm).resolve()
+        spec = spec.with_overrides({"fhe.cost_model": str(resolved)})
+    return spec
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    import sys
+
+    from privtuner.errors import InfeasibleError, SolverError
+    from privtuner.optimizer import AllocationProblem, solve
+    from privtuner.scenario import load_scenario
+
+    spec = load_scenario(args.file)
+    if spec.sweep:
+        raise SolverError(
+            f"{args.file}: the scenario has a sweep; solve it with 'privtuner batch' "
+            "(or remove the sweep)"
+        )
+    spec = _resolve_cost_model(spec, Path(args.file))
+    problem = AllocationProblem.from_spec(spec, args.seed)
+    method = args.method or spec.solver.method
+    options: dict[str, Any] = {
+        "rel_tol": spec.solver.rel_tol if args.rel_tol is None else args.rel_tol,
+        "max_iterations": spec.solver.max_iterations,
+        "time_limit_s": spec.solver.time_limit_s if args.time_limit is None else args.time_limit,
+    }
+    result = solve(problem, method, **options)
+    if result.status == "infeasible":
+        raise InfeasibleError(list(result.reasons))
+    if result.status == "error":
+        raise SolverError(f"method {method!r} found no usable allocation: {result.message}")
+    if args.out:
+        _write_atomic(args.out, result.to_json() + "\n")
+    if args.csv:
+        _write_atomic(args.csv, _csv_text(result.allocation_rows()))
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    else:
+        print(f"# {problem.name}: {problem.n_devices} devices, {problem.n_sets} CKKS sets, "
+              f"deadline {problem.deadline_s:g} s")
+        print(result.table(max_rows=args.max_rows))
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from privtuner.optimizer import available_methods
+
+    methods = available_methods()
+    width = max((len(m) for m in methods), default=0)
+    for name, desc in methods.items():
+        print(f"{name:<{width}}  {desc}")
+    return 0

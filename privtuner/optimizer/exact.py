@@ -1,0 +1,375 @@
+"""``method: exact`` (spec 5.2): dual decomposition + branch-and-bound, with a certificate.
+
+Dualising the two coupling constraints (bandwidth price mu, server-CPU price nu) splits the
+mixed problem into per-device subproblems that include the device's choice of CKKS set::
+
+    D(mu, nu) = sum_n min_{k allowed} L_nk(mu, nu) - mu B - nu F_s   <=   optimum
+
+for ANY prices mu, nu >= 0 (weak duality; L_nk from ``continuous.solve_pairs``). The method:
+
+1. prices from the clearing prices of an assignment; the dual argmin sets at those prices
+   form the next assignment, whose fixed-set convex problem is solved exactly
+   (``continuous.clear_markets``): a feasible allocation, an upper bound. Repeat until the
+   assignment repeats. If the argmin assignment clears both markets at its own prices the
+   dual equals the primal: lower bound = upper bound (with many devices the duality gap is
+   tiny, Shapley-Folkman).
+2. branch-and-bound on top closes what remains: best-first over nodes (allowed sets per
+   device), branching on the device whose set choice is most ambiguous at the node's best
+   prices (smallest Lagrangian difference between its two best sets), one child per set;
+   node lower bound = the dual restricted to the node's sets. A node whose argmin clears
+   its markets, or whose lower bound reaches the incumbent, is closed.
+
+The result carries ``lower_bound``, the objective (upper bound) and the relative ``gap``.
+Sets dominated in every cost (device cycles, server cycles, uplink and downlink bits) and
+in privacy term by another allowed set are dropped first: they can never do better.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from privtuner.errors import InfeasibleError
+from privtuner.optimizer.continuous import (
+    LN2,
+    Caps,
+    MarketResult,
+    PairData,
+    build_pairs,
+    clear_markets,
+    pair_feasible,
+    solve_pairs,
+)
+from privtuner.optimizer.feasibility import fixed_set_margin, resource_margin
+from privtuner.optimizer.problem import AllocationProblem
+from privtuner.optimizer.registry import register_solver
+from privtuner.optimizer.result import SolveResult
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+
+
+def nondominated_mask(problem: AllocationProblem) -> NDArray[np.bool_]:
+    """``[n, K]``: allowed sets not dominated by another allowed set of the same device.
+
+    k is dominated by j if every cost of j is <= that of k and j's objective constant
+    (-w_P Phi) is <= k's, with at least one strict inequality (ties keep the lower index).
+    """
+    c = problem.costs
+    cols = np.stack(
+        [c.device_cycles, c.server_cycles, c.uplink_bits, c.downlink_bits,
+         problem.set_constant], axis=1
+    )
+    le = np.all(cols[:, None, :] <= cols[None, :, :], axis=2)  # le[j, k]: j <= k everywhere
+    lt = np.any(cols[:, None, :] < cols[None, :, :], axis=2)
+    K = c.n_sets
+    idx = np.arange(K)
+    dom = le & (lt | (idx[:, None] < idx[None, :]))  # dom[j, k]: j dominates k
+    np.fill_diagonal(dom, False)
+    out = problem.allowed.copy()
+    rows, inv = np.unique(problem.allowed, axis=0, return_inverse=True)
+    for r, row in enumerate(rows):
+        d = dom & row[:, None] & row[None, :]
+        keep = row & ~np.any(d, axis=0)
+        out[np.ravel(inv) == r] = keep
+    return out
+
+
+@dataclass
+class FixedSolution:
+    """A fixed-set problem solved to optimality (or found infeasible)."""
+
+    feasible: bool
+    objective: float = math.inf
+    dual: float = -math.inf
+    mu: float = 0.0
+    nu: float = 0.0
+    alloc: dict[str, F64] = field(default_factory=dict)
+
+
+def allocation_from(
+    problem: AllocationProblem, pd: PairData, sol: Any
+) -> dict[str, F64]:
+    """Primal allocation (sets, b, p, f, f_s) of one fixed-set group from pair optima, made
+    exactly feasible: bandwidth and server CPU scaled to the capacities if a rounding excess
+    remains (relative 1e-11), power recomputed for the uplink time (capped at p_max)."""
+    b = np.array(sol.b, dtype=float)
+    fs = np.array(sol.fs, dtype=float)
+    B, F = problem.bandwidth_hz, problem.server_cpu_hz
+    if b.sum() > B:
+        b *= B / b.sum() * (1 - 1e-15)
+    if fs.sum() > F:
+        fs *= F / fs.sum() * (1 - 1e-15)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z = pd.s_up * LN2 / (sol.tau * b)
+        p = np.where(pd.s_up > 0, pd.n0_over_g * b * np.expm1(z), 0.0)
+    p = np.minimum(p, pd.p_max)
+    c_d = problem.costs.device_cycles[pd.kset]
+    f = np.where(c_d > 0, c_d / np.where(sol.t_d > 0, sol.t_d, 1.0), 0.0)
+    f = np.minimum(f, problem.f_max_hz[pd.dev])
+    return {"sets": pd.kset.copy(), "bandwidth_hz": b, "tx_power_w": p, "cpu_hz": f,
+            "server_cpu_hz": fs}
+
+
+class _Exact:
+    def __init__(self, problem: AllocationProblem, rel_tol: float, time_limit_s: float,
+                 max_iterations: int, max_nodes: int) -> None:
+        self.p = problem
+        self.rel_tol = rel_tol
+        self.deadline = time.perf_counter() + time_limit_s
+        self.max_fp = max(1, max_iterations)
+        self.max_nodes = max_nodes
+        self.caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
+        n, K = problem.n_devices, problem.n_sets
+        mask = nondominated_mask(problem)
+        dev = np.repeat(np.arange(n), K)[mask.ravel()]
+        ks = np.tile(np.arange(K), n)[mask.ravel()]
+        pd = build_pairs(problem, dev, ks)
+        ok = pair_feasible(pd)
+        self.pd = pd.take(np.flatnonzero(ok))
+        missing = np.setdiff1d(np.arange(n), self.pd.dev)
+        if missing.size:
+            raise InfeasibleError(
+                [f"device {i}: no allowed CKKS set meets the deadline even with all resources"
+                 for i in missing]
+            )
+        self.cache: dict[bytes, FixedSolution] = {}
+        self.best: FixedSolution | None = None
+        self.iterations = 0
+        self.fixed_solves = 0
+        self.history: list[dict[str, Any]] = []
+        self.log_lam: F64 | None = None  # warm start for the full pair set
+
+    # -------------------------------------------------------------- building blocks
+    def dual(self, idx: I64, mu: float, nu: float) -> tuple[float, I64, F64, F64]:
+        """D(mu, nu) restricted to pairs ``idx`` (sorted by device): value, argmin set per
+        device, Lagrangian difference between its two best sets, and per-pair values."""
+        pd = self.pd.take(idx)
+        m = idx.size
+        ll = None if self.log_lam is None else self.log_lam[idx]
+        sol = solve_pairs(pd, self.caps, np.full(m, mu), np.full(m, nu), ll)
+        if self.log_lam is not None:
+            self.log_lam[idx] = sol.log_lam
+        starts = np.flatnonzero(np.r_[True, pd.dev[1:] != pd.dev[:-1]])
+        best = np.minimum.reduceat(sol.value, starts)
+        counts = np.diff(np.r_[starts, m])
+        dev_of = np.repeat(np.arange(starts.size), counts)
+        is_best = sol.value <= best[dev_of]
+        first = np.minimum.reduceat(np.where(is_best, np.arange(m), m), starts)
+        masked = np.where(np.arange(m) == first[dev_of], np.inf, sol.value)
+        second = np.minimum.reduceat(masked, starts)
+        delta = (second - best) / np.maximum(np.abs(best), 1e-300)
+        value = float(best.sum() - mu * self.caps.bandwidth_hz - nu * self.caps.server_cpu_hz)
+        return value, pd.kset[first], delta, sol.value
+
+    def fixed(self, sets: I64, mu0: float | None, nu0: float | None) -> FixedSolution:
+        key = sets.astype(np.int64).tobytes()
+        if key in self.cache:
+            return self.cache[key]
+        n = self.p.n_devices
+        margin = fixed_set_margin(self.p, sets[None, :], self.caps)[0]
+        if not margin <= 1e-12:
+            fs = FixedSolution(False)
+        else:
+            pd = build_pairs(self.p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
+            mr: MarketResult = clear_markets(
+                pd, self.caps, 1,
+                None if mu0 is None else np.array([mu0]),
+                None if nu0 is None else np.array([nu0]),
+            )
+            self.fixed_solves += 1
+            alloc = allocation_from(self.p, pd, mr.sol)
+            ev = self.p.evaluate(alloc["sets"], alloc["bandwidth_hz"], alloc["tx_power_w"],
+                                 alloc["cpu_hz"], alloc["server_cpu_hz"])
+            feas = ev.is_feasible()
+            fs = FixedSolution(feas, ev.objective if feas else math.inf, float(mr.dual[0]),
+                               float(mr.mu[0]), float(mr.nu[0]), alloc)
+        self.cache[key] = fs
+        if fs.feasible and (self.best is None or fs.objective < self.best.objective):
+            self.best = fs
+        return fs
+
+    def start_prices(self, idx: I64) -> tuple[float, float]:
+        """Clearing prices of the fastest assignment (or of the resource-cheapest one)."""
+        pd = self.pd.take(idx)
+        starts = np.flatnonzero(np.r_[True, pd.dev[1:] != pd.dev[:-1]])
+        order = np.lexsort((pd.tmin_total, pd.dev))
+        fastest = pd.kset[order[starts]]
+        fs = self.fixed(fastest, None, None)
+        if fs.feasible:
+            return fs.mu, fs.nu
+        free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
+        _, a = resource_margin(free, self.caps, pd.dev, self.p.n_devices,
+                               np.zeros(self.p.n_devices, dtype=np.int64), 1)
+        B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
+        sol = solve_pairs(free, self.caps, np.full(idx.size, a[0] / B),
+                          np.full(idx.size, (1 - a[0]) / F))
+        pick = np.lexsort((sol.value, pd.dev))[starts]
+        fs = self.fixed(pd.kset[pick], None, None)
+        if fs.feasible:
+            return fs.mu, fs.nu
+        scale = float(np.sum(np.abs(pd.const))) + 1.0
+        return scale / B, scale / F
+
+    # -------------------------------------------------------------- node bound
+    def bound(self, idx: I64, mu: float, nu: float) -> tuple[float, float, float, I64, F64]:
+        """Best dual value found for node ``idx`` by the clearing fixed point."""
+        lb, best_mu, best_nu = -math.inf, mu, nu
+        best_sets: I64 = np.zeros(0, dtype=np.int64)
+        best_delta: F64 = np.zeros(0)
+        seen: set[bytes] = set()
+        any_feasible = False
+        for _ in range(self.max_fp):
+            self.iterations += 1
+            d, sets, delta, _ = self.dual(idx, mu, nu)
+            if d > lb:
+                lb, best_mu, best_nu, best_sets, best_delta = d, mu, nu, sets, delta
+            key = sets.tobytes()
+            if key in seen or time.perf_counter() > self.deadline:
+                break
+            seen.add(key)
+            fs = self.fixed(sets, mu, nu)
+            if not fs.feasible:
+                mu, nu = mu * 4.0 + 1e-300, nu * 4.0 + 1e-300
+                continue
+            any_feasible = True
+            if self.close(fs.objective, lb):
+                break
+            mu, nu = fs.mu, fs.nu
+        if not any_feasible and not self.node_feasible(idx):
+            return math.inf, best_mu, best_nu, best_sets, best_delta
+        return lb, best_mu, best_nu, best_sets, best_delta
+
+    def node_feasible(self, idx: I64) -> bool:
+        pd = self.pd.take(idx)
+        free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
+        margin, _ = resource_margin(free, self.caps, pd.dev, self.p.n_devices,
+                                    np.zeros(self.p.n_devices, dtype=np.int64), 1)
+        return bool(margin[0] <= 1e-12)
+
+    def close(self, ub: float, lb: float) -> bool:
+        if not (math.isfinite(ub) and math.isfinite(lb)):
+            return False
+        return ub - lb <= self.rel_tol * max(abs(ub), abs(lb), 1e-300)
+
+    # -------------------------------------------------------------- branch and bound
+    def run(self) -> tuple[FixedSolution | None, float, str, int]:
+        root = np.arange(self.pd.size)
+        self.log_lam = np.full(self.pd.size, np.nan)
+        # NaN warm starts are replaced by the heuristic initial guess on first use
+        self.log_lam = solve_pairs(
+            self.pd, self.caps, np.full(self.pd.size, 1e-300), np.full(self.pd.size, 1e-300)
+        ).log_lam
+        mu, nu = self.start_prices(root)
+        counter = 0
+        heap: list[tuple[float, int, I64, float, float]] = [(-math.inf, counter, root, mu, nu)]
+        nodes = 0
+        termination = "gap_closed"
+        pruned_lb = math.inf  # smallest bound of a node closed by the rel_tol criterion
+        while heap:
+            ub = self.best.objective if self.best else math.inf
+            if self.close(ub, min(heap[0][0], pruned_lb)):
+                break
+            if nodes >= self.max_nodes:
+                termination = "iteration_limit"
+                break
+            if time.perf_counter() > self.deadline:
+                termination = "time_limit"
+                break
+            parent_lb, _, idx, mu, nu = heapq.heappop(heap)
+            if parent_lb >= ub:
+                continue
+            if self.close(ub, parent_lb):
+                pruned_lb = min(pruned_lb, parent_lb)
+                continue
+            nodes += 1
+            lb, mu, nu, sets, delta = self.bound(idx, mu, nu)
+            lb = max(lb, parent_lb)
+            ub = self.best.objective if self.best else math.inf
+            self.history.append({
+                "node": nodes, "node_lower_bound": lb, "upper_bound": ub,
+                "lower_bound": min([lb, pruned_lb] + [h[0] for h in heap]),
+                "open_nodes": len(heap),
+            })
+            if not math.isfinite(lb) or lb >= ub:
+                continue
+            pd_dev = self.pd.dev[idx]
+            counts = np.bincount(pd_dev, minlength=self.p.n_devices)
+            branchable = np.flatnonzero(counts > 1)
+            if branchable.size == 0:
+                continue  # a leaf: its fixed-set problem was solved exactly in bound()
+            if self.close(ub, lb):
+                pruned_lb = min(pruned_lb, lb)
+                continue
+            score = delta[branchable].copy()
+            if self.best is not None and sets.size:
+                differs = sets[branchable] != self.best.alloc["sets"][branchable]
+                score = np.where(differs, score - 1e300, score)
+            dev = int(branchable[np.argmin(score)])
+            for k in self.pd.kset[idx[pd_dev == dev]]:
+                keep = (pd_dev != dev) | (self.pd.kset[idx] == k)
+                counter += 1
+                heapq.heappush(heap, (lb, counter, idx[keep], mu, nu))
+        ub = self.best.objective if self.best else math.inf
+        global_lb = min(heap[0][0] if heap else math.inf, pruned_lb, ub)
+        return self.best, global_lb, termination, nodes
+
+
+@register_solver(
+    "exact",
+    "dual decomposition (bandwidth and server-CPU prices) + branch-and-bound over the CKKS "
+    "sets; certified lower bound and gap (spec 5.2)",
+    options={"max_nodes": 100_000},
+)
+def solve_exact(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+    max_nodes: int = 100_000,
+) -> SolveResult:
+    """Certified optimum of the mixed problem (see the module docstring).
+
+    ``max_iterations``: dual (price) iterations per node; ``max_nodes``: branch-and-bound
+    nodes. Deterministic (``seed`` is only recorded).
+    """
+    t0 = time.perf_counter()
+    ex = _Exact(problem, rel_tol, time_limit_s, max_iterations, max_nodes)
+    best, lb, termination, nodes = ex.run()
+    timings = {"solve": time.perf_counter() - t0}
+    if best is None:
+        if termination == "gap_closed":
+            raise InfeasibleError([
+                f"all {problem.n_devices} devices together: no combination of allowed CKKS sets "
+                "admits an allocation meeting every deadline within the bandwidth and server "
+                "CPU capacities (branch-and-bound over the sets)"
+            ])
+        return SolveResult.error(problem, method="exact", message="no feasible allocation "
+                                 "found before the limit", termination=termination,  # type: ignore[arg-type]
+                                 nodes=nodes, iterations=ex.iterations, timings_s=timings,
+                                 seed=seed)
+    lower = min(lb, best.objective)
+    res = SolveResult.from_allocation(
+        problem,
+        method="exact",
+        status="optimal",
+        termination=termination,  # type: ignore[arg-type]
+        lower_bound=lower,
+        iterations=ex.iterations,
+        nodes=nodes,
+        history=ex.history,
+        timings_s=timings,
+        seed=seed,
+        **best.alloc,
+    )
+    if res.gap is not None and res.gap > rel_tol:
+        res = res.replace(status="feasible")
+    return res

@@ -1,0 +1,108 @@
+"""Profiler: environment metadata, quick-set selection, and a real smoke run at N=4096."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import pytest
+
+from privtuner.costmodels.types import CkksParams
+from privtuner.errors import ParameterError
+from privtuner.fhe_profiling import env
+
+SMOKE = CkksParams(4096, (40, 20, 40), 20)
+
+
+def test_environment_has_every_record_column() -> None:
+    from privtuner.costmodels.fitting import RECORD_COLUMNS
+
+    e = env.environment()
+    env_cols = [c for c in RECORD_COLUMNS if c in e]
+    assert set(env_cols) == {
+        "cpu_model",
+        "cpu_freq_hz",
+        "threads",
+        "tenseal_version",
+        "numpy_version",
+        "python_version",
+        "date",
+        "load_avg_1m",
+    }
+    assert e["threads"] >= 1
+    assert e["cpu_freq_hz"] is None or e["cpu_freq_hz"] > 1e8
+    assert e["date"].endswith("+00:00")
+
+
+def test_quick_sets_cover_every_n_and_the_scale_range() -> None:
+    from privtuner.costmodels.catalogue import generate_catalogue
+    from privtuner.fhe_profiling.profiler import quick_sets
+
+    cat = generate_catalogue()
+    quick = quick_sets(cat)
+    assert {p.poly_modulus_degree for p in quick} == {p.poly_modulus_degree for p in cat}
+    assert min(p.log2_q for p in quick) == min(p.log2_q for p in cat)
+    assert max(p.log2_q for p in quick) == max(p.log2_q for p in cat)
+    assert len(quick) < len(cat)
+
+
+def test_unknown_set_name_is_rejected() -> None:
+    from privtuner.fhe_profiling.profiler import select_sets
+
+    with pytest.raises(ParameterError, match="unknown catalogue set"):
+        select_sets(["N5_nope"])
+
+
+@pytest.mark.fhe
+def test_profiler_smoke_n4096(tmp_path) -> None:
+    pytest.importorskip("tenseal")
+    from privtuner.costmodels.fitting import RECORD_COLUMNS, RECORD_OPS, read_records
+    from privtuner.fhe_profiling.profiler import ProfileConfig, run_profile
+
+    cfg = ProfileConfig(repeats=2, warmup=1, keygen_repeats=1, d_in=16, d_out=8)
+    records = run_profile(tmp_path, sets=[SMOKE], config=cfg, progress=False)
+    assert {r["op"] for r in records} == set(RECORD_OPS)
+    back = read_records(tmp_path / "records.csv")
+    assert len(back) == len(records) == len(RECORD_OPS)
+    by_op = {r["op"]: r for r in back}
+    for op, unit in RECORD_OPS.items():
+        r = by_op[op]
+        assert r["unit"] == unit and r["set_name"] == SMOKE.name
+        assert r["p10"] <= r["value"] <= r["p90"]
+        assert r["value"] > 0
+    # sizes: an uploaded (seeded, 2 primes) ct is smaller than a downloaded full one (1 prime)
+    # would be doubled; both are within the raw residue bound N * L * 8 bytes per polynomial
+    n = SMOKE.poly_modulus_degree
+    assert by_op["ct_bytes_fresh"]["value"] < 2 * n * 2 * 8
+    assert by_op["ct_bytes_product"]["value"] < 2 * n * 1 * 8 + 200
+    # precision: the rescale-noise bound of test_ckks_ops.ckks_tol (25 sigma_r0 sigma_s / D)
+    # plus fresh noise bounds the error from above; the scale 2^20 bounds the bits from above
+    bound = 25 * math.sqrt(n / 12) * math.sqrt(2 * n / 3) / 2.0**20 + 1e-3
+    assert -math.log2(bound) < by_op["precision_bits"]["value"] < 20
+    assert by_op["encrypt"]["repeats"] == 2
+    meta = json.loads((tmp_path / "profile_meta.json").read_text())
+    assert meta["sets"] == [SMOKE.name] and meta["elapsed_s"] > 0
+    if meta["records_parquet"]:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(tmp_path / "records.parquet")
+        assert table.column_names == list(RECORD_COLUMNS)
+        assert table.num_rows == len(records)
+
+
+@pytest.mark.fhe
+def test_run_profile_cli_prints_summary(tmp_path, capsys) -> None:
+    pytest.importorskip("tenseal")
+    from privtuner.fhe_profiling import profiler
+
+    cfg = profiler.ProfileConfig(repeats=1, warmup=0, keygen_repeats=1, d_in=4, d_out=4)
+    orig = profiler.QUICK
+    profiler.QUICK = cfg  # keep the smoke test fast
+    try:
+        args = argparse.Namespace(quick=True, out=str(tmp_path), sets=[SMOKE.name], repeats=1)
+        assert profiler.run_profile_cli(args) == 0
+    finally:
+        profiler.QUICK = orig
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["sets"] == [SMOKE.name] and summary["n_records"] == 8

@@ -1,0 +1,279 @@
+"""The split CKKS protocol: encrypted step == plaintext step; the server sees only bytes."""
+
+from __future__ import annotations
+
+import copy
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tenseal")
+pytest.importorskip("transformers")
+
+from privtuner.costmodels.types import CkksParams  # noqa: E402
+from privtuner.costmodels.workload import op_counts_per_step  # noqa: E402
+from privtuner.fhe_profiling import bert, ckks_ops  # noqa: E402
+from privtuner.fhe_profiling import protocol as proto  # noqa: E402
+from privtuner.scenario.schema import WorkloadSpec  # noqa: E402
+
+pytestmark = pytest.mark.fhe
+
+#: A small 128-bit set (N = 4096, log2 Q = 106 <= 109) with 32-bit scale and 5 bits of
+#: integer room: enough for the tiny test model's values, fast enough for CI.
+SMALL = CkksParams(4096, (37, 32, 37), 32)
+#: Tiny BERT (2 layers, as BERT-Tiny, but H = 8) so a full encrypted step takes seconds.
+TINY = bert.BertConfig(
+    vocab_size=30,
+    hidden_size=8,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=16,
+    max_position_embeddings=16,
+)
+LORA = bert.LoraConfig(rank=2, alpha=4.0, b_init_std=0.1)
+
+
+class SpyTransport(proto.InProcessTransport):
+    """Records every message that crosses, both ways."""
+
+    def __init__(self, server: proto.ProjectionServer) -> None:
+        super().__init__(server)
+        self.log: list[tuple[Any, Any]] = []
+
+    def _send(self, message: bytes) -> bytes:
+        reply = super()._send(message)
+        self.log.append((message, reply))
+        return reply
+
+
+def _batch() -> tuple[Any, Any, Any]:
+    rng = np.random.default_rng(7)
+    ids = torch.from_numpy(rng.integers(5, TINY.vocab_size, size=(2, 6)))
+    mask = torch.ones_like(ids)
+    mask[1, 4:] = 0
+    return ids, mask, torch.tensor([0, 1])
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    """One encrypted step (spied) and the plaintext step with the same init and batch."""
+    model, weights = bert.init_model(TINY, LORA, seed=3, dtype=torch.float64)
+    ref_model = copy.deepcopy(model)
+    ids, mask, labels = _batch()
+    ref = proto.plain_step(ref_model, weights, ids, mask, labels)
+    ref_opt = torch.optim.AdamW(
+        list(ref_model.trainable_named_parameters().values()), lr=1e-3, weight_decay=0.01
+    )
+    ref_opt.step()
+    server = proto.ProjectionServer(weights)
+    spy = SpyTransport(server)
+    client = proto.DeviceClient(SMALL, spy, model, lr=1e-3, weight_decay=0.01)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    res = client.train_step(ids, mask, labels)
+    return {
+        "model": model,
+        "ref_model": ref_model,
+        "weights": weights,
+        "ref": ref,
+        "res": res,
+        "server": server,
+        "spy": spy,
+        "client": client,
+        "before": before,
+        "batch": (ids, mask, labels),
+    }
+
+
+def test_encrypted_step_matches_plaintext(run: dict[str, Any]) -> None:
+    cmp = proto.compare_steps(run["res"], run["ref"])
+    assert len(run["ref"].grads) == 2 * 2 * 2 + 2  # A, B of Q, V in 2 layers + head W, b
+    assert all(np.max(np.abs(g)) > 0 for g in run["ref"].grads.values())
+    assert cmp["max_rel_err"] <= proto.RELATIVE_TOLERANCE, cmp
+    assert cmp["logits_max_abs_err"] > 0  # it really went through CKKS (approximate)
+
+
+def test_optimizer_updates_lora_and_head_like_plaintext(run: dict[str, Any]) -> None:
+    model, ref_model, before = run["model"], run["ref_model"], run["before"]
+    trainable = model.trainable_named_parameters()
+    for n, p in model.named_parameters():
+        if n in trainable:
+            assert not torch.equal(p, before[n]), n
+            ref_p = dict(ref_model.named_parameters())[n]
+            # AdamW's first step moves each entry by ~lr * sign(g): compare the updates
+            torch.testing.assert_close(p - before[n], ref_p - before[n], rtol=0, atol=2e-5)
+        else:
+            assert torch.equal(p, before[n]), n
+
+
+def test_message_and_ciphertext_counts_match_workload_model(run: dict[str, Any]) -> None:
+    res = run["res"]
+    assert (res.projections_forward, res.projections_backward) == (13, 10)
+    wl = WorkloadSpec(
+        num_layers=2,
+        hidden_size=8,
+        intermediate_size=16,
+        num_heads=2,
+        vocab_size=30,
+        lora_rank=2,
+        lora_alpha=4.0,
+        lora_targets=("query", "value"),
+        batch_size=2,
+        sequence_length_tokens=6,
+    )
+    c = op_counts_per_step(wl, SMALL)
+    assert res.ciphertexts_up == c.ciphertexts_up == c.encryptions
+    assert res.ciphertexts_down == c.ciphertexts_down == c.decryptions
+    kinds = [m[:4] for m, _ in run["spy"].log]
+    assert kinds.count(proto.MSG_SETUP) == 1
+    assert kinds.count(proto.MSG_PROJECT) == 23
+    proj_up = sum(len(m) for m, _ in run["spy"].log if m[:4] == proto.MSG_PROJECT)
+    proj_down = sum(len(r) for m, r in run["spy"].log if m[:4] == proto.MSG_PROJECT)
+    assert (res.bytes_up, res.bytes_down) == (proj_up, proj_down)
+    assert res.timings_s["encrypt"] > 0 and res.timings_s["server"] > 0
+    assert res.timings_s["total"] >= res.timings_s["encrypt"] + res.timings_s["server"]
+
+
+def _walk(obj: Any, seen: set[int], depth: int = 0) -> list[Any]:
+    """Every object reachable from ``obj`` through attributes, dicts and sequences."""
+    if id(obj) in seen or depth > 12:
+        return []
+    seen.add(id(obj))
+    out = [obj]
+    if isinstance(obj, dict):
+        children: list[Any] = [*obj.keys(), *obj.values()]
+    elif isinstance(obj, list | tuple | set | frozenset):
+        children = list(obj)
+    elif isinstance(obj, str | bytes | int | float | bool | type(None) | np.ndarray):
+        children = []
+    else:
+        children = list(getattr(obj, "__dict__", {}).values())
+        for slot in getattr(type(obj), "__slots__", ()):
+            if hasattr(obj, slot):
+                children.append(getattr(obj, slot))
+    for c in children:
+        out.extend(_walk(c, seen, depth + 1))
+    return out
+
+
+def test_server_holds_no_secret_key_and_no_plaintext(run: dict[str, Any]) -> None:
+    server, spy, client = run["server"], run["spy"], run["client"]
+    # 1. only bytes crossed, both ways
+    assert spy.log and all(type(m) is bytes and type(r) is bytes for m, r in spy.log)
+    # 2. the context is public: no secret key object, cannot decrypt
+    ctx = server.context
+    assert isinstance(ctx, ckks_ops.PublicCkks) and not isinstance(ctx, ckks_ops.CkksKeys)
+    assert not ctx.is_private()
+    held = _walk(server, set())
+    assert not any(isinstance(o, ckks_ops.CkksKeys) for o in held)
+    assert not any("secret" in type(o).__name__.lower() for o in held)
+    # 3. no torch tensor; the only arrays are the server's own weights
+    assert not any(isinstance(o, torch.Tensor) for o in held)
+    own = {id(a) for a in server.weight_arrays}
+    arrays = [o for o in held if isinstance(o, np.ndarray)]
+    assert arrays and all(id(a) in own for a in arrays)
+    # 4. the setup payload is exactly parameters + public key (nothing else appended)
+    setup = next(m for m, _ in spy.log if m[:4] == proto.MSG_SETUP)
+    _, _, payload = proto.unpack_message(setup)
+    magic = b"PTCKKSPUB1\n"
+    assert payload.startswith(magic)
+    (hlen,) = struct.unpack_from("<I", payload, len(magic))
+    import json
+
+    head = json.loads(payload[len(magic) + 4 : len(magic) + 4 + hlen])
+    assert set(head) == {"params", "parms_bytes", "pk_bytes"}
+    assert len(payload) == len(magic) + 4 + hlen + head["parms_bytes"] + head["pk_bytes"]
+    # 5. a received ciphertext cannot be decrypted with what the server holds
+    proj = next(m for m, _ in spy.log if m[:4] == proto.MSG_PROJECT)
+    _, _, data = proto.unpack_message(proj)
+    enc = ckks_ops.deserialize_columns(ctx, data)
+    with pytest.raises(ckks_ops.CkksInputError):
+        ckks_ops.decrypt_columns(ctx, enc)  # type: ignore[arg-type]
+    # ... but the device can, and it is the first activation matrix
+    x0 = client.decrypt_for_audit(data)
+    ids, _, _ = run["batch"]
+    model = run["ref_model"]
+    with torch.no_grad():
+        pos = torch.arange(ids.shape[1])
+        emb = model.emb_ln(
+            model.word_embeddings(ids)
+            + model.position_embeddings(pos)[None]
+            + model.token_type_embeddings(torch.zeros_like(ids))
+        )
+    x_clear = emb.reshape(-1, TINY.hidden_size).numpy()
+    np.testing.assert_allclose(x0, x_clear, atol=1e-5)
+    # 6. no clear activation value (float64 or float32 bytes) appears in any upload
+    for m, _ in spy.log:
+        for v in x_clear.ravel()[:16]:
+            assert np.float64(v).tobytes() not in m
+            assert np.float32(v).tobytes() not in m
+
+
+def test_tokens_beyond_half_n_spill_into_blocks() -> None:
+    rng = np.random.default_rng(0)
+    w = rng.normal(0, 0.3, (8, 5))
+    b = rng.normal(0, 0.3, 5)
+    server = proto.ProjectionServer({"p": (w, b)})
+    spy = SpyTransport(server)
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    client = proto.DeviceClient(SMALL, spy, model)
+    x = rng.normal(0, 1, (SMALL.slots + 100, 8))
+    y = client.project_forward("p", x)
+    np.testing.assert_allclose(y, x @ w + b, atol=1e-4)
+    gy = rng.normal(0, 1e-3, (SMALL.slots + 100, 5))
+    gx = client.project_backward("p", gy)
+    np.testing.assert_allclose(gx, gy @ w.T, atol=1e-7)
+    _, _, data = proto.unpack_message(spy.log[-1][0])
+    assert ckks_ops.deserialize_columns(server.context, data).n_blocks == 2
+
+
+def test_protocol_errors_are_reported() -> None:
+    server = proto.ProjectionServer({"p": (np.eye(2), np.zeros(2))})
+    t = proto.InProcessTransport(server)
+    reply = t.request(proto.pack_message(proto.MSG_PROJECT, {"name": "p", "direction": "forward"}))
+    with pytest.raises(proto.ProtocolError, match="before the public context"):
+        proto._expect_ok(reply)
+    with pytest.raises(proto.ProtocolError, match="only bytes"):
+        t.request("text")  # type: ignore[arg-type]
+    with pytest.raises(proto.ProtocolError, match="length >= 8"):
+        proto.unpack_message(b"abc")
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    client = proto.DeviceClient(SMALL, t, model)
+    with pytest.raises(proto.ProtocolError, match="unknown projection 'q'"):
+        client.project_forward("q", np.zeros((3, 2)))
+    with pytest.raises(proto.ProtocolError, match="3 input features, expected 2"):
+        client.project_forward("p", np.zeros((3, 3)))
+
+
+def test_relative_error_is_normwise() -> None:
+    ref = np.array([1.0, 1e-9])
+    assert proto.relative_error(np.array([1.0, 2e-9]), ref) == pytest.approx(1e-9)
+    assert proto.relative_error(np.array([0.5, 0.0]), np.zeros(2)) == 0.5
+
+
+def test_process_transport_runs_server_in_its_own_process() -> None:
+    import os
+
+    model, weights = bert.init_model(TINY, LORA, seed=3, dtype=torch.float64)
+    ref = proto.plain_step(copy.deepcopy(model), weights, *_batch())
+    with proto.ProcessTransport(weights) as t:
+        client = proto.DeviceClient(SMALL, t, model)
+        res = client.train_step(*_batch(), update=False)
+        pid = client._server_stats(reset=False).get("pid")
+    assert pid is not None and pid != os.getpid()
+    assert proto.compare_steps(res, ref)["max_rel_err"] <= proto.RELATIVE_TOLERANCE
+    assert res.peak_rss_bytes["server"] > 0 and res.peak_rss_bytes["device"] > 0
+
+
+@pytest.mark.slow
+def test_bert_tiny_default_set_within_target(shared_data: Any) -> None:
+    """Issue 4 target: real BERT-Tiny, 8 x 64 SST-2 tokens, N = 8192 default set."""
+    from privtuner.fhe_profiling import lora_profile as lp
+
+    (rec,) = lp.profile_lora(
+        [lp.default_params()], tokens=512, seq_len=64, separate_process=False, progress=False
+    )
+    assert rec["poly_modulus_degree"] == 8192
+    assert rec["max_rel_err"] <= proto.RELATIVE_TOLERANCE, rec

@@ -1,0 +1,266 @@
+"""method exact: certified optimum. Independent truth: exhaustive enumeration, scipy on the
+fixed-set convex problem, KKT conditions, monotonicity properties."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from conftest import random_problem
+from scipy.optimize import minimize
+
+from privtuner.optimizer import FEAS_TOL_REL, solve
+from privtuner.optimizer.continuous import (
+    LN2,
+    Caps,
+    build_pairs,
+    clear_markets,
+    phi,
+    solve_pairs,
+)
+
+REL = 1e-6
+
+
+def _compare(seed: int, count: int) -> tuple[int, float]:
+    rng = np.random.default_rng(seed)
+    feasible = 0
+    worst = 0.0
+    for _ in range(count):
+        n = int(rng.integers(1, 5))
+        k = int(rng.integers(1, 7))
+        kind = "constrained" if rng.random() < 0.3 else "weighted"
+        p = random_problem(rng, n, k, objective_kind=kind,
+                           deadline_factor=float(rng.uniform(0.8, 2.5)),
+                           allowed_density=float(rng.uniform(0.5, 1.0)))
+        a = solve(p, "exact")
+        b = solve(p, "enumerate")
+        assert (a.status == "infeasible") == (b.status == "infeasible"), (a.reasons, b.reasons)
+        if b.status == "infeasible":
+            continue
+        assert a.status == "optimal" and b.status == "optimal"
+        feasible += 1
+        rel = abs(a.objective - b.objective) / max(abs(b.objective), 1e-12)
+        worst = max(worst, rel)
+        assert rel <= REL, (n, k, a.objective, b.objective)
+        assert a.lower_bound is not None
+        assert a.lower_bound <= b.objective + REL * abs(b.objective) + 1e-12
+        assert a.max_violation <= FEAS_TOL_REL and b.max_violation <= FEAS_TOL_REL
+    return feasible, worst
+
+
+def test_exact_equals_enumerate_200() -> None:
+    """200 random instances (1-4 devices, 1-6 sets, weighted and constrained, some
+    infeasible): same status, same objective (rel 1e-6), lower bound below it."""
+    t0 = time.perf_counter()
+    feasible, worst = _compare(seed=77, count=200)
+    assert feasible >= 100
+    assert worst <= REL
+    assert time.perf_counter() - t0 < 120
+
+
+@pytest.mark.slow
+def test_exact_equals_enumerate_1000_more() -> None:
+    feasible, worst = _compare(seed=2025, count=1000)
+    assert feasible >= 500 and worst <= REL
+
+
+def _fixed_set_scipy(p, sets):  # type: ignore[no-untyped-def]
+    """Independent solve of the fixed-set problem in the original variables (b, p, f, f_s),
+    scaled, with SLSQP from several starts."""
+    n = p.n_devices
+    c = p.costs
+    cd, cs = c.device_cycles[sets], c.server_cycles[sets]
+    su, sd = c.uplink_bits[sets], c.downlink_bits[sets]
+    B, F, T = p.bandwidth_hz, p.server_cpu_hz, p.deadline_s
+    w = p.energy_scale
+    const = float(np.sum(p.set_constant[sets]))
+
+    def unpack(x):  # type: ignore[no-untyped-def]
+        b = x[:n] * B
+        pw = x[n:2 * n] * p.p_max_w
+        f = x[2 * n:3 * n] * p.f_max_hz
+        fs = x[3 * n:] * F
+        return b, pw, f, fs
+
+    def rate(b, pw):  # type: ignore[no-untyped-def]
+        return b * np.log2(1 + pw * p.gain_lin / (p.noise_w_per_hz * b))
+
+    def obj(x):  # type: ignore[no-untyped-def]
+        b, pw, f, fs = unpack(x)
+        e = p.kappa_dev * cd * f**2 + pw * su / rate(b, pw) + p.kappa_srv * cs * fs**2
+        return (w * float(np.sum(e)) + const) / scale
+
+    def lat(x):  # type: ignore[no-untyped-def]
+        b, pw, f, fs = unpack(x)
+        return 1.0 - (cd / f + su / rate(b, pw) + sd / p.downlink_rate_bps + cs / fs) / T
+
+    cons = [
+        {"type": "ineq", "fun": lat},
+        {"type": "ineq", "fun": lambda x: 1.0 - np.sum(x[:n])},
+        {"type": "ineq", "fun": lambda x: 1.0 - np.sum(x[3 * n:])},
+    ]
+    bounds = [(1e-6, 1)] * n + [(1e-6, 1)] * n + [(1e-4, 1)] * n + [(1e-6, 1)] * n
+    x0 = np.concatenate([np.full(n, 1 / n), np.ones(n), np.ones(n), np.full(n, 1 / n)])
+    scale = 1.0
+    scale = max(abs(obj(x0)), 1e-9)
+    best = np.inf
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        start = x0 if trial == 0 else np.clip(x0 * rng.uniform(0.5, 1.0, x0.size), 1e-4, 1)
+        r = minimize(obj, start, method="SLSQP", bounds=bounds, constraints=cons,
+                     options={"ftol": 1e-14, "maxiter": 2000})
+        if r.success and min(cf["fun"](r.x).min() for cf in cons) >= -1e-9:
+            best = min(best, r.fun * scale)
+    return best
+
+
+def test_fixed_set_solver_matches_scipy() -> None:
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(8):
+        n = int(rng.integers(1, 5))
+        p = random_problem(rng, n, 3, deadline_factor=float(rng.uniform(1.5, 3.0)))
+        sets = rng.integers(0, 3, n)
+        pd = build_pairs(p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
+        if np.any(pd.tmin_total >= pd.tp):
+            continue
+        mr = clear_markets(pd, Caps(p.bandwidth_hz, p.server_cpu_hz), 1)
+        if not mr.converged[0]:
+            continue  # jointly infeasible sets
+        ours = float(np.sum(p.energy_scale * (mr.sol.e_d + mr.sol.e_s + mr.sol.e_tx)
+                            + pd.const))
+        ref = _fixed_set_scipy(p, sets)
+        if not np.isfinite(ref):
+            continue
+        checked += 1
+        # ours is optimal: never worse than SLSQP (beyond tolerance); SLSQP near it
+        assert ours <= ref + 1e-6 * abs(ref)
+        assert ref <= ours + 1e-3 * abs(ours)
+        # dual = primal (strong duality certificate)
+        assert abs(mr.dual[0] - ours) <= 1e-9 * max(abs(ours), 1.0)
+    assert checked >= 4
+
+
+def test_kkt_conditions_of_continuous_stage() -> None:
+    """Stationarity of the Lagrangian in every variable with the recovered multipliers
+    (lambda per device, mu, nu) and complementary slackness of the coupling constraints."""
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        n = int(rng.integers(2, 8))
+        p = random_problem(rng, n, 2, deadline_factor=2.0, server_cpu_hz=float(
+            rng.uniform(2e9, 2e10)))
+        sets = rng.integers(0, 2, n)
+        pd = build_pairs(p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
+        if np.any(pd.tmin_total >= pd.tp):
+            continue
+        caps = Caps(p.bandwidth_hz, p.server_cpu_hz)
+        mr = clear_markets(pd, caps, 1)
+        if not mr.converged[0]:
+            continue
+        s = mr.sol
+        mu, nu = float(mr.mu[0]), float(mr.nu[0])
+        lam = np.exp(s.log_lam)
+        # complementary slackness: price > 0 only if the market binds
+        assert abs(np.sum(s.b) / caps.bandwidth_hz - 1) < 1e-9 or mu < 1e-10
+        assert abs(np.sum(s.fs) / caps.server_cpu_hz - 1) < 1e-9 or nu * caps.server_cpu_hz < (
+            1e-12 * abs(mr.dual[0]) + 1e-300)
+        # latency binds (lambda > 0)
+        assert np.allclose(s.t_d + s.t_s + s.tau, pd.tp, rtol=1e-10)
+        # stationarity in t_d (interior: -2 a/t^3 + lam = 0)
+        inner = s.t_d > pd.tmin_d * (1 + 1e-9)
+        r_td = -2 * pd.a_d / s.t_d**3 + lam
+        assert np.all(np.abs(r_td[inner]) <= 1e-7 * lam[inner])
+        assert np.all(r_td[~inner] >= -1e-7 * lam[~inner])  # bound multiplier >= 0
+        # stationarity in t_s: -2 a_s/t^3 - nu C/t^2 + lam = 0
+        inner = s.t_s > pd.tmin_s * (1 + 1e-9)
+        r_ts = -2 * pd.a_s / s.t_s**3 - nu * pd.c_s / s.t_s**2 + lam
+        assert np.all(np.abs(r_ts[inner]) <= 1e-7 * lam[inner])
+        # stationarity in (tau, b) where the power limit is slack:
+        # W phi'(u) b + lam = 0 and W phi'(u) tau + mu = 0 (b < B)
+        u = s.tau * s.b
+        z = pd.s_up * LN2 / u
+        dphi = np.expm1(z) - z * np.exp(z)
+        slack = s.p < pd.p_max * (1 - 1e-9)
+        r_tau = pd.w_tx * dphi * s.b + lam
+        r_b = pd.w_tx * dphi * s.tau + mu
+        assert np.all(np.abs(r_tau[slack]) <= 1e-6 * lam[slack])
+        inner_b = slack & (s.b < caps.bandwidth_hz * (1 - 1e-9))
+        assert np.all(np.abs(r_b[inner_b]) <= 1e-6 * max(mu, 1e-300))
+        # power-limited devices: p = p_max exactly and a nonnegative power multiplier
+        assert np.all(s.p <= pd.p_max * (1 + 1e-12))
+
+
+def test_pair_oracle_beats_perturbations() -> None:
+    """The Lagrangian minimiser is no worse than random feasible perturbations of it."""
+    rng = np.random.default_rng(9)
+    p = random_problem(rng, 6, 4)
+    n, k = p.n_devices, p.n_sets
+    pd = build_pairs(p, np.repeat(np.arange(n), k), np.tile(np.arange(k), n))
+    pd = pd.take(np.flatnonzero(pd.tmin_total < pd.tp))
+    caps = Caps(p.bandwidth_hz, p.server_cpu_hz)
+    mu = np.full(pd.size, 1e-7)
+    nu = np.full(pd.size, 1e-12)
+    s = solve_pairs(pd, caps, mu, nu)
+    for _ in range(200):
+        f = rng.uniform(0.9, 1.1, (4, pd.size))
+        td, ts, tau = s.t_d * f[0], s.t_s * f[1], s.tau * f[2]
+        b = np.minimum(s.b * f[3], caps.bandwidth_hz)
+        tot = td + ts + tau
+        scale = np.minimum(1.0, pd.tp / tot)
+        td, ts, tau = td * scale, ts * scale, tau * scale
+        ok = (td >= pd.tmin_d) & (ts >= pd.tmin_s)
+        ok &= pd.s_up * LN2 / (tau * b) <= np.log1p(pd.gam / b)
+        val = (pd.a_d / td**2 + pd.a_s / ts**2 + pd.w_tx * phi(tau * b, pd.s_up) + mu * b
+               + nu * pd.c_s / ts + pd.const)
+        assert np.all(val[ok] >= s.value[ok] - 1e-9 * np.abs(s.value[ok]))
+
+
+def test_more_bandwidth_and_looser_deadline_never_hurt() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(4):
+        p = random_problem(rng, int(rng.integers(2, 5)), 4, deadline_factor=1.3)
+        base = solve(p, "exact")
+        if base.status != "optimal":
+            continue
+        more_b = solve(p.with_bandwidth(p.bandwidth_hz * 1.5), "exact")
+        later = solve(p.with_deadline(p.deadline_s * 1.5), "exact")
+        tol = 1e-6 * abs(base.objective) + 1e-12
+        assert more_b.objective <= base.objective + tol
+        assert later.objective <= base.objective + tol
+
+
+def test_large_instance_certified_gap() -> None:
+    rng = np.random.default_rng(1)
+    p = random_problem(rng, 300, 12)
+    r = solve(p, "exact", rel_tol=1e-6)
+    assert r.status == "optimal"
+    assert r.gap is not None and r.gap <= 1e-6
+    assert r.lower_bound is not None and r.lower_bound <= r.objective
+    assert r.max_violation <= FEAS_TOL_REL
+
+
+def test_exact_never_worse_than_any_baseline_allocation() -> None:
+    """Equal bandwidth, max power, fastest set, f at the deadline: a feasible point the
+    optimum must beat (independent of every solver)."""
+    rng = np.random.default_rng(8)
+    p = random_problem(rng, 5, 4, deadline_factor=2.0)
+    r = solve(p, "exact")
+    n = p.n_devices
+    for k in range(p.n_sets):
+        sets = np.full(n, k)
+        b = np.full(n, p.bandwidth_hz / n)
+        fs = np.full(n, p.server_cpu_hz / n)
+        ev = p.evaluate(sets, b, p.p_max_w, p.f_max_hz, fs)
+        if ev.is_feasible():
+            assert r.objective <= ev.objective + 1e-9 * abs(ev.objective)
+
+
+def test_options_and_history() -> None:
+    rng = np.random.default_rng(4)
+    p = random_problem(rng, 3, 4)
+    r = solve(p, "exact", rel_tol=1e-8, max_nodes=50)
+    assert r.options["max_nodes"] == 50 and r.options["rel_tol"] == 1e-8
+    assert r.history and {"upper_bound", "lower_bound"} <= set(r.history[0])
+    assert r.seed == p.seed

@@ -1,0 +1,282 @@
+"""Each plot kind renders from a small results table: a Figure with labelled axes (units),
+showing the numbers of the table; PNG and PDF written; no solving."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from privtuner import plotting
+from privtuner.batch import normalize_row, read_table, write_table
+from privtuner.errors import PrivtunerError
+
+SETS = ["N8192_q44-24-44_s24", "N16384_q60-40-60_s40", "N32768_q60-40-60_s40"]
+SEC = {SETS[0]: 269.7, SETS[1]: 409.9, SETS[2]: 761.6}
+
+
+def _row(
+    base: str,
+    combo: dict[str, Any],
+    seed: int,
+    method: str,
+    rng: np.random.Generator,
+    n: int = 3,
+    status: str = "optimal",
+    **inputs: Any,
+) -> dict[str, Any]:
+    """A results row as the batch writes it (values made up, structure real)."""
+    sets = [SETS[int(i)] for i in rng.integers(0, 3, n)]
+    alloc = [
+        {
+            "device": i,
+            "set_name": s,
+            "security_bits": SEC[s],
+            "bandwidth_hz": 1e6 * (1 + i),
+            "tx_power_w": 0.1 + 0.01 * i,
+            "cpu_hz": 1e9,
+            "server_cpu_hz": 5e9,
+            "energy_compute_j": 1.0 + i,
+            "energy_tx_j": 0.5,
+            "energy_server_j": 0.25,
+        }
+        for i, s in enumerate(sets)
+    ]
+    ok = status in ("optimal", "feasible")
+    energy = sum(a["energy_compute_j"] + a["energy_tx_j"] + a["energy_server_j"] for a in alloc)
+    energy *= 1.0 + 0.1 * rng.random()
+    name = base + "[" + ",".join(f"{k}={v}" for k, v in combo.items()) + "]"
+    row = {
+        "key": f"{name}|seed={seed}|method={method}",
+        "scenario": name,
+        "sweep_base": base,
+        "sweep_params_json": json.dumps(combo),
+        "seed": seed,
+        "method": method,
+        "status": status,
+        "objective_kind": "weighted",
+        "privacy_metric": "security_bits",
+        "energy_j": energy if ok else None,
+        "security_bits_mean": float(np.mean([SEC[s] for s in sets])) if ok else None,
+        "allocation_json": json.dumps(alloc if ok else []),
+        "history_json": json.dumps(
+            [
+                {"iteration": i + 1, "objective": 10 + 2.0**-i, "lower_bound": 10 - 2.0**-i}
+                for i in range(5)
+            ]
+        ),
+        **inputs,
+    }
+    return normalize_row(row)
+
+
+@pytest.fixture
+def rows() -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    out = []
+    methods = ["exact", "ao", "equal_bandwidth"]
+    for seed in (0, 1, 2):
+        for n in (5, 10, 20):
+            for m in methods:
+                status = "infeasible" if (n == 20 and seed == 2 and m == "ao") else "optimal"
+                out.append(
+                    _row(
+                        "devices",
+                        {"devices.count": n, "seed": seed},
+                        seed,
+                        m,
+                        rng,
+                        n=n,
+                        status=status,
+                        n_devices=n,
+                        privacy_weight=0.05,
+                    )
+                )
+        for b in (5e6, 1e7, 2e7):
+            for m in methods:
+                out.append(
+                    _row(
+                        "bandwidth",
+                        {"system.bandwidth_hz": b, "seed": seed},
+                        seed,
+                        m,
+                        rng,
+                        bandwidth_hz=b,
+                        n_devices=3,
+                        privacy_weight=0.05,
+                    )
+                )
+        for w in (0.0, 0.01, 0.1, 1.0):
+            for m in methods:
+                out.append(
+                    _row(
+                        "tradeoff",
+                        {"objective.privacy_weight": w, "seed": seed},
+                        seed,
+                        m,
+                        rng,
+                        privacy_weight=w,
+                        n_devices=3,
+                    )
+                )
+    return out
+
+
+def _axes_labelled(fig: Figure) -> list[Axes]:
+    axes = [ax for ax in fig.axes if ax.has_data()]
+    assert axes
+    for ax in axes:
+        y = ax.get_ylabel()
+        assert y and "[" in y and "]" in y, y
+    # every column of panels has an x label with a unit on its bottom axes
+    assert any("[" in ax.get_xlabel() for ax in axes)
+    return axes
+
+
+def test_energy_vs_shows_mean_over_seeds_and_marks_failures(rows: list[dict[str, Any]]) -> None:
+    dev = [r for r in rows if r["sweep_base"] == "devices"]
+    fig = plotting.plot_energy_vs(dev, "n_devices")
+    (ax,) = _axes_labelled(fig)
+    assert ax.get_xlabel() == "number of devices K [-]"
+    assert ax.get_ylabel() == "total energy [J]"
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(lines) == {"exact", "ao", "equal_bandwidth"}
+    for m in ("exact", "ao"):
+        x, y = lines[m].get_data()
+        for xv, yv in zip(x, y, strict=True):
+            vals = [
+                r["energy_j"]
+                for r in dev
+                if r["method"] == m and r["n_devices"] == xv and r["status"] == "optimal"
+            ]
+            assert yv == pytest.approx(np.mean(vals))
+    # the ao point at 20 devices lacks a seed: a hollow marker on it, and the legend says so
+    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none"]
+    assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [20.0]
+    assert "1 of 27 runs without allocation" in ax.get_legend().get_title().get_text()
+
+
+def test_scaling_one_figure_per_swept_input(rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    figs = plotting.plot_scaling(rows)
+    # the privacy-weight sweep is a trade-off figure, not a scaling one
+    assert set(figs) == {"energy_vs_n_devices", "energy_vs_bandwidth_hz"}
+    fig = figs["energy_vs_bandwidth_hz"]
+    (ax,) = _axes_labelled(fig)
+    assert ax.get_xlabel() == "total bandwidth B [MHz]"
+    x = ax.get_lines()[0].get_xdata()
+    assert list(x) == [5.0, 10.0, 20.0]  # MHz
+    paths = plotting.save_figure(fig, tmp_path, "s")
+    assert [p.suffix for p in paths] == [".png", ".pdf"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_tradeoff_marks_the_set_of_every_device(rows: list[dict[str, Any]]) -> None:
+    tr = [r for r in rows if r["sweep_base"] == "tradeoff"]
+    fig = plotting.plot_tradeoff(tr)
+    axes = _axes_labelled(fig)
+    assert len(axes) == 3
+    assert axes[2].get_xlabel() == "privacy weight w_P [1/bit]"
+    assert "security" in axes[1].get_ylabel()
+    # panel 3: one marker per (weight, device) of the exact rows of seed 0, coloured by set
+    pts = sum(len(c.get_offsets()) for c in axes[2].collections)
+    assert pts == 4 * 3
+    labels = [c.get_label() for c in axes[2].collections]
+    exact0 = [r for r in tr if r["method"] == "exact" and r["seed"] == 0]
+    used = {a["set_name"] for r in exact0 for a in json.loads(r["allocation_json"])}
+    assert set(labels) == used
+    # the privacy weight 0 is on a symlog axis (range spans >= 50x)
+    assert axes[0].get_xscale() == "symlog"
+
+
+def test_tradeoff_constrained_axis() -> None:
+    rng = np.random.default_rng(1)
+    tr = [
+        _row("c", {"objective.privacy_min": p}, 0, "exact", rng, privacy_min=p)
+        | {"objective_kind": "constrained"}
+        for p in (128.0, 256.0, 512.0)
+    ]
+    assert plotting.tradeoff_axis(tr) == "privacy_min"
+    fig = plotting.plot_tradeoff(tr)
+    assert fig.axes[2].get_xlabel() == "privacy requirement Phi_min [bit]"
+
+
+def test_convergence_bounds_allocation(rows: list[dict[str, Any]]) -> None:
+    figs = plotting.figures_from_results(rows, "convergence")
+    (ax,) = _axes_labelled(figs["convergence_ao"])
+    assert len(ax.get_lines()) == 8  # at most 8 histories
+    assert list(ax.get_lines()[0].get_ydata()) == [10 + 2.0**-i for i in range(5)]
+    fig = plotting.figures_from_results(rows, "bounds")["bounds_exact"]
+    axes = _axes_labelled(fig)
+    ub, lb = axes[0].get_lines()[:2]
+    assert np.all(np.asarray(ub.get_ydata()) >= np.asarray(lb.get_ydata()))
+    assert axes[1].get_ylabel() == "relative gap [-]"
+    fig = plotting.figures_from_results(rows, "allocation")["allocation"]
+    axes = _axes_labelled(fig)
+    assert len(axes) == 6
+    first = next(r for r in rows if r["method"] == "exact")
+    alloc = json.loads(first["allocation_json"])
+    heights = [p.get_height() for p in axes[0].patches]
+    assert heights == pytest.approx([a["bandwidth_hz"] / 1e3 for a in alloc])
+    assert axes[1].get_ylabel() == "tx power p_n [mW]"
+    mw = [p.get_height() for p in axes[1].patches]
+    assert mw == pytest.approx([1e3 * a["tx_power_w"] for a in alloc])
+
+
+def test_nothing_to_plot_says_why(rows: list[dict[str, Any]]) -> None:
+    eb = [r for r in rows if r["method"] == "equal_bandwidth"]
+    with pytest.raises(PrivtunerError, match="no 'ao' row"):
+        plotting.figures_from_results(eb, "convergence")
+    with pytest.raises(PrivtunerError, match="unknown plot kind"):
+        plotting.figures_from_results(rows, "pie")
+    with pytest.raises(PrivtunerError, match="no trade-off"):
+        plotting.figures_from_results([r for r in rows if r["sweep_base"] == "devices"], "tradeoff")
+
+
+def test_from_saved_table_and_result_json(rows: list[dict[str, Any]], tmp_path: Path) -> None:
+    path = write_table(rows, tmp_path / "t.csv")
+    back = read_table(path)
+    figs = plotting.figures_from_results(back, "tradeoff")
+    assert set(figs) == {"tradeoff_tradeoff"}
+    result = {
+        "method": "exact",
+        "status": "optimal",
+        "problem_name": "p",
+        "seed": 0,
+        "total_energy_j": 3.0,
+        "history": [{"iteration": 1, "objective": 2.0, "lower_bound": 1.0}],
+        "devices": {
+            "set_names": SETS[:2],
+            "bandwidth_hz": [1e6, 2e6],
+            "tx_power_w": [0.1, 0.2],
+            "cpu_hz": [1e9, 1e9],
+            "server_cpu_hz": [1e9, 2e9],
+            "security_bits": [269.7, 409.9],
+            "energy_compute_j": [1.0, 1.0],
+            "energy_tx_j": [0.25, 0.25],
+            "energy_server_j": [0.25, 0.25],
+        },
+    }
+    r = plotting.result_to_rows(result)
+    fig = plotting.figures_from_results(r, "allocation")["allocation"]
+    assert [p.get_height() for p in fig.axes[0].patches] == [1e3, 2e3]
+    plotting.figures_from_results(r, "bounds")
+
+
+def test_cost_fit_figures_reuse_the_cost_model_plot() -> None:
+    from privtuner.costmodels import fit_records, generate_catalogue
+    from privtuner.costmodels.fitting import synthetic_records
+
+    cat = generate_catalogue(ring_degrees=(4096, 8192, 16384), scale_bits_range=(20, 40))
+    recs = synthetic_records(cat, 3)
+    figs = plotting.plot_cost_fits(fit_records(recs), recs)
+    assert "fit_encrypt" in figs and "fit_ct_bytes_fresh" in figs
+    for fig in figs.values():
+        assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+        fig.canvas.draw()
