@@ -540,6 +540,15 @@ def _best_row(rows: Sequence[Mapping[str, Any]], method: str | None) -> Mapping[
     return cands[0] if cands else None
 
 
+def convergence_rows(rows: Sequence[Mapping[str, Any]], limit: int = 8) -> list[Mapping[str, Any]]:
+    """Up to ``limit`` ``ao`` rows with the longest histories (most iterations to show), in
+    table order."""
+    cands = [(i, r) for i, r in enumerate(rows) if r.get("method") == "ao" and row_ok(r)]
+    cands = [(i, r) for i, r in cands if row_history(r)]
+    best = sorted(cands, key=lambda ir: (-len(row_history(ir[1])), ir[0]))[:limit]
+    return [r for _, r in sorted(best, key=lambda ir: ir[0])]
+
+
 def bounds_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     """The ``exact`` row with the longest history (the most B&B work to show), or None."""
     best: Mapping[str, Any] | None = None
@@ -559,7 +568,7 @@ def figures_from_results(
 
     * tradeoff: one figure per sweep base whose privacy weight/requirement varies;
     * scaling: :func:`plot_scaling`;
-    * convergence: the ``ao`` histories (first row of each scenario), up to 8 scenarios;
+    * convergence: the ``ao`` histories of :func:`convergence_rows` (the 8 longest);
     * bounds: the ``exact`` row with the longest history (:func:`bounds_row`);
     * allocation: the first row with an allocation (``exact`` preferred).
 
@@ -593,16 +602,10 @@ def figures_from_results(
                 "system.bandwidth_hz, devices.p_max_dbm or objective.deadline_s"
             )
     elif kind == "convergence":
-        histories: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            if r.get("method") != "ao" or not row_ok(r):
-                continue
-            label = f"{r.get('scenario')} (seed {r.get('seed')})"
-            h = row_history(r)
-            if h and len(histories) < 8:
-                histories[label] = h
-        if not histories:
+        picked = convergence_rows(rows)
+        if not picked:
             raise PrivtunerError("no 'ao' row with an iteration history in these results")
+        histories = {f"{r.get('scenario')} (seed {r.get('seed')})": row_history(r) for r in picked}
         figs["convergence_ao"] = plot_convergence(histories)
     elif kind == "bounds":
         brow = bounds_row(rows)

@@ -352,6 +352,7 @@ def _figure_table(
     from privtuner.plotting import (
         TRADEOFF_COLUMNS,
         bounds_row,
+        convergence_rows,
         row_allocation,
         row_history,
         row_ok,
@@ -396,19 +397,16 @@ def _figure_table(
                     return agg_rows(group, col)
     elif kind == "convergence":
         table = []
-        n_hist = 0
-        for r in rows:
-            if r.get("method") == "ao" and row_ok(r) and row_history(r) and n_hist < 8:
-                n_hist += 1
-                for i, h in enumerate(row_history(r)):
-                    table.append(
-                        {
-                            "scenario": r.get("scenario"),
-                            "seed": r.get("seed"),
-                            "iteration": i + 1,
-                            **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
-                        }
-                    )
+        for r in convergence_rows(rows):
+            for i, h in enumerate(row_history(r)):
+                table.append(
+                    {
+                        "scenario": r.get("scenario"),
+                        "seed": r.get("seed"),
+                        "iteration": i + 1,
+                        **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
+                    }
+                )
         return table
     elif kind == "bounds":
         brow = bounds_row(rows)

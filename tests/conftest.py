@@ -32,7 +32,9 @@ def shared_data() -> Path:
     return d
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m privtuner ARGS`` in a subprocess and capture its output."""
     return subprocess.run(
         [sys.executable, "-m", "privtuner", *args],

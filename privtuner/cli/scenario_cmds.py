@@ -15,9 +15,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
     p.set_defaults(func=cmd_schema)
 
-    p = sub.add_parser(
-        "simulate", help="draw the system instance and print one row per device"
-    )
+    p = sub.add_parser("simulate", help="draw the system instance and print one row per device")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -66,15 +64,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         out["devices"]["rate_equal_share_bps"] = rate.tolist()
         print(json.dumps(out, indent=2))
         return 0
+    share_khz = inst.bandwidth_hz / inst.n_devices / 1e3
     print(
         f"# {inst.name}: {inst.n_devices} devices, seed {inst.seed}, "
-        f"B = {inst.bandwidth_hz / 1e6:g} MHz (equal share {inst.bandwidth_hz / inst.n_devices / 1e3:g} kHz)"
+        f"B = {inst.bandwidth_hz / 1e6:g} MHz (equal share {share_khz:g} kHz)"
     )
     print(f"{'device':>6} {'distance_m':>11} {'gain_db':>9} {'snr_db':>8} {'rate_mbps':>10}")
     for i in range(inst.n_devices):
         d = inst.distance_m[i]
         dist = "-" if np.isnan(d) else f"{d:.1f}"
-        print(
-            f"{i:>6} {dist:>11} {inst.gain_db[i]:>9.2f} {snr_db[i]:>8.2f} {rate[i] / 1e6:>10.3f}"
-        )
+        print(f"{i:>6} {dist:>11} {inst.gain_db[i]:>9.2f} {snr_db[i]:>8.2f} {rate[i] / 1e6:>10.3f}")
     return 0

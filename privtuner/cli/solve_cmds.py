@@ -18,15 +18,27 @@ def register(sub: Any) -> None:
         help="solve a scenario: the CKKS set, bandwidth, power and CPU of every device",
     )
     p.add_argument("file", metavar="FILE", help="scenario YAML file")
-    p.add_argument("--method", default=None,
-                   help="solver (default: the scenario's solver.method; see 'privtuner methods')")
+    p.add_argument(
+        "--method",
+        default=None,
+        help="solver (default: the scenario's solver.method; see 'privtuner methods')",
+    )
     p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
     p.add_argument("--rel-tol", type=float, default=None, help="override solver.rel_tol")
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="override solver.time_limit_s")
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="override solver.time_limit_s",
+    )
     p.add_argument("--out", default=None, metavar="RESULT.json", help="write the result JSON")
-    p.add_argument("--csv", default=None, metavar="ALLOCATION.csv",
-                   help="write one row per device (what a planner hands on)")
+    p.add_argument(
+        "--csv",
+        default=None,
+        metavar="ALLOCATION.csv",
+        help="write one row per device (what a planner hands on)",
+    )
     p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
     p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
     p.set_defaults(func=cmd_solve)
@@ -102,8 +114,10 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:
-        print(f"# {problem.name}: {problem.n_devices} devices, {problem.n_sets} CKKS sets, "
-              f"deadline {problem.deadline_s:g} s")
+        print(
+            f"# {problem.name}: {problem.n_devices} devices, {problem.n_sets} CKKS sets, "
+            f"deadline {problem.deadline_s:g} s"
+        )
         print(result.table(max_rows=args.max_rows))
     sys.stdout.flush()
     return 0

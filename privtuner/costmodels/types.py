@@ -88,8 +88,13 @@ class CostTable:
     def __post_init__(self) -> None:
         k = len(self.params)
         for name in (
-            "device_cycles", "server_cycles", "uplink_bits", "downlink_bits",
-            "privacy", "security_bits", "precision_bits",
+            "device_cycles",
+            "server_cycles",
+            "uplink_bits",
+            "downlink_bits",
+            "privacy",
+            "security_bits",
+            "precision_bits",
         ):
             arr = _ro(getattr(self, name))
             if arr.shape != (k,):

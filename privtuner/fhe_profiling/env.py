@@ -7,15 +7,27 @@ processes share the CPU; a high load inflates times).
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import glob
 import os
 import platform
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["cpu_frequency_hz", "cpu_model", "environment", "load_avg_1m", "thread_count"]
+__all__ = [
+    "blas_threads",
+    "cpu_frequency_hz",
+    "cpu_model",
+    "environment",
+    "limit_blas_threads",
+    "load_avg_1m",
+    "thread_count",
+]
 
 _SYSFS_CPU0 = Path("/sys/devices/system/cpu/cpu0/cpufreq")
 
@@ -58,8 +70,59 @@ def cpu_frequency_hz() -> tuple[float | None, str]:
     return None, "unavailable"
 
 
+_BLAS: list[Any] = []
+
+
+def _openblas() -> Any:
+    """numpy's bundled OpenBLAS (``scipy_openblas``) through ctypes, or None if not found."""
+    if not _BLAS:
+        lib = None
+        import numpy
+
+        here = Path(numpy.__file__).resolve().parent
+        for path in sorted(glob.glob(str(here.parent / "numpy.libs" / "*openblas*.so*"))):
+            try:
+                cand = ctypes.CDLL(path)
+                cand.scipy_openblas_get_num_threads64_.restype = ctypes.c_int
+                cand.scipy_openblas_set_num_threads64_.argtypes = [ctypes.c_int]
+                lib = cand
+                break
+            except (OSError, AttributeError):
+                continue
+        _BLAS.append(lib)
+    return _BLAS[0]
+
+
+def blas_threads() -> int | None:
+    """Threads numpy's OpenBLAS uses now (None if it cannot be queried)."""
+    lib = _openblas()
+    return None if lib is None else int(lib.scipy_openblas_get_num_threads64_())
+
+
+@contextmanager
+def limit_blas_threads(n: int) -> Iterator[int | None]:
+    """Run the block with numpy's OpenBLAS limited to ``n`` threads; restores the old count.
+
+    Yields the thread count in effect (None if numpy's BLAS is not a controllable OpenBLAS).
+    """
+    lib = _openblas()
+    if lib is None:
+        yield None
+        return
+    old = int(lib.scipy_openblas_get_num_threads64_())
+    lib.scipy_openblas_set_num_threads64_(int(n))
+    try:
+        yield int(lib.scipy_openblas_get_num_threads64_())
+    finally:
+        lib.scipy_openblas_set_num_threads64_(old)
+
+
 def thread_count() -> int:
-    """Threads the numeric kernels may use: the BLAS/OpenMP limit if set, else usable CPUs."""
+    """Threads the numeric kernels use: numpy's OpenBLAS thread count if readable, else the
+    BLAS/OpenMP environment limit, else the usable CPUs. (SEAL runs single-threaded.)"""
+    n = blas_threads()
+    if n is not None and n > 0:
+        return n
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         v = os.environ.get(var, "")
         if v.isdigit() and int(v) > 0:

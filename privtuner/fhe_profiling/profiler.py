@@ -2,8 +2,8 @@
 
 For each parameter set theta it measures, with ``warmup`` discarded runs and ``repeats`` timed
 ones (median value, 10th and 90th percentiles over all samples: per ciphertext where an op is
-timed per ciphertext, per repetition otherwise; per-ciphertext samples make the medians robust
-to bursts of load from other processes on a shared CPU):
+timed per ciphertext, per repetition otherwise; ``repeats`` in a record is that number of
+samples):
 
 * ``keygen`` [s]: context creation + secret and public key generation (:func:`make_context`);
 * ``encrypt`` [s per ciphertext]: encode + symmetric (seeded) encryption + serialization of a
@@ -20,6 +20,12 @@ to bursts of load from other processes on a shared CPU):
   (fresh, seeded) and of a downloaded (product after rescale) ciphertext;
 * ``precision_bits`` [bits]: ``-log2(max |Y_enc - (X W + b)|)`` of the projection with
   ``X ~ U(-1, 1) [N/2, d_in]``, ``W ~ N(0, 1/d_in)``, ``b ~ N(0, 0.01)`` (outputs O(1)).
+
+Clock and threads: times are CPU seconds of the calling thread (``time.thread_time``), with
+numpy's OpenBLAS limited to one thread while profiling (SEAL is single-threaded), so every
+timed op runs entirely in that thread: the records measure the work (CPU seconds; times the
+reference frequency = cycles, spec section 3), not the waiting for a CPU that other processes
+hold; wall time on a loaded machine is larger. ``threads`` in the records says 1.
 
 Every record carries :func:`privtuner.fhe_profiling.env.environment` (CPU, frequency, threads,
 versions, date, load average), taken when that set was measured. Randomness is seeded.
@@ -41,7 +47,10 @@ import numpy as np
 from privtuner.costmodels.types import CkksParams
 from privtuner.errors import ParameterError
 from privtuner.fhe_profiling import ckks_ops as ops
-from privtuner.fhe_profiling.env import environment
+from privtuner.fhe_profiling.env import environment, limit_blas_threads
+
+#: The profiler's clock: CPU seconds of the calling thread (see the module docstring).
+_clock = time.thread_time
 
 __all__ = [
     "FULL",
@@ -145,9 +154,9 @@ def profile_set(
     keygen_s: list[float] = []
     keys: ops.CkksKeys | None = None
     for i in range(cfg.warmup + cfg.keygen_repeats):
-        t0 = time.perf_counter()
+        t0 = _clock()
         keys = ops.make_context(params)
-        dt = time.perf_counter() - t0
+        dt = _clock() - t0
         if i >= cfg.warmup:
             keygen_s.append(dt)
     assert keys is not None
@@ -171,22 +180,22 @@ def profile_set(
         cts: list[ops.SealCiphertext] = []
         enc_each: list[float] = []
         for j in range(cfg.d_in):
-            t0 = time.perf_counter()
+            t0 = _clock()
             one = ops.encrypt_columns(keys, x[:, j : j + 1])
-            enc_each.append(time.perf_counter() - t0)
+            enc_each.append(_clock() - t0)
             cts.append(one.blocks[0][0])
         enc = ops.EncryptedColumns(slots, cfg.d_in, [cts])
         # the server starts from bytes (fresh objects: no cached parse from a previous run)
         served = ops.deserialize_columns(pub, ops.serialize_columns(enc))
-        tm = ops.ProjectTimings()
+        tm = ops.ProjectTimings(clock=_clock)
         y = ops.project(pub, served, w, b, timings=tm)
         back = ops.deserialize_columns(keys, ops.serialize_columns(y))
         got = np.empty((slots, cfg.d_out))
         dec_each: list[float] = []
         for j, ct in enumerate(back.blocks[0]):
-            t0 = time.perf_counter()
+            t0 = _clock()
             got[:, j : j + 1] = ops.decrypt_columns(keys, ops.EncryptedColumns(slots, 1, [[ct]]))
-            dec_each.append(time.perf_counter() - t0)
+            dec_each.append(_clock() - t0)
         if i < cfg.warmup:
             continue
         enc_s.extend(enc_each)
@@ -286,7 +295,8 @@ def run_profile(
         if progress:
             iterator.set_postfix_str(p.name)
         t0 = time.perf_counter()
-        recs = profile_set(p, cfg, rng)
+        with limit_blas_threads(1):
+            recs = profile_set(p, cfg, rng)
         per_set_s[p.name] = time.perf_counter() - t0
         records.extend(recs)
         write_records(records, out / "records.csv")  # partial results survive an interrupt
@@ -300,6 +310,7 @@ def run_profile(
         "sets": [p.name for p in params],
         "elapsed_s": elapsed,
         "per_set_s": per_set_s,
+        "clock": "time.thread_time (CPU seconds of the profiling thread), OpenBLAS 1 thread",
         "environment_end": environment(),
         "records_csv": "records.csv",
         "records_parquet": parquet.name if parquet else None,

@@ -90,9 +90,7 @@ def phi(u: F64, s_bits: F64) -> F64:
         return u * np.expm1(s_bits * LN2 / u)
 
 
-def _newton(
-    fun: Any, s: F64, lo: F64, hi: F64, iters: int = 60, tol: float = 1e-13
-) -> F64:
+def _newton(fun: Any, s: F64, lo: F64, hi: F64, iters: int = 60, tol: float = 1e-13) -> F64:
     """Solve fun(s) = 0 for increasing ``fun`` (returns value, derivative) elementwise.
 
     Safeguarded Newton: the bracket [lo, hi] is updated by sign and a step leaving it is
@@ -371,9 +369,7 @@ def _tx(
         x = x_min.copy()
         ia = np.flatnonzero(mu[ip] > 0)
         if ia.size:
-            c3 = (
-                np.log(mu[ip][ia]) + 2 * np.log(gam[ia]) - np.log(a_coef[ia] * sln2[ip][ia])
-            )
+            c3 = np.log(mu[ip][ia]) + 2 * np.log(gam[ia]) - np.log(a_coef[ia] * sln2[ip][ia])
 
             def f3(s: F64, a: I64) -> tuple[F64, F64]:
                 xx = np.exp(s)
@@ -556,15 +552,17 @@ def clear_markets(
         nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
         if mu0 is None:
             lmu = (mu_c[None, :] + grid[:, None]).ravel()
-            sol = solve_pairs(big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]),
-                              np.tile(log_lam, k))
+            sol = solve_pairs(
+                big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]), np.tile(log_lam, k)
+            )
             ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
             mu_start = _pick_crossing(ex, lmu.reshape(k, G))
         else:
             mu_start = np.log(np.maximum(mu0, 1e-300))
         lnu = (nu_c[None, :] + grid[:, None]).ravel()
-        sol = solve_pairs(big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]),
-                          np.tile(log_lam, k))
+        sol = solve_pairs(
+            big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), np.tile(log_lam, k)
+        )
         ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
         nu_start = _pick_crossing(ex, lnu.reshape(k, G))
         x = np.stack([mu_start, nu_start], axis=1)
@@ -584,10 +582,10 @@ def clear_markets(
         ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
         fval = np.stack([eb[:G], ef[:G]], axis=1)
         jac = np.empty((G, 2, 2))
-        jac[:, 0, 0] = (eb[G:2 * G] - eb[:G]) / h
-        jac[:, 1, 0] = (ef[G:2 * G] - ef[:G]) / h
-        jac[:, 0, 1] = (eb[2 * G:] - eb[:G]) / h
-        jac[:, 1, 1] = (ef[2 * G:] - ef[:G]) / h
+        jac[:, 0, 0] = (eb[G : 2 * G] - eb[:G]) / h
+        jac[:, 1, 0] = (ef[G : 2 * G] - ef[:G]) / h
+        jac[:, 0, 1] = (eb[2 * G :] - eb[:G]) / h
+        jac[:, 1, 1] = (ef[2 * G :] - ef[:G]) / h
         merit = _merit(fval, xx, log_mu_floor, log_nu_floor)
         return sol, fval, jac, merit
 
@@ -645,9 +643,7 @@ def _merit(fval: F64, x: F64, lmf: F64, lnf: F64) -> F64:
     return np.maximum(e0, e1)
 
 
-def _newton_step(
-    fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64
-) -> F64:
+def _newton_step(fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64) -> F64:
     """Newton step on the excess demands in log prices, each component clipped to
     ``radius``. A price with excess supply whose step would cross its floor goes to the floor
     (a zero price: complementarity) and the other price takes the 1-D Newton step."""
@@ -661,8 +657,11 @@ def _newton_step(
     det = jac[:, 0, 0] * jac[:, 1, 1] - jac[:, 0, 1] * jac[:, 1, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
         s = np.stack(
-            [(-fval[:, 0] * jac[:, 1, 1] + fval[:, 1] * jac[:, 0, 1]) / det,
-             (-fval[:, 1] * jac[:, 0, 0] + fval[:, 0] * jac[:, 1, 0]) / det], axis=1
+            [
+                (-fval[:, 0] * jac[:, 1, 1] + fval[:, 1] * jac[:, 0, 1]) / det,
+                (-fval[:, 1] * jac[:, 0, 0] + fval[:, 0] * jac[:, 1, 0]) / det,
+            ],
+            axis=1,
         )
         d = np.stack([-fval[:, 0] / jac[:, 0, 0], -fval[:, 1] / jac[:, 1, 1]], axis=1)
     s = np.where(np.isfinite(s), s, d)
@@ -691,6 +690,8 @@ def _slice(sol: PairSolution, idx: Any) -> PairSolution:
 
 def _merge(old: PairSolution, new: PairSolution, take_new: NDArray[np.bool_]) -> PairSolution:
     return PairSolution(
-        *(np.where(take_new, getattr(new, f.name), getattr(old, f.name))
-          for f in fields(PairSolution))
+        *(
+            np.where(take_new, getattr(new, f.name), getattr(old, f.name))
+            for f in fields(PairSolution)
+        )
     )

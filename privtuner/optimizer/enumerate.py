@@ -58,8 +58,13 @@ def solve_enumerate(
     sizes = [c.size for c in choices]
     total = math.prod(sizes)
     if total == 0:
-        raise InfeasibleError([f"device {i}: no allowed CKKS set meets the deadline even with "
-                               "all resources" for i, s in enumerate(sizes) if s == 0])
+        raise InfeasibleError(
+            [
+                f"device {i}: no allowed CKKS set meets the deadline even with all resources"
+                for i, s in enumerate(sizes)
+                if s == 0
+            ]
+        )
     if total > max_combinations:
         raise SolverError(
             f"enumerate: {total} set combinations exceed max_combinations="
@@ -73,7 +78,7 @@ def solve_enumerate(
         if time.perf_counter() - t0 > time_limit_s:
             termination = "time_limit"
             break
-        batch = combos[start:start + _BATCH]
+        batch = combos[start : start + _BATCH]
         margin = fixed_set_margin(problem, batch, caps)
         ok = np.flatnonzero(margin <= 1e-12)
         if ok.size == 0:
@@ -100,19 +105,35 @@ def solve_enumerate(
     timings = {"solve": time.perf_counter() - t0}
     if best_alloc is None:
         if termination == "time_limit":
-            return SolveResult.error(problem, method="enumerate", message="time limit before "
-                                     "any feasible combination", termination="time_limit",
-                                     timings_s=timings, seed=seed)
-        raise InfeasibleError([
-            f"all {n} devices together: none of the {total} combinations of allowed CKKS sets "
-            "admits an allocation meeting every deadline within the bandwidth and server CPU "
-            "capacities"
-        ])
+            return SolveResult.error(
+                problem,
+                method="enumerate",
+                message="time limit before any feasible combination",
+                termination="time_limit",
+                timings_s=timings,
+                seed=seed,
+            )
+        raise InfeasibleError(
+            [
+                f"all {n} devices together: none of the {total} combinations of allowed CKKS sets "
+                "admits an allocation meeting every deadline within the bandwidth and server CPU "
+                "capacities"
+            ]
+        )
     res = SolveResult.from_allocation(
-        problem, method="enumerate", status="optimal" if termination == "converged" else
-        "feasible", termination=termination,  # type: ignore[arg-type]
-        lower_bound=None, iterations=total, nodes=feasible_count, timings_s=timings, seed=seed,
-        options={"combinations": total}, **best_alloc,
+        problem,
+        method="enumerate",
+        status="optimal" if termination == "converged" else "feasible",
+        termination=termination,  # type: ignore[arg-type]
+        lower_bound=None,
+        iterations=total,
+        nodes=feasible_count,
+        timings_s=timings,
+        seed=seed,
+        options={"combinations": total},
+        **best_alloc,
     )
-    return res.replace(message=f"{total} combinations, {feasible_count} feasible; best "
-                       f"combination's dual value {best_dual:.12g}")
+    return res.replace(
+        message=f"{total} combinations, {feasible_count} feasible; best "
+        f"combination's dual value {best_dual:.12g}"
+    )

@@ -63,8 +63,8 @@ def nondominated_mask(problem: AllocationProblem) -> NDArray[np.bool_]:
     """
     c = problem.costs
     cols = np.stack(
-        [c.device_cycles, c.server_cycles, c.uplink_bits, c.downlink_bits,
-         problem.set_constant], axis=1
+        [c.device_cycles, c.server_cycles, c.uplink_bits, c.downlink_bits, problem.set_constant],
+        axis=1,
     )
     le = np.all(cols[:, None, :] <= cols[None, :, :], axis=2)  # le[j, k]: j <= k everywhere
     lt = np.any(cols[:, None, :] < cols[None, :, :], axis=2)
@@ -93,9 +93,7 @@ class FixedSolution:
     alloc: dict[str, F64] = field(default_factory=dict)
 
 
-def allocation_from(
-    problem: AllocationProblem, pd: PairData, sol: Any
-) -> dict[str, F64]:
+def allocation_from(problem: AllocationProblem, pd: PairData, sol: Any) -> dict[str, F64]:
     """Primal allocation (sets, b, p, f, f_s) of one fixed-set group from pair optima, made
     exactly feasible: bandwidth and server CPU scaled to the capacities if a rounding excess
     remains (relative 1e-11), power recomputed for the uplink time (capped at p_max)."""
@@ -113,13 +111,24 @@ def allocation_from(
     c_d = problem.costs.device_cycles[pd.kset]
     f = np.where(c_d > 0, c_d / np.where(sol.t_d > 0, sol.t_d, 1.0), 0.0)
     f = np.minimum(f, problem.f_max_hz[pd.dev])
-    return {"sets": pd.kset.copy(), "bandwidth_hz": b, "tx_power_w": p, "cpu_hz": f,
-            "server_cpu_hz": fs}
+    return {
+        "sets": pd.kset.copy(),
+        "bandwidth_hz": b,
+        "tx_power_w": p,
+        "cpu_hz": f,
+        "server_cpu_hz": fs,
+    }
 
 
 class _Exact:
-    def __init__(self, problem: AllocationProblem, rel_tol: float, time_limit_s: float,
-                 max_iterations: int, max_nodes: int) -> None:
+    def __init__(
+        self,
+        problem: AllocationProblem,
+        rel_tol: float,
+        time_limit_s: float,
+        max_iterations: int,
+        max_nodes: int,
+    ) -> None:
         self.p = problem
         self.rel_tol = rel_tol
         self.deadline = time.perf_counter() + time_limit_s
@@ -136,8 +145,10 @@ class _Exact:
         missing = np.setdiff1d(np.arange(n), self.pd.dev)
         if missing.size:
             raise InfeasibleError(
-                [f"device {i}: no allowed CKKS set meets the deadline even with all resources"
-                 for i in missing]
+                [
+                    f"device {i}: no allowed CKKS set meets the deadline even with all resources"
+                    for i in missing
+                ]
             )
         self.cache: dict[bytes, FixedSolution] = {}
         self.best: FixedSolution | None = None
@@ -179,17 +190,30 @@ class _Exact:
         else:
             pd = build_pairs(self.p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
             mr: MarketResult = clear_markets(
-                pd, self.caps, 1,
+                pd,
+                self.caps,
+                1,
                 None if mu0 is None else np.array([mu0]),
                 None if nu0 is None else np.array([nu0]),
             )
             self.fixed_solves += 1
             alloc = allocation_from(self.p, pd, mr.sol)
-            ev = self.p.evaluate(alloc["sets"], alloc["bandwidth_hz"], alloc["tx_power_w"],
-                                 alloc["cpu_hz"], alloc["server_cpu_hz"])
+            ev = self.p.evaluate(
+                alloc["sets"],
+                alloc["bandwidth_hz"],
+                alloc["tx_power_w"],
+                alloc["cpu_hz"],
+                alloc["server_cpu_hz"],
+            )
             feas = ev.is_feasible()
-            fs = FixedSolution(feas, ev.objective if feas else math.inf, float(mr.dual[0]),
-                               float(mr.mu[0]), float(mr.nu[0]), alloc)
+            fs = FixedSolution(
+                feas,
+                ev.objective if feas else math.inf,
+                float(mr.dual[0]),
+                float(mr.mu[0]),
+                float(mr.nu[0]),
+                alloc,
+            )
         self.cache[key] = fs
         if fs.feasible and (self.best is None or fs.objective < self.best.objective):
             self.best = fs
@@ -205,11 +229,13 @@ class _Exact:
         if fs.feasible:
             return fs.mu, fs.nu
         free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
-        _, a = resource_margin(free, self.caps, pd.dev, self.p.n_devices,
-                               np.zeros(self.p.n_devices, dtype=np.int64), 1)
+        _, a = resource_margin(
+            free, self.caps, pd.dev, self.p.n_devices, np.zeros(self.p.n_devices, dtype=np.int64), 1
+        )
         B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
-        sol = solve_pairs(free, self.caps, np.full(idx.size, a[0] / B),
-                          np.full(idx.size, (1 - a[0]) / F))
+        sol = solve_pairs(
+            free, self.caps, np.full(idx.size, a[0] / B), np.full(idx.size, (1 - a[0]) / F)
+        )
         pick = np.lexsort((sol.value, pd.dev))[starts]
         fs = self.fixed(pd.kset[pick], None, None)
         if fs.feasible:
@@ -249,8 +275,9 @@ class _Exact:
     def node_feasible(self, idx: I64) -> bool:
         pd = self.pd.take(idx)
         free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
-        margin, _ = resource_margin(free, self.caps, pd.dev, self.p.n_devices,
-                                    np.zeros(self.p.n_devices, dtype=np.int64), 1)
+        margin, _ = resource_margin(
+            free, self.caps, pd.dev, self.p.n_devices, np.zeros(self.p.n_devices, dtype=np.int64), 1
+        )
         return bool(margin[0] <= 1e-12)
 
     def close(self, ub: float, lb: float) -> bool:
@@ -292,11 +319,15 @@ class _Exact:
             lb, mu, nu, sets, delta = self.bound(idx, mu, nu)
             lb = max(lb, parent_lb)
             ub = self.best.objective if self.best else math.inf
-            self.history.append({
-                "node": nodes, "node_lower_bound": lb, "upper_bound": ub,
-                "lower_bound": min([lb, pruned_lb] + [h[0] for h in heap]),
-                "open_nodes": len(heap),
-            })
+            self.history.append(
+                {
+                    "node": nodes,
+                    "node_lower_bound": lb,
+                    "upper_bound": ub,
+                    "lower_bound": min([lb, pruned_lb] + [h[0] for h in heap]),
+                    "open_nodes": len(heap),
+                }
+            )
             if not math.isfinite(lb) or lb >= ub:
                 continue
             pd_dev = self.pd.dev[idx]
@@ -347,15 +378,23 @@ def solve_exact(
     timings = {"solve": time.perf_counter() - t0}
     if best is None:
         if termination == "gap_closed":
-            raise InfeasibleError([
-                f"all {problem.n_devices} devices together: no combination of allowed CKKS sets "
-                "admits an allocation meeting every deadline within the bandwidth and server "
-                "CPU capacities (branch-and-bound over the sets)"
-            ])
-        return SolveResult.error(problem, method="exact", message="no feasible allocation "
-                                 "found before the limit", termination=termination,  # type: ignore[arg-type]
-                                 nodes=nodes, iterations=ex.iterations, timings_s=timings,
-                                 seed=seed)
+            raise InfeasibleError(
+                [
+                    f"all {problem.n_devices} devices together: no combination of allowed CKKS sets "
+                    "admits an allocation meeting every deadline within the bandwidth and server "
+                    "CPU capacities (branch-and-bound over the sets)"
+                ]
+            )
+        return SolveResult.error(
+            problem,
+            method="exact",
+            message="no feasible allocation found before the limit",
+            termination=termination,  # type: ignore[arg-type]
+            nodes=nodes,
+            iterations=ex.iterations,
+            timings_s=timings,
+            seed=seed,
+        )
     lower = min(lb, best.objective)
     res = SolveResult.from_allocation(
         problem,

@@ -82,7 +82,9 @@ class Evaluation:
     def latency_s(self) -> NDArray[np.float64]:
         """Per-round latency per device [s]."""
         return (
-            self.latency_compute_s + self.latency_tx_s + self.latency_downlink_s
+            self.latency_compute_s
+            + self.latency_tx_s
+            + self.latency_downlink_s
             + self.latency_server_s
         )
 
@@ -148,8 +150,13 @@ class AllocationProblem:
                 problems.append("f_max_hz: must be > 0")
             if np.any(self.kappa_dev < 0):
                 problems.append("kappa_dev: must be >= 0")
-        for name in ("bandwidth_hz", "noise_w_per_hz", "server_cpu_hz", "downlink_rate_bps",
-                     "deadline_s"):
+        for name in (
+            "bandwidth_hz",
+            "noise_w_per_hz",
+            "server_cpu_hz",
+            "downlink_rate_bps",
+            "deadline_s",
+        ):
             v = float(getattr(self, name))
             if not (np.isfinite(v) and v > 0):
                 problems.append(f"{name}: must be finite and > 0 (got {v:g})")
@@ -265,8 +272,10 @@ class AllocationProblem:
             deadline_s=objective.deadline_s,
             seed=instance.seed,
             name=instance.name,
-            meta={"min_security_bits": fhe.min_security_bits,
-                  "min_precision_bits": fhe.min_precision_bits},
+            meta={
+                "min_security_bits": fhe.min_security_bits,
+                "min_precision_bits": fhe.min_precision_bits,
+            },
         )
 
     @classmethod
@@ -335,8 +344,12 @@ class AllocationProblem:
         if k.shape != (n,) or not np.issubdtype(k.dtype, np.integer):
             raise SolverError(f"evaluate: sets must be {n} integer set indices (got {k!r})")
         arrays = {}
-        for name, v in (("bandwidth_hz", bandwidth_hz), ("tx_power_w", tx_power_w),
-                        ("cpu_hz", cpu_hz), ("server_cpu_hz", server_cpu_hz)):
+        for name, v in (
+            ("bandwidth_hz", bandwidth_hz),
+            ("tx_power_w", tx_power_w),
+            ("cpu_hz", cpu_hz),
+            ("server_cpu_hz", server_cpu_hz),
+        ):
             a = np.asarray(v, dtype=float)
             if a.shape != (n,):
                 raise SolverError(f"evaluate: {name} must have shape ({n},), got {a.shape}")
@@ -364,15 +377,19 @@ class AllocationProblem:
         for arr in (tau, t_dev, t_srv):
             arr[np.isnan(arr) | (arr < 0)] = np.inf
         latency = t_dev + tau + t_dl + t_srv
-        violations["deadline"] = max(0.0, float(np.max((latency - self.deadline_s)
-                                                       / self.deadline_s)))
-        violations["bandwidth"] = max(0.0, (float(np.sum(b)) - self.bandwidth_hz)
-                                      / self.bandwidth_hz)
-        violations["server_cpu"] = max(0.0, (float(np.sum(fs)) - self.server_cpu_hz)
-                                       / self.server_cpu_hz)
+        violations["deadline"] = max(
+            0.0, float(np.max((latency - self.deadline_s) / self.deadline_s))
+        )
+        violations["bandwidth"] = max(
+            0.0, (float(np.sum(b)) - self.bandwidth_hz) / self.bandwidth_hz
+        )
+        violations["server_cpu"] = max(
+            0.0, (float(np.sum(fs)) - self.server_cpu_hz) / self.server_cpu_hz
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
-            pv = np.where(p > self.p_max_w, (p - self.p_max_w) / np.maximum(self.p_max_w, 1e-300),
-                          0.0)
+            pv = np.where(
+                p > self.p_max_w, (p - self.p_max_w) / np.maximum(self.p_max_w, 1e-300), 0.0
+            )
         violations["tx_power"] = max(0.0, float(np.max(pv)), float(np.max(-p)) if n else 0.0)
         violations["cpu"] = max(0.0, float(np.max((f - self.f_max_hz) / self.f_max_hz)))
         neg = max(float(np.max(-b)), float(np.max(-fs)), 0.0)

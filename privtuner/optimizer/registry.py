@@ -57,8 +57,7 @@ def register_solver(
     """
 
     def deco(fn: SolverFn) -> SolverFn:
-        _REGISTRY[name] = SolverInfo(name, description, fn, dict(options or {}),
-                                     check_feasibility)
+        _REGISTRY[name] = SolverInfo(name, description, fn, dict(options or {}), check_feasibility)
         return fn
 
     return deco
@@ -108,14 +107,12 @@ def solve(problem: AllocationProblem, method: str = "exact", **options: Any) -> 
 
         reasons = explain_infeasibility(problem)
         if reasons:
-            res = SolveResult.infeasible(problem, method=method, reasons=reasons,
-                                         seed=opts["seed"])
+            res = SolveResult.infeasible(problem, method=method, reasons=reasons, seed=opts["seed"])
             return _finish(res, t0, opts)
     try:
         res = info.fn(problem, **opts)
     except InfeasibleError as exc:
-        res = SolveResult.infeasible(problem, method=method, reasons=exc.reasons,
-                                     seed=opts["seed"])
+        res = SolveResult.infeasible(problem, method=method, reasons=exc.reasons, seed=opts["seed"])
     if res.status in ("optimal", "feasible") and not (res.max_violation <= FEAS_TOL_REL):
         bad = {k: v for k, v in res.violations.items() if not v <= FEAS_TOL_REL}
         res = res.replace(

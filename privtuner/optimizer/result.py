@@ -27,9 +27,23 @@ STATUSES = ("optimal", "feasible", "infeasible", "error")
 TERMINATIONS = ("converged", "gap_closed", "iteration_limit", "time_limit", "infeasible")
 
 _ARRAY_FIELDS = (
-    "sets", "bandwidth_hz", "tx_power_w", "cpu_hz", "server_cpu_hz", "security_bits",
-    "privacy", "rate_bps", "energy_compute_j", "energy_tx_j", "energy_server_j", "energy_j",
-    "latency_compute_s", "latency_tx_s", "latency_downlink_s", "latency_server_s", "latency_s",
+    "sets",
+    "bandwidth_hz",
+    "tx_power_w",
+    "cpu_hz",
+    "server_cpu_hz",
+    "security_bits",
+    "privacy",
+    "rate_bps",
+    "energy_compute_j",
+    "energy_tx_j",
+    "energy_server_j",
+    "energy_j",
+    "latency_compute_s",
+    "latency_tx_s",
+    "latency_downlink_s",
+    "latency_server_s",
+    "latency_s",
 )
 
 
@@ -194,13 +208,22 @@ class SolveResult:
             np.asarray(sets, dtype=np.int64), bandwidth_hz, tx_power_w, cpu_hz, server_cpu_hz
         )
         return cls.from_evaluation(
-            problem, ev, method=method, status=status, termination=termination,
-            lower_bound=lower_bound, **extra,
+            problem,
+            ev,
+            method=method,
+            status=status,
+            termination=termination,
+            lower_bound=lower_bound,
+            **extra,
         )
 
     @classmethod
     def infeasible(
-        cls, problem: AllocationProblem, *, method: str, reasons: list[str] | tuple[str, ...],
+        cls,
+        problem: AllocationProblem,
+        *,
+        method: str,
+        reasons: list[str] | tuple[str, ...],
         **extra: Any,
     ) -> SolveResult:
         """A result saying the problem has no feasible allocation, and why."""
@@ -219,15 +242,25 @@ class SolveResult:
 
     @classmethod
     def error(
-        cls, problem: AllocationProblem, *, method: str, message: str,
-        termination: Termination = "iteration_limit", **extra: Any,
+        cls,
+        problem: AllocationProblem,
+        *,
+        method: str,
+        message: str,
+        termination: Termination = "iteration_limit",
+        **extra: Any,
     ) -> SolveResult:
         """A result saying the solver found no usable allocation (``status='error'``)."""
         extra.setdefault("seed", problem.seed)
         extra.setdefault("versions", versions())
         return cls(
-            method=method, status="error", termination=termination,
-            problem_name=problem.name, n_devices=problem.n_devices, message=message, **extra,
+            method=method,
+            status="error",
+            termination=termination,
+            problem_name=problem.name,
+            n_devices=problem.n_devices,
+            message=message,
+            **extra,
         )
 
     # ------------------------------------------------------------------ views
@@ -278,27 +311,29 @@ class SolveResult:
         """One dict per device (what a planner hands on; the CLI's CSV)."""
         rows = []
         for i in range(self.sets.shape[0]):
-            rows.append({
-                "device": i,
-                "set_index": int(self.sets[i]),
-                "set_name": self.set_names[i],
-                "security_bits": float(self.security_bits[i]),
-                "privacy": float(self.privacy[i]),
-                "bandwidth_hz": float(self.bandwidth_hz[i]),
-                "tx_power_w": float(self.tx_power_w[i]),
-                "cpu_hz": float(self.cpu_hz[i]),
-                "server_cpu_hz": float(self.server_cpu_hz[i]),
-                "rate_bps": float(self.rate_bps[i]),
-                "energy_compute_j": float(self.energy_compute_j[i]),
-                "energy_tx_j": float(self.energy_tx_j[i]),
-                "energy_server_j": float(self.energy_server_j[i]),
-                "energy_j": float(self.energy_j[i]),
-                "latency_compute_s": float(self.latency_compute_s[i]),
-                "latency_tx_s": float(self.latency_tx_s[i]),
-                "latency_downlink_s": float(self.latency_downlink_s[i]),
-                "latency_server_s": float(self.latency_server_s[i]),
-                "latency_s": float(self.latency_s[i]),
-            })
+            rows.append(
+                {
+                    "device": i,
+                    "set_index": int(self.sets[i]),
+                    "set_name": self.set_names[i],
+                    "security_bits": float(self.security_bits[i]),
+                    "privacy": float(self.privacy[i]),
+                    "bandwidth_hz": float(self.bandwidth_hz[i]),
+                    "tx_power_w": float(self.tx_power_w[i]),
+                    "cpu_hz": float(self.cpu_hz[i]),
+                    "server_cpu_hz": float(self.server_cpu_hz[i]),
+                    "rate_bps": float(self.rate_bps[i]),
+                    "energy_compute_j": float(self.energy_compute_j[i]),
+                    "energy_tx_j": float(self.energy_tx_j[i]),
+                    "energy_server_j": float(self.energy_server_j[i]),
+                    "energy_j": float(self.energy_j[i]),
+                    "latency_compute_s": float(self.latency_compute_s[i]),
+                    "latency_tx_s": float(self.latency_tx_s[i]),
+                    "latency_downlink_s": float(self.latency_downlink_s[i]),
+                    "latency_server_s": float(self.latency_server_s[i]),
+                    "latency_s": float(self.latency_s[i]),
+                }
+            )
         return rows
 
     def summary_lines(self) -> list[str]:

@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -47,13 +47,11 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123
 def _no_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in mapping:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", mark
-            )
-        mapping[key] = loader.construct_object(value_node, deep=deep)  # type: ignore[no-untyped-call]
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
+        mapping[key] = loader.construct_object(value_node, deep=deep)
     return mapping
 
 
@@ -63,7 +61,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_dupl
 def parse_yaml_text(text: str, source: str = "<string>") -> Any:
     """Parse YAML text; a syntax error becomes a ScenarioError with line and column."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -98,7 +96,7 @@ def _unwrap_model(annotation: Any) -> Any:
         found = _unwrap_model(arg)
         if found is not None:
             return found
-    return None if get_origin(annotation) is None else None
+    return None
 
 
 def _fmt_value(v: Any) -> str:
@@ -153,7 +151,9 @@ def _is_union_tag(part: str) -> bool:
     )
 
 
-def validate_data(data: Any, source: str | None = None, base_dir: Path | None = None) -> ScenarioSpec:
+def validate_data(
+    data: Any, source: str | None = None, base_dir: Path | None = None
+) -> ScenarioSpec:
     """Validate a parsed YAML document into a :class:`ScenarioSpec` (collecting all problems)."""
     if data is None:
         data = {}

@@ -85,7 +85,9 @@ class ExplicitDevice(_Frozen):
         None, ge=-250, le=0, description="Channel power gain g [dB] (path loss, shadowing, fading)."
     )
     p_max_dbm: float | None = Field(None, ge=-30, le=40, description="Max transmit power [dBm].")
-    f_max_hz: float | None = Field(None, gt=0, le=1e11, description="Max device CPU frequency [Hz].")
+    f_max_hz: float | None = Field(
+        None, gt=0, le=1e11, description="Max device CPU frequency [Hz]."
+    )
     kappa: float | None = Field(None, gt=0, le=1e-20, description="Device switched capacitance.")
 
     @model_validator(mode="after")
@@ -105,7 +107,9 @@ class DevicesSpec(_Frozen):
     count: int | None = Field(10, ge=1, le=1_000_000, description="Number of devices K.")
     p_max_dbm: PerDevice = Field(23.0, description="Max transmit power p_max [dBm] (<= 40).")
     f_max_hz: PerDevice = Field(1.5e9, description="Max device CPU frequency f_max [Hz].")
-    kappa: PerDevice = Field(1e-28, description="Device switched capacitance kappa_d [J/(cycle Hz^2)].")
+    kappa: PerDevice = Field(
+        1e-28, description="Device switched capacitance kappa_d [J/(cycle Hz^2)]."
+    )
     explicit: list[ExplicitDevice] | None = Field(
         None, description="Explicit device list (replaces the random drop)."
     )
@@ -230,8 +234,9 @@ class ObjectiveSpec(_Frozen):
     """Objective (spec section 4): weighted energy - privacy, or energy under a privacy floor."""
 
     kind: Literal["weighted", "constrained"] = Field(
-        "weighted", description="weighted: min sum w_E E - w_P Phi; constrained: min sum E "
-        "s.t. Phi >= privacy_min."
+        "weighted",
+        description="weighted: min sum w_E E - w_P Phi; constrained: min sum E "
+        "s.t. Phi >= privacy_min.",
     )
     energy_weight: float = Field(1.0, ge=0, le=1e9, description="w_E [1/J].")
     privacy_weight: float = Field(
@@ -243,9 +248,7 @@ class ObjectiveSpec(_Frozen):
     privacy_min: float = Field(
         128.0, ge=0, le=1e6, description="Phi_min for kind=constrained (unit of the metric)."
     )
-    deadline_s: float = Field(
-        6.0, gt=0, le=1e6, description="Per-round latency limit T_max [s]."
-    )
+    deadline_s: float = Field(6.0, gt=0, le=1e6, description="Per-round latency limit T_max [s].")
 
 
 class SolverSpec(_Frozen):

@@ -35,6 +35,15 @@ def test_environment_has_every_record_column() -> None:
     assert e["date"].endswith("+00:00")
 
 
+def test_limit_blas_threads_restores() -> None:
+    before = env.blas_threads()
+    with env.limit_blas_threads(1) as n:
+        assert n in (1, None)
+        if n is not None:
+            assert env.thread_count() == 1
+    assert env.blas_threads() == before
+
+
 def test_quick_sets_cover_every_n_and_the_scale_range() -> None:
     from privtuner.costmodels.catalogue import generate_catalogue
     from privtuner.fhe_profiling.profiler import quick_sets
@@ -80,7 +89,11 @@ def test_profiler_smoke_n4096(tmp_path) -> None:
     # plus fresh noise bounds the error from above; the scale 2^20 bounds the bits from above
     bound = 25 * math.sqrt(n / 12) * math.sqrt(2 * n / 3) / 2.0**20 + 1e-3
     assert -math.log2(bound) < by_op["precision_bits"]["value"] < 20
-    assert by_op["encrypt"]["repeats"] == 2
+    # samples behind each median: per ciphertext for encrypt/decrypt/rescale, per run otherwise
+    assert by_op["encrypt"]["repeats"] == 16 * 2
+    assert by_op["decrypt"]["repeats"] == by_op["rescale"]["repeats"] == 8 * 2
+    assert by_op["project_mac"]["repeats"] == by_op["precision_bits"]["repeats"] == 2
+    assert by_op["keygen"]["threads"] == 1 or env.blas_threads() is None
     meta = json.loads((tmp_path / "profile_meta.json").read_text())
     assert meta["sets"] == [SMOKE.name] and meta["elapsed_s"] > 0
     if meta["records_parquet"]:

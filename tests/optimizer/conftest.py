@@ -24,7 +24,9 @@ MAX_LOG2Q_128 = {4096: 109, 8192: 218, 16384: 438, 32768: 881}
 
 
 def random_costs(
-    rng: np.random.Generator, n_sets: int, rounds: int | None = None,
+    rng: np.random.Generator,
+    n_sets: int,
+    rounds: int | None = None,
     privacy_metric: str = "security_bits",
 ) -> CostTable:
     """A synthetic cost table of ``n_sets`` distinct CKKS sets (seeded by ``rng``)."""
@@ -51,8 +53,7 @@ def random_costs(
     server_cycles = np.clip(3e9 * size * noise(), 1e9, 1e11)
     uplink_bits = np.clip(1.5e6 * size * noise(), 1e6, 1e9)
     downlink_bits = np.clip(1.5e6 * size * noise(), 1e6, 1e9)
-    security = np.array([128.0 * MAX_LOG2Q_128[p.poly_modulus_degree] / p.log2_q
-                         for p in params])
+    security = np.array([128.0 * MAX_LOG2Q_128[p.poly_modulus_degree] / p.log2_q for p in params])
     security = np.minimum(security, 512.0)
     privacy = security if privacy_metric == "security_bits" else np.log2(n_arr)
     precision = np.array([p.scale_bits - 8.0 for p in params]) + rng.uniform(-2, 2, n_sets)
@@ -120,8 +121,11 @@ def random_problem(
     factor = float(rng.uniform(1.05, 3.0)) if deadline_factor is None else deadline_factor
     e_ref = float(np.median(kappa[:, None] * costs.device_cycles[None, :] * f_max[:, None] ** 2))
     spread = float(np.ptp(costs.privacy)) or 1.0
-    w_p = (float(rng.uniform(0.05, 2.0)) * e_ref * costs.rounds / spread
-           if privacy_weight is None else privacy_weight)
+    w_p = (
+        float(rng.uniform(0.05, 2.0)) * e_ref * costs.rounds / spread
+        if privacy_weight is None
+        else privacy_weight
+    )
     kw: dict[str, Any] = {
         "gain_lin": gain,
         "p_max_w": p_max,

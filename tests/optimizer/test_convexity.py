@@ -38,8 +38,10 @@ def test_numeric_hessian_psd_on_grid() -> None:
             ftt = (f(tau * (1 + h), b) - 2 * f(tau, b) + f(tau * (1 - h), b)) / (tau * h) ** 2
             fbb = (f(tau, b * (1 + h)) - 2 * f(tau, b) + f(tau, b * (1 - h))) / (b * h) ** 2
             ftb = (
-                f(tau * (1 + h), b * (1 + h)) - f(tau * (1 + h), b * (1 - h))
-                - f(tau * (1 - h), b * (1 + h)) + f(tau * (1 - h), b * (1 - h))
+                f(tau * (1 + h), b * (1 + h))
+                - f(tau * (1 + h), b * (1 - h))
+                - f(tau * (1 - h), b * (1 + h))
+                + f(tau * (1 - h), b * (1 - h))
             ) / (4 * tau * b * h * h)
             hess = np.array([[ftt * tau**2, ftb * tau * b], [ftb * tau * b, fbb * b**2]])
             eig = np.linalg.eigvalsh(hess)

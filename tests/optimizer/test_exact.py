@@ -31,9 +31,14 @@ def _compare(seed: int, count: int) -> tuple[int, float]:
         n = int(rng.integers(1, 5))
         k = int(rng.integers(1, 7))
         kind = "constrained" if rng.random() < 0.3 else "weighted"
-        p = random_problem(rng, n, k, objective_kind=kind,
-                           deadline_factor=float(rng.uniform(0.8, 2.5)),
-                           allowed_density=float(rng.uniform(0.5, 1.0)))
+        p = random_problem(
+            rng,
+            n,
+            k,
+            objective_kind=kind,
+            deadline_factor=float(rng.uniform(0.8, 2.5)),
+            allowed_density=float(rng.uniform(0.5, 1.0)),
+        )
         a = solve(p, "exact")
         b = solve(p, "enumerate")
         assert (a.status == "infeasible") == (b.status == "infeasible"), (a.reasons, b.reasons)
@@ -79,9 +84,9 @@ def _fixed_set_scipy(p, sets):  # type: ignore[no-untyped-def]
 
     def unpack(x):  # type: ignore[no-untyped-def]
         b = x[:n] * B
-        pw = x[n:2 * n] * p.p_max_w
-        f = x[2 * n:3 * n] * p.f_max_hz
-        fs = x[3 * n:] * F
+        pw = x[n : 2 * n] * p.p_max_w
+        f = x[2 * n : 3 * n] * p.f_max_hz
+        fs = x[3 * n :] * F
         return b, pw, f, fs
 
     def rate(b, pw):  # type: ignore[no-untyped-def]
@@ -99,7 +104,7 @@ def _fixed_set_scipy(p, sets):  # type: ignore[no-untyped-def]
     cons = [
         {"type": "ineq", "fun": lat},
         {"type": "ineq", "fun": lambda x: 1.0 - np.sum(x[:n])},
-        {"type": "ineq", "fun": lambda x: 1.0 - np.sum(x[3 * n:])},
+        {"type": "ineq", "fun": lambda x: 1.0 - np.sum(x[3 * n :])},
     ]
     bounds = [(1e-6, 1)] * n + [(1e-6, 1)] * n + [(1e-4, 1)] * n + [(1e-6, 1)] * n
     x0 = np.concatenate([np.full(n, 1 / n), np.ones(n), np.ones(n), np.full(n, 1 / n)])
@@ -109,8 +114,14 @@ def _fixed_set_scipy(p, sets):  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(0)
     for trial in range(6):
         start = x0 if trial == 0 else np.clip(x0 * rng.uniform(0.5, 1.0, x0.size), 1e-4, 1)
-        r = minimize(obj, start, method="SLSQP", bounds=bounds, constraints=cons,
-                     options={"ftol": 1e-14, "maxiter": 2000})
+        r = minimize(
+            obj,
+            start,
+            method="SLSQP",
+            bounds=bounds,
+            constraints=cons,
+            options={"ftol": 1e-14, "maxiter": 2000},
+        )
         if r.success and min(cf["fun"](r.x).min() for cf in cons) >= -1e-9:
             best = min(best, r.fun * scale)
     return best
@@ -129,8 +140,7 @@ def test_fixed_set_solver_matches_scipy() -> None:
         mr = clear_markets(pd, Caps(p.bandwidth_hz, p.server_cpu_hz), 1)
         if not mr.converged[0]:
             continue  # jointly infeasible sets
-        ours = float(np.sum(p.energy_scale * (mr.sol.e_d + mr.sol.e_s + mr.sol.e_tx)
-                            + pd.const))
+        ours = float(np.sum(p.energy_scale * (mr.sol.e_d + mr.sol.e_s + mr.sol.e_tx) + pd.const))
         ref = _fixed_set_scipy(p, sets)
         if not np.isfinite(ref):
             continue
@@ -149,8 +159,9 @@ def test_kkt_conditions_of_continuous_stage() -> None:
     rng = np.random.default_rng(5)
     for _ in range(5):
         n = int(rng.integers(2, 8))
-        p = random_problem(rng, n, 2, deadline_factor=2.0, server_cpu_hz=float(
-            rng.uniform(2e9, 2e10)))
+        p = random_problem(
+            rng, n, 2, deadline_factor=2.0, server_cpu_hz=float(rng.uniform(2e9, 2e10))
+        )
         sets = rng.integers(0, 2, n)
         pd = build_pairs(p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
         if np.any(pd.tmin_total >= pd.tp):
@@ -165,7 +176,8 @@ def test_kkt_conditions_of_continuous_stage() -> None:
         # complementary slackness: price > 0 only if the market binds
         assert abs(np.sum(s.b) / caps.bandwidth_hz - 1) < 1e-9 or mu < 1e-10
         assert abs(np.sum(s.fs) / caps.server_cpu_hz - 1) < 1e-9 or nu * caps.server_cpu_hz < (
-            1e-12 * abs(mr.dual[0]) + 1e-300)
+            1e-12 * abs(mr.dual[0]) + 1e-300
+        )
         # latency binds (lambda > 0)
         assert np.allclose(s.t_d + s.t_s + s.tau, pd.tp, rtol=1e-10)
         # stationarity in t_d (interior: -2 a/t^3 + lam = 0)
@@ -212,8 +224,14 @@ def test_pair_oracle_beats_perturbations() -> None:
         td, ts, tau = td * scale, ts * scale, tau * scale
         ok = (td >= pd.tmin_d) & (ts >= pd.tmin_s)
         ok &= pd.s_up * LN2 / (tau * b) <= np.log1p(pd.gam / b)
-        val = (pd.a_d / td**2 + pd.a_s / ts**2 + pd.w_tx * phi(tau * b, pd.s_up) + mu * b
-               + nu * pd.c_s / ts + pd.const)
+        val = (
+            pd.a_d / td**2
+            + pd.a_s / ts**2
+            + pd.w_tx * phi(tau * b, pd.s_up)
+            + mu * b
+            + nu * pd.c_s / ts
+            + pd.const
+        )
         assert np.all(val[ok] >= s.value[ok] - 1e-9 * np.abs(s.value[ok]))
 
 

@@ -174,9 +174,28 @@ _scalars = st.one_of(
 )
 _keys = st.sampled_from(
     [
-        "system", "devices", "server", "workload", "fhe", "objective", "solver", "seed",
-        "sweep", "name", "schema_version", "bandwidth_hz", "count", "explicit", "csv",
-        "p_max_dbm", "low", "high", "distance_m", "ring_degrees", "kind", "zzz",
+        "system",
+        "devices",
+        "server",
+        "workload",
+        "fhe",
+        "objective",
+        "solver",
+        "seed",
+        "sweep",
+        "name",
+        "schema_version",
+        "bandwidth_hz",
+        "count",
+        "explicit",
+        "csv",
+        "p_max_dbm",
+        "low",
+        "high",
+        "distance_m",
+        "ring_degrees",
+        "kind",
+        "zzz",
     ]
 )
 _yamlish = st.recursive(

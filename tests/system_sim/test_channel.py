@@ -44,18 +44,23 @@ def test_mean_path_loss_at_fixed_distance_through_build_instance() -> None:
     """Mean of -10log10(g) over shadowing only equals PL(d); fading adds E[-10log10|h|^2]."""
     n = 50_000
     text = (
-        f"devices:\n  explicit: [{', '.join(['{distance_m: 300}'] * 2)}]\n"
-        "system:\n  fading: none\n"
+        f"devices:\n  explicit: [{', '.join(['{distance_m: 300}'] * 2)}]\nsystem:\n  fading: none\n"
     )
     spec = load_scenario_text(text)
     spec = spec.model_copy(
-        update={"devices": spec.devices.model_copy(update={"explicit": spec.devices.explicit * (n // 2)})}
+        update={
+            "devices": spec.devices.model_copy(
+                update={"explicit": spec.devices.explicit * (n // 2)}
+            )
+        }
     )
     inst = build_instance(spec, seed=3)
     loss_db = -lin_to_db(inst.gain_lin)
     assert abs(loss_db.mean() - path_loss_db(300.0)) < 5 * 8.0 / np.sqrt(n)
     # With Rayleigh fading: E[10 log10 |h|^2] = -10 gamma / ln 10 ~ -2.507 dB (Euler's gamma).
-    spec_f = spec.model_copy(update={"system": spec.system.model_copy(update={"fading": "rayleigh"})})
+    spec_f = spec.model_copy(
+        update={"system": spec.system.model_copy(update={"fading": "rayleigh"})}
+    )
     loss_f = -lin_to_db(build_instance(spec_f, seed=3).gain_lin)
     expected = path_loss_db(300.0) + 10 * np.euler_gamma / np.log(10)
     assert abs(loss_f.mean() - expected) < 5 * np.sqrt(8.0**2 + 5.57**2) / np.sqrt(n)

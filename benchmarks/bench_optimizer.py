@@ -1,0 +1,151 @@
+"""Optimiser benchmark: prints JSON.
+
+* solve time and certified gap of ``exact`` (and time/objective of ``ao`` where registered)
+  for 10, 100, 1000 and 10000 devices;
+* SCIP (pyscipopt, an independent MINLP solver) on 6 devices beside ``exact``: times, their
+  ratio and both objectives.
+
+The cost table is the real one (``build_cost_table`` on the default scenario with the shipped
+cost model) when available, else the synthetic realistic table of the test factory
+(``tests/optimizer/conftest.py``); the JSON says which. Targets (issue 5): exact at 1000
+devices <= 2 s with gap <= 1e-4; 10000 devices <= 30 s; exact >= 100x faster than SCIP.
+
+Usage: ``.venv/bin/python benchmarks/bench_optimizer.py [--sizes 10 100 1000 10000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "optimizer"))  # synthetic factory + SCIP model
+
+from privtuner.optimizer import AllocationProblem, available_methods, solve  # noqa: E402
+
+AO_LIMIT_S = 120.0
+
+
+def make_problem(n: int, n_sets: int, seed: int) -> tuple[AllocationProblem, str]:
+    """The real cost table on the default scenario if possible, else the synthetic one."""
+    try:
+        from privtuner.scenario import load_scenario
+
+        spec = load_scenario(ROOT / "scenarios" / "default.yaml").with_overrides(
+            {
+                "devices.count": n,
+                "system.bandwidth_hz": 1e7 * max(1.0, n / 10),
+                "server.cpu_hz": 5e10 * max(1.0, n / 10),
+            }
+        )
+        p = AllocationProblem.from_spec(spec, seed)
+        from privtuner.optimizer.feasibility import explain_infeasibility
+
+        if explain_infeasibility(p):
+            raise ValueError("default scenario infeasible at this size")
+        return p, "real (default scenario, shipped cost model)"
+    except Exception as exc:
+        from conftest import random_problem
+
+        rng = np.random.default_rng(seed)
+        return (
+            random_problem(rng, n, n_sets, deadline_factor=1.5),
+            f"synthetic (tests/optimizer/conftest.py random_problem; real table "
+            f"unavailable: {type(exc).__name__}: {str(exc)[:120]})",
+        )
+
+
+def run_method(p: AllocationProblem, method: str, **opts: Any) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    r = solve(p, method, **opts)
+    wall = time.perf_counter() - t0
+    return {
+        "time_s": wall,
+        "status": r.status,
+        "termination": r.termination,
+        "objective": r.objective,
+        "lower_bound": r.lower_bound,
+        "gap": r.gap,
+        "nodes": r.nodes,
+        "iterations": r.iterations,
+        "max_violation": r.max_violation,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10, 100, 1000, 10000])
+    ap.add_argument("--sets", type=int, default=20, help="synthetic catalogue size")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scip-time-limit", type=float, default=300.0)
+    ap.add_argument("--no-scip", action="store_true")
+    args = ap.parse_args()
+    out: dict[str, Any] = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpu": platform.processor(),
+            "platform": platform.platform(),
+        },
+        "rel_tol": 1e-6,
+        "sizes": {},
+    }
+    have_ao = "ao" in available_methods()
+    ao_prev: tuple[int, float] | None = None  # (devices, seconds) of the last ao run
+    for n in args.sizes:
+        p, source = make_problem(n, args.sets, args.seed)
+        row: dict[str, Any] = {"cost_table": source, "n_sets": p.n_sets}
+        row["exact"] = run_method(p, "exact", rel_tol=1e-6)
+        if not have_ao:
+            row["ao"] = {"skipped": "method 'ao' not registered in this build"}
+        elif ao_prev is not None and ao_prev[1] * n / ao_prev[0] > AO_LIMIT_S:
+            row["ao"] = {
+                "skipped": f"estimated > {AO_LIMIT_S:g} s (linear extrapolation "
+                f"from {ao_prev[1]:.3g} s at {ao_prev[0]} devices)"
+            }
+        else:
+            try:
+                row["ao"] = run_method(p, "ao", time_limit_s=AO_LIMIT_S)
+                ao_prev = (n, float(row["ao"]["time_s"]))
+            except Exception as exc:
+                row["ao"] = {"error": f"{type(exc).__name__}: {exc}"}
+            if "objective" in row["ao"]:
+                row["exact_minus_ao_rel"] = (
+                    row["exact"]["objective"] - row["ao"]["objective"]
+                ) / max(abs(row["ao"]["objective"]), 1e-300)
+        out["sizes"][str(n)] = row
+        print(json.dumps({"progress": n, "exact_time_s": row["exact"]["time_s"]}), file=sys.stderr)
+    if not args.no_scip:
+        try:
+            from scip_reference import solve_with_scip
+
+            p, source = make_problem(6, min(args.sets, 3), args.seed + 1)
+            ex = run_method(p, "exact", rel_tol=1e-9)
+            sc = solve_with_scip(p, time_limit_s=args.scip_time_limit)
+            out["scip_6_devices"] = {
+                "cost_table": source,
+                "n_sets": p.n_sets,
+                "exact_time_s": ex["time_s"],
+                "exact_objective": ex["objective"],
+                "scip_time_s": sc["time_s"],
+                "scip_status": sc["status"],
+                "scip_objective_reevaluated": sc.get("objective"),
+                "scip_objective": sc.get("scip_objective"),
+                "scip_dual_bound": sc.get("dual_bound"),
+                "scip_max_violation": sc.get("max_violation"),
+                "time_ratio_scip_over_exact": sc["time_s"] / ex["time_s"],
+                "ratio_is_lower_bound": sc["status"] != "optimal",
+            }
+        except ImportError as exc:
+            out["scip_6_devices"] = {"skipped": f"pyscipopt missing: {exc}"}
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,460 @@
+"""Stage B of the alternating optimisation (spec 5.1): fractional programming over (b, p, f_s).
+
+With the CKKS sets fixed, the transmit energy is a sum of ratios (spec section 4)::
+
+    sum_n p_n tau_n = sum_n p_n S_up,n / r_n(b_n, p_n),   r_n = b_n log2(1 + p_n g_n / (N0 b_n))
+
+*Quadratic transform* (Shen and Yu, "Fractional programming for communication systems - part I",
+IEEE Trans. Signal Process. 66(10), 2018), for a minimised ratio N/D with N >= 0, D > 0::
+
+    N / D = min_{y > 0}  y N^2 + 1 / (4 y D^2),      y* = 1 / (2 N D)
+
+For fixed y the surrogate is convex in (b, p): N = p is linear and 1/D^2 is a convex decreasing
+function of the concave rate. Alternating y* (closed form) with the convex solve is a
+majorisation-minimisation: the objective never increases. *Dinkelbach* (option
+``method="dinkelbach"``; W. Dinkelbach, "On nonlinear fractional programming", Manag. Sci.
+13(7), 1967) replaces each ratio by ``N - lambda_n D`` with ``lambda_n = N/D`` at the current
+point (the multi-ratio form of Jong, 2012); it is not monotone for a sum of ratios, so a step
+that increases the true objective is replaced by a quadratic-transform step.
+
+The convex problem (cvxpy, solved by Clarabel) is built ONCE per problem size with
+``cp.Parameter`` s (DPP) and re-solved with new parameter values for every FP step, every set
+assignment and every AO iteration. Scaled variables: ``x = b / B``, ``q = p / p_max``,
+``s = f_s / F_s``; the rate in nats per hertz of B is ``-rel_entr(x, x + snr0 q)`` with
+``snr0 = p_max g / (N0 B)`` (so ``r = B rhat / ln 2``), and times are in units of T_max.
+
+CPU frequencies. The device CPU is at the smallest frequency that meets the deadline (closed
+form, spec 5.1)::
+
+    f_n = C_dev / (T_max - S_down/r_dl - tau_n - C_srv/f_s,n)
+
+and is substituted into the objective: ``kappa_d C_dev f_n^2 = kappa_d C_dev^3 / slack_n^2``,
+convex because ``slack_n`` (the time left for the device) is concave in (b, p, f_s); the
+``f_n <= f_max`` limit becomes ``slack_n >= C_dev / f_max``. The server CPU ``f_s`` is shared
+(``sum f_s <= F_s``) and so is optimised inside the convex solve. Auxiliary variables ``u <=
+rhat`` and ``t <= slack`` keep every parameter-times-expression product DPP.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from privtuner.errors import SolverError
+
+F64 = NDArray[np.float64]
+I64 = NDArray[np.int64]
+LN2 = math.log(2.0)
+
+FpMethod = Literal["quadratic", "dinkelbach"]
+DeviceCpu = Literal["closed_form", "max"]
+FP_METHODS = ("quadratic", "dinkelbach")
+
+#: Largest relative constraint violation a stage-B point may have before it is rejected.
+POINT_TOL_REL = 1e-8
+
+#: Relative margins on the f <= f_max constraint inside the convex solve (``_set_params``):
+#: the FP runs with the first; a short polish then tries the smaller ones, keeping a step only
+#: if it is feasible and better (Clarabel's tolerance could otherwise push f above f_max).
+EPS_MARGINS_REL = (1e-6, 1e-7, 1e-8)
+POLISH_STEPS = 3
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """A full allocation (arrays ``[n_devices]``): set index, b [Hz], p [W], f [Hz], f_s [Hz]."""
+
+    sets: I64
+    bandwidth_hz: F64
+    tx_power_w: F64
+    cpu_hz: F64
+    server_cpu_hz: F64
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "sets": self.sets,
+            "bandwidth_hz": self.bandwidth_hz,
+            "tx_power_w": self.tx_power_w,
+            "cpu_hz": self.cpu_hz,
+            "server_cpu_hz": self.server_cpu_hz,
+        }
+
+
+def uplink_rate_bps(b_hz: F64, p_w: F64, gain_lin: F64, noise_w_per_hz: float) -> F64:
+    """FDMA uplink rate ``r = b log2(1 + p g / (N0 b))`` [bit/s] (spec section 4); 0 at b = 0."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(b_hz > 0, b_hz * np.log1p(p_w * gain_lin / (noise_w_per_hz * b_hz)) / LN2,
+                     0.0)
+    return np.asarray(r, dtype=float)
+
+
+def smallest_device_cpu_hz(problem: Any, sets: I64, b_hz: F64, p_w: F64, fs_hz: F64) -> F64:
+    """Closed form of spec 5.1: the smallest device frequency meeting the deadline [Hz].
+
+    ``f_n = C_dev,k / (T_max - S_down,k/r_dl - S_up,k/r_n - C_srv,k/f_s,n)``; ``inf`` where no
+    time is left; ``f_max`` for a set without device work (any frequency meets the deadline).
+    """
+    c = problem.costs
+    k = np.asarray(sets, dtype=np.int64)
+    rate = uplink_rate_bps(b_hz, p_w, problem.gain_lin, problem.noise_w_per_hz)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(c.uplink_bits[k] > 0, c.uplink_bits[k] / rate, 0.0)
+        t_srv = np.where(c.server_cycles[k] > 0, c.server_cycles[k] / fs_hz, 0.0)
+        left = problem.deadline_s - c.downlink_bits[k] / problem.downlink_rate_bps - tau - t_srv
+        c_dev = c.device_cycles[k]
+        f = np.where(c_dev > 0, np.where(left > 0, c_dev / left, np.inf), problem.f_max_hz)
+    f = np.where(np.isnan(f), np.inf, f)
+    return np.asarray(f, dtype=float)
+
+
+def energy_objective(problem: Any, alloc: Allocation) -> float:
+    """``w_E R sum_n E_n`` (no privacy term) with E_n of spec section 4 [objective units]."""
+    c = problem.costs
+    k = alloc.sets
+    rate = uplink_rate_bps(alloc.bandwidth_hz, alloc.tx_power_w, problem.gain_lin,
+                           problem.noise_w_per_hz)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_tx = np.where(c.uplink_bits[k] > 0, alloc.tx_power_w * c.uplink_bits[k] / rate, 0.0)
+    e = (problem.kappa_dev * c.device_cycles[k] * alloc.cpu_hz**2 + e_tx
+         + problem.kappa_srv * c.server_cycles[k] * alloc.server_cpu_hz**2)
+    val = float(problem.energy_weight * problem.rounds * np.sum(e))
+    return val if math.isfinite(val) else math.inf
+
+
+def objective_value(problem: Any, alloc: Allocation) -> float:
+    """The problem's objective (energy part + ``sum_n -w_P Phi``), as ``evaluate`` computes it."""
+    return energy_objective(problem, alloc) + float(np.sum(problem.set_constant[alloc.sets]))
+
+
+def max_violation(problem: Any, alloc: Allocation) -> float:
+    """Largest relative constraint violation (definitions of ``AllocationProblem.evaluate``)."""
+    ev = problem.evaluate(alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz,
+                          alloc.server_cpu_hz)
+    return float(ev.max_violation)
+
+
+@dataclass
+class StageBResult:
+    """Outcome of one stage-B solve for fixed sets."""
+
+    status: Literal["optimal", "feasible", "infeasible", "error"]
+    allocation: Allocation | None
+    objective: float  # the problem's objective (energy part + privacy constant)
+    iterations: int
+    time_s: float
+    history: list[float] = field(default_factory=list)  # objective after each accepted step
+    message: str = ""
+    fallback_steps: int = 0  # Dinkelbach steps replaced by quadratic-transform steps
+
+
+class StageB:
+    """The stage-B convex problem, built once for ``problem`` (module docstring).
+
+    ``solve(sets, start)`` runs fractional programming from ``start`` (an :class:`Allocation`,
+    typically the previous AO point; ``None``: equal shares and maximum power).
+
+    Scaling (every FP step re-normalises at the current point, so that Clarabel sees numbers of
+    order one): ``X = n b/B``, ``Q = p/p_max``, ``S = n f_s/F_s``; the rate in nats per hertz of
+    B, ``rhat = -rel_entr(X, X + n snr0 Q) / n``, is bounded below by ``rho U / n`` with ``rho``
+    the current point's ``n rhat`` (so ``U`` is about 1); the device time fraction
+    ``t = C_dev/(f T_max)`` is ``tsc T`` with ``tsc`` its current value. The objective is divided
+    by the current energy objective.
+    """
+
+    def __init__(self, problem: Any) -> None:
+        import cvxpy as cp
+
+        self.problem = problem
+        n = problem.n_devices
+        self.n = n
+        self.snr0 = np.asarray(problem.snr_hz, dtype=float) / problem.bandwidth_hz
+        self.X = cp.Variable(n, name="bandwidth_scaled")
+        self.Q = cp.Variable(n, name="power_scaled")
+        self.S = cp.Variable(n, name="server_cpu_scaled")
+        self.U = cp.Variable(n, name="rate_scaled")
+        self.T = cp.Variable(n, name="device_time_scaled")
+        P = lambda name, nonneg=True: cp.Parameter(n, name=name, nonneg=nonneg)  # noqa: E731
+        self.rho, self.tsc = P("rho"), P("tsc")
+        self.sigu, self.gams, self.eps = P("sigu"), P("gams"), P("eps")
+        self.head = P("head", nonneg=False)
+        self.cdev, self.csrv = P("cdev"), P("csrv")
+        self.a0, self.a1, self.a2, self.a3 = P("a0"), P("a1"), P("a2"), P("a3")
+        self.X_lo, self.X_hi = P("X_lo"), P("X_hi")
+        self.Q_lo, self.Q_hi = P("Q_lo"), P("Q_hi")
+        self.S_lo, self.S_hi = P("S_lo"), P("S_hi")
+        rate = -cp.rel_entr(self.X, self.X + cp.multiply(n * self.snr0, self.Q))  # = n rhat
+        slack = (self.head - cp.multiply(self.sigu, cp.inv_pos(self.U))
+                 - cp.multiply(self.gams, cp.inv_pos(self.S)))
+        dev_time = cp.multiply(self.tsc, self.T)
+        cons = [
+            cp.sum(self.X) <= n, cp.sum(self.S) <= n,
+            self.X >= self.X_lo, self.X <= self.X_hi,
+            self.Q >= self.Q_lo, self.Q <= self.Q_hi,
+            self.S >= self.S_lo, self.S <= self.S_hi,
+            cp.multiply(self.rho, self.U) <= rate,
+            dev_time <= slack, dev_time >= self.eps,
+        ]
+        obj = (
+            self.cdev @ cp.power(self.T, -2)
+            + self.csrv @ cp.square(self.S)
+            + self.a1 @ cp.square(self.Q)
+            + self.a2 @ cp.power(self.U, -2)
+            + self.a0 @ self.Q
+            - self.a3 @ self.U
+        )
+        self.cp_problem = cp.Problem(cp.Minimize(obj), cons)
+        if not self.cp_problem.is_dpp():  # pragma: no cover - a construction bug
+            raise SolverError("stage-B problem is not DPP")
+        self.builds = 1
+        self.solves = 0
+        self.margin = EPS_MARGINS_REL[0]
+
+    # ------------------------------------------------------------------ helpers
+    def _set_bounds(self, bounds: dict[str, F64] | None) -> None:
+        n = self.n
+        d = {"x_lo": np.zeros(n), "x_hi": np.ones(n), "q_lo": np.zeros(n), "q_hi": np.ones(n),
+             "s_lo": np.zeros(n), "s_hi": np.ones(n)}
+        for key, val in (bounds or {}).items():
+            if key not in d:
+                raise SolverError(f"stage B: unknown bound {key!r}; valid: {sorted(d)}")
+            d[key] = np.broadcast_to(np.asarray(val, dtype=float), (n,)).copy()
+        self.bounds = d
+        self.X_lo.value, self.X_hi.value = n * d["x_lo"], n * d["x_hi"]
+        self.Q_lo.value, self.Q_hi.value = d["q_lo"], d["q_hi"]
+        self.S_lo.value, self.S_hi.value = n * d["s_lo"], n * d["s_hi"]
+
+    def _rhat(self, x: F64, q: F64) -> F64:
+        """Rate in nats per hertz of B: ``x ln(1 + snr0 q / x)`` with ``x = b/B``."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = np.where(x > 0, x * np.log1p(self.snr0 * q / np.where(x > 0, x, 1.0)), 0.0)
+        return np.asarray(r, dtype=float)
+
+    def _complete(self, sets: I64, x: F64, q: F64, s: F64, device_cpu: DeviceCpu) -> Allocation:
+        """Fractions (b/B, p/p_max, f_s/F_s) -> allocation, projected onto the simple
+        constraints exactly; the device CPU in closed form (or f_max)."""
+        pr = self.problem
+        x = np.maximum(np.nan_to_num(x, nan=0.0), 0.0)
+        s = np.maximum(np.nan_to_num(s, nan=0.0), 0.0)
+        q = np.clip(np.nan_to_num(q, nan=0.0), 0.0, 1.0)
+        if x.sum() > 1.0:
+            x = x / x.sum()
+        if s.sum() > 1.0:
+            s = s / s.sum()
+        b = x * pr.bandwidth_hz
+        p = np.minimum(q * pr.p_max_w, pr.p_max_w)
+        fs = s * pr.server_cpu_hz
+        if device_cpu == "max":
+            f = np.array(pr.f_max_hz, dtype=float)
+        else:
+            f = smallest_device_cpu_hz(pr, sets, b, p, fs)
+        return Allocation(np.asarray(sets, dtype=np.int64), b, p, f, fs)
+
+    def _set_params(
+        self, sets: I64, x: F64, q: F64, alloc: Allocation, method: FpMethod,
+        device_cpu: DeviceCpu,
+    ) -> None:
+        """All parameters for one FP step at the current point ``(x, q)`` / ``alloc``."""
+        pr = self.problem
+        c = pr.costs
+        n = self.n
+        k = np.asarray(sets, dtype=np.int64)
+        D, B, F = pr.deadline_s, pr.bandwidth_hz, pr.server_cpu_hz
+        e_ref = energy_objective(pr, alloc)
+        if not (math.isfinite(e_ref) and e_ref > 0):
+            e_ref = self._reference_energy(k)
+        w = pr.energy_weight * pr.rounds / e_ref
+        c_dev, c_srv = c.device_cycles[k], c.server_cycles[k]
+        sig = c.uplink_bits[k] * LN2 / (B * D)  # tau / T_max = sig / rhat
+        rh = np.maximum(self._rhat(x, q), 1e-300)
+        rho = n * rh
+        self.rho.value = rho
+        self.sigu.value = sig * n / rho
+        self.gams.value = n * c_srv / (F * D)
+        self.head.value = 1.0 - c.downlink_bits[k] / (pr.downlink_rate_bps * D)
+        # f <= f_max as t >= C_dev/(f_max T_max), with a small relative margin so that the
+        # solver's feasibility tolerance never turns into a violation of f <= f_max
+        eps = c_dev / (pr.f_max_hz * D) * (1.0 + self.margin) + 1e-15
+        self.eps.value = eps
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_cur = np.where(c_dev > 0, c_dev / (alloc.cpu_hz * D), 0.0)
+        tsc = np.where(np.isfinite(t_cur) & (t_cur > 0), t_cur, np.maximum(eps, 1e-3))
+        tsc = np.clip(tsc, np.maximum(eps, 1e-12), 1.0)
+        self.tsc.value = tsc
+        if device_cpu == "max":
+            self.cdev.value = np.zeros(n)
+        else:
+            self.cdev.value = w * pr.kappa_dev * c_dev**3 / D**2 / tsc**2
+        self.csrv.value = w * pr.kappa_srv * c_srv * F**2 / n**2
+        a = w * pr.p_max_w * sig * D  # E_tx (weighted, scaled) = a q / rhat
+        qq = np.maximum(q, 1e-12)
+        zeros = np.zeros(n)
+        if method == "quadratic":
+            y = 1.0 / (2.0 * qq * rh)  # y* = 1/(2 N D)
+            self.a1.value = a * y
+            self.a2.value = a / (4.0 * y) / (rho / n) ** 2
+            self.a0.value = zeros
+            self.a3.value = zeros
+        else:
+            lam = qq / rh  # Dinkelbach: lambda_n = N_n / D_n
+            self.a1.value = zeros
+            self.a2.value = zeros
+            self.a0.value = a
+            self.a3.value = a * lam * rho / n
+
+    def _solve_once(self) -> str:
+        import cvxpy as cp
+
+        self.solves += 1
+        try:
+            with warnings.catch_warnings():
+                # "solution may be inaccurate": every point is re-checked by ``_feasible``
+                warnings.simplefilter("ignore", UserWarning)
+                self.cp_problem.solve(solver=cp.CLARABEL)
+        except cp.error.SolverError as exc:
+            return f"error: {exc}"
+        return str(self.cp_problem.status)
+
+    def _step(
+        self, sets: I64, x: F64, q: F64, cur: Allocation, method: FpMethod,
+        device_cpu: DeviceCpu,
+    ) -> tuple[str, Allocation | None]:
+        self._set_params(sets, x, q, cur, method, device_cpu)
+        st = self._solve_once()
+        if st not in ("optimal", "optimal_inaccurate"):
+            return st, None
+        n = self.n
+        X, Q, S = self.X.value, self.Q.value, self.S.value
+        assert X is not None and Q is not None and S is not None
+        return st, self._complete(sets, X / n, Q, S / n, device_cpu)
+
+    # ------------------------------------------------------------------ public
+    def solve(
+        self,
+        sets: I64,
+        start: Allocation | None = None,
+        *,
+        method: FpMethod = "quadratic",
+        rel_tol: float = 1e-7,
+        max_iterations: int = 100,
+        time_limit_s: float | None = None,
+        bounds: dict[str, F64] | None = None,
+        device_cpu: DeviceCpu = "closed_form",
+    ) -> StageBResult:
+        """Fractional programming for fixed ``sets`` from ``start`` (module docstring).
+
+        ``rel_tol``: stop when an FP step changes the objective by less than this (relative
+        to the energy objective); ``bounds``: optional per-device bounds on the fractions
+        (``x_lo``, ``x_hi`` on b/B, ``q_lo``, ``q_hi`` on p/p_max, ``s_lo``, ``s_hi`` on
+        f_s/F_s) used by the baselines; ``device_cpu``: ``"closed_form"`` (smallest frequency
+        meeting the deadline) or ``"max"`` (f = f_max: the communication-only baseline).
+        Returns the best feasible point visited (never worse than a feasible ``start``).
+        """
+        if method not in FP_METHODS:
+            raise SolverError(f"fp_method must be one of {list(FP_METHODS)} (got {method!r})")
+        t0 = time.perf_counter()
+        pr = self.problem
+        n = self.n
+        sets = np.asarray(sets, dtype=np.int64)
+        pmax = np.where(pr.p_max_w > 0, pr.p_max_w, 1.0)
+        if start is None:
+            x, q, s = np.full(n, 1.0 / n), np.ones(n), np.full(n, 1.0 / n)
+        else:
+            x = start.bandwidth_hz / pr.bandwidth_hz
+            q = start.tx_power_w / pmax
+            s = start.server_cpu_hz / pr.server_cpu_hz
+        self._set_bounds(bounds)
+        bd = self.bounds
+        x = np.clip(x, bd["x_lo"], bd["x_hi"])
+        q = np.clip(q, bd["q_lo"], bd["q_hi"])
+        s = np.clip(s, bd["s_lo"], bd["s_hi"])
+        cur = self._complete(sets, x, q, s, device_cpu)
+        cur_ok = self._feasible(cur)
+        cur_obj = objective_value(pr, cur) if cur_ok else math.inf
+        history: list[float] = [cur_obj] if cur_ok else []
+        fallback = 0
+        it = 0
+        message = ""
+        status_fail: str | None = None
+        while it < max_iterations:
+            if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+                message = "time limit"
+                break
+            it += 1
+            st, cand = self._step(sets, x, q, cur, method, device_cpu)
+            ok = cand is not None and self._feasible(cand)
+            obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
+            if method == "dinkelbach" and cur_ok and not obj <= cur_obj:
+                # not monotone for a sum of ratios: take a quadratic-transform step instead
+                fallback += 1
+                st, cand = self._step(sets, x, q, cur, "quadratic", device_cpu)
+                ok = cand is not None and self._feasible(cand)
+                obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
+            if cand is None:
+                status_fail = st
+                if not cur_ok:
+                    break
+                message = f"convex solve {st}; kept the previous point"
+                break
+            if not ok:
+                message = "solver point violates the constraints; kept the previous point"
+                break
+            if cur_ok and obj >= cur_obj:
+                break  # no progress (solver accuracy): keep the current point
+            prev = cur_obj
+            cur, cur_obj, cur_ok = cand, obj, True
+            history.append(cur_obj)
+            x = cur.bandwidth_hz / pr.bandwidth_hz
+            q = cur.tx_power_w / pmax
+            if math.isfinite(prev) and abs(prev - cur_obj) <= rel_tol * max(
+                abs(cur_obj), energy_objective(pr, cur), 1e-300
+            ):
+                break
+        if cur_ok and message != "time limit":
+            # polish with smaller margins on f <= f_max (only feasible improvements are kept)
+            for margin in EPS_MARGINS_REL[1:]:
+                self.margin = margin
+                for _ in range(POLISH_STEPS):
+                    if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
+                        break
+                    it += 1
+                    _, cand = self._step(sets, x, q, cur, "quadratic", device_cpu)
+                    if cand is None or not self._feasible(cand):
+                        break
+                    obj = objective_value(pr, cand)
+                    if not obj < cur_obj:
+                        break
+                    cur, cur_obj = cand, obj
+                    history.append(cur_obj)
+                    x = cur.bandwidth_hz / pr.bandwidth_hz
+                    q = cur.tx_power_w / pmax
+            self.margin = EPS_MARGINS_REL[0]
+        elapsed = time.perf_counter() - t0
+        if not cur_ok:
+            if status_fail is not None and status_fail.startswith("infeasible"):
+                return StageBResult("infeasible", None, math.inf, it, elapsed, history,
+                                    f"stage B: convex problem {status_fail} for these sets",
+                                    fallback_steps=fallback)
+            return StageBResult("error", None, math.inf, it, elapsed, history,
+                                f"stage B: no feasible point ({status_fail or message})",
+                                fallback_steps=fallback)
+        return StageBResult("feasible", cur, cur_obj, it, elapsed, history, message,
+                            fallback_steps=fallback)
+
+    def _feasible(self, alloc: Allocation) -> bool:
+        return bool(max_violation(self.problem, alloc) <= POINT_TOL_REL)
+
+    def _reference_energy(self, sets: I64) -> float:
+        """An energy scale for the objective when no feasible start is known: device and server
+        energy at f_max and an equal server share, with the energy weight."""
+        pr = self.problem
+        c = pr.costs
+        e = (pr.kappa_dev * c.device_cycles[sets] * pr.f_max_hz**2
+             + pr.kappa_srv * c.server_cycles[sets] * (pr.server_cpu_hz / self.n) ** 2)
+        val = float(pr.energy_weight * pr.rounds * np.sum(e))
+        return val if (math.isfinite(val) and val > 0) else 1.0
