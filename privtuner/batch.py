@@ -796,12 +796,34 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     raise PrivtunerError(f"{path}: unknown table format {suffix!r}; use .parquet or .csv")
 
 
-def comparable(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows without :data:`TIMING_COLUMNS` (and with empty text normalised to None), for
-    comparing two runs of the same tasks."""
+def _is_timing_key(key: str) -> bool:
+    return key.startswith(("time", "wall", "elapsed")) or key.endswith(("time_s", "elapsed_s"))
+
+
+def _strip_history_timings(text: Any) -> Any:
+    if not text:
+        return None
+    history = json.loads(str(text))
+    if not isinstance(history, list):
+        return text
+    return json.dumps(
+        [
+            {k: v for k, v in h.items() if not _is_timing_key(str(k))} if isinstance(h, dict) else h
+            for h in history
+        ]
+    )
+
+
+def comparable(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without what legitimately differs between two runs of the same tasks: the
+    :data:`TIMING_COLUMNS` and timing entries of the solver history (``time_s``, ...); empty
+    text as None. Two runs of the same tasks (local, dask, resumed) compare equal."""
     out = []
     for r in rows:
-        out.append({k: (None if v == "" else v) for k, v in r.items() if k not in TIMING_COLUMNS})
+        row = {k: (None if v == "" else v) for k, v in r.items() if k not in TIMING_COLUMNS}
+        if "history_json" in row:
+            row["history_json"] = _strip_history_timings(row["history_json"])
+        out.append(row)
     return out
 
 

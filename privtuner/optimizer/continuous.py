@@ -479,7 +479,7 @@ def solve_pairs(
 # ---------------------------------------------------------------------- market clearing
 def group_sum(x: F64, grp: I64, n_groups: int) -> F64:
     """Sum of ``x`` over the pairs of each group (``[n_groups]``)."""
-    return np.bincount(grp, weights=x, minlength=n_groups)
+    return np.bincount(grp, weights=x, minlength=n_groups).astype(np.float64)
 
 
 def _stack(pd: PairData, copies: int) -> PairData:
@@ -576,7 +576,9 @@ def clear_markets(
     g3 = np.concatenate([grp, grp + G, grp + 2 * G])
 
     def evaluate(xx: NDArray[np.float64], ll: F64) -> tuple[PairSolution, F64, F64, F64]:
-        xs = np.concatenate([xx, xx + [h, 0.0], xx + [0.0, h]], axis=0)  # [3G, 2]
+        xs = np.concatenate(
+            [xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0
+        )  # [3G, 2]
         sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3))
         eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
         ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
@@ -621,7 +623,7 @@ def clear_markets(
 
 def _pick_crossing(ex: F64, lx: F64) -> F64:
     """Per group, the log price of the grid point nearest the excess-demand sign change."""
-    k, G = ex.shape
+    G = ex.shape[1]
     out = np.empty(G)
     for g in range(G):
         e = ex[:, g]

@@ -380,9 +380,9 @@ def solve_exact(
         if termination == "gap_closed":
             raise InfeasibleError(
                 [
-                    f"all {problem.n_devices} devices together: no combination of allowed CKKS sets "
-                    "admits an allocation meeting every deadline within the bandwidth and server "
-                    "CPU capacities (branch-and-bound over the sets)"
+                    f"all {problem.n_devices} devices together: no combination of allowed CKKS "
+                    "sets admits an allocation meeting every deadline within the bandwidth "
+                    "and server CPU capacities (branch-and-bound over the sets)"
                 ]
             )
         return SolveResult.error(

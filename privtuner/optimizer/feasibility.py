@@ -157,8 +157,8 @@ def explain_infeasibility(problem: AllocationProblem) -> list[str]:
     names = problem.set_names
     metric = c.privacy_metric
     allowed = problem.allowed
-    for i in np.flatnonzero(~allowed.any(axis=1)):
-        reasons.append(_no_set_reason(problem, int(i)))
+    for dev_i in np.flatnonzero(~allowed.any(axis=1)):
+        reasons.append(_no_set_reason(problem, int(dev_i)))
     if reasons:
         return reasons
     dev = np.repeat(np.arange(n), K)

@@ -284,7 +284,7 @@ class AllocationProblem:
         from privtuner.system_sim import build_instance
 
         try:
-            from privtuner.costmodels import build_cost_table  # type: ignore[attr-defined]
+            from privtuner.costmodels import build_cost_table
         except ImportError as exc:  # pragma: no cover - until the cost model lands
             raise CostModelError(
                 "privtuner.costmodels.build_cost_table is not available in this build"

@@ -119,9 +119,9 @@ def test_registry_errors_list_valid_choices() -> None:
     rng = np.random.default_rng(4)
     p = random_problem(rng, 2, 2)
     assert {"exact", "enumerate"} <= set(available_methods())
-    with pytest.raises(SolverError, match="unknown method 'nope'.*exact"):
+    with pytest.raises(SolverError, match=r"unknown method 'nope'.*exact"):
         solve(p, "nope")
-    with pytest.raises(SolverError, match="unknown option.*'bogus'.*rel_tol"):
+    with pytest.raises(SolverError, match=r"unknown option.*'bogus'.*rel_tol"):
         solve(p, "exact", bogus=1)
     with pytest.raises(SolverError, match="rel_tol"):
         solve(p, "exact", rel_tol=2.0)
