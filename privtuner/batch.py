@@ -296,7 +296,7 @@ def collect_tasks(
     tasks: list[BatchTask] = []
     for f in discover_scenario_files(paths):
         try:
-            spec = resolve_relative_paths(load_scenario(f), f.parent)
+            spec = load_scenario(f)  # relative paths resolved by the loader
             if transform is not None:
                 spec = transform(spec)
             tasks.extend(
@@ -315,15 +315,6 @@ def collect_tasks(
     if problems:
         raise ScenarioError(problems)
     return tasks
-
-
-def resolve_relative_paths(spec: Any, base_dir: Path) -> Any:
-    """``fhe.cost_model`` given as a relative path is relative to the scenario file: make it
-    absolute (workers run elsewhere)."""
-    cm = spec.fhe.cost_model
-    if cm != "default" and not Path(cm).is_absolute():
-        return spec.with_overrides({"fhe.cost_model": str((base_dir / cm).resolve())})
-    return spec
 
 
 def check_methods(methods: Iterable[str]) -> None:

@@ -39,21 +39,19 @@ def register(sub: Any) -> None:
         metavar="ALLOCATION.csv",
         help="write one row per device (what a planner hands on)",
     )
+    p.add_argument(
+        "--plots",
+        default=None,
+        metavar="DIR",
+        help="write the per-device allocation figure and an energy-privacy trade-off figure "
+        "(re-solved over privacy weights) with their CSV tables",
+    )
     p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
     p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("methods", help="list the registered solver methods")
     p.set_defaults(func=cmd_methods)
-
-
-def _resolve_cost_model(spec: Any, scenario_path: Path) -> Any:
-    """A relative ``fhe.cost_model`` path is relative to the scenario file."""
-    cm = spec.fhe.cost_model
-    if cm != "default" and not Path(cm).is_absolute():
-        resolved = (scenario_path.parent / cm).resolve()
-        spec = spec.with_overrides({"fhe.cost_model": str(resolved)})
-    return spec
 
 
 def _write_atomic(path: str, text: str) -> None:
@@ -94,7 +92,6 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"{args.file}: the scenario has a sweep; solve it with 'privtuner batch' "
             "(or remove the sweep)"
         )
-    spec = _resolve_cost_model(spec, Path(args.file))
     problem = AllocationProblem.from_spec(spec, args.seed)
     method = args.method or spec.solver.method
     options: dict[str, Any] = {
@@ -111,6 +108,11 @@ def cmd_solve(args: argparse.Namespace) -> int:
         _write_atomic(args.out, result.to_json() + "\n")
     if args.csv:
         _write_atomic(args.csv, _csv_text(result.allocation_rows()))
+    if args.plots:
+        from privtuner.studies import write_solve_figures
+
+        written = write_solve_figures(problem, result, args.plots, **options)
+        print(f"wrote {len(written)} figure/table files to {args.plots}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
     else:

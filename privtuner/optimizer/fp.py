@@ -169,6 +169,7 @@ class StageB:
 
     def __init__(self, problem: Any) -> None:
         import cvxpy as cp
+        from cvxpy.constraints import ExpCone, PowCone3D
 
         self.problem = problem
         n = problem.n_devices
@@ -188,25 +189,31 @@ class StageB:
         self.X_lo, self.X_hi = P("X_lo"), P("X_hi")
         self.Q_lo, self.Q_hi = P("Q_lo"), P("Q_hi")
         self.S_lo, self.S_hi = P("S_lo"), P("S_hi")
-        rate = -cp.rel_entr(self.X, self.X + cp.multiply(n * self.snr0, self.Q))  # = n rhat
-        slack = (self.head - cp.multiply(self.sigu, cp.inv_pos(self.U))
-                 - cp.multiply(self.gams, cp.inv_pos(self.S)))
+        V = lambda name: cp.Variable(n, name=name)  # noqa: E731
+        inv_u, inv_s = V("inv_rate"), V("inv_server_cpu")  # >= 1/U, >= 1/S
+        z_t, z_u, z_s, z_q = V("z_t"), V("z_u"), V("z_s"), V("z_q")  # epigraphs
+        one = np.ones(n)
+        slack = self.head - cp.multiply(self.sigu, inv_u) - cp.multiply(self.gams, inv_s)
         dev_time = cp.multiply(self.tsc, self.T)
         cons = [
             cp.sum(self.X) <= n, cp.sum(self.S) <= n,
             self.X >= self.X_lo, self.X <= self.X_hi,
             self.Q >= self.Q_lo, self.Q <= self.Q_hi,
             self.S >= self.S_lo, self.S <= self.S_hi,
-            cp.multiply(self.rho, self.U) <= rate,
+            # rate: rho U <= X ln(1 + n snr0 Q / X)  <=>  X exp(rho U / X) <= X + n snr0 Q
+            ExpCone(cp.multiply(self.rho, self.U), self.X,
+                    self.X + cp.multiply(n * self.snr0, self.Q)),
+            PowCone3D(inv_u, self.U, one, 0.5),  # inv_u U >= 1
+            PowCone3D(inv_s, self.S, one, 0.5),  # inv_s S >= 1
             dev_time <= slack, dev_time >= self.eps,
+            PowCone3D(z_t, self.T, one, 1.0 / 3.0),  # z_t >= T^-2
+            PowCone3D(z_u, self.U, one, 1.0 / 3.0),  # z_u >= U^-2
+            PowCone3D(z_s, one, self.S, 0.5),  # z_s >= S^2
+            PowCone3D(z_q, one, self.Q, 0.5),  # z_q >= Q^2
         ]
         obj = (
-            self.cdev @ cp.power(self.T, -2)
-            + self.csrv @ cp.square(self.S)
-            + self.a1 @ cp.square(self.Q)
-            + self.a2 @ cp.power(self.U, -2)
-            + self.a0 @ self.Q
-            - self.a3 @ self.U
+            self.cdev @ z_t + self.csrv @ z_s + self.a1 @ z_q + self.a2 @ z_u
+            + self.a0 @ self.Q - self.a3 @ self.U
         )
         self.cp_problem = cp.Problem(cp.Minimize(obj), cons)
         if not self.cp_problem.is_dpp():  # pragma: no cover - a construction bug

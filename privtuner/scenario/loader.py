@@ -177,6 +177,12 @@ def validate_data(
                     problems.append("devices: give at most one of explicit or csv")
                 devices["explicit"] = rows
             data["devices"] = devices
+    fhe = data.get("fhe")
+    if isinstance(fhe, dict) and isinstance(fhe.get("cost_model"), str) and base_dir is not None:
+        model = fhe["cost_model"]
+        if model != "default" and not Path(model).is_absolute():
+            # resolved once here, like devices.csv, so every caller sees an absolute path
+            data["fhe"] = {**fhe, "cost_model": str((base_dir / model).resolve())}
     sweep = data.get("sweep")
     if sweep is not None:
         sweep_problems = _check_sweep(sweep)
