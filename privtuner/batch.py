@@ -734,7 +734,7 @@ def _csv_cell(v: Any) -> str:
 def _write_parquet(rows: Sequence[dict[str, Any]], columns: list[str], out: Path) -> None:
     from privtuner.errors import require
 
-    pa: Any = require("pyarrow", extra="dev", purpose="Parquet output (or use --out x.csv)")
+    pa: Any = require("pyarrow", extra="batch", purpose="Parquet output (or use --out x.csv)")
     import pyarrow.parquet as pq
 
     types = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}
@@ -776,7 +776,7 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
         if suffix == ".parquet":
             from privtuner.errors import require
 
-            require("pyarrow", extra="dev", purpose="reading Parquet results")
+            require("pyarrow", extra="batch", purpose="reading Parquet results")
             import pyarrow.parquet as pq
 
             return [dict(r) for r in pq.read_table(path).to_pylist()]

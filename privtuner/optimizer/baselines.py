@@ -49,6 +49,7 @@ from privtuner.optimizer.fp import (
     FP_METHODS,
     Allocation,
     StageB,
+    closed_form_cpus,
     objective_value,
     smallest_device_cpu_hz,
 )
@@ -162,38 +163,6 @@ def _infeasible(problem: AllocationProblem, method: str, reasons: list[str], see
 
 
 # ---------------------------------------------------------------------- baselines
-def closed_form_cpus(problem: AllocationProblem, sets: I64, b: F64, p: F64,
-                     ) -> tuple[F64, F64]:
-    """Energy-optimal split of the time left between device and server CPU, per device.
-
-    With ``T_c = T_max - S_up/r - S_down/r_dl`` left for computing, minimising
-    ``kappa_d C_dev f^2 + kappa_s C_srv f_s^2`` subject to ``C_dev/f + C_srv/f_s = T_c``
-    (Lagrange: ``kappa_d f^3 = kappa_s f_s^3``) gives ``f_s = rho f`` with
-    ``rho = (kappa_d / kappa_s)^(1/3)`` and ``f = (C_dev + C_srv/rho) / T_c``; if that exceeds
-    f_max, ``f = f_max`` and ``f_s = C_srv / (T_c - C_dev/f_max)``. The server-CPU capacity is
-    ignored here (see :func:`solve_equal_bandwidth`). ``inf`` where no time is left.
-    """
-    c = problem.costs
-    k = np.asarray(sets, dtype=np.int64)
-    c_dev, c_srv = c.device_cycles[k], c.server_cycles[k]
-    rate = b * np.log1p(p * problem.gain_lin / (problem.noise_w_per_hz * b)) / math.log(2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tau = np.where(c.uplink_bits[k] > 0, c.uplink_bits[k] / rate, 0.0)
-        t_c = problem.deadline_s - tau - c.downlink_bits[k] / problem.downlink_rate_bps
-        rho = np.cbrt(problem.kappa_dev / problem.kappa_srv) if problem.kappa_srv > 0 else (
-            np.full(problem.n_devices, np.inf))
-        f = np.where(c_dev > 0, (c_dev + np.where(c_srv > 0, c_srv / rho, 0.0)) / t_c, 0.0)
-        fs = np.where(c_srv > 0, rho * f, 0.0)
-        fs = np.where((c_srv > 0) & (c_dev == 0), c_srv / t_c, fs)
-        over = f > problem.f_max_hz
-        left = t_c - c_dev / problem.f_max_hz
-        f = np.where(over, problem.f_max_hz, f)
-        fs = np.where(over, np.where(left > 0, c_srv / left, np.inf), fs)
-        f = np.where(c_dev > 0, f, problem.f_max_hz)
-        bad = ~(t_c > 0) | ~np.isfinite(fs) | (fs < 0)
-    return np.where(bad, np.inf, f), np.where(bad, np.inf, fs)
-
-
 @register_solver("equal_bandwidth",
                  "baseline: equal bandwidth, max power, sets by best response, CPUs in closed "
                  "form (energy-optimal device/server split) (spec 5.3)")

@@ -65,6 +65,21 @@ POINT_TOL_REL = 1e-8
 EPS_MARGINS_REL = (1e-6, 1e-7, 1e-8)
 POLISH_STEPS = 3
 
+#: Clarabel settings tried in turn when a solve fails or is inaccurate (more regularisation,
+#: more iterations): interior-point methods can stall on nearly flat directions (devices
+#: whose transmit energy hardly depends on the power at low SNR).
+CLARABEL_RETRIES: tuple[dict[str, Any], ...] = (
+    {},
+    {"static_regularization_constant": 1e-6, "max_iter": 400},
+    {"static_regularization_constant": 1e-6, "max_iter": 400, "reduced_tol_gap_rel": 1e-3,
+     "reduced_tol_gap_abs": 1e-4, "reduced_tol_feas": 1e-6, "reduced_tol_ktratio": 1e-3},
+)
+
+#: Above this many devices the problem is re-canonicalised at every solve (``ignore_dpp``):
+#: cvxpy's DPP parameter tensor grows with (variables x parameters), i.e. quadratically in n,
+#: and its one-time compilation takes seconds at a few hundred devices.
+DPP_MAX_DEVICES = 150
+
 
 @dataclass(frozen=True)
 class Allocation:
@@ -113,6 +128,56 @@ def smallest_device_cpu_hz(problem: Any, sets: I64, b_hz: F64, p_w: F64, fs_hz: 
     return np.asarray(f, dtype=float)
 
 
+def closed_form_cpus(problem: Any, sets: I64, b: F64, p: F64,
+                     ) -> tuple[F64, F64]:
+    """Energy-optimal split of the time left between device and server CPU, per device.
+
+    With ``T_c = T_max - S_up/r - S_down/r_dl`` left for computing, minimising
+    ``kappa_d C_dev f^2 + kappa_s C_srv f_s^2`` subject to ``C_dev/f + C_srv/f_s = T_c``
+    (Lagrange: ``kappa_d f^3 = kappa_s f_s^3``) gives ``f_s = rho f`` with
+    ``rho = (kappa_d / kappa_s)^(1/3)`` and ``f = (C_dev + C_srv/rho) / T_c``; if that exceeds
+    f_max, ``f = f_max`` and ``f_s = C_srv / (T_c - C_dev/f_max)``. The server-CPU capacity is
+    ignored here (see :func:`solve_equal_bandwidth`). ``inf`` where no time is left.
+    """
+    c = problem.costs
+    k = np.asarray(sets, dtype=np.int64)
+    c_dev, c_srv = c.device_cycles[k], c.server_cycles[k]
+    rate = b * np.log1p(p * problem.gain_lin / (problem.noise_w_per_hz * b)) / math.log(2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(c.uplink_bits[k] > 0, c.uplink_bits[k] / rate, 0.0)
+        t_c = problem.deadline_s - tau - c.downlink_bits[k] / problem.downlink_rate_bps
+        rho = np.cbrt(problem.kappa_dev / problem.kappa_srv) if problem.kappa_srv > 0 else (
+            np.full(problem.n_devices, np.inf))
+        f = np.where(c_dev > 0, (c_dev + np.where(c_srv > 0, c_srv / rho, 0.0)) / t_c, 0.0)
+        fs = np.where(c_srv > 0, rho * f, 0.0)
+        fs = np.where((c_srv > 0) & (c_dev == 0), c_srv / t_c, fs)
+        over = f > problem.f_max_hz
+        left = t_c - c_dev / problem.f_max_hz
+        f = np.where(over, problem.f_max_hz, f)
+        fs = np.where(over, np.where(left > 0, c_srv / left, np.inf), fs)
+        f = np.where(c_dev > 0, f, problem.f_max_hz)
+        bad = ~(t_c > 0) | ~np.isfinite(fs) | (fs < 0)
+    return np.where(bad, np.inf, f), np.where(bad, np.inf, fs)
+
+
+def default_start(problem: Any, sets: I64) -> Allocation:
+    """A starting point for stage B: equal bandwidth, max power, CPUs by
+    :func:`closed_form_cpus`; server shares scaled down to F_s if they exceed it (then the
+    device CPU in closed form). It may violate f <= f_max or the deadline (FP then starts from
+    the first feasible solve)."""
+    n = problem.n_devices
+    sets = np.asarray(sets, dtype=np.int64)
+    b = np.full(n, problem.bandwidth_hz / n)
+    p = np.array(problem.p_max_w, dtype=float)
+    f, fs = closed_form_cpus(problem, sets, b, p)
+    fs = np.where(np.isfinite(fs), fs, problem.server_cpu_hz / n)
+    if fs.sum() > problem.server_cpu_hz:
+        fs = fs * (problem.server_cpu_hz / fs.sum())
+    f = smallest_device_cpu_hz(problem, sets, b, p, fs)
+    f = np.where(np.isfinite(f), np.minimum(f, problem.f_max_hz), problem.f_max_hz)
+    return Allocation(sets, b, p, f, fs)
+
+
 def energy_objective(problem: Any, alloc: Allocation) -> float:
     """``w_E R sum_n E_n`` (no privacy term) with E_n of spec section 4 [objective units]."""
     c = problem.costs
@@ -157,7 +222,7 @@ class StageB:
     """The stage-B convex problem, built once for ``problem`` (module docstring).
 
     ``solve(sets, start)`` runs fractional programming from ``start`` (an :class:`Allocation`,
-    typically the previous AO point; ``None``: equal shares and maximum power).
+    typically the previous AO point; ``None``: :func:`default_start`).
 
     Scaling (every FP step re-normalises at the current point, so that Clarabel sees numbers of
     order one): ``X = n b/B``, ``Q = p/p_max``, ``S = n f_s/F_s``; the rate in nats per hertz of
@@ -182,6 +247,7 @@ class StageB:
         self.T = cp.Variable(n, name="device_time_scaled")
         P = lambda name, nonneg=True: cp.Parameter(n, name=name, nonneg=nonneg)  # noqa: E731
         self.rho, self.tsc = P("rho"), P("tsc")
+        self.log_s, self.inv_s, self.snr_s = P("log_s"), P("inv_s"), P("snr_s")
         self.sigu, self.gams, self.eps = P("sigu"), P("gams"), P("eps")
         self.head = P("head", nonneg=False)
         self.cdev, self.csrv = P("cdev"), P("csrv")
@@ -201,8 +267,10 @@ class StageB:
             self.Q >= self.Q_lo, self.Q <= self.Q_hi,
             self.S >= self.S_lo, self.S <= self.S_hi,
             # rate: rho U <= X ln(1 + n snr0 Q / X)  <=>  X exp(rho U / X) <= X + n snr0 Q
-            ExpCone(cp.multiply(self.rho, self.U), self.X,
-                    self.X + cp.multiply(n * self.snr0, self.Q)),
+            # <=> X exp((rho U - X ln s)/X) <= (X + n snr0 Q)/s for any s > 0: with s = 1 + the
+            # current SNR every coefficient of the cone is of order one (conditioning)
+            ExpCone(cp.multiply(self.rho, self.U) - cp.multiply(self.log_s, self.X), self.X,
+                    cp.multiply(self.inv_s, self.X) + cp.multiply(self.snr_s, self.Q)),
             PowCone3D(inv_u, self.U, one, 0.5),  # inv_u U >= 1
             PowCone3D(inv_s, self.S, one, 0.5),  # inv_s S >= 1
             dev_time <= slack, dev_time >= self.eps,
@@ -220,7 +288,9 @@ class StageB:
             raise SolverError("stage-B problem is not DPP")
         self.builds = 1
         self.solves = 0
+        self.ignore_dpp = n > DPP_MAX_DEVICES
         self.margin = EPS_MARGINS_REL[0]
+        self._sol: tuple[F64, F64, F64] = (np.zeros(n), np.zeros(n), np.zeros(n))
 
     # ------------------------------------------------------------------ helpers
     def _set_bounds(self, bounds: dict[str, F64] | None) -> None:
@@ -272,6 +342,10 @@ class StageB:
         n = self.n
         k = np.asarray(sets, dtype=np.int64)
         D, B, F = pr.deadline_s, pr.bandwidth_hz, pr.server_cpu_hz
+        f_cur = np.where(np.isfinite(alloc.cpu_hz), np.minimum(alloc.cpu_hz, pr.f_max_hz),
+                         pr.f_max_hz)
+        alloc = Allocation(alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, f_cur,
+                           alloc.server_cpu_hz)
         e_ref = energy_objective(pr, alloc)
         if not (math.isfinite(e_ref) and e_ref > 0):
             e_ref = self._reference_energy(k)
@@ -281,6 +355,12 @@ class StageB:
         rh = np.maximum(self._rhat(x, q), 1e-300)
         rho = n * rh
         self.rho.value = rho
+        with np.errstate(divide="ignore", invalid="ignore"):
+            snr_cur = np.where(x > 0, self.snr0 * q / np.where(x > 0, x, 1.0), 0.0)
+        s_conic = 1.0 + np.clip(np.nan_to_num(snr_cur), 0.0, 1e12)
+        self.log_s.value = np.log(s_conic)
+        self.inv_s.value = 1.0 / s_conic
+        self.snr_s.value = n * self.snr0 / s_conic
         self.sigu.value = sig * n / rho
         self.gams.value = n * c_srv / (F * D)
         self.head.value = 1.0 - c.downlink_bits[k] / (pr.downlink_rate_bps * D)
@@ -317,15 +397,33 @@ class StageB:
     def _solve_once(self) -> str:
         import cvxpy as cp
 
-        self.solves += 1
-        try:
-            with warnings.catch_warnings():
-                # "solution may be inaccurate": every point is re-checked by ``_feasible``
-                warnings.simplefilter("ignore", UserWarning)
-                self.cp_problem.solve(solver=cp.CLARABEL)
-        except cp.error.SolverError as exc:
-            return f"error: {exc}"
-        return str(self.cp_problem.status)
+        status = "error"
+        kept: tuple[F64, F64, F64] | None = None
+        for opts in CLARABEL_RETRIES:
+            self.solves += 1
+            try:
+                with warnings.catch_warnings():
+                    # "solution may be inaccurate": every point is re-checked by ``_feasible``
+                    warnings.simplefilter("ignore", UserWarning)
+                    self.cp_problem.solve(solver=cp.CLARABEL, ignore_dpp=self.ignore_dpp,
+                                          **opts)
+            except cp.error.SolverError as exc:
+                status = f"error: {exc}"
+                continue
+            status = str(self.cp_problem.status)
+            if status == "optimal" or status.startswith("infeasible"):
+                break
+            if status == "optimal_inaccurate" and kept is None:
+                kept = (np.array(self.X.value), np.array(self.Q.value), np.array(self.S.value))
+        if status == "optimal":
+            self._sol = (np.array(self.X.value), np.array(self.Q.value),
+                         np.array(self.S.value))
+        elif kept is not None:
+            self._sol, status = kept, "optimal_inaccurate"
+        elif status == "optimal_inaccurate":
+            self._sol = (np.array(self.X.value), np.array(self.Q.value),
+                         np.array(self.S.value))
+        return status
 
     def _step(
         self, sets: I64, x: F64, q: F64, cur: Allocation, method: FpMethod,
@@ -335,10 +433,8 @@ class StageB:
         st = self._solve_once()
         if st not in ("optimal", "optimal_inaccurate"):
             return st, None
-        n = self.n
-        X, Q, S = self.X.value, self.Q.value, self.S.value
-        assert X is not None and Q is not None and S is not None
-        return st, self._complete(sets, X / n, Q, S / n, device_cpu)
+        X, Q, S = self._sol
+        return st, self._complete(sets, X / self.n, Q, S / self.n, device_cpu)
 
     # ------------------------------------------------------------------ public
     def solve(
@@ -370,11 +466,10 @@ class StageB:
         sets = np.asarray(sets, dtype=np.int64)
         pmax = np.where(pr.p_max_w > 0, pr.p_max_w, 1.0)
         if start is None:
-            x, q, s = np.full(n, 1.0 / n), np.ones(n), np.full(n, 1.0 / n)
-        else:
-            x = start.bandwidth_hz / pr.bandwidth_hz
-            q = start.tx_power_w / pmax
-            s = start.server_cpu_hz / pr.server_cpu_hz
+            start = default_start(pr, sets)
+        x = start.bandwidth_hz / pr.bandwidth_hz
+        q = start.tx_power_w / pmax
+        s = start.server_cpu_hz / pr.server_cpu_hz
         self._set_bounds(bounds)
         bd = self.bounds
         x = np.clip(x, bd["x_lo"], bd["x_hi"])
