@@ -23,6 +23,9 @@
 # `PRIVTUNER_NOTEBOOK_PROFILE=1` to run a quick profile and fit it here.
 
 # %%
+# %matplotlib inline
+
+# %%
 import importlib.util
 import os
 import tempfile

@@ -22,6 +22,9 @@
 # Set `PRIVTUNER_NOTEBOOK_SMALL=1` for a small, fast version (used by the test suite).
 
 # %%
+# %matplotlib inline
+
+# %%
 import os
 from pathlib import Path
 

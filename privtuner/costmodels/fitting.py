@@ -39,7 +39,10 @@ from privtuner.errors import CostModelError
 RECORD_OPS: dict[str, str] = {
     "keygen": "s",
     "encrypt": "s",
+    "encrypt_one": "s",
     "decrypt": "s",
+    "decrypt_one": "s",
+    "project_load": "s",
     "project_mac": "s",
     "rescale": "s",
     "ct_bytes_fresh": "bytes",
@@ -215,7 +218,10 @@ class CurveForm:
     ``kind="linear"``: y = features(v) @ coef; ``kind="power"``: log y = features(v) @ beta with
     coefficient ``c = exp(beta_0)`` and the exponents as stored (y = c * prod v_i^a_i).
     ``variables``: what it reads (``poly_modulus_degree``, ``log2_q``, ``n_primes``,
-    ``scale_bits``).
+    ``scale_bits``, ``zero_bits``, ``limb_products``; see :func:`variables_of`).
+    ``physical``: the form is a cost model of the operation's work (per-word and per-limb
+    counts with non-negative coefficients, fitted by non-negative least squares on all but
+    the constant ``c``), preferred by :func:`fit_curve` when its held-out error is as good.
     """
 
     name: str
@@ -224,6 +230,7 @@ class CurveForm:
     variables: tuple[str, ...]
     features: Callable[[Variables], NDArray[np.float64]]
     kind: str = "linear"
+    physical: bool = False
 
     def design(self, v: Variables) -> NDArray[np.float64]:
         return np.asarray(self.features(v), dtype=float)
@@ -286,8 +293,75 @@ TIME_FORMS: tuple[CurveForm, ...] = (
         lambda v: _stack(_ones(v), np.log(_n(v)), np.log(np.asarray(v["log2_q"], dtype=float))),
         kind="power",
     ),
+    CurveForm(
+        "words",
+        "a*N*L + c  (a >= 0)",
+        ("a", "c"),
+        ("poly_modulus_degree", "n_primes"),
+        lambda v: _stack(_n(v) * v["n_primes"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
+        "words_zstd",
+        "a*N*L + b*N*Z + c  (a, b >= 0; Z = sum_k (64 - bits_k))",
+        ("a", "b", "c"),
+        ("poly_modulus_degree", "n_primes", "zero_bits"),
+        lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v["zero_bits"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
+        "limbs",
+        "a*N*P + c  (a >= 0; P = sum_k limb products of prime k)",
+        ("a", "c"),
+        ("poly_modulus_degree", "limb_products"),
+        lambda v: _stack(_n(v) * v["limb_products"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
+        "limbs_zstd",
+        "a*N*P + b*N*Z + c  (a, b >= 0)",
+        ("a", "b", "c"),
+        ("poly_modulus_degree", "limb_products", "zero_bits"),
+        lambda v: _stack(_n(v) * v["limb_products"], _n(v) * v["zero_bits"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
+        "limbs_words_zstd",
+        "a*N*P + b*N*Z + d*N*L + c  (a, b, d >= 0)",
+        ("a", "b", "d", "c"),
+        ("poly_modulus_degree", "limb_products", "zero_bits", "n_primes"),
+        lambda v: _stack(
+            _n(v) * v["limb_products"], _n(v) * v["zero_bits"], _n(v) * v["n_primes"], _ones(v)
+        ),
+        physical=True,
+    ),
 )
-"""Candidate forms for times [s] and sizes [bytes] (spec section 3). L = number of primes."""
+"""Candidate forms for times [s] and sizes [bytes] (spec section 3).
+
+L = number of primes of the chain; the generic forms (``nlogn_l`` .. ``power``) are those of
+the spec. The *physical* forms count the work of the measured operations:
+
+* ``words``: SEAL keeps one 64-bit word per coefficient and prime whatever the prime's bit
+  size, so an NTT/encode/encrypt/decrypt costs ~ N log N per prime; over one ring degree
+  octave the log factor changes by < 8 %, and ``a N L`` fits as well with one coefficient
+  (Microsoft SEAL 4 manual; Kim, Polyakov, Zucca, "Revisiting homomorphic encryption
+  schemes for finite fields", 2021, sec. 5 on RNS cost per prime word).
+* ``zstd``: every op measured by the profiler includes SEAL's serialization, which
+  compresses the words with Zstandard (``compr_mode_type::zstd``, SEAL >= 3.6). A word of a
+  b-bit prime has 64 - b zero high bits that zstd squeezes out, and the entropy coding of
+  that redundancy is work; incompressible (60-bit) data is stored raw, fast. Hence the
+  term ``b N Z`` with ``Z = sum_k (64 - bits_k)``: measured, the time of these ops *falls*
+  as the prime bits grow (more bits, fewer zero bits), while the encryption itself is flat
+  in the bits (profile note in :mod:`privtuner.costmodels.model`).
+* ``limbs``: the column-packed projection kernel (``fhe_profiling.ckks_ops``) splits each
+  residue of prime k into ``nx_k`` limbs and each weight into ``nw_k`` limbs so that float64
+  BLAS stays exact; its multiply-accumulate does ``nx_k nw_k`` limb products per prime, so
+  ``P = sum_k nx_k nw_k`` over the data primes (:func:`limb_products`), non-decreasing in
+  every prime's bit size.
+
+Physical forms are fitted with non-negative coefficients on their work terms (the constant
+``c`` is free), so they are non-decreasing in N by construction.
+"""
 
 PRECISION_FORMS: tuple[CurveForm, ...] = (
     CurveForm(
@@ -311,9 +385,62 @@ precision = -log2(err) is about scale_bits - (1/2) log2 N - const (Cheon et al. 
 FORMS_BY_NAME: dict[str, CurveForm] = {f.name: f for f in (*TIME_FORMS, *PRECISION_FORMS)}
 
 
+#: Physical forms that model the projection kernel's limb products: only for ``project_mac``.
+_KERNEL_FORMS = ("limbs", "limbs_zstd", "limbs_words_zstd")
+
+
 def candidate_forms(op: str) -> tuple[CurveForm, ...]:
-    """Candidate forms for ``op``."""
-    return PRECISION_FORMS if op == "precision_bits" else TIME_FORMS
+    """Candidate forms for ``op``: precision forms for ``precision_bits``; every time form for
+    ``project_mac``; the time forms without the kernel's limb forms for the other ops."""
+    if op == "precision_bits":
+        return PRECISION_FORMS
+    if op == "project_mac":
+        return TIME_FORMS
+    return tuple(f for f in TIME_FORMS if f.name not in _KERNEL_FORMS)
+
+
+#: Inputs per output of the profiled projection block (BERT-Tiny hidden size), which sets the
+#: kernel's limb plan (:func:`limb_plan`).
+KERNEL_D_IN = 128
+#: Largest integer float64 represents exactly: 2^53.
+_FLOAT64_EXACT_BITS = 53
+
+
+def limb_plan(q_bits: int, d_in: int = KERNEL_D_IN) -> tuple[int, int]:
+    """``(nx, nw)``: the limbs the exact float64 kernel cuts a ``q_bits``-bit residue and
+    weight into, fewest products ``nx * nw`` with ``nx d_in 2^(bx + bw) <= 2^53``,
+    ``bx = ceil((q_bits - 1) / nx)``, ``bw = ceil((q_bits - 1) / nw)``.
+
+    The same rule as ``privtuner.fhe_profiling.ckks_ops._limb_plan`` (a test checks they
+    agree), restated here so that the cost model needs no crypto library.
+    """
+    if q_bits < 2 or d_in < 1:
+        raise CostModelError(f"limb_plan: need q_bits >= 2 and d_in >= 1 (got {q_bits}, {d_in})")
+    best: tuple[int, int] | None = None
+    for nx in range(1, 12):
+        bx = math.ceil((q_bits - 1) / nx)
+        for nw in range(1, 12):
+            bw = math.ceil((q_bits - 1) / nw)
+            if nx * d_in * 2.0 ** (bx + bw) > 2.0**_FLOAT64_EXACT_BITS:
+                continue
+            if best is None or nx * nw < best[0] * best[1]:
+                best = (nx, nw)
+    if best is None:
+        raise CostModelError(f"limb_plan: d_in = {d_in} too large for an exact float64 kernel")
+    return best
+
+
+def limb_products(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
+    """``P = sum_k nx_k nw_k`` over the data primes (all but the last, special prime): limb
+    matrix products per ciphertext x plaintext multiply-accumulate of the kernel."""
+    data = params.coeff_mod_bit_sizes[:-1] or params.coeff_mod_bit_sizes
+    return int(sum(a * b for a, b in (limb_plan(int(bits), d_in) for bits in data)))
+
+
+def zero_bits(params: CkksParams) -> int:
+    """``Z = sum_k (64 - bits_k)`` over the chain: zero high bits per coefficient that
+    SEAL's 64-bit words carry (what its zstd serialization compresses away)."""
+    return int(sum(64 - int(b) for b in params.coeff_mod_bit_sizes))
 
 
 def variables_of(params: Sequence[CkksParams]) -> dict[str, NDArray[np.float64]]:
@@ -323,6 +450,8 @@ def variables_of(params: Sequence[CkksParams]) -> dict[str, NDArray[np.float64]]
         "log2_q": np.array([p.log2_q for p in params], dtype=float),
         "n_primes": np.array([len(p.coeff_mod_bit_sizes) for p in params], dtype=float),
         "scale_bits": np.array([p.scale_bits for p in params], dtype=float),
+        "zero_bits": np.array([zero_bits(p) for p in params], dtype=float),
+        "limb_products": np.array([limb_products(p) for p in params], dtype=float),
     }
 
 
@@ -346,8 +475,30 @@ def _solve(form: CurveForm, v: Variables, y: NDArray[np.float64]) -> list[float]
     xw = x * w[:, None]
     if np.linalg.matrix_rank(xw) < x.shape[1]:
         return None
+    if form.physical:
+        return _nnls_free_last(xw, y * w)
     beta, *_ = np.linalg.lstsq(xw, y * w, rcond=None)
     return [float(b) for b in beta]
+
+
+def _nnls_free_last(x: NDArray[np.float64], y: NDArray[np.float64]) -> list[float]:
+    """min ||x beta - y|| with beta >= 0 except the last (constant) coefficient, which is free.
+
+    The free constant is eliminated by projecting onto the orthogonal complement of the last
+    column (Lawson & Hanson, "Solving Least Squares Problems", 1974, ch. 23: NNLS), then
+    recovered by least squares given the others.
+    """
+    from scipy.optimize import nnls
+
+    ones = x[:, -1]
+    rest = x[:, :-1]
+    if rest.shape[1] == 0:
+        c = float(ones @ y / (ones @ ones))
+        return [c]
+    proj = np.eye(len(y)) - np.outer(ones, ones) / float(ones @ ones)
+    beta, _ = nnls(proj @ rest, proj @ y)
+    c = float(ones @ (y - rest @ beta) / (ones @ ones))
+    return [*(float(b) for b in beta), c]
 
 
 # ----------------------------------------------------------------------------- curves
@@ -492,8 +643,12 @@ def _heldout_errors(
     return errs
 
 
-#: Relative tolerance on held-out error within which a form with fewer coefficients is preferred.
+#: Relative tolerance on held-out error within which forms count as tied (then a physical
+#: form, then fewer coefficients, is preferred).
 SELECTION_REL_TOL = 0.05
+#: Absolute tolerance (fraction) added to :data:`SELECTION_REL_TOL`: half a percentage point of
+#: mean held-out relative error is below the run-to-run noise of the profiler's medians.
+SELECTION_ABS_TOL = 0.005
 
 
 def fit_curve(
@@ -506,9 +661,11 @@ def fit_curve(
     """Fit ``values[i]`` measured at ``params[i]`` with each candidate form; keep the best.
 
     Selection by mean leave-one-parameter-set-out relative error (rows of the same set are held
-    out together): among the forms within ``SELECTION_REL_TOL`` (5 %, relative) of the smallest
-    error, the one with fewest coefficients, then the smaller error, then order in ``forms``. Raises
-    :class:`CostModelError` if no form is identifiable (e.g. every record at one N).
+    out together): among the forms within ``SELECTION_REL_TOL`` (5 %, relative) plus
+    ``SELECTION_ABS_TOL`` (0.5 percentage point) of the smallest error, a physical form
+    (:attr:`CurveForm.physical`) first, then the one with fewest coefficients, then the smaller
+    error, then order in ``forms``. Raises :class:`CostModelError` if no form is identifiable
+    (e.g. every record at one N).
     """
     if op not in RECORD_OPS:
         raise CostModelError(f"unknown operation {op!r}; valid: {', '.join(RECORD_OPS)}")
@@ -525,6 +682,8 @@ def fit_curve(
     keys = sorted({p.name for p in params})
     groups = np.array([keys.index(p.name) for p in params], dtype=np.intp)
     scored: list[tuple[float, int, int, CurveForm, NDArray[np.float64]]] = []
+    # identifiability is judged on the full data: a physical feature constant over the
+    # records (e.g. the limb count on a one-scale catalogue) makes its form unidentifiable
     candidates: dict[str, float | None] = {}
     for order, form in enumerate(forms):
         if len(keys) < len(form.coef_names) + 1:
@@ -543,11 +702,13 @@ def fit_curve(
             f"parameter sets (N values {sorted({p.poly_modulus_degree for p in params})}); "
             "profile more sets, with at least two ring degrees and two moduli"
         )
-    # Parsimony: among forms within SELECTION_REL_TOL of the best held-out error, the fewest
-    # coefficients win (nested forms otherwise tie to within noise), then table order.
+    # Among forms tied with the best held-out error (SELECTION_REL_TOL + SELECTION_ABS_TOL):
+    # physical forms first, then the fewest coefficients (nested forms otherwise tie to
+    # within noise), then the smaller error, then table order.
     best_err = min(t[0] for t in scored)
-    near = [t for t in scored if t[0] <= best_err * (1.0 + SELECTION_REL_TOL) + 1e-15]
-    near.sort(key=lambda t: (t[1], t[0], t[2]))
+    tie = best_err * (1.0 + SELECTION_REL_TOL) + SELECTION_ABS_TOL + 1e-15
+    near = [t for t in scored if t[0] <= tie]
+    near.sort(key=lambda t: (not t[3].physical, t[1], t[0], t[2]))
     _, _, _, best, errs = near[0]
     coef = _solve(best, v, y)
     if coef is None:  # pragma: no cover - identifiable in every fold implies identifiable

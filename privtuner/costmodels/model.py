@@ -3,15 +3,30 @@
 For each catalogue set theta (filtered by the scenario's ``fhe`` section) and the workload's
 per-round op counts (:mod:`privtuner.costmodels.workload`, E_r = ``steps_per_round`` steps):
 
-* C_dev(theta) = f_ref x [n_enc t_enc(theta) + n_dec t_dec(theta) + E_r T t_clear]   [cycles]
-* C_srv(theta) = f_ref x [n_mac t_mac(theta) + n_rescale t_rescale(theta)]             [cycles]
+* C_dev(theta) = f_ref x [T_enc(theta) + T_dec(theta) + E_r T t_clear]                 [cycles]
+* C_srv(theta) = f_ref x [n_up t_load(theta) + n_mac t_mac(theta)
+                          + n_rescale t_rescale(theta)]                                [cycles]
 * S_up(theta)  = 8 x n_up x bytes_fresh(theta)                                        [bits]
 * S_down(theta) = 8 x n_down x bytes_product(theta)                                   [bits]
 
-where t_* are the fitted seconds per op, ``f_ref`` the profiled CPU's reference frequency
-(cycles = measured seconds x f_ref, spec section 3), T the tokens per step and t_clear the
-model's optional ``device_clear_s_per_token`` (0 when the model does not carry it). Uplink
-ciphertexts are fresh encryptions; downlink ones are server products after one rescale.
+where t_* are the fitted single-thread CPU seconds per op, ``f_ref`` the profiled CPU's
+reference frequency (cycles = measured seconds x f_ref, spec section 3), T the tokens per
+step and t_clear the model's ``device_clear_s_per_token`` (0 when the model does not carry
+it; see :func:`clear_s_per_token_from_steps`). Uplink ciphertexts are fresh encryptions;
+downlink ones are server products after one rescale.
+
+Encryption and decryption of a ciphertext cost a fixed part (NTTs, encryption, zstd
+serialization) plus a part per slot value (Python list conversion of the values):
+
+* T_enc = n_enc t_enc1 + (V_up - n_enc) (t_enc - t_enc1) / (N/2 - 1),
+
+with ``t_enc`` measured with all N/2 slots filled, ``t_enc1`` with one (``encrypt_one``) and
+V_up the slot values encrypted (tokens x features, :func:`slot_values_per_step`); likewise
+T_dec with ``decrypt``/``decrypt_one`` and V_down. Column packing with T < N/2 tokens fills a
+block only partly, so this matters at large N. Without the ``*_one`` curves (older models)
+T_enc = n_enc t_enc. ``t_load`` (``project_load``: the server parsing an uploaded
+ciphertext and expanding its seed) is paid once per input ciphertext, not per MAC; older
+models without it lump it into ``t_mac``.
 """
 
 from __future__ import annotations
@@ -27,9 +42,14 @@ from privtuner.costmodels.fitting import CostModel, load_cost_model
 from privtuner.costmodels.privacy import get_privacy_metric
 from privtuner.costmodels.security import security_bits
 from privtuner.costmodels.types import CkksParams, CostTable
-from privtuner.costmodels.workload import op_counts_per_round
+from privtuner.costmodels.workload import (
+    OpCounts,
+    op_counts_per_round,
+    op_counts_per_step,
+    projections,
+)
 from privtuner.errors import CostModelError, ParameterError
-from privtuner.scenario.schema import ScenarioSpec
+from privtuner.scenario.schema import ScenarioSpec, WorkloadSpec
 
 #: Ops a cost model must carry for :func:`build_cost_table`.
 REQUIRED_OPS: tuple[str, ...] = (
@@ -40,6 +60,99 @@ REQUIRED_OPS: tuple[str, ...] = (
     "ct_bytes_fresh",
     "ct_bytes_product",
 )
+
+
+#: Ops used when the model has them (see the module docstring); older models lack them.
+OPTIONAL_OPS: tuple[str, ...] = ("encrypt_one", "decrypt_one", "project_load")
+
+
+def slot_values_per_step(workload: WorkloadSpec) -> tuple[int, int]:
+    """``(V_up, V_down)``: slot values encrypted and decrypted per step (tokens x features of
+    every uploaded and downloaded ciphertext; column packing, same rule as
+    :func:`workload.projection_counts`). Independent of the CKKS set."""
+    up = down = 0
+    for p in projections(workload):
+        up += p.tokens * p.d_in
+        down += p.tokens * p.d_out
+        if p.needs_backward:
+            up += p.tokens * p.d_out
+            down += p.tokens * p.d_in
+    return up, down
+
+
+def _per_value_s(model: CostModel, op: str, params: CkksParams, full_s: float) -> float | None:
+    """Seconds per extra slot value from ``op`` (all slots) and ``op_one`` (one value)."""
+    one_op = f"{op}_one"
+    if not model.has(one_op) or params.slots < 2:
+        return None
+    one_s = model.evaluate(one_op, params)
+    return max(full_s - one_s, 0.0) / (params.slots - 1)
+
+
+def step_costs(
+    model: CostModel, workload: WorkloadSpec, params: CkksParams, steps: int = 1
+) -> dict[str, float]:
+    """Predicted costs of ``steps`` steps of ``workload`` with ``params`` (module formulas).
+
+    Keys: ``encrypt_s``, ``decrypt_s`` (device crypto), ``clear_s`` (device clear-text work),
+    ``device_s`` (their sum), ``server_s``, ``step_s`` (device + server) [single-thread CPU
+    seconds], ``bytes_up``, ``bytes_down`` [bytes], ``ciphertexts_up``, ``ciphertexts_down``.
+    Raises :class:`CostModelError` if the model lacks a required curve or a set lies outside
+    a curve's domain.
+    """
+    missing = [op for op in REQUIRED_OPS if not model.has(op)]
+    if missing:
+        raise CostModelError(f"cost model lacks curves for {', '.join(missing)}")
+    c: OpCounts = op_counts_per_step(workload, params).scaled(steps)
+    t = {op: model.evaluate(op, params) for op in REQUIRED_OPS}
+    for op in OPTIONAL_OPS:
+        if model.has(op):
+            t[op] = model.evaluate(op, params)
+    bad = [op for op, x in t.items() if not (math.isfinite(x) and x > 0)]
+    if bad:
+        raise CostModelError(f"set {params.name}: fitted cost of {', '.join(bad)} is not positive")
+    v_up, v_down = (steps * v for v in slot_values_per_step(workload))
+    enc_s = c.encryptions * t["encrypt"]
+    per_value = _per_value_s(model, "encrypt", params, t["encrypt"])
+    if per_value is not None:
+        enc_s = c.encryptions * t["encrypt_one"] + max(v_up - c.encryptions, 0) * per_value
+    dec_s = c.decryptions * t["decrypt"]
+    per_value = _per_value_s(model, "decrypt", params, t["decrypt"])
+    if per_value is not None:
+        dec_s = c.decryptions * t["decrypt_one"] + max(v_down - c.decryptions, 0) * per_value
+    server_s = c.server_macs * t["project_mac"] + c.server_rescales * t["rescale"]
+    if "project_load" in t:
+        server_s += c.ciphertexts_up * t["project_load"]
+    clear_s = steps * workload.tokens_per_step * (model.device_clear_s_per_token or 0.0)
+    return {
+        "encrypt_s": enc_s,
+        "decrypt_s": dec_s,
+        "clear_s": clear_s,
+        "device_s": enc_s + dec_s + clear_s,
+        "server_s": server_s,
+        "step_s": enc_s + dec_s + clear_s + server_s,
+        "bytes_up": c.ciphertexts_up * t["ct_bytes_fresh"],
+        "bytes_down": c.ciphertexts_down * t["ct_bytes_product"],
+        "ciphertexts_up": float(c.ciphertexts_up),
+        "ciphertexts_down": float(c.ciphertexts_down),
+    }
+
+
+def clear_s_per_token_from_steps(records: list[dict[str, Any]]) -> float:
+    """``device_clear_s_per_token`` from measured encrypted LoRA steps: the median over
+    records of ``device_clear_s / tokens`` (profile-lora records, clock ``"cpu"``; the
+    clear-text work on the device per token: embeddings, LayerNorm, softmax, GELU, LoRA,
+    loss, autograd and AdamW). Raises :class:`CostModelError` without usable records."""
+    vals = []
+    for r in records:
+        if str(r.get("clock", "")) != "cpu":
+            continue
+        tokens = int(float(r["tokens"]))
+        if tokens > 0:
+            vals.append(float(r["device_clear_s"]) / tokens)
+    if not vals:
+        raise CostModelError("no CPU-clock LoRA step records to measure the clear-text work")
+    return float(np.median(vals))
 
 
 def catalogue_for(spec: ScenarioSpec) -> list[CkksParams]:
@@ -85,6 +198,7 @@ def build_cost_table(
     wl = spec.workload
     f_ref = model.reference_frequency_hz
     clear_s_per_token = model.device_clear_s_per_token or 0.0
+    ops_used = (*REQUIRED_OPS, *(op for op in OPTIONAL_OPS if model.has(op)))
 
     sets: list[CkksParams] = []
     rows: list[dict[str, float]] = []
@@ -92,7 +206,8 @@ def build_cost_table(
     for p in catalogue_for(spec):
         try:
             prec = precision_of(model, p)
-            t = {op: model.evaluate(op, p) for op in REQUIRED_OPS}
+            for op in ops_used:
+                model.evaluate(op, p)  # domain check of every curve used
         except CostModelError as exc:
             raise CostModelError(
                 f"catalogue set {p.name}: {exc}; restrict fhe.ring_degrees / the scale range "
@@ -107,24 +222,16 @@ def build_cost_table(
             if prec < spec.fhe.min_precision_bits:
                 dropped_precision.append(p.name)
                 continue
-        bad = [op for op, x in t.items() if not (math.isfinite(x) and x > 0)]
-        if bad:
-            raise CostModelError(
-                f"catalogue set {p.name}: fitted cost of {', '.join(bad)} is not positive"
-            )
-        c = op_counts_per_round(wl, p)
-        device_s = (
-            c.encryptions * t["encrypt"]
-            + c.decryptions * t["decrypt"]
-            + wl.steps_per_round * wl.tokens_per_step * clear_s_per_token
-        )
-        server_s = c.server_macs * t["project_mac"] + c.server_rescales * t["rescale"]
+        try:
+            k = step_costs(model, wl, p, steps=wl.steps_per_round)
+        except CostModelError as exc:
+            raise CostModelError(f"catalogue set {p.name}: {exc}") from exc
         rows.append(
             {
-                "device_cycles": device_s * f_ref,
-                "server_cycles": server_s * f_ref,
-                "uplink_bits": 8.0 * c.ciphertexts_up * t["ct_bytes_fresh"],
-                "downlink_bits": 8.0 * c.ciphertexts_down * t["ct_bytes_product"],
+                "device_cycles": k["device_s"] * f_ref,
+                "server_cycles": k["server_s"] * f_ref,
+                "uplink_bits": 8.0 * k["bytes_up"],
+                "downlink_bits": 8.0 * k["bytes_down"],
                 "privacy": metric(p),
                 "security_bits": security_bits(p.poly_modulus_degree, p.log2_q),
                 "precision_bits": prec,

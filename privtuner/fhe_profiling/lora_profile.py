@@ -12,6 +12,15 @@ section 1) on a real batch, and the same step in clear on the same batch:
   and every LoRA/head gradient (:func:`protocol.compare_steps`);
 * peak resident memory [bytes] of each party (server in its own process by default).
 
+Clocks (``clock`` of :func:`profile_step`): ``"wall"`` (default) times the step as it runs
+(``time.perf_counter``, server in its own process); ``"cpu"`` runs both parties in one
+thread (in-process transport), with numpy's OpenBLAS and torch limited to one thread, and
+times every phase with ``time.thread_time``, the CPU-seconds clock of the CKKS profiler
+(:mod:`privtuner.fhe_profiling.profiler`). Only ``"cpu"`` records are comparable with the
+fitted cost model (its per-op costs are single-thread CPU seconds, cycles = seconds x f_ref,
+spec section 3) on a machine shared with other work, where wall time includes waiting for
+a CPU. ``clock`` is recorded in every record.
+
 :func:`compare_with_cost_model` checks the fitted cost model of spec section 3 (op counts of
 ``costmodels.workload`` x fitted per-op seconds/bytes) against these measurements.
 """
@@ -36,6 +45,9 @@ from privtuner.errors import CostModelError, ParameterError, ScenarioError
 
 #: Target relative error of the cost model vs a measured step (issue 4).
 COST_MODEL_TOLERANCE = 0.15
+
+#: Clocks :func:`profile_step` can time a step with (see the module docstring).
+CLOCKS: tuple[str, ...] = ("wall", "cpu")
 
 #: Columns of the records CSV, in order.
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -85,6 +97,7 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "server_peak_rss_bytes",
     "separate_processes",
     "seed",
+    "clock",
     "cpu_model",
     "cpu_freq_hz",
     "cpu_count",
@@ -253,23 +266,35 @@ def profile_step(
     separate_process: bool = True,
     lr: float = 1e-3,
     seed: int = 0,
+    clock: str = "wall",
 ) -> dict[str, Any]:
     """One encrypted step with ``params`` vs the plaintext step: a record (:data:`RECORD_COLUMNS`).
 
-    ``model`` is copied (the caller's is not trained).
+    ``model`` is copied (the caller's is not trained). ``clock``: ``"wall"`` or ``"cpu"``
+    (single-thread CPU seconds, both parties in this thread; needs ``separate_process=False``).
     """
     from privtuner.fhe_profiling import protocol as proto
 
+    if clock not in CLOCKS:
+        raise ParameterError(f"clock: unknown clock {clock!r}; valid: {', '.join(CLOCKS)}")
+    if clock == "cpu" and separate_process:
+        raise ParameterError(
+            "clock='cpu' times both parties in one thread: use separate_process=False "
+            "(profile-lora --in-process)"
+        )
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     ref = proto.plain_step(copy.deepcopy(model), weights, ids, mask, labels)
-    transport: Any
-    if separate_process:
-        transport = proto.ProcessTransport(weights)
+    if clock == "cpu":
+        res, client = _cpu_clock_step(params, weights, copy.deepcopy(model), lr, ids, mask, labels)
     else:
-        transport = proto.InProcessTransport(proto.ProjectionServer(weights))
-    with transport:
-        client = proto.DeviceClient(params, transport, copy.deepcopy(model), lr=lr)
-        res = client.train_step(ids, mask, labels)
+        transport: Any
+        if separate_process:
+            transport = proto.ProcessTransport(weights)
+        else:
+            transport = proto.InProcessTransport(proto.ProjectionServer(weights))
+        with transport:
+            client = proto.DeviceClient(params, transport, copy.deepcopy(model), lr=lr)
+            res = client.train_step(ids, mask, labels)
     cmp = proto.compare_steps(res, ref)
     cfg, lora = model.config, model.lora
     t = res.timings_s
@@ -331,6 +356,7 @@ def profile_step(
         "server_peak_rss_bytes": res.peak_rss_bytes["server"],
         "separate_processes": bool(separate_process),
         "seed": seed,
+        "clock": clock,
         **environment(),
     }
     rec["grad_rel_err"] = {k.split(":", 1)[1]: v for k, v in cmp.items() if ":" in k}
@@ -352,13 +378,14 @@ def profile_lora(
     lora_targets: Sequence[str] = ("query", "value"),
     separate_process: bool = True,
     progress: bool = True,
+    clock: str = "wall",
 ) -> list[dict[str, Any]]:
     """One encrypted step per set in ``sets`` on the same model and batch; returns records.
 
     The model is BERT-Tiny from ``config_path`` (default: built-in values) with seeded random
     weights, or real weights from ``weights_dir``; the batch is ``tokens // seq_len``
     sentences of SST-2 (or generated text). LoRA ``B`` starts at ``N(0, 0.02^2)`` (not zero)
-    so that every LoRA gradient is non-zero and checked.
+    so that every LoRA gradient is non-zero and checked. ``clock``: see :func:`profile_step`.
     """
     import torch
     from tqdm.auto import tqdm
@@ -382,9 +409,114 @@ def profile_lora(
     for p in bar:
         bar.set_postfix_str(p.name)
         records.append(
-            profile_step(p, model, weights, batch, separate_process=separate_process, seed=seed)
+            profile_step(
+                p,
+                model,
+                weights,
+                batch,
+                separate_process=separate_process,
+                seed=seed,
+                clock=clock,
+            )
         )
     return records
+
+
+def _cpu_clock_step(
+    params: CkksParams,
+    weights: Any,
+    model: Any,
+    lr: float,
+    ids: Any,
+    mask: Any,
+    labels: Any,
+) -> tuple[Any, Any]:
+    """One encrypted step with both parties in this thread, timed in CPU seconds.
+
+    Clock ``time.thread_time`` (CPU seconds of this thread, as the CKKS profiler), OpenBLAS
+    and torch limited to one thread for the step (so all work runs in this thread). Phases as
+    :class:`protocol.StepResult` (``encrypt``, ``serialize``, ``deserialize``, ``decrypt``,
+    ``server`` = CPU time in the server's handling of the projection messages, ``transport``
+    = round trip minus server, ``device_clear`` = the rest, ``total``). Returns
+    ``(StepResult, client)``.
+    """
+    import time
+
+    import torch
+
+    from privtuner.fhe_profiling import protocol as proto
+    from privtuner.fhe_profiling.env import limit_blas_threads
+
+    class CpuClockServer(proto.ProjectionServer):
+        """Adds ``cpu_project_s``: thread CPU seconds in the handling of projection messages."""
+
+        def handle(self, message: bytes) -> bytes:
+            if message[:4] != proto.MSG_PROJECT:
+                return super().handle(message)
+            t0 = time.thread_time()
+            reply = super().handle(message)
+            self._timers["cpu_project_s"] += time.thread_time() - t0
+            return reply
+
+    class CpuClockClient(proto.DeviceClient):
+        """``DeviceClient._remote`` with the thread CPU clock (same phases and counters)."""
+
+        def _remote(self, name: str, direction: str, x: Any) -> Any:
+            from privtuner.fhe_profiling import ckks_ops
+
+            clk = time.thread_time
+            t0 = clk()
+            enc = ckks_ops.encrypt_columns(self._keys, np.asarray(x, dtype=np.float64))
+            t1 = clk()
+            up = ckks_ops.serialize_columns(enc)
+            msg = proto.pack_message(proto.MSG_PROJECT, {"name": name, "direction": direction}, up)
+            t2 = clk()
+            reply = self.transport.request(msg)
+            t3 = clk()
+            _, payload = proto._expect_ok(reply)
+            enc_res = ckks_ops.deserialize_columns(self._keys, payload)
+            t4 = clk()
+            res = ckks_ops.decrypt_columns(self._keys, enc_res)
+            t5 = clk()
+            for key, dt in (
+                ("encrypt", t1 - t0),
+                ("serialize", t2 - t1),
+                ("round_trip", t3 - t2),
+                ("deserialize", t4 - t3),
+                ("decrypt", t5 - t4),
+            ):
+                self._timers[key] += dt
+            self._counts[f"projections_{direction}"] += 1
+            blocks = len(enc.blocks)
+            self._counts["ciphertexts_up"] += blocks * int(x.shape[1])
+            self._counts["ciphertexts_down"] += blocks * int(res.shape[1])
+            return np.asarray(res, dtype=np.float64)
+
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with limit_blas_threads(1), proto.InProcessTransport(CpuClockServer(weights)) as transport:
+            client = CpuClockClient(params, transport, model, lr=lr)
+            t0 = time.thread_time()
+            res = client.train_step(ids, mask, labels)
+            total = time.thread_time() - t0
+            srv = client._server_stats(reset=False)
+    finally:
+        torch.set_num_threads(old_threads)
+    tm = client._timers
+    server = float(srv.get("cpu_project_s", 0.0))
+    crypto = sum(tm[k] for k in ("encrypt", "serialize", "deserialize", "decrypt"))
+    res.timings_s.update(
+        encrypt=tm["encrypt"],
+        serialize=tm["serialize"],
+        deserialize=tm["deserialize"],
+        decrypt=tm["decrypt"],
+        server=server,
+        transport=max(tm["round_trip"] - server, 0.0),
+        device_clear=total - crypto - tm["round_trip"],
+        total=total,
+    )
+    return res, client
 
 
 def write_records(records: Sequence[dict[str, Any]], out_dir: str | Path) -> dict[str, Path]:
@@ -447,44 +579,31 @@ def _record_workload(rec: dict[str, Any]) -> Any:
 def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
     """The cost model's prediction of one step of the record's workload and set (spec sec. 3).
 
-    ``encrypt_s = n_enc t_enc``, ``decrypt_s = n_dec t_dec``, ``server_s = n_mac t_mac +
-    n_rescale t_rescale``, ``bytes_up = n_up B_fresh``, ``bytes_down = n_down B_product``,
-    ``device_s = encrypt_s + decrypt_s (+ T t_clear if the model has it)``, ``step_s =
-    device_s + server_s``; op counts from ``costmodels.workload.op_counts_per_step``.
+    :func:`privtuner.costmodels.model.step_costs` (op counts of
+    ``costmodels.workload`` x fitted per-op CPU seconds and bytes): ``encrypt_s``,
+    ``decrypt_s``, ``server_s``, ``bytes_up``, ``bytes_down``, ``ciphertexts_up``,
+    ``ciphertexts_down``, ``device_s = encrypt_s + decrypt_s + T t_clear`` (``t_clear`` the
+    model's ``device_clear_s_per_token``, 0 if None), ``step_s = device_s + server_s``.
+    ``model``: a :class:`privtuner.costmodels.fitting.CostModel`.
     """
-    from privtuner.costmodels.workload import op_counts_per_step
+    from privtuner.costmodels.model import step_costs
 
     p = _record_params(rec)
-    c = op_counts_per_step(_record_workload(rec), p)
-    ev = {
-        op: float(model.evaluate(op, p))
-        for op in (
-            "encrypt",
-            "decrypt",
-            "project_mac",
-            "rescale",
-            "ct_bytes_fresh",
-            "ct_bytes_product",
+    k = step_costs(model, _record_workload(rec), p)
+    return {
+        q: float(k[q])
+        for q in (
+            "encrypt_s",
+            "decrypt_s",
+            "server_s",
+            "bytes_up",
+            "bytes_down",
+            "ciphertexts_up",
+            "ciphertexts_down",
+            "device_s",
+            "step_s",
         )
     }
-    bad = [op for op, v in ev.items() if not (math.isfinite(v) and v >= 0)]
-    if bad:
-        raise CostModelError(f"{p.name}: cost model gives invalid per-op costs for {bad}")
-    clear = getattr(model, "device_clear_s_per_token", None)
-    pred = {
-        "encrypt_s": c.encryptions * ev["encrypt"],
-        "decrypt_s": c.decryptions * ev["decrypt"],
-        "server_s": c.server_macs * ev["project_mac"] + c.server_rescales * ev["rescale"],
-        "bytes_up": c.ciphertexts_up * ev["ct_bytes_fresh"],
-        "bytes_down": c.ciphertexts_down * ev["ct_bytes_product"],
-        "ciphertexts_up": float(c.ciphertexts_up),
-        "ciphertexts_down": float(c.ciphertexts_down),
-    }
-    pred["device_s"] = pred["encrypt_s"] + pred["decrypt_s"]
-    if clear:
-        pred["device_s"] += float(clear) * int(rec["tokens"])
-    pred["step_s"] = pred["device_s"] + pred["server_s"]
-    return pred
 
 
 def measured_step(rec: dict[str, Any]) -> dict[str, float]:
@@ -533,11 +652,9 @@ def compare_with_cost_model(
 ) -> list[dict[str, Any]]:
     """Relative error of the cost model per set and quantity: one row per (set, quantity).
 
-    ``model``: anything with ``evaluate(op, params) -> float`` for ``encrypt``, ``decrypt``,
-    ``project_mac``, ``rescale`` [s/op] and ``ct_bytes_fresh``, ``ct_bytes_product``
-    [bytes/ciphertext] (a :class:`privtuner.costmodels.fitting.CostModel`), and optionally
-    ``device_clear_s_per_token``. Row: ``set_name, quantity, measured, predicted, rel_err =
-    (predicted - measured) / measured, within = |rel_err| <= tolerance``.
+    ``model``: a :class:`privtuner.costmodels.fitting.CostModel` (see :func:`predict_step`).
+    Row: ``set_name, quantity, measured, predicted, rel_err = (predicted - measured) /
+    measured, within = |rel_err| <= tolerance``.
     """
     rows: list[dict[str, Any]] = []
     for rec in records:
@@ -567,3 +684,105 @@ def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
             f"{r['predicted']:.4g} | {100 * r['rel_err']:+.1f}% |"
         )
     return "\n".join(lines)
+
+
+#: Quantities of :func:`validation_report` (issue 4: time split and bytes per step).
+VALIDATION_QUANTITIES: tuple[str, ...] = (
+    "encrypt_s",
+    "decrypt_s",
+    "server_s",
+    "device_s",
+    "step_s",
+    "bytes_up",
+    "bytes_down",
+    "ciphertexts_up",
+    "ciphertexts_down",
+)
+
+
+def validation_report(
+    records: Sequence[dict[str, Any]], model: Any, tolerance: float = COST_MODEL_TOLERANCE
+) -> dict[str, Any]:
+    """Per set and quantity: predicted, measured, relative error, within ``tolerance``.
+
+    ``records``: profile-lora records measured with ``clock="cpu"`` (others raise: wall time
+    on a shared machine is not what the cost model predicts). ``device_s``/``step_s`` are also
+    given with the model's clear-text constant replaced by the leave-one-set-out estimate
+    from the other records (``heldout_clear``), because the shipped constant comes from these
+    records. Returns a JSON-able dict: ``sets`` (name -> quantity -> row), ``max_abs_rel_err``,
+    ``all_within``, the model's provenance and curve errors.
+    """
+    import dataclasses
+
+    from privtuner.costmodels.model import clear_s_per_token_from_steps
+
+    if not records:
+        raise CostModelError("no profile-lora records to validate the cost model with")
+    wall = sorted({str(r["set_name"]) for r in records if str(r.get("clock", "")) != "cpu"})
+    if wall:
+        raise CostModelError(
+            f"records of {wall} were not measured with clock='cpu' (single-thread CPU "
+            "seconds, the profiler's clock); re-measure with profile_lora(..., clock='cpu', "
+            "separate_process=False)"
+        )
+    sets: dict[str, Any] = {}
+    worst = 0.0
+    for i, rec in enumerate(records):
+        pred, meas = predict_step(model, rec), measured_step(rec)
+        rows: dict[str, Any] = {}
+        for q in VALIDATION_QUANTITIES:
+            m, p = meas[q], pred[q]
+            rel = (p - m) / m if m else (0.0 if p == 0 else math.inf)
+            rows[q] = {
+                "predicted": p,
+                "measured": m,
+                "rel_err": rel,
+                "within": abs(rel) <= tolerance,
+            }
+            worst = max(worst, abs(rel))
+        others = [r for j, r in enumerate(records) if j != i]
+        if others:
+            clear = clear_s_per_token_from_steps(others)
+            held = predict_step(dataclasses.replace(model, device_clear_s_per_token=clear), rec)
+            for q in ("device_s", "step_s"):
+                m, p = meas[q], held[q]
+                rel = (p - m) / m if m else 0.0
+                rows[f"{q}_heldout_clear"] = {
+                    "predicted": p,
+                    "measured": m,
+                    "rel_err": rel,
+                    "within": abs(rel) <= tolerance,
+                }
+        rows["measured_device_clear_s"] = float(rec["device_clear_s"])
+        rows["load_avg_1m"] = float(rec.get("load_avg_1m") or "nan")
+        sets[str(rec["set_name"])] = rows
+    return {
+        "tolerance": tolerance,
+        "clock": "cpu (time.thread_time, one thread, both parties in one process)",
+        "device_clear_s_per_token": getattr(model, "device_clear_s_per_token", None),
+        "model_provenance": dict(getattr(model, "provenance", {})),
+        "curves": {
+            op: {
+                "form": c.form,
+                "heldout_rel_err": c.heldout_rel_err,
+                "heldout_max_rel_err": c.heldout_max_rel_err,
+            }
+            for op, c in sorted(getattr(model, "curves", {}).items())
+        },
+        "sets": sets,
+        "max_abs_rel_err": worst,
+        "all_within": worst <= tolerance,
+    }
+
+
+def write_records_csv(records: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Records to one CSV file (:data:`RECORD_COLUMNS`), e.g. the shipped
+    ``costmodels/data/lora_step_records.csv``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(RECORD_COLUMNS), extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow(r)
+    return path

@@ -8,14 +8,20 @@ samples):
 * ``keygen`` [s]: context creation + secret and public key generation (:func:`make_context`);
 * ``encrypt`` [s per ciphertext]: encode + symmetric (seeded) encryption + serialization of a
   full-slot vector; each of the ``d_in`` input columns of the block is timed on its own;
-* ``project_mac`` [s per multiply-accumulate]: the server's time to parse/expand the ``d_in``
-  uploaded ciphertexts and run the exact kernel (``d_in * d_out`` ciphertext x
-  plaintext-scalar MACs), divided by ``d_in * d_out``;
+* ``encrypt_one`` [s per ciphertext]: the same with a single value in the slots (one token):
+  with ``encrypt`` (all ``N/2`` slots) it gives the per-value share of encoding (Python list
+  conversion, ``N/2 - 1`` values), so the cost model can price partly filled blocks
+  (``ceil(d_in / 4)`` columns timed per repetition);
+* ``project_load`` [s per input ciphertext]: the server's time to parse the uploaded
+  ciphertext and have SEAL expand its seed (load + save + parse), paid once per input;
+* ``project_mac`` [s per multiply-accumulate]: the exact kernel (``d_in * d_out`` ciphertext x
+  plaintext-scalar MACs, limb splitting and reductions included), divided by ``d_in * d_out``;
 * ``rescale`` [s per output ciphertext]: SEAL ``rescale_to_next`` of one product, including
   handing the raw product to SEAL and serializing the result (the split is exact: the kernel
   reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
 * ``decrypt`` [s per ciphertext]: load + decrypt + decode of one downloaded (rescaled) product,
-  each of the ``d_out`` outputs timed on its own;
+  each of the ``d_out`` outputs timed on its own; ``decrypt_one`` the same keeping one value
+  (``ceil(d_out / 4)`` outputs per repetition);
 * ``ct_bytes_fresh`` / ``ct_bytes_product`` [bytes]: SEAL-serialized size of an uploaded
   (fresh, seeded) and of a downloaded (product after rescale) ciphertext;
 * ``precision_bits`` [bits]: ``-log2(max |Y_enc - (X W + b)|)`` of the projection with
@@ -169,6 +175,9 @@ def profile_set(
     ref = x @ w + b
 
     enc_s: list[float] = []
+    enc_one_s: list[float] = []
+    load_s: list[float] = []
+    dec_one_s: list[float] = []
     mac_s: list[float] = []
     rescale_s: list[float] = []
     dec_s: list[float] = []
@@ -185,6 +194,11 @@ def profile_set(
             enc_each.append(_clock() - t0)
             cts.append(one.blocks[0][0])
         enc = ops.EncryptedColumns(slots, cfg.d_in, [cts])
+        one_each: list[float] = []
+        for j in range(math.ceil(cfg.d_in / 4)):
+            t0 = _clock()
+            ops.encrypt_columns(keys, x[:1, j : j + 1])
+            one_each.append(_clock() - t0)
         # the server starts from bytes (fresh objects: no cached parse from a previous run)
         served = ops.deserialize_columns(pub, ops.serialize_columns(enc))
         tm = ops.ProjectTimings(clock=_clock)
@@ -196,10 +210,18 @@ def profile_set(
             t0 = _clock()
             got[:, j : j + 1] = ops.decrypt_columns(keys, ops.EncryptedColumns(slots, 1, [[ct]]))
             dec_each.append(_clock() - t0)
+        dec_one_each: list[float] = []
+        for ct in back.blocks[0][: math.ceil(cfg.d_out / 4)]:
+            t0 = _clock()
+            ops.decrypt_columns(keys, ops.EncryptedColumns(1, 1, [[ct]]))
+            dec_one_each.append(_clock() - t0)
         if i < cfg.warmup:
             continue
         enc_s.extend(enc_each)
-        mac_s.append((tm.load_s + tm.mac_s) / (cfg.d_in * cfg.d_out))
+        enc_one_s.extend(one_each)
+        dec_one_s.extend(dec_one_each)
+        load_s.append(tm.load_s / cfg.d_in)
+        mac_s.append(tm.mac_s / (cfg.d_in * cfg.d_out))
         rescale_s.extend(tm.rescale_each_s)
         dec_s.extend(dec_each)
         err = float(np.max(np.abs(got - ref)))
@@ -209,7 +231,10 @@ def profile_set(
     return [
         _record("keygen", params, keygen_s, "s", env),
         _record("encrypt", params, enc_s, "s", env),
+        _record("encrypt_one", params, enc_one_s, "s", env),
         _record("decrypt", params, dec_s, "s", env),
+        _record("decrypt_one", params, dec_one_s, "s", env),
+        _record("project_load", params, load_s, "s", env),
         _record("project_mac", params, mac_s, "s", env),
         _record("rescale", params, rescale_s, "s", env),
         _record("ct_bytes_fresh", params, fresh_bytes, "bytes", env),

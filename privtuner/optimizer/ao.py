@@ -108,9 +108,12 @@ def equal_point_latency_s(problem: AllocationProblem) -> F64:
     c = problem.costs
     rate = b * np.log2(1.0 + p * problem.gain_lin / (problem.noise_w_per_hz * b))
     with np.errstate(divide="ignore"):
-        lat = (c.device_cycles[None, :] / f[:, None] + c.uplink_bits[None, :] / rate[:, None]
-               + c.downlink_bits[None, :] / problem.downlink_rate_bps
-               + c.server_cycles[None, :] / fs[:, None])
+        lat = (
+            c.device_cycles[None, :] / f[:, None]
+            + c.uplink_bits[None, :] / rate[:, None]
+            + c.downlink_bits[None, :] / problem.downlink_rate_bps
+            + c.server_cycles[None, :] / fs[:, None]
+        )
     return np.where(problem.allowed, lat, np.inf)
 
 
@@ -142,8 +145,14 @@ def run_stage_a(
     """Stage A at fixed ``(b, p, f)``: the knapsack and the allocation it gives (or None)."""
     items = stage_a_items(problem, b, p, f)
     if kind == "bnb":
-        res = solve_mckp_bnb(items.cost, items.server_cpu_hz, items.capacity, rel_tol=rel_tol,
-                             max_nodes=max_nodes, time_limit_s=time_limit_s)
+        res = solve_mckp_bnb(
+            items.cost,
+            items.server_cpu_hz,
+            items.capacity,
+            rel_tol=rel_tol,
+            max_nodes=max_nodes,
+            time_limit_s=time_limit_s,
+        )
     elif kind == "greedy":
         res = greedy_mckp(items.cost, items.server_cpu_hz, items.capacity)
     else:  # pragma: no cover - guarded by the callers
@@ -154,8 +163,9 @@ def run_stage_a(
     fs = items.server_cpu_hz[np.arange(problem.n_devices), k]
     if fs.sum() > problem.server_cpu_hz:  # float round-off of the capacity check
         fs = fs * (problem.server_cpu_hz / fs.sum())
-    alloc = Allocation(k.astype(np.int64), np.asarray(b, float), np.asarray(p, float),
-                       np.asarray(f, float), fs)
+    alloc = Allocation(
+        k.astype(np.int64), np.asarray(b, float), np.asarray(p, float), np.asarray(f, float), fs
+    )
     return res, alloc
 
 
@@ -179,8 +189,7 @@ def run_ao(
     """Alternate stage A and stage B (module docstring). ``stage_a="greedy"`` replaces the
     branch-and-bound by its root heuristic (the ``ao_greedy_theta`` baseline)."""
     if fp_method not in FP_METHODS:
-        raise SolverError(f"option fp_method must be one of {list(FP_METHODS)} "
-                          f"(got {fp_method!r})")
+        raise SolverError(f"option fp_method must be one of {list(FP_METHODS)} (got {fp_method!r})")
     if init not in INITS:
         raise SolverError(f"option init must be one of {list(INITS)} (got {init!r})")
     t0 = time.perf_counter()
@@ -196,9 +205,14 @@ def run_ao(
 
     def fp(sets: I64, start: Allocation | None) -> StageBResult:
         ts = time.perf_counter()
-        r = sb.solve(sets, start, method=fp_method,  # type: ignore[arg-type]
-                     rel_tol=fp_rel_tol, max_iterations=fp_max_iterations,
-                     time_limit_s=left())
+        r = sb.solve(
+            sets,
+            start,
+            method=fp_method,  # type: ignore[arg-type]
+            rel_tol=fp_rel_tol,
+            max_iterations=fp_max_iterations,
+            time_limit_s=left(),
+        )
         timings["stage_b"] += time.perf_counter() - ts
         return r
 
@@ -217,8 +231,16 @@ def run_ao(
         if kind == "equal":
             b, p, f, _ = equal_point(problem)
             ta = time.perf_counter()
-            mres, alloc = run_stage_a(problem, b, p, f, kind=stage_a, rel_tol=bnb_rel_tol,
-                                      max_nodes=bnb_max_nodes, time_limit_s=left())
+            mres, alloc = run_stage_a(
+                problem,
+                b,
+                p,
+                f,
+                kind=stage_a,
+                rel_tol=bnb_rel_tol,
+                max_nodes=bnb_max_nodes,
+                time_limit_s=left(),
+            )
             timings["stage_a"] += time.perf_counter() - ta
             nodes += mres.nodes
             if alloc is None:
@@ -229,16 +251,28 @@ def run_ao(
             r = fp(sets, None)
         if r.allocation is not None:
             cur, cur_obj, init_used = r.allocation, r.objective, kind
-            history.append({
-                "iteration": 0, "objective": cur_obj, "stage": "init", "init": kind,
-                "fp_iterations": r.iterations, "time_s": time.perf_counter() - t0,
-            })
+            history.append(
+                {
+                    "iteration": 0,
+                    "objective": cur_obj,
+                    "stage": "init",
+                    "init": kind,
+                    "fp_iterations": r.iterations,
+                    "time_s": time.perf_counter() - t0,
+                }
+            )
             break
     if cur is None:
-        return AoOutcome(None, math.inf, "time_limit" if time.perf_counter() > deadline
-                         else "iteration_limit", 0, nodes, history, timings,
-                         message="ao found no feasible starting point (tried init "
-                         + ", ".join(tried) + ")")
+        return AoOutcome(
+            None,
+            math.inf,
+            "time_limit" if time.perf_counter() > deadline else "iteration_limit",
+            0,
+            nodes,
+            history,
+            timings,
+            message="ao found no feasible starting point (tried init " + ", ".join(tried) + ")",
+        )
     # ---- alternate
     termination: Literal["converged", "iteration_limit", "time_limit"] = "iteration_limit"
     it = 0
@@ -249,9 +283,16 @@ def run_ao(
         it += 1
         prev_obj = cur_obj
         ta = time.perf_counter()
-        mres, a_alloc = run_stage_a(problem, cur.bandwidth_hz, cur.tx_power_w, cur.cpu_hz,
-                                    kind=stage_a, rel_tol=bnb_rel_tol,
-                                    max_nodes=bnb_max_nodes, time_limit_s=left())
+        mres, a_alloc = run_stage_a(
+            problem,
+            cur.bandwidth_hz,
+            cur.tx_power_w,
+            cur.cpu_hz,
+            kind=stage_a,
+            rel_tol=bnb_rel_tol,
+            max_nodes=bnb_max_nodes,
+            time_limit_s=left(),
+        )
         time_a = time.perf_counter() - ta
         timings["stage_a"] += time_a
         nodes += mres.nodes
@@ -269,47 +310,70 @@ def run_ao(
             cur, cur_obj = r.allocation, r.objective
         else:
             cur, cur_obj = start, start_obj
-        history.append({
-            "iteration": it,
-            "objective": cur_obj,
-            "objective_stage_a": a_obj,
-            "stage_a_status": mres.status,
-            "stage_a_lower_bound": mres.lower_bound,
-            "bnb_nodes": mres.nodes,
-            "sets_changed": changed,
-            "fp_iterations": r.iterations,
-            "fp_fallback_steps": r.fallback_steps,
-            "time_stage_a_s": time_a,
-            "time_stage_b_s": r.time_s,
-            "time_s": time.perf_counter() - t0,
-        })
+        history.append(
+            {
+                "iteration": it,
+                "objective": cur_obj,
+                "objective_stage_a": a_obj,
+                "stage_a_status": mres.status,
+                "stage_a_lower_bound": mres.lower_bound,
+                "bnb_nodes": mres.nodes,
+                "sets_changed": changed,
+                "fp_iterations": r.iterations,
+                "fp_fallback_steps": r.fallback_steps,
+                "time_stage_a_s": time_a,
+                "time_stage_b_s": r.time_s,
+                "time_s": time.perf_counter() - t0,
+            }
+        )
         scale = max(abs(cur_obj), energy_objective(problem, cur), 1e-300)
         if abs(prev_obj - cur_obj) <= rel_tol * scale:
             termination = "converged"
             break
     timings["stage_b_builds"] = float(sb.builds)
     timings["stage_b_solves"] = float(sb.solves)
-    return AoOutcome(cur, cur_obj, termination, it, nodes, history, timings,
-                     init_used=init_used)
+    return AoOutcome(cur, cur_obj, termination, it, nodes, history, timings, init_used=init_used)
 
 
-def outcome_result(problem: AllocationProblem, out: AoOutcome, method: str, seed: int,
-                   ) -> SolveResult:
+def outcome_result(
+    problem: AllocationProblem,
+    out: AoOutcome,
+    method: str,
+    seed: int,
+) -> SolveResult:
     """Wrap an :class:`AoOutcome` in a :class:`SolveResult` (re-evaluated by the problem)."""
     if out.allocation is None:
-        return SolveResult.error(problem, method=method, message=out.message,
-                                 termination=out.termination, iterations=out.iterations,
-                                 nodes=out.nodes, history=out.history,
-                                 timings_s=out.timings_s, seed=seed)
+        return SolveResult.error(
+            problem,
+            method=method,
+            message=out.message,
+            termination=out.termination,
+            iterations=out.iterations,
+            nodes=out.nodes,
+            history=out.history,
+            timings_s=out.timings_s,
+            seed=seed,
+        )
     res = SolveResult.from_allocation(
-        problem, method=method, status="feasible", termination=out.termination,
-        iterations=out.iterations, nodes=out.nodes, history=out.history,
-        timings_s=out.timings_s, seed=seed, message=out.message,
-        options={"init_used": out.init_used}, **out.allocation.as_kwargs(),
+        problem,
+        method=method,
+        status="feasible",
+        termination=out.termination,
+        iterations=out.iterations,
+        nodes=out.nodes,
+        history=out.history,
+        timings_s=out.timings_s,
+        seed=seed,
+        message=out.message,
+        options={"init_used": out.init_used},
+        **out.allocation.as_kwargs(),
     )
     if not res.max_violation <= FEAS_TOL_REL:  # never a silent wrong answer
-        res = res.replace(status="error", message=f"{method}: allocation violates the "
-                          f"constraints (max relative violation {res.max_violation:.3g})")
+        res = res.replace(
+            status="error",
+            message=f"{method}: allocation violates the "
+            f"constraints (max relative violation {res.max_violation:.3g})",
+        )
     return res
 
 
@@ -338,10 +402,20 @@ def solve_ao(
     ``time_limit_s``, ``seed`` (for ``init="random"``), ``fp_method`` ("quadratic" |
     "dinkelbach"), ``init`` ("equal" | "fastest" | "random"), ``fp_rel_tol`` and
     ``fp_max_iterations`` (stage B), ``bnb_rel_tol`` and ``bnb_max_nodes`` (stage A)."""
-    out = run_ao(problem, rel_tol=rel_tol, max_iterations=max_iterations,
-                 time_limit_s=time_limit_s, seed=seed, fp_method=fp_method, init=init,
-                 fp_rel_tol=fp_rel_tol, fp_max_iterations=fp_max_iterations,
-                 bnb_rel_tol=bnb_rel_tol, bnb_max_nodes=bnb_max_nodes, stage_a="bnb")
+    out = run_ao(
+        problem,
+        rel_tol=rel_tol,
+        max_iterations=max_iterations,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        fp_method=fp_method,
+        init=init,
+        fp_rel_tol=fp_rel_tol,
+        fp_max_iterations=fp_max_iterations,
+        bnb_rel_tol=bnb_rel_tol,
+        bnb_max_nodes=bnb_max_nodes,
+        stage_a="bnb",
+    )
     return outcome_result(problem, out, "ao", seed)
 
 

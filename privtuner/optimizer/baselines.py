@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from privtuner.errors import SolverError
 from privtuner.optimizer.ao import (
     AO_OPTIONS,
     equal_point,
@@ -56,15 +57,16 @@ from privtuner.optimizer.fp import (
 from privtuner.optimizer.problem import FEAS_TOL_REL, AllocationProblem
 from privtuner.optimizer.registry import register_solver
 from privtuner.optimizer.result import SolveResult
-from privtuner.errors import SolverError
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
 
 # ---------------------------------------------------------------------- helpers
-def equal_point_costs(problem: AllocationProblem, device_cpu: str = "closed_form",
-                      ) -> tuple[F64, F64]:
+def equal_point_costs(
+    problem: AllocationProblem,
+    device_cpu: str = "closed_form",
+) -> tuple[F64, F64]:
     """``[n, K]`` objective term and device CPU of each (device, set) at the equal point.
 
     ``device_cpu="closed_form"``: f = C_dev / (time left) (spec 5.1); ``"max"``: f = f_max.
@@ -85,9 +87,10 @@ def equal_point_costs(problem: AllocationProblem, device_cpu: str = "closed_form
             continue
         f_use = np.where(ok, f, fmax)
         ev = problem.evaluate(sets, b, p, f_use, fs)
-        term = (problem.energy_weight * (ev.energy_compute_j + ev.energy_tx_j
-                                         + ev.energy_server_j)
-                + problem.set_constant[k])
+        term = (
+            problem.energy_weight * (ev.energy_compute_j + ev.energy_tx_j + ev.energy_server_j)
+            + problem.set_constant[k]
+        )
         ok &= ev.latency_s <= problem.deadline_s * (1 + 1e-12)
         cost[:, k] = np.where(ok, term, math.inf)
         freq[:, k] = np.where(ok, f_use, math.inf)
@@ -100,12 +103,17 @@ def _best_response(cost: F64) -> tuple[I64, NDArray[np.bool_]]:
     return sets, ok
 
 
-def _no_response_reasons(problem: AllocationProblem, bad: NDArray[np.bool_], what: str,
-                         ) -> list[str]:
+def _no_response_reasons(
+    problem: AllocationProblem,
+    bad: NDArray[np.bool_],
+    what: str,
+) -> list[str]:
     idx = np.flatnonzero(bad)
     head = ", ".join(str(int(i)) for i in idx[:10]) + (" ..." if idx.size > 10 else "")
-    return [f"device(s) {head}: no allowed CKKS set meets the deadline "
-            f"{problem.deadline_s:.4g} s at {what}"]
+    return [
+        f"device(s) {head}: no allowed CKKS set meets the deadline "
+        f"{problem.deadline_s:.4g} s at {what}"
+    ]
 
 
 def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation | None, str]:
@@ -124,16 +132,18 @@ def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation
     caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
     margin = float(fixed_set_margin(problem, sets[None, :], caps)[0])
     if not margin <= 1e-12:
-        return None, ("no allocation meets every deadline within the bandwidth and server-CPU "
-                      "capacities with these sets (resource margin "
-                      f"{margin:.3g} > 0)")
+        return None, (
+            "no allocation meets every deadline within the bandwidth and server-CPU "
+            "capacities with these sets (resource margin "
+            f"{margin:.3g} > 0)"
+        )
     pd = build_pairs(problem, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
     mr = clear_markets(pd, caps, 1, None, None)
     a = allocation_from(problem, pd, mr.sol)
-    alloc = Allocation(sets, a["bandwidth_hz"], a["tx_power_w"], a["cpu_hz"],
-                       a["server_cpu_hz"])
-    ev = problem.evaluate(sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz,
-                          alloc.server_cpu_hz)
+    alloc = Allocation(sets, a["bandwidth_hz"], a["tx_power_w"], a["cpu_hz"], a["server_cpu_hz"])
+    ev = problem.evaluate(
+        sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz, alloc.server_cpu_hz
+    )
     if ev.is_feasible():
         return alloc, ""
     r = StageB(problem).solve(sets, None)
@@ -142,33 +152,53 @@ def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation
     return None, f"fixed-set solve failed: {r.message}"
 
 
-def _result(problem: AllocationProblem, method: str, alloc: Allocation, seed: int,
-            t0: float, **extra: Any) -> SolveResult:
+def _result(
+    problem: AllocationProblem, method: str, alloc: Allocation, seed: int, t0: float, **extra: Any
+) -> SolveResult:
     extra.setdefault("termination", "converged")
     res = SolveResult.from_allocation(
-        problem, method=method, status="feasible", seed=seed,
-        timings_s={"solve": time.perf_counter() - t0}, **extra, **alloc.as_kwargs(),
+        problem,
+        method=method,
+        status="feasible",
+        seed=seed,
+        timings_s={"solve": time.perf_counter() - t0},
+        **extra,
+        **alloc.as_kwargs(),
     )
     if not res.max_violation <= FEAS_TOL_REL:  # never a silent wrong answer
-        res = res.replace(status="error", message=f"{method}: allocation violates the "
-                          f"constraints (max relative violation {res.max_violation:.3g})")
+        res = res.replace(
+            status="error",
+            message=f"{method}: allocation violates the "
+            f"constraints (max relative violation {res.max_violation:.3g})",
+        )
     return res
 
 
-def _infeasible(problem: AllocationProblem, method: str, reasons: list[str], seed: int,
-                ) -> SolveResult:
-    return SolveResult.infeasible(problem, method=method,
-                                  reasons=[f"{method} baseline: {r}" for r in reasons],
-                                  seed=seed)
+def _infeasible(
+    problem: AllocationProblem,
+    method: str,
+    reasons: list[str],
+    seed: int,
+) -> SolveResult:
+    return SolveResult.infeasible(
+        problem, method=method, reasons=[f"{method} baseline: {r}" for r in reasons], seed=seed
+    )
 
 
 # ---------------------------------------------------------------------- baselines
-@register_solver("equal_bandwidth",
-                 "baseline: equal bandwidth, max power, sets by best response, CPUs in closed "
-                 "form (energy-optimal device/server split) (spec 5.3)")
-def solve_equal_bandwidth(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                          max_iterations: int = 100, time_limit_s: float = 300.0,
-                          seed: int = 0) -> SolveResult:
+@register_solver(
+    "equal_bandwidth",
+    "baseline: equal bandwidth, max power, sets by best response, CPUs in closed "
+    "form (energy-optimal device/server split) (spec 5.3)",
+)
+def solve_equal_bandwidth(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+) -> SolveResult:
     """Equal bandwidth and max power; CPUs by :func:`closed_form_cpus`; each device's
     best-response set (least objective term). If the server shares then exceed F_s they are
     scaled down to F_s and the device CPU is recomputed in closed form (smallest meeting the
@@ -190,8 +220,14 @@ def solve_equal_bandwidth(problem: AllocationProblem, *, rel_tol: float = 1e-6,
         fk[:, k], fsk[:, k] = f_use, fs_use
     sets, ok = _best_response(cost)
     if not ok.all():
-        return _infeasible(problem, "equal_bandwidth", _no_response_reasons(
-            problem, ~ok, "an equal bandwidth share, max power and f <= f_max"), seed)
+        return _infeasible(
+            problem,
+            "equal_bandwidth",
+            _no_response_reasons(
+                problem, ~ok, "an equal bandwidth share, max power and f <= f_max"
+            ),
+            seed,
+        )
     rows = np.arange(n)
     f, fs = fk[rows, sets], fsk[rows, sets]
     if fs.sum() > problem.server_cpu_hz:
@@ -199,9 +235,17 @@ def solve_equal_bandwidth(problem: AllocationProblem, *, rel_tol: float = 1e-6,
         f = smallest_device_cpu_hz(problem, sets, b, p, fs)
         bad = ~(f <= problem.f_max_hz)
         if bad.any():
-            return _infeasible(problem, "equal_bandwidth", _no_response_reasons(
-                problem, bad, "an equal bandwidth share, max power, f <= f_max and its "
-                "share of the server CPU scaled down to the capacity"), seed)
+            return _infeasible(
+                problem,
+                "equal_bandwidth",
+                _no_response_reasons(
+                    problem,
+                    bad,
+                    "an equal bandwidth share, max power, f <= f_max and its "
+                    "share of the server CPU scaled down to the capacity",
+                ),
+                seed,
+            )
     return _result(problem, "equal_bandwidth", Allocation(sets, b, p, f, fs), seed, t0)
 
 
@@ -221,49 +265,78 @@ def _sets_of_degree(problem: AllocationProblem, largest: bool) -> I64:
     return out
 
 
-def _fixed_degree(problem: AllocationProblem, method: str, largest: bool, seed: int,
-                  ) -> SolveResult:
+def _fixed_degree(
+    problem: AllocationProblem,
+    method: str,
+    largest: bool,
+    seed: int,
+) -> SolveResult:
     t0 = time.perf_counter()
     sets = _sets_of_degree(problem, largest)
     alloc, why = fixed_set_optimum(problem, sets)
     if alloc is None:
-        return _infeasible(problem, method, [f"{'largest' if largest else 'smallest'} ring "
-                                             f"degree per device: {why}"], seed)
+        return _infeasible(
+            problem,
+            method,
+            [f"{'largest' if largest else 'smallest'} ring degree per device: {why}"],
+            seed,
+        )
     return _result(problem, method, alloc, seed, t0)
 
 
-@register_solver("fixed_largest_n",
-                 "baseline: every device at its largest allowed ring degree N, then the optimal "
-                 "continuous allocation (spec 5.3)")
-def solve_fixed_largest_n(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                          max_iterations: int = 100, time_limit_s: float = 300.0,
-                          seed: int = 0) -> SolveResult:
+@register_solver(
+    "fixed_largest_n",
+    "baseline: every device at its largest allowed ring degree N, then the optimal "
+    "continuous allocation (spec 5.3)",
+)
+def solve_fixed_largest_n(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+) -> SolveResult:
     """Largest N per device (module docstring), optimal continuous allocation."""
     return _fixed_degree(problem, "fixed_largest_n", True, seed)
 
 
-@register_solver("fixed_smallest_n",
-                 "baseline: every device at its smallest secure ring degree N, then the optimal "
-                 "continuous allocation (spec 5.3)")
-def solve_fixed_smallest_n(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                           max_iterations: int = 100, time_limit_s: float = 300.0,
-                           seed: int = 0) -> SolveResult:
+@register_solver(
+    "fixed_smallest_n",
+    "baseline: every device at its smallest secure ring degree N, then the optimal "
+    "continuous allocation (spec 5.3)",
+)
+def solve_fixed_smallest_n(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+) -> SolveResult:
     """Smallest secure N per device (module docstring), optimal continuous allocation."""
     return _fixed_degree(problem, "fixed_smallest_n", False, seed)
 
 
-@register_solver("ao_random_theta",
-                 "baseline: AO without B&B, seeded random CKKS sets, then stage B (fractional "
-                 "programming) (spec 5.3)",
-                 options={"fp_method": "quadratic", "draws": 10})
-def solve_ao_random_theta(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                          max_iterations: int = 100, time_limit_s: float = 300.0,
-                          seed: int = 0, fp_method: str = "quadratic", draws: int = 10,
-                          ) -> SolveResult:
+@register_solver(
+    "ao_random_theta",
+    "baseline: AO without B&B, seeded random CKKS sets, then stage B (fractional "
+    "programming) (spec 5.3)",
+    options={"fp_method": "quadratic", "draws": 10},
+)
+def solve_ao_random_theta(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+    fp_method: str = "quadratic",
+    draws: int = 10,
+) -> SolveResult:
     """Random sets (``seed``), stage B; the first of ``draws`` draws that is feasible."""
     if fp_method not in FP_METHODS:
-        raise SolverError(f"option fp_method must be one of {list(FP_METHODS)} "
-                          f"(got {fp_method!r})")
+        raise SolverError(f"option fp_method must be one of {list(FP_METHODS)} (got {fp_method!r})")
     if not (isinstance(draws, int) and draws >= 1):
         raise SolverError(f"option draws must be an integer >= 1 (got {draws!r})")
     t0 = time.perf_counter()
@@ -274,88 +347,164 @@ def solve_ao_random_theta(problem: AllocationProblem, *, rel_tol: float = 1e-6,
         if time.perf_counter() - t0 > time_limit_s:
             break
         sets = random_sets(problem, rng)
-        r = sb.solve(sets, None, method=fp_method,  # type: ignore[arg-type]
-                     max_iterations=max_iterations,
-                     time_limit_s=max(time_limit_s - (time.perf_counter() - t0), 1e-3))
-        history.append({"draw": d, "status": r.status, "objective": r.objective,
-                        "fp_iterations": r.iterations})
+        r = sb.solve(
+            sets,
+            None,
+            method=fp_method,  # type: ignore[arg-type]
+            max_iterations=max_iterations,
+            time_limit_s=max(time_limit_s - (time.perf_counter() - t0), 1e-3),
+        )
+        history.append(
+            {"draw": d, "status": r.status, "objective": r.objective, "fp_iterations": r.iterations}
+        )
         if r.allocation is not None:
-            return _result(problem, "ao_random_theta", r.allocation, seed, t0,
-                           iterations=r.iterations, history=history)
-    return _infeasible(problem, "ao_random_theta", [
-        f"none of {len(history)} random set draws (seed {seed}) admits a feasible allocation"
-    ], seed)
+            return _result(
+                problem,
+                "ao_random_theta",
+                r.allocation,
+                seed,
+                t0,
+                iterations=r.iterations,
+                history=history,
+            )
+    return _infeasible(
+        problem,
+        "ao_random_theta",
+        [f"none of {len(history)} random set draws (seed {seed}) admits a feasible allocation"],
+        seed,
+    )
 
 
-@register_solver("ao_greedy_theta",
-                 "baseline: AO without B&B: stage A by the greedy knapsack heuristic, stage B "
-                 "by fractional programming (spec 5.3)",
-                 options=AO_OPTIONS)
-def solve_ao_greedy_theta(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                          max_iterations: int = 100, time_limit_s: float = 300.0,
-                          seed: int = 0, **ao_options: Any) -> SolveResult:
+@register_solver(
+    "ao_greedy_theta",
+    "baseline: AO without B&B: stage A by the greedy knapsack heuristic, stage B "
+    "by fractional programming (spec 5.3)",
+    options=AO_OPTIONS,
+)
+def solve_ao_greedy_theta(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+    **ao_options: Any,
+) -> SolveResult:
     """``ao`` with the greedy stage A (module docstring); same options as ``ao``."""
-    out = run_ao(problem, rel_tol=rel_tol, max_iterations=max_iterations,
-                 time_limit_s=time_limit_s, seed=seed, stage_a="greedy", **ao_options)
+    out = run_ao(
+        problem,
+        rel_tol=rel_tol,
+        max_iterations=max_iterations,
+        time_limit_s=time_limit_s,
+        seed=seed,
+        stage_a="greedy",
+        **ao_options,
+    )
     if out.allocation is None:
         return _infeasible(problem, "ao_greedy_theta", [out.message], seed)
     return outcome_result(problem, out, "ao_greedy_theta", seed)
 
 
-@register_solver("comm_only",
-                 "baseline: optimise bandwidth and power only; CPUs fixed at f_max and an equal "
-                 "server share; sets by best response (spec 5.3)",
-                 options={"fp_method": "quadratic"})
-def solve_comm_only(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                    max_iterations: int = 100, time_limit_s: float = 300.0, seed: int = 0,
-                    fp_method: str = "quadratic") -> SolveResult:
+@register_solver(
+    "comm_only",
+    "baseline: optimise bandwidth and power only; CPUs fixed at f_max and an equal "
+    "server share; sets by best response (spec 5.3)",
+    options={"fp_method": "quadratic"},
+)
+def solve_comm_only(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+    fp_method: str = "quadratic",
+) -> SolveResult:
     """Stage B over (b, p) with f = f_max and f_s = F_s/n fixed (module docstring)."""
     t0 = time.perf_counter()
     n = problem.n_devices
     cost, _ = equal_point_costs(problem, device_cpu="max")
     sets, ok = _best_response(cost)
     if not ok.all():
-        return _infeasible(problem, "comm_only", _no_response_reasons(
-            problem, ~ok, "f_max, an equal server-CPU share, an equal bandwidth share and "
-            "max power"), seed)
+        return _infeasible(
+            problem,
+            "comm_only",
+            _no_response_reasons(
+                problem,
+                ~ok,
+                "f_max, an equal server-CPU share, an equal bandwidth share and max power",
+            ),
+            seed,
+        )
     b, p, f, fs = equal_point(problem)
     start = Allocation(sets, b, p, f, fs)
     share = np.full(n, 1.0 / n)
-    r = StageB(problem).solve(sets, start, method=fp_method,  # type: ignore[arg-type]
-                              max_iterations=max_iterations, time_limit_s=time_limit_s,
-                              bounds={"s_lo": share, "s_hi": share}, device_cpu="max")
+    r = StageB(problem).solve(
+        sets,
+        start,
+        method=fp_method,  # type: ignore[arg-type]
+        max_iterations=max_iterations,
+        time_limit_s=time_limit_s,
+        bounds={"s_lo": share, "s_hi": share},
+        device_cpu="max",
+    )
     alloc = r.allocation if r.allocation is not None else start
     if objective_value(problem, alloc) > objective_value(problem, start):
         alloc = start
     return _result(problem, "comm_only", alloc, seed, t0, iterations=r.iterations)
 
 
-@register_solver("comp_only",
-                 "baseline: optimise the CPUs only (server shares, device CPU in closed form); "
-                 "equal bandwidth and max power; sets by best response (spec 5.3)")
-def solve_comp_only(problem: AllocationProblem, *, rel_tol: float = 1e-6,
-                    max_iterations: int = 100, time_limit_s: float = 300.0,
-                    seed: int = 0) -> SolveResult:
+@register_solver(
+    "comp_only",
+    "baseline: optimise the CPUs only (server shares, device CPU in closed form); "
+    "equal bandwidth and max power; sets by best response (spec 5.3)",
+)
+def solve_comp_only(
+    problem: AllocationProblem,
+    *,
+    rel_tol: float = 1e-6,
+    max_iterations: int = 100,
+    time_limit_s: float = 300.0,
+    seed: int = 0,
+) -> SolveResult:
     """The convex CPU problem with b = B/n and p = p_max fixed (module docstring)."""
     t0 = time.perf_counter()
     n = problem.n_devices
     cost, freq = equal_point_costs(problem)
     sets, ok = _best_response(cost)
     if not ok.all():
-        return _infeasible(problem, "comp_only", _no_response_reasons(
-            problem, ~ok, "an equal bandwidth share, max power, an equal server-CPU share "
-            "and f <= f_max"), seed)
+        return _infeasible(
+            problem,
+            "comp_only",
+            _no_response_reasons(
+                problem,
+                ~ok,
+                "an equal bandwidth share, max power, an equal server-CPU share and f <= f_max",
+            ),
+            seed,
+        )
     b, p, _, fs = equal_point(problem)
     start = Allocation(sets, b, p, freq[np.arange(n), sets], fs)
     share = np.full(n, 1.0 / n)
-    r = StageB(problem).solve(sets, start, max_iterations=max_iterations,
-                              time_limit_s=time_limit_s,
-                              bounds={"x_lo": share, "x_hi": share, "q_lo": 1.0, "q_hi": 1.0})
+    r = StageB(problem).solve(
+        sets,
+        start,
+        max_iterations=max_iterations,
+        time_limit_s=time_limit_s,
+        bounds={"x_lo": share, "x_hi": share, "q_lo": 1.0, "q_hi": 1.0},
+    )
     alloc = r.allocation if r.allocation is not None else start
     if objective_value(problem, alloc) > objective_value(problem, start):
         alloc = start
     return _result(problem, "comp_only", alloc, seed, t0, iterations=r.iterations)
 
 
-BASELINES = ("equal_bandwidth", "fixed_largest_n", "fixed_smallest_n", "ao_random_theta",
-             "ao_greedy_theta", "comm_only", "comp_only")
+BASELINES = (
+    "equal_bandwidth",
+    "fixed_largest_n",
+    "fixed_smallest_n",
+    "ao_random_theta",
+    "ao_greedy_theta",
+    "comm_only",
+    "comp_only",
+)

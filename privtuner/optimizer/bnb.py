@@ -297,7 +297,12 @@ def solve_mckp_bnb(
     no_item = np.flatnonzero(~ok.any(axis=1))
     if no_item.size:
         return MckpResult(
-            empty, math.inf, math.inf, 0, "infeasible", "infeasible",
+            empty,
+            math.inf,
+            math.inf,
+            0,
+            "infeasible",
+            "infeasible",
             time_s=time.perf_counter() - t0,
             info={"reason": f"classes {no_item.tolist()} have no allowed item"},
         )
@@ -310,7 +315,12 @@ def solve_mckp_bnb(
     nodes = 1
     if not root.feasible:
         return MckpResult(
-            empty, math.inf, math.inf, nodes, "infeasible", "infeasible",
+            empty,
+            math.inf,
+            math.inf,
+            nodes,
+            "infeasible",
+            "infeasible",
             time_s=time.perf_counter() - t0,
             info={"reason": "the lightest allowed items already exceed the capacity"},
         )
@@ -412,7 +422,13 @@ def greedy_mckp(cost: ArrayLike, weight: ArrayLike, capacity: float) -> MckpResu
         return MckpResult(empty, math.inf, math.inf, 1, "infeasible", "infeasible")
     choice, obj, used = _improve(h, c, w, capacity, fixed0, root, cap_tol)
     return MckpResult(
-        choice, obj, root.bound, 1, "feasible", "gap_closed", weight=used,
+        choice,
+        obj,
+        root.bound,
+        1,
+        "feasible",
+        "gap_closed",
+        weight=used,
         time_s=time.perf_counter() - t0,
     )
 
@@ -463,8 +479,14 @@ def solve_mckp_pulp(
     status_txt = pulp.LpStatus[prob.status]
     if status_txt != "Optimal":
         return MckpResult(
-            empty, math.inf, math.inf, 0, "infeasible", "infeasible",
-            time_s=time.perf_counter() - t0, info={"pulp_status": status_txt},
+            empty,
+            math.inf,
+            math.inf,
+            0,
+            "infeasible",
+            "infeasible",
+            time_s=time.perf_counter() - t0,
+            info={"pulp_status": status_txt},
         )
     choice = empty.copy()
     for (i, k), v in x.items():
@@ -473,8 +495,15 @@ def solve_mckp_pulp(
     rows = np.arange(n)
     obj = float(np.sum(c[rows, choice]))
     return MckpResult(
-        choice, obj, obj, 0, "optimal", "gap_closed", weight=float(np.sum(w[rows, choice])),
-        time_s=time.perf_counter() - t0, info={"pulp_status": status_txt},
+        choice,
+        obj,
+        obj,
+        0,
+        "optimal",
+        "gap_closed",
+        weight=float(np.sum(w[rows, choice])),
+        time_s=time.perf_counter() - t0,
+        info={"pulp_status": status_txt},
     )
 
 
@@ -511,8 +540,9 @@ def stage_a_items(
     f = np.asarray(cpu_hz, dtype=float)[:, None]
     g = problem.gain_lin[:, None]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rate = np.where(b > 0, b * np.log1p(p * g / (problem.noise_w_per_hz * b)) / math.log(2),
-                        0.0)
+        rate = np.where(
+            b > 0, b * np.log1p(p * g / (problem.noise_w_per_hz * b)) / math.log(2), 0.0
+        )
         s_up = c.uplink_bits[None, :]
         tau = np.where(s_up > 0, s_up / rate, 0.0)
         c_dev = c.device_cycles[None, :]
@@ -521,8 +551,11 @@ def stage_a_items(
         t_dl = c.downlink_bits[None, :] / problem.downlink_rate_bps
         left = problem.deadline_s - t_dev - tau - t_dl
         fs = np.where(c_srv > 0, c_srv / left, 0.0)
-        ok = problem.allowed & np.isfinite(tau) & np.isfinite(t_dev) & (
-            (left > 0) | ((c_srv == 0) & (left >= 0))
+        ok = (
+            problem.allowed
+            & np.isfinite(tau)
+            & np.isfinite(t_dev)
+            & ((left > 0) | ((c_srv == 0) & (left >= 0)))
         )
         ok &= fs <= problem.server_cpu_hz
         energy = (

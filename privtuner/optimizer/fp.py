@@ -20,8 +20,9 @@ that increases the true objective is replaced by a quadratic-transform step.
 The convex problem (cvxpy, solved by Clarabel) is built ONCE per problem size with
 ``cp.Parameter`` s (DPP) and re-solved with new parameter values for every FP step, every set
 assignment and every AO iteration. Scaled variables: ``x = b / B``, ``q = p / p_max``,
-``s = f_s / F_s``; the rate in nats per hertz of B is ``-rel_entr(x, x + snr0 q)`` with
-``snr0 = p_max g / (N0 B)`` (so ``r = B rhat / ln 2``), and times are in units of T_max.
+``s = f_s / F_s``; the rate in nats per hertz of B is ``rhat = -rel_entr(x, x + snr0 q)`` with
+``snr0 = p_max g / (N0 B)`` (so ``r = B rhat / ln 2``), written directly as the exponential
+cone cvxpy would use for ``rel_entr``; times are in units of T_max.
 
 CPU frequencies. The device CPU is at the smallest frequency that meets the deadline (closed
 form, spec 5.1)::
@@ -33,6 +34,16 @@ convex because ``slack_n`` (the time left for the device) is concave in (b, p, f
 ``f_n <= f_max`` limit becomes ``slack_n >= C_dev / f_max``. The server CPU ``f_s`` is shared
 (``sum f_s <= F_s``) and so is optimised inside the convex solve. Auxiliary variables ``u <=
 rhat`` and ``t <= slack`` keep every parameter-times-expression product DPP.
+
+Numerics (measured, see the tests): every FP step re-scales the variables at the current point
+and shifts the rate's exponential cone by the current SNR, so that Clarabel sees coefficients
+of order one; a failed or inaccurate solve is retried with more regularisation, an inaccurate
+point that does not improve is replaced by a shortened step (the surrogate is convex), and every
+accepted point is re-checked with ``AllocationProblem.evaluate``. Above ``DPP_MAX_DEVICES``
+devices the problem (still built once, with Parameters) is re-canonicalised at each solve
+(``ignore_dpp``): cvxpy's DPP compilation grows quadratically with the size. Limitation: with
+hundreds of devices spanning ~10 decades of SNR the conic solves become inaccurate and FP can
+stop a few per cent above the fixed-set optimum (the ``exact`` method has no such issue).
 """
 
 from __future__ import annotations
@@ -71,14 +82,23 @@ POLISH_STEPS = 3
 CLARABEL_RETRIES: tuple[dict[str, Any], ...] = (
     {},
     {"static_regularization_constant": 1e-6, "max_iter": 400},
-    {"static_regularization_constant": 1e-6, "max_iter": 400, "reduced_tol_gap_rel": 1e-3,
-     "reduced_tol_gap_abs": 1e-4, "reduced_tol_feas": 1e-6, "reduced_tol_ktratio": 1e-3},
+    {
+        "static_regularization_constant": 1e-6,
+        "max_iter": 400,
+        "reduced_tol_gap_rel": 1e-3,
+        "reduced_tol_gap_abs": 1e-4,
+        "reduced_tol_feas": 1e-6,
+        "reduced_tol_ktratio": 1e-3,
+    },
 )
 
 #: Above this many devices the problem is re-canonicalised at every solve (``ignore_dpp``):
 #: cvxpy's DPP parameter tensor grows with (variables x parameters), i.e. quadratically in n,
 #: and its one-time compilation takes seconds at a few hundred devices.
 DPP_MAX_DEVICES = 150
+
+#: Which fractions are scaled by their current value (the others by 1/n, or 1 for the power).
+SCALE_VARS = "xq"
 
 
 @dataclass(frozen=True)
@@ -104,8 +124,7 @@ class Allocation:
 def uplink_rate_bps(b_hz: F64, p_w: F64, gain_lin: F64, noise_w_per_hz: float) -> F64:
     """FDMA uplink rate ``r = b log2(1 + p g / (N0 b))`` [bit/s] (spec section 4); 0 at b = 0."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(b_hz > 0, b_hz * np.log1p(p_w * gain_lin / (noise_w_per_hz * b_hz)) / LN2,
-                     0.0)
+        r = np.where(b_hz > 0, b_hz * np.log1p(p_w * gain_lin / (noise_w_per_hz * b_hz)) / LN2, 0.0)
     return np.asarray(r, dtype=float)
 
 
@@ -128,8 +147,12 @@ def smallest_device_cpu_hz(problem: Any, sets: I64, b_hz: F64, p_w: F64, fs_hz: 
     return np.asarray(f, dtype=float)
 
 
-def closed_form_cpus(problem: Any, sets: I64, b: F64, p: F64,
-                     ) -> tuple[F64, F64]:
+def closed_form_cpus(
+    problem: Any,
+    sets: I64,
+    b: F64,
+    p: F64,
+) -> tuple[F64, F64]:
     """Energy-optimal split of the time left between device and server CPU, per device.
 
     With ``T_c = T_max - S_up/r - S_down/r_dl`` left for computing, minimising
@@ -146,8 +169,11 @@ def closed_form_cpus(problem: Any, sets: I64, b: F64, p: F64,
     with np.errstate(divide="ignore", invalid="ignore"):
         tau = np.where(c.uplink_bits[k] > 0, c.uplink_bits[k] / rate, 0.0)
         t_c = problem.deadline_s - tau - c.downlink_bits[k] / problem.downlink_rate_bps
-        rho = np.cbrt(problem.kappa_dev / problem.kappa_srv) if problem.kappa_srv > 0 else (
-            np.full(problem.n_devices, np.inf))
+        rho = (
+            np.cbrt(problem.kappa_dev / problem.kappa_srv)
+            if problem.kappa_srv > 0
+            else (np.full(problem.n_devices, np.inf))
+        )
         f = np.where(c_dev > 0, (c_dev + np.where(c_srv > 0, c_srv / rho, 0.0)) / t_c, 0.0)
         fs = np.where(c_srv > 0, rho * f, 0.0)
         fs = np.where((c_srv > 0) & (c_dev == 0), c_srv / t_c, fs)
@@ -182,12 +208,16 @@ def energy_objective(problem: Any, alloc: Allocation) -> float:
     """``w_E R sum_n E_n`` (no privacy term) with E_n of spec section 4 [objective units]."""
     c = problem.costs
     k = alloc.sets
-    rate = uplink_rate_bps(alloc.bandwidth_hz, alloc.tx_power_w, problem.gain_lin,
-                           problem.noise_w_per_hz)
+    rate = uplink_rate_bps(
+        alloc.bandwidth_hz, alloc.tx_power_w, problem.gain_lin, problem.noise_w_per_hz
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         e_tx = np.where(c.uplink_bits[k] > 0, alloc.tx_power_w * c.uplink_bits[k] / rate, 0.0)
-    e = (problem.kappa_dev * c.device_cycles[k] * alloc.cpu_hz**2 + e_tx
-         + problem.kappa_srv * c.server_cycles[k] * alloc.server_cpu_hz**2)
+    e = (
+        problem.kappa_dev * c.device_cycles[k] * alloc.cpu_hz**2
+        + e_tx
+        + problem.kappa_srv * c.server_cycles[k] * alloc.server_cpu_hz**2
+    )
     val = float(problem.energy_weight * problem.rounds * np.sum(e))
     return val if math.isfinite(val) else math.inf
 
@@ -199,8 +229,9 @@ def objective_value(problem: Any, alloc: Allocation) -> float:
 
 def max_violation(problem: Any, alloc: Allocation) -> float:
     """Largest relative constraint violation (definitions of ``AllocationProblem.evaluate``)."""
-    ev = problem.evaluate(alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz,
-                          alloc.server_cpu_hz)
+    ev = problem.evaluate(
+        alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz, alloc.server_cpu_hz
+    )
     return float(ev.max_violation)
 
 
@@ -215,7 +246,8 @@ class StageBResult:
     time_s: float
     history: list[float] = field(default_factory=list)  # objective after each accepted step
     message: str = ""
-    fallback_steps: int = 0  # Dinkelbach steps replaced by quadratic-transform steps
+    fallback_steps: int = 0  # steps that switched surrogate (Dinkelbach not monotone, failure)
+    backtracks: int = 0  # inaccurate solves followed by a shortened step
 
 
 class StageB:
@@ -225,11 +257,13 @@ class StageB:
     typically the previous AO point; ``None``: :func:`default_start`).
 
     Scaling (every FP step re-normalises at the current point, so that Clarabel sees numbers of
-    order one): ``X = n b/B``, ``Q = p/p_max``, ``S = n f_s/F_s``; the rate in nats per hertz of
-    B, ``rhat = -rel_entr(X, X + n snr0 Q) / n``, is bounded below by ``rho U / n`` with ``rho``
-    the current point's ``n rhat`` (so ``U`` is about 1); the device time fraction
-    ``t = C_dev/(f T_max)`` is ``tsc T`` with ``tsc`` its current value. The objective is divided
-    by the current energy objective.
+    order one): the fractions ``x = b/B``, ``q = p/p_max``, ``s = f_s/F_s`` are ``xsc X``,
+    ``qsc Q``, ``ssc S`` with the scales their current values (so X, Q, S are about 1; the
+    power of a device near the server is often 1e-5 p_max); the rate in nats per hertz of B,
+    ``rhat = x ln(1 + snr0 q / x)``, is bounded below by ``rho U`` with ``rho`` its current
+    value; the device time fraction ``t = C_dev/(f T_max)`` is ``tsc T``. The exponential cone
+    of the rate is shifted by ``s = 1 + current SNR`` (see ``__init__``). The objective is
+    divided by the current energy objective.
     """
 
     def __init__(self, problem: Any) -> None:
@@ -240,14 +274,19 @@ class StageB:
         n = problem.n_devices
         self.n = n
         self.snr0 = np.asarray(problem.snr_hz, dtype=float) / problem.bandwidth_hz
-        self.X = cp.Variable(n, name="bandwidth_scaled")
-        self.Q = cp.Variable(n, name="power_scaled")
-        self.S = cp.Variable(n, name="server_cpu_scaled")
-        self.U = cp.Variable(n, name="rate_scaled")
-        self.T = cp.Variable(n, name="device_time_scaled")
+        V = lambda name: cp.Variable(n, name=name)  # noqa: E731
+        self.X, self.Q, self.S = V("bandwidth_scaled"), V("power_scaled"), V("server_scaled")
+        self.U, self.T = V("rate_scaled"), V("device_time_scaled")
+        inv_u, inv_srv = V("inv_rate"), V("inv_server_cpu")  # >= 1/U, >= 1/S
+        z_t, z_u, z_s, z_q = V("z_t"), V("z_u"), V("z_s"), V("z_q")  # epigraphs
         P = lambda name, nonneg=True: cp.Parameter(n, name=name, nonneg=nonneg)  # noqa: E731
-        self.rho, self.tsc = P("rho"), P("tsc")
-        self.log_s, self.inv_s, self.snr_s = P("log_s"), P("inv_s"), P("snr_s")
+        self.xsc, self.ssc, self.tsc = P("xsc"), P("ssc"), P("tsc")
+        self.rho_x, self.log_s, self.inv_s, self.snr_q = (
+            P("rho_x"),
+            P("log_s"),
+            P("inv_s"),
+            P("snr_q"),
+        )
         self.sigu, self.gams, self.eps = P("sigu"), P("gams"), P("eps")
         self.head = P("head", nonneg=False)
         self.cdev, self.csrv = P("cdev"), P("csrv")
@@ -255,33 +294,42 @@ class StageB:
         self.X_lo, self.X_hi = P("X_lo"), P("X_hi")
         self.Q_lo, self.Q_hi = P("Q_lo"), P("Q_hi")
         self.S_lo, self.S_hi = P("S_lo"), P("S_hi")
-        V = lambda name: cp.Variable(n, name=name)  # noqa: E731
-        inv_u, inv_s = V("inv_rate"), V("inv_server_cpu")  # >= 1/U, >= 1/S
-        z_t, z_u, z_s, z_q = V("z_t"), V("z_u"), V("z_s"), V("z_q")  # epigraphs
         one = np.ones(n)
-        slack = self.head - cp.multiply(self.sigu, inv_u) - cp.multiply(self.gams, inv_s)
+        slack = self.head - cp.multiply(self.sigu, inv_u) - cp.multiply(self.gams, inv_srv)
         dev_time = cp.multiply(self.tsc, self.T)
         cons = [
-            cp.sum(self.X) <= n, cp.sum(self.S) <= n,
-            self.X >= self.X_lo, self.X <= self.X_hi,
-            self.Q >= self.Q_lo, self.Q <= self.Q_hi,
-            self.S >= self.S_lo, self.S <= self.S_hi,
-            # rate: rho U <= X ln(1 + n snr0 Q / X)  <=>  X exp(rho U / X) <= X + n snr0 Q
-            # <=> X exp((rho U - X ln s)/X) <= (X + n snr0 Q)/s for any s > 0: with s = 1 + the
-            # current SNR every coefficient of the cone is of order one (conditioning)
-            ExpCone(cp.multiply(self.rho, self.U) - cp.multiply(self.log_s, self.X), self.X,
-                    cp.multiply(self.inv_s, self.X) + cp.multiply(self.snr_s, self.Q)),
+            self.xsc @ self.X <= 1,
+            self.ssc @ self.S <= 1,
+            self.X >= self.X_lo,
+            self.X <= self.X_hi,
+            self.Q >= self.Q_lo,
+            self.Q <= self.Q_hi,
+            self.S >= self.S_lo,
+            self.S <= self.S_hi,
+            # rate: rho U <= x ln(1 + snr0 q / x)  <=>  x exp(rho U / x) <= x + snr0 q
+            # <=> x exp((rho U - x ln s)/x) <= (x + snr0 q)/s for any s > 0; with s = 1 + the
+            # current SNR, and the cone divided by xsc, every coefficient is of order one
+            ExpCone(
+                cp.multiply(self.rho_x, self.U) - cp.multiply(self.log_s, self.X),
+                self.X,
+                cp.multiply(self.inv_s, self.X) + cp.multiply(self.snr_q, self.Q),
+            ),
             PowCone3D(inv_u, self.U, one, 0.5),  # inv_u U >= 1
-            PowCone3D(inv_s, self.S, one, 0.5),  # inv_s S >= 1
-            dev_time <= slack, dev_time >= self.eps,
+            PowCone3D(inv_srv, self.S, one, 0.5),  # inv_srv S >= 1
+            dev_time <= slack,
+            dev_time >= self.eps,
             PowCone3D(z_t, self.T, one, 1.0 / 3.0),  # z_t >= T^-2
             PowCone3D(z_u, self.U, one, 1.0 / 3.0),  # z_u >= U^-2
             PowCone3D(z_s, one, self.S, 0.5),  # z_s >= S^2
             PowCone3D(z_q, one, self.Q, 0.5),  # z_q >= Q^2
         ]
         obj = (
-            self.cdev @ z_t + self.csrv @ z_s + self.a1 @ z_q + self.a2 @ z_u
-            + self.a0 @ self.Q - self.a3 @ self.U
+            self.cdev @ z_t
+            + self.csrv @ z_s
+            + self.a1 @ z_q
+            + self.a2 @ z_u
+            + self.a0 @ self.Q
+            - self.a3 @ self.U
         )
         self.cp_problem = cp.Problem(cp.Minimize(obj), cons)
         if not self.cp_problem.is_dpp():  # pragma: no cover - a construction bug
@@ -291,20 +339,24 @@ class StageB:
         self.ignore_dpp = n > DPP_MAX_DEVICES
         self.margin = EPS_MARGINS_REL[0]
         self._sol: tuple[F64, F64, F64] = (np.zeros(n), np.zeros(n), np.zeros(n))
+        self._scales: tuple[F64, F64, F64] = (one, one, one)
 
     # ------------------------------------------------------------------ helpers
-    def _set_bounds(self, bounds: dict[str, F64] | None) -> None:
+    def _set_bounds(self, bounds: dict[str, F64 | float] | None) -> None:
         n = self.n
-        d = {"x_lo": np.zeros(n), "x_hi": np.ones(n), "q_lo": np.zeros(n), "q_hi": np.ones(n),
-             "s_lo": np.zeros(n), "s_hi": np.ones(n)}
+        d = {
+            "x_lo": np.zeros(n),
+            "x_hi": np.ones(n),
+            "q_lo": np.zeros(n),
+            "q_hi": np.ones(n),
+            "s_lo": np.zeros(n),
+            "s_hi": np.ones(n),
+        }
         for key, val in (bounds or {}).items():
             if key not in d:
                 raise SolverError(f"stage B: unknown bound {key!r}; valid: {sorted(d)}")
             d[key] = np.broadcast_to(np.asarray(val, dtype=float), (n,)).copy()
         self.bounds = d
-        self.X_lo.value, self.X_hi.value = n * d["x_lo"], n * d["x_hi"]
-        self.Q_lo.value, self.Q_hi.value = d["q_lo"], d["q_hi"]
-        self.S_lo.value, self.S_hi.value = n * d["s_lo"], n * d["s_hi"]
 
     def _rhat(self, x: F64, q: F64) -> F64:
         """Rate in nats per hertz of B: ``x ln(1 + snr0 q / x)`` with ``x = b/B``."""
@@ -333,7 +385,12 @@ class StageB:
         return Allocation(np.asarray(sets, dtype=np.int64), b, p, f, fs)
 
     def _set_params(
-        self, sets: I64, x: F64, q: F64, alloc: Allocation, method: FpMethod,
+        self,
+        sets: I64,
+        x: F64,
+        q: F64,
+        alloc: Allocation,
+        method: FpMethod,
         device_cpu: DeviceCpu,
     ) -> None:
         """All parameters for one FP step at the current point ``(x, q)`` / ``alloc``."""
@@ -342,27 +399,41 @@ class StageB:
         n = self.n
         k = np.asarray(sets, dtype=np.int64)
         D, B, F = pr.deadline_s, pr.bandwidth_hz, pr.server_cpu_hz
-        f_cur = np.where(np.isfinite(alloc.cpu_hz), np.minimum(alloc.cpu_hz, pr.f_max_hz),
-                         pr.f_max_hz)
-        alloc = Allocation(alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, f_cur,
-                           alloc.server_cpu_hz)
+        f_cur = np.where(
+            np.isfinite(alloc.cpu_hz), np.minimum(alloc.cpu_hz, pr.f_max_hz), pr.f_max_hz
+        )
+        alloc = Allocation(
+            alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, f_cur, alloc.server_cpu_hz
+        )
         e_ref = energy_objective(pr, alloc)
         if not (math.isfinite(e_ref) and e_ref > 0):
             e_ref = self._reference_energy(k)
         w = pr.energy_weight * pr.rounds / e_ref
         c_dev, c_srv = c.device_cycles[k], c.server_cycles[k]
+        # variable scales: the current fractions
+        xsc = np.maximum(x, 1e-9) if "x" in SCALE_VARS else np.full(n, 1.0 / n)
+        qsc = np.maximum(q, 1e-9) if "q" in SCALE_VARS else np.ones(n)
+        ssc = (
+            np.maximum(alloc.server_cpu_hz / F, 1e-9) if "s" in SCALE_VARS else np.full(n, 1.0 / n)
+        )
+        self._scales = (xsc, qsc, ssc)
+        self.xsc.value, self.ssc.value = xsc, ssc
+        bd = self.bounds
+        self.X_lo.value, self.X_hi.value = bd["x_lo"] / xsc, bd["x_hi"] / xsc
+        self.Q_lo.value, self.Q_hi.value = bd["q_lo"] / qsc, bd["q_hi"] / qsc
+        self.S_lo.value, self.S_hi.value = bd["s_lo"] / ssc, bd["s_hi"] / ssc
         sig = c.uplink_bits[k] * LN2 / (B * D)  # tau / T_max = sig / rhat
-        rh = np.maximum(self._rhat(x, q), 1e-300)
-        rho = n * rh
-        self.rho.value = rho
-        with np.errstate(divide="ignore", invalid="ignore"):
-            snr_cur = np.where(x > 0, self.snr0 * q / np.where(x > 0, x, 1.0), 0.0)
-        s_conic = 1.0 + np.clip(np.nan_to_num(snr_cur), 0.0, 1e12)
+        xc, qc = np.maximum(x, 1e-12), np.maximum(q, 1e-12)
+        rho = np.maximum(self._rhat(xc, qc), 1e-300)  # rhat >= rho U: U = 1 now
+        snr_cur = np.clip(self.snr0 * qc / xc, 0.0, 1e12)
+        s_conic = 1.0 + snr_cur
+        # cone divided by xsc: (rho U/xsc - ln(s) X, X, X/s + snr0 qsc/(xsc s) Q)
+        self.rho_x.value = rho / xsc
         self.log_s.value = np.log(s_conic)
         self.inv_s.value = 1.0 / s_conic
-        self.snr_s.value = n * self.snr0 / s_conic
-        self.sigu.value = sig * n / rho
-        self.gams.value = n * c_srv / (F * D)
+        self.snr_q.value = self.snr0 * qsc / (xsc * s_conic)
+        self.sigu.value = sig / rho
+        self.gams.value = c_srv / (F * D) / ssc
         self.head.value = 1.0 - c.downlink_bits[k] / (pr.downlink_rate_bps * D)
         # f <= f_max as t >= C_dev/(f_max T_max), with a small relative margin so that the
         # solver's feasibility tolerance never turns into a violation of f <= f_max
@@ -377,22 +448,22 @@ class StageB:
             self.cdev.value = np.zeros(n)
         else:
             self.cdev.value = w * pr.kappa_dev * c_dev**3 / D**2 / tsc**2
-        self.csrv.value = w * pr.kappa_srv * c_srv * F**2 / n**2
+        self.csrv.value = w * pr.kappa_srv * c_srv * F**2 * ssc**2
         a = w * pr.p_max_w * sig * D  # E_tx (weighted, scaled) = a q / rhat
-        qq = np.maximum(q, 1e-12)
+        rh = rho
         zeros = np.zeros(n)
         if method == "quadratic":
-            y = 1.0 / (2.0 * qq * rh)  # y* = 1/(2 N D)
-            self.a1.value = a * y
-            self.a2.value = a / (4.0 * y) / (rho / n) ** 2
+            y = 1.0 / (2.0 * qc * rh)  # y* = 1/(2 N D)
+            self.a1.value = a * y * qsc**2
+            self.a2.value = a / (4.0 * y) / rho**2
             self.a0.value = zeros
             self.a3.value = zeros
         else:
-            lam = qq / rh  # Dinkelbach: lambda_n = N_n / D_n
+            lam = qc / rh  # Dinkelbach: lambda_n = N_n / D_n
             self.a1.value = zeros
             self.a2.value = zeros
-            self.a0.value = a
-            self.a3.value = a * lam * rho / n
+            self.a0.value = a * qsc
+            self.a3.value = a * lam * rho
 
     def _solve_once(self) -> str:
         import cvxpy as cp
@@ -405,8 +476,7 @@ class StageB:
                 with warnings.catch_warnings():
                     # "solution may be inaccurate": every point is re-checked by ``_feasible``
                     warnings.simplefilter("ignore", UserWarning)
-                    self.cp_problem.solve(solver=cp.CLARABEL, ignore_dpp=self.ignore_dpp,
-                                          **opts)
+                    self.cp_problem.solve(solver=cp.CLARABEL, ignore_dpp=self.ignore_dpp, **opts)
             except cp.error.SolverError as exc:
                 status = f"error: {exc}"
                 continue
@@ -416,17 +486,20 @@ class StageB:
             if status == "optimal_inaccurate" and kept is None:
                 kept = (np.array(self.X.value), np.array(self.Q.value), np.array(self.S.value))
         if status == "optimal":
-            self._sol = (np.array(self.X.value), np.array(self.Q.value),
-                         np.array(self.S.value))
+            self._sol = (np.array(self.X.value), np.array(self.Q.value), np.array(self.S.value))
         elif kept is not None:
             self._sol, status = kept, "optimal_inaccurate"
         elif status == "optimal_inaccurate":
-            self._sol = (np.array(self.X.value), np.array(self.Q.value),
-                         np.array(self.S.value))
+            self._sol = (np.array(self.X.value), np.array(self.Q.value), np.array(self.S.value))
         return status
 
     def _step(
-        self, sets: I64, x: F64, q: F64, cur: Allocation, method: FpMethod,
+        self,
+        sets: I64,
+        x: F64,
+        q: F64,
+        cur: Allocation,
+        method: FpMethod,
         device_cpu: DeviceCpu,
     ) -> tuple[str, Allocation | None]:
         self._set_params(sets, x, q, cur, method, device_cpu)
@@ -434,7 +507,8 @@ class StageB:
         if st not in ("optimal", "optimal_inaccurate"):
             return st, None
         X, Q, S = self._sol
-        return st, self._complete(sets, X / self.n, Q, S / self.n, device_cpu)
+        xsc, qsc, ssc = self._scales
+        return st, self._complete(sets, xsc * X, qsc * Q, ssc * S, device_cpu)
 
     # ------------------------------------------------------------------ public
     def solve(
@@ -446,7 +520,7 @@ class StageB:
         rel_tol: float = 1e-7,
         max_iterations: int = 100,
         time_limit_s: float | None = None,
-        bounds: dict[str, F64] | None = None,
+        bounds: dict[str, F64 | float] | None = None,
         device_cpu: DeviceCpu = "closed_form",
     ) -> StageBResult:
         """Fractional programming for fixed ``sets`` from ``start`` (module docstring).
@@ -462,7 +536,6 @@ class StageB:
             raise SolverError(f"fp_method must be one of {list(FP_METHODS)} (got {method!r})")
         t0 = time.perf_counter()
         pr = self.problem
-        n = self.n
         sets = np.asarray(sets, dtype=np.int64)
         pmax = np.where(pr.p_max_w > 0, pr.p_max_w, 1.0)
         if start is None:
@@ -480,6 +553,7 @@ class StageB:
         cur_obj = objective_value(pr, cur) if cur_ok else math.inf
         history: list[float] = [cur_obj] if cur_ok else []
         fallback = 0
+        backtracks = 0
         it = 0
         message = ""
         status_fail: str | None = None
@@ -497,17 +571,34 @@ class StageB:
                 st, cand = self._step(sets, x, q, cur, "quadratic", device_cpu)
                 ok = cand is not None and self._feasible(cand)
                 obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
+            if cand is None and cur_ok:
+                # a failed conic solve: try the other surrogate once (other conditioning)
+                other: FpMethod = "dinkelbach" if method == "quadratic" else "quadratic"
+                fallback += 1
+                st, cand = self._step(sets, x, q, cur, other, device_cpu)
+                ok = cand is not None and self._feasible(cand)
+                obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
+                if ok and not obj < cur_obj:
+                    break  # no progress
             if cand is None:
                 status_fail = st
                 if not cur_ok:
                     break
                 message = f"convex solve {st}; kept the previous point"
                 break
+            if cur_ok and cand is not None and (not ok or obj >= cur_obj):
+                # an inaccurate solve: the surrogate is convex and no larger than the true
+                # objective, so a shorter step towards the candidate may still improve
+                cand, obj = self._backtrack(sets, cur, cur_obj, cand, device_cpu)
+                ok = cand is not None
+                backtracks += 1
             if not ok:
-                message = "solver point violates the constraints; kept the previous point"
-                break
-            if cur_ok and obj >= cur_obj:
+                if not cur_ok:
+                    message = "solver point violates the constraints"
                 break  # no progress (solver accuracy): keep the current point
+            if cur_ok and obj >= cur_obj:
+                break
+            assert cand is not None
             prev = cur_obj
             cur, cur_obj, cur_ok = cand, obj, True
             history.append(cur_obj)
@@ -539,14 +630,68 @@ class StageB:
         elapsed = time.perf_counter() - t0
         if not cur_ok:
             if status_fail is not None and status_fail.startswith("infeasible"):
-                return StageBResult("infeasible", None, math.inf, it, elapsed, history,
-                                    f"stage B: convex problem {status_fail} for these sets",
-                                    fallback_steps=fallback)
-            return StageBResult("error", None, math.inf, it, elapsed, history,
-                                f"stage B: no feasible point ({status_fail or message})",
-                                fallback_steps=fallback)
-        return StageBResult("feasible", cur, cur_obj, it, elapsed, history, message,
-                            fallback_steps=fallback)
+                return StageBResult(
+                    "infeasible",
+                    None,
+                    math.inf,
+                    it,
+                    elapsed,
+                    history,
+                    f"stage B: convex problem {status_fail} for these sets",
+                    fallback_steps=fallback,
+                )
+            return StageBResult(
+                "error",
+                None,
+                math.inf,
+                it,
+                elapsed,
+                history,
+                f"stage B: no feasible point ({status_fail or message})",
+                fallback_steps=fallback,
+            )
+        return StageBResult(
+            "feasible",
+            cur,
+            cur_obj,
+            it,
+            elapsed,
+            history,
+            message,
+            fallback_steps=fallback,
+            backtracks=backtracks,
+        )
+
+    def _backtrack(
+        self,
+        sets: I64,
+        cur: Allocation,
+        cur_obj: float,
+        cand: Allocation,
+        device_cpu: DeviceCpu,
+        halvings: int = 6,
+    ) -> tuple[Allocation | None, float]:
+        """First of the points cur + t (cand - cur), t = 1/2, 1/4, ..., that is feasible and
+        better than ``cur`` (in b, p, f_s; the device CPU recomputed in closed form)."""
+        pr = self.problem
+        t = 1.0
+        for _ in range(halvings):
+            t *= 0.5
+            b = cur.bandwidth_hz + t * (cand.bandwidth_hz - cur.bandwidth_hz)
+            p = cur.tx_power_w + t * (cand.tx_power_w - cur.tx_power_w)
+            fs = cur.server_cpu_hz + t * (cand.server_cpu_hz - cur.server_cpu_hz)
+            pt = self._complete(
+                sets,
+                b / pr.bandwidth_hz,
+                p / np.where(pr.p_max_w > 0, pr.p_max_w, 1.0),
+                fs / pr.server_cpu_hz,
+                device_cpu,
+            )
+            if self._feasible(pt):
+                obj = objective_value(pr, pt)
+                if obj < cur_obj:
+                    return pt, obj
+        return None, math.inf
 
     def _feasible(self, alloc: Allocation) -> bool:
         return bool(max_violation(self.problem, alloc) <= POINT_TOL_REL)
@@ -556,7 +701,9 @@ class StageB:
         energy at f_max and an equal server share, with the energy weight."""
         pr = self.problem
         c = pr.costs
-        e = (pr.kappa_dev * c.device_cycles[sets] * pr.f_max_hz**2
-             + pr.kappa_srv * c.server_cycles[sets] * (pr.server_cpu_hz / self.n) ** 2)
+        e = (
+            pr.kappa_dev * c.device_cycles[sets] * pr.f_max_hz**2
+            + pr.kappa_srv * c.server_cycles[sets] * (pr.server_cpu_hz / self.n) ** 2
+        )
         val = float(pr.energy_weight * pr.rounds * np.sum(e))
         return val if (math.isfinite(val) and val > 0) else 1.0

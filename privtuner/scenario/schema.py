@@ -203,7 +203,11 @@ class FheSpec(_Frozen):
         128.0, ge=128, le=512, description="Minimum classical security [bits] (>= 128)."
     )
     min_precision_bits: float = Field(
-        0.0, ge=0, le=60, description="Minimum measured precision of a projection [bits]."
+        20.0,
+        ge=0,
+        le=60,
+        description="Minimum measured precision of an encrypted projection [bits] "
+        "(-log2 of the max abs error). Scale-20 sets reach ~7 bits, too few for LoRA gradients.",
     )
     cost_model: str = Field(
         "default",
@@ -240,7 +244,10 @@ class ObjectiveSpec(_Frozen):
     )
     energy_weight: float = Field(1.0, ge=0, le=1e9, description="w_E [1/J].")
     privacy_weight: float = Field(
-        0.05, ge=0, le=1e9, description="w_P [per unit of the privacy metric]."
+        20.0,
+        ge=0,
+        le=1e9,
+        description="w_P [J per unit of the privacy metric, with energy_weight 1/J].",
     )
     privacy_metric: str = Field(
         "security_bits", description="Privacy metric Phi by name (security_bits, log2_n)."
@@ -248,7 +255,13 @@ class ObjectiveSpec(_Frozen):
     privacy_min: float = Field(
         128.0, ge=0, le=1e6, description="Phi_min for kind=constrained (unit of the metric)."
     )
-    deadline_s: float = Field(6.0, gt=0, le=1e6, description="Per-round latency limit T_max [s].")
+    deadline_s: float = Field(
+        800.0,
+        gt=0,
+        le=1e6,
+        description="Per-round latency limit T_max [s] (compute + uplink + downlink + server); "
+        "the default instance needs >= ~606 s.",
+    )
 
 
 class SolverSpec(_Frozen):

@@ -44,7 +44,6 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert nb.cells, "empty notebook"
     monkeypatch.setenv("PRIVTUNER_NOTEBOOK_SMALL", "1")
     monkeypatch.setenv("PRIVTUNER_NOTEBOOK_PROFILE", "0")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     client = nbclient.NotebookClient(
         nb,
         timeout=120,
