@@ -767,6 +767,8 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".csv":
+            # JSON cells (solver histories, allocations) can exceed csv's 128 KiB default
+            csv.field_size_limit(2**31 - 1)
             with path.open(newline="", encoding="utf-8") as fh:
                 raw = list(csv.DictReader(fh))
             return [

@@ -266,10 +266,11 @@ TIME_FORMS: tuple[CurveForm, ...] = (
     ),
     CurveForm(
         "n_l",
-        "a*N*L + c",
+        "a*N*L + c  (a >= 0)",
         ("a", "c"),
         ("poly_modulus_degree", "n_primes"),
         lambda v: _stack(_n(v) * v["n_primes"], _ones(v)),
+        physical=True,
     ),
     CurveForm(
         "n_logq",
@@ -292,14 +293,6 @@ TIME_FORMS: tuple[CurveForm, ...] = (
         ("poly_modulus_degree", "log2_q"),
         lambda v: _stack(_ones(v), np.log(_n(v)), np.log(np.asarray(v["log2_q"], dtype=float))),
         kind="power",
-    ),
-    CurveForm(
-        "words",
-        "a*N*L + c  (a >= 0)",
-        ("a", "c"),
-        ("poly_modulus_degree", "n_primes"),
-        lambda v: _stack(_n(v) * v["n_primes"], _ones(v)),
-        physical=True,
     ),
     CurveForm(
         "words_zstd",
@@ -341,9 +334,9 @@ TIME_FORMS: tuple[CurveForm, ...] = (
 L = number of primes of the chain; the generic forms (``nlogn_l`` .. ``power``) are those of
 the spec. The *physical* forms count the work of the measured operations:
 
-* ``words``: SEAL keeps one 64-bit word per coefficient and prime whatever the prime's bit
-  size, so an NTT/encode/encrypt/decrypt costs ~ N log N per prime; over one ring degree
-  octave the log factor changes by < 8 %, and ``a N L`` fits as well with one coefficient
+* ``n_l`` (words): SEAL keeps one 64-bit word per coefficient and prime whatever the
+  prime's bit size, so an NTT/encode/encrypt/decrypt costs ~ N log N per prime; over one ring
+  degree octave the log factor changes by < 8 %, and ``a N L`` fits as well
   (Microsoft SEAL 4 manual; Kim, Polyakov, Zucca, "Revisiting homomorphic encryption
   schemes for finite fields", 2021, sec. 5 on RNS cost per prime word).
 * ``zstd``: every op measured by the profiler includes SEAL's serialization, which
