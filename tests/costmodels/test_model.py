@@ -28,7 +28,9 @@ def model() -> CostModel:
 
 
 def spec(**overrides: object) -> ScenarioSpec:
-    return ScenarioSpec().with_overrides(dict(overrides))
+    """The default scenario with every catalogue set admitted (no precision floor) unless
+    ``overrides`` say otherwise."""
+    return ScenarioSpec().with_overrides({"fhe.min_precision_bits": 0.0, **overrides})
 
 
 def test_table_matches_hand_composition(model: CostModel) -> None:
