@@ -18,9 +18,14 @@ number for a set that was not measured.
     # compare already-measured records (fast; the shipped ones by default)
     .venv/bin/python benchmarks/validate_cost_model.py \\
         [--records privtuner/costmodels/data/lora_step_records.csv] [--model default]
-    # measure a small subset now (slow: ~100 s CPU per N=8192 step) and compare
+    # measure a small subset now (slow: ~40 s CPU per N=8192 step) and compare
     .venv/bin/python benchmarks/validate_cost_model.py --run --sets N4096_q40-20-40_s20 \\
         [--tokens 512] [--seq-len 64] [--save-records DIR]
+    # refit the model from CKKS profile records + these step records (the clear-text
+    # constant), write it, and compare (how the shipped ckks_default.json is made)
+    .venv/bin/python benchmarks/validate_cost_model.py \\
+        --refit privtuner/costmodels/data/ckks_default_records.csv \\
+        --refit-out privtuner/costmodels/data/ckks_default.json
 
 Prints JSON. Not a timed test.
 """
@@ -55,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-records", default=None, metavar="DIR")
     ap.add_argument("--tolerance", type=float, default=None)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--refit", default=None, metavar="RECORDS.csv", help="CKKS profile records")
+    ap.add_argument("--refit-out", default=None, metavar="MODEL.json")
     args = ap.parse_args(argv)
 
     from privtuner.costmodels.fitting import load_cost_model
@@ -85,7 +92,17 @@ def main(argv: list[str] | None = None) -> int:
         records = lp.read_records(path)
         if args.sets:
             records = [r for r in records if r["set_name"] in set(args.sets)]
-    model = load_cost_model(args.model)
+    if args.refit:
+        from privtuner.costmodels.fitting import fit_records
+        from privtuner.costmodels.model import clear_s_per_token_from_steps
+
+        model = fit_records(
+            args.refit, device_clear_s_per_token=clear_s_per_token_from_steps(records)
+        )
+        if args.refit_out:
+            model.save(args.refit_out)
+    else:
+        model = load_cost_model(args.model)
     report = lp.validation_report(records, model, tolerance=tol)
     report["elapsed_s"] = round(time.perf_counter() - t0, 3)
     print(json.dumps(report, indent=2))

@@ -54,6 +54,13 @@ def register(sub: Any) -> None:
         metavar="MODEL.json|default",
         help="also compare the fitted cost model with the measurements",
     )
+    p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: wall-clock seconds per phase; cpu: single-thread CPU seconds per phase, "
+        "the profiler's clock (implies --in-process)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_profile_lora)
 
@@ -73,8 +80,9 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
         weights_dir=args.weights,
         vocab_path=args.vocab,
         tsv_path=args.data,
-        separate_process=not args.in_process,
+        separate_process=not (args.in_process or args.clock == "cpu"),
         progress=not args.no_progress,
+        clock=args.clock,
     )
     paths = lp.write_records(records, args.out)
     summary: dict[str, Any] = {"records": {k: str(v) for k, v in paths.items()}, "sets": []}

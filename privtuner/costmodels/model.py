@@ -27,6 +27,7 @@ block only partly, so this matters at large N. Without the ``*_one`` curves (old
 T_enc = n_enc t_enc. ``t_load`` (``project_load``: the server parsing an uploaded
 ciphertext and expanding its seed) is paid once per input ciphertext, not per MAC; older
 models without it lump it into ``t_mac``.
+
 """
 
 from __future__ import annotations

@@ -13,13 +13,18 @@ from privtuner.costmodels.fitting import (
     RECORD_COLUMNS,
     SYNTHETIC_TRUTH,
     CostModel,
+    candidate_forms,
     fit_curve,
     fit_records,
+    limb_plan,
+    limb_products,
     load_cost_model,
     read_records,
     records_sha256,
     synthetic_records,
+    variables_of,
     write_records,
+    zero_bits,
 )
 from privtuner.costmodels.types import CkksParams
 from privtuner.errors import CostModelError
@@ -70,9 +75,9 @@ def test_recovers_known_coefficients(records: list[dict[str, object]]) -> None:
     assert enc.form == "nlogn_l"
     assert enc.coefficients["a"] == pytest.approx(SYNTHETIC_TRUTH["encrypt"][1]["a"], rel=0.03)
     mac = model.curves["project_mac"]
-    assert mac.form == "power"
-    assert mac.coefficients["a"] == pytest.approx(1.05, abs=0.05)
-    assert mac.coefficients["b"] == pytest.approx(0.4, abs=0.1)
+    assert mac.form == "power_limbs"
+    assert mac.coefficients["a"] == pytest.approx(1.3, abs=0.05)
+    assert mac.coefficients["b"] == pytest.approx(0.5, abs=0.1)
     prec = model.curves["precision_bits"]
     assert prec.coefficients["a"] == pytest.approx(1.0, abs=0.03)
     assert prec.coefficients["b"] == pytest.approx(-0.5, abs=0.15)
@@ -204,3 +209,76 @@ def test_synthetic_records_seeded(catalogue: list[CkksParams]) -> None:
     b = synthetic_records(catalogue, seed=np.random.default_rng(3))
     assert a == b
     assert a != synthetic_records(catalogue, seed=4)
+
+
+# ----------------------------------------------------------------------------- physical forms
+
+# A grid whose primes change bit size independently of N (limb counts and zero bits vary).
+BITS_GRID = [
+    CkksParams(n, (s + 20, s, s + 20), s)
+    for n in (4096, 8192, 16384, 32768)
+    for s in (20, 24, 28, 32, 36, 40)
+]
+
+
+def test_limb_plan_matches_the_kernel() -> None:
+    ckks_ops = pytest.importorskip("privtuner.fhe_profiling.ckks_ops")
+    for d_in in (64, 128, 512):
+        for bits in range(18, 62):
+            plan = ckks_ops._limb_plan(bits, d_in)
+            assert limb_plan(bits, d_in) == (plan.nx, plan.nw), (bits, d_in)
+
+
+def test_limb_products_and_zero_bits() -> None:
+    # data primes (all but the special prime): 40 -> 2 x 2 limbs, 20 -> 1 x 1 (d_in = 128)
+    assert limb_products(CkksParams(8192, (40, 20, 40), 20)) == 4 + 1
+    assert limb_products(CkksParams(8192, (60, 40, 60), 40)) == 8 + 4
+    assert zero_bits(CkksParams(8192, (60, 40, 60), 40)) == 4 + 24 + 4
+    # never fewer limb products for more bits in any prime
+    for bits in range(18, 61):
+        assert limb_plan(bits + 1)[0] * limb_plan(bits + 1)[1] >= (
+            limb_plan(bits)[0] * limb_plan(bits)[1]
+        )
+    with pytest.raises(CostModelError, match="limb_plan"):
+        limb_plan(1)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_physical_kernel_form_recovered(seed: int) -> None:
+    truth = {"a": 2e-10, "b": 1e-11, "c": 1e-6}
+    recs = synthetic_records(
+        BITS_GRID, seed=seed, noise_rel=0.005, truth={"project_mac": ("limbs_zstd", truth)}
+    )
+    curve = fit_records(recs).curves["project_mac"]
+    assert curve.form == "limbs_zstd"
+    assert curve.coefficients["a"] == pytest.approx(truth["a"], rel=0.05)
+    assert curve.coefficients["b"] == pytest.approx(truth["b"], rel=0.3)
+    assert curve.heldout_rel_err < 0.01
+    assert "limbs_zstd" not in candidate_forms("encrypt")  # no kernel forms for other ops
+
+
+def test_physical_form_preferred_when_tied(catalogue: list[CkksParams]) -> None:
+    # On the catalogue every chain has three primes, so a*N*log2Q + b*N + c (a < 0: time falls
+    # with the bits, as zstd serialization makes it) spans the same functions as the physical
+    # a*N*L + b*N*Z + c with Z = 192 - log2Q: the tie goes to the physical form.
+    truth = {"a": -2e-9, "b": 5e-7, "c": 1e-5}
+    recs = synthetic_records(
+        catalogue, seed=0, noise_rel=0.003, truth={"decrypt": ("n_logq_n", truth)}
+    )
+    curve = fit_records(recs).curves["decrypt"]
+    assert curve.form == "words_zstd"
+    assert curve.coefficients["a"] >= 0 and curve.coefficients["b"] >= 0
+    p = CkksParams(16384, (48, 28, 48), 28)
+    true = 16384 * (truth["a"] * p.log2_q + truth["b"]) + truth["c"]
+    assert curve.evaluate(p) == pytest.approx(true, rel=0.02)
+
+
+def test_physical_forms_keep_work_coefficients_non_negative() -> None:
+    # Time that *rises* with zero bits would need b < 0 in a*N*L + b*N*Z + c; NNLS clamps it
+    # to 0 (unconstrained least squares would not).
+    params = BITS_GRID
+    v = variables_of(params)
+    y = 1e-8 * v["poly_modulus_degree"] * (3.0 + 0.02 * v["log2_q"])  # rises with the bits
+    form = next(f for f in candidate_forms("decrypt") if f.name == "words_zstd")
+    curve = fit_curve("decrypt", params, list(y), forms=[form])
+    assert curve.coefficients["b"] == 0.0 and curve.coefficients["a"] > 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import math
 from pathlib import Path
 
@@ -14,9 +16,12 @@ from privtuner.costmodels.fitting import (
     DEFAULT_MODEL_PATH,
     CostModel,
     fit_records,
+    load_cost_model,
     synthetic_records,
 )
+from privtuner.costmodels.model import slot_values_per_step, step_costs
 from privtuner.costmodels.security import security_bits
+from privtuner.costmodels.types import CkksParams
 from privtuner.costmodels.workload import op_counts_per_step
 from privtuner.errors import CostModelError, ParameterError
 from privtuner.scenario.schema import ScenarioSpec
@@ -129,3 +134,102 @@ def test_missing_ops_and_paths(tmp_path: Path, model: CostModel) -> None:
 def test_default_model_missing_is_clear_error() -> None:
     with pytest.raises(CostModelError, match=r"default cost model .* does not exist yet"):
         build_cost_table(spec())
+
+
+def test_slot_values_per_step() -> None:
+    # Default BERT-Tiny workload (H=128, FFN=512, 2 layers, LoRA on Q and V, pooler), T tokens:
+    # forward uploads T x d_in for each of the 12 layer projections and 8 tokens x 128 for the
+    # pooler; backward (all but layer-0 Q, K, V) uploads T x d_out, downloads T x d_in.
+    wl = spec().workload
+    t, b, h, f = wl.tokens_per_step, wl.batch_size, wl.hidden_size, wl.intermediate_size
+    fwd_in = 2 * (5 * h + f)  # per token: Q, K, V, O, FFN-in read h; FFN-out reads f
+    fwd_out = 2 * (5 * h + f)
+    bwd_up = (h + f + h) + (3 * h + h + f + h)  # layer 0 O, FFN-in, FFN-out; layer 1 all
+    bwd_down = (h + h + f) + (3 * h + h + h + f)
+    up, down = slot_values_per_step(wl)
+    assert up == t * (fwd_in + bwd_up) + b * 2 * h
+    assert down == t * (fwd_out + bwd_down) + b * 2 * h
+
+
+def test_step_costs_with_per_value_and_load_terms(model: CostModel) -> None:
+    # Add encrypt_one / decrypt_one / project_load curves (borrowed from other ops; decrypt_one
+    # is half of decrypt) and check the composition formulas of the module docstring by hand.
+    curves = dict(model.curves)
+    curves["encrypt_one"] = dataclasses.replace(model.curves["decrypt"], op="encrypt_one")
+    dec = model.curves["decrypt"]
+    half = {
+        k: (0.5 * v if dec.curve_form.kind == "linear" or k == "c" else v)
+        for k, v in dec.coefficients.items()
+    }
+    curves["decrypt_one"] = dataclasses.replace(dec, op="decrypt_one", coefficients=half)
+    curves["project_load"] = dataclasses.replace(model.curves["encrypt"], op="project_load")
+    m = CostModel(curves=curves, reference_frequency_hz=3e9, device_clear_s_per_token=2e-5)
+    wl = spec().workload
+    p = CkksParams(16384, (48, 28, 48), 28)
+    c = op_counts_per_step(wl, p)
+    up, down = slot_values_per_step(wl)
+    ev = {op: m.evaluate(op, p) for op in curves}
+    per_enc = (ev["encrypt"] - ev["encrypt_one"]) / (p.slots - 1)
+    per_dec = (ev["decrypt"] - ev["decrypt_one"]) / (p.slots - 1)
+    k = step_costs(m, wl, p)
+    assert k["encrypt_s"] == pytest.approx(
+        c.encryptions * ev["encrypt_one"] + (up - c.encryptions) * per_enc, rel=1e-12
+    )
+    assert k["decrypt_s"] == pytest.approx(
+        c.decryptions * ev["decrypt_one"] + (down - c.decryptions) * per_dec, rel=1e-12
+    )
+    # T = 512 tokens in 8192 slots: partly filled blocks cost less than full ones
+    assert k["encrypt_s"] < c.encryptions * ev["encrypt"]
+    assert k["server_s"] == pytest.approx(
+        c.server_macs * ev["project_mac"]
+        + c.server_rescales * ev["rescale"]
+        + c.ciphertexts_up * ev["project_load"],
+        rel=1e-12,
+    )
+    assert k["clear_s"] == pytest.approx(wl.tokens_per_step * 2e-5)
+    assert k["step_s"] == pytest.approx(k["device_s"] + k["server_s"])
+    two = step_costs(m, wl, p, steps=2)
+    assert two["server_s"] == pytest.approx(2 * k["server_s"])
+    assert two["encrypt_s"] == pytest.approx(2 * k["encrypt_s"])
+    t = build_cost_table(spec(**{"workload.steps_per_round": 2}), m)
+    i = t.params.index(p)
+    assert t.device_cycles[i] == pytest.approx(two["device_s"] * 3e9, rel=1e-12)
+    assert t.server_cycles[i] == pytest.approx(two["server_s"] * 3e9, rel=1e-12)
+
+
+def test_shipped_model_invariants() -> None:
+    """The shipped model: every fitted time/size grows with N at fixed chain; sizes grow
+    with the prime bits; physical forms have non-negative work coefficients; the kernel's
+    cost per MAC never falls as the limb count rises at fixed N and zero bits; curves
+    carry their held-out errors."""
+    if not DEFAULT_MODEL_PATH.is_file():
+        pytest.skip("no shipped model")
+    m = load_cost_model("default")
+    cat = generate_catalogue()
+    chains = sorted({p.coeff_mod_bit_sizes for p in cat})
+    for op, curve in m.curves.items():
+        assert math.isfinite(curve.heldout_rel_err) and curve.n_sets >= 10, op
+        if op == "precision_bits":
+            continue
+        for chain in chains:
+            ps = sorted(
+                (p for p in cat if p.coeff_mod_bit_sizes == chain),
+                key=lambda p: p.poly_modulus_degree,
+            )
+            vals = [m.evaluate(op, p) for p in ps]
+            assert all(v > 0 for v in vals), (op, chain)
+            assert all(b >= a for a, b in itertools.pairwise(vals)), (op, chain, vals)
+        if curve.curve_form.physical:
+            work = {k: v for k, v in curve.coefficients.items() if k != "c"}
+            assert all(v >= 0 for v in work.values()), (op, curve.coefficients)
+    for op in ("ct_bytes_fresh", "ct_bytes_product"):
+        for n in (4096, 8192, 16384, 32768):
+            ps = sorted((p for p in cat if p.poly_modulus_degree == n), key=lambda p: p.log2_q)
+            vals = [m.evaluate(op, p) for p in ps]
+            assert all(b >= a for a, b in itertools.pairwise(vals)), (op, n, vals)
+    t = build_cost_table(spec(), m)
+    for chain in chains:
+        idx = [i for i, p in enumerate(t.params) if p.coeff_mod_bit_sizes == chain]
+        idx.sort(key=lambda i: t.params[i].poly_modulus_degree)
+        for arr in (t.device_cycles, t.server_cycles, t.uplink_bits, t.downlink_bits):
+            assert all(arr[b] >= arr[a] for a, b in itertools.pairwise(idx))

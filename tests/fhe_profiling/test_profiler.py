@@ -107,6 +107,7 @@ def test_profiler_smoke_n4096(tmp_path) -> None:
 @pytest.mark.fhe
 def test_run_profile_cli_prints_summary(tmp_path, capsys) -> None:
     pytest.importorskip("tenseal")
+    from privtuner.costmodels.fitting import RECORD_OPS
     from privtuner.fhe_profiling import profiler
 
     cfg = profiler.ProfileConfig(repeats=1, warmup=0, keygen_repeats=1, d_in=4, d_out=4)
@@ -118,4 +119,4 @@ def test_run_profile_cli_prints_summary(tmp_path, capsys) -> None:
     finally:
         profiler.QUICK = orig
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["sets"] == [SMOKE.name] and summary["n_records"] == 8
+    assert summary["sets"] == [SMOKE.name] and summary["n_records"] == len(RECORD_OPS)
