@@ -19,6 +19,8 @@ functions), maximised by golden-section search.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -146,6 +148,28 @@ def fixed_set_margin(
     return margin
 
 
+def _alone_pairs(problem: AllocationProblem) -> tuple[Any, NDArray[np.bool_]]:
+    """Every allowed (device, set) pair, and whether it meets the deadline with all of the
+    bandwidth and server CPU to itself, max power and f_max."""
+    n, K = problem.n_devices, problem.n_sets
+    dev = np.repeat(np.arange(n), K)
+    ks = np.tile(np.arange(K), n)
+    mask = problem.allowed.ravel()
+    pd = build_pairs(problem, dev[mask], ks[mask], energy_free=True)
+    return pd, pair_feasible(pd)
+
+
+def devices_in_outage(problem: AllocationProblem) -> NDArray[np.int64]:
+    """Indices of devices that cannot meet the deadline even alone (all bandwidth and server
+    CPU, max power, f_max, fastest allowed set) or have no allowed set: deep fades at the cell
+    edge are power-limited, r -> p_max g / (N0 ln 2) as b -> inf. A planner schedules them
+    out (``problem.subset``) or relaxes the deadline."""
+    pd, ok = _alone_pairs(problem)
+    served = np.zeros(problem.n_devices, dtype=bool)
+    served[pd.dev[ok]] = True
+    return np.flatnonzero(~served).astype(np.int64)
+
+
 def explain_infeasibility(problem: AllocationProblem) -> list[str]:
     """Reasons the problem is infeasible (empty list: no infeasibility detected).
 
@@ -161,11 +185,7 @@ def explain_infeasibility(problem: AllocationProblem) -> list[str]:
         reasons.append(_no_set_reason(problem, int(dev_i)))
     if reasons:
         return reasons
-    dev = np.repeat(np.arange(n), K)
-    ks = np.tile(np.arange(K), n)
-    mask = allowed.ravel()
-    pd = build_pairs(problem, dev[mask], ks[mask], energy_free=True)
-    ok = pair_feasible(pd)
+    pd, ok = _alone_pairs(problem)
     for i in range(n):
         sel = pd.dev == i
         if not np.any(ok[sel]):
