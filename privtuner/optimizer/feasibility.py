@@ -176,7 +176,7 @@ def explain_infeasibility(problem: AllocationProblem) -> list[str]:
     Each reason names the device (or all devices) and the constraint, with the numbers.
     """
     reasons: list[str] = []
-    n, K = problem.n_devices, problem.n_sets
+    n = problem.n_devices
     c = problem.costs
     names = problem.set_names
     metric = c.privacy_metric
