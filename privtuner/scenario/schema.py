@@ -247,7 +247,8 @@ class ObjectiveSpec(_Frozen):
         20.0,
         ge=0,
         le=1e9,
-        description="w_P [J per unit of the privacy metric, with energy_weight 1/J].",
+        description="w_P [1/unit of the privacy metric, e.g. 1/bit]; with energy_weight "
+        "1/J, one unit of privacy is worth w_P joules.",
     )
     privacy_metric: str = Field(
         "security_bits", description="Privacy metric Phi by name (security_bits, log2_n)."
