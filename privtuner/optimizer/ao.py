@@ -22,8 +22,12 @@ by less than ``rel_tol`` (relative to max(|objective|, weighted energy)), or at
 
 Initialisation (``init``): ``"equal"`` (equal bandwidth, max power, f_max, then stage A),
 ``"fastest"`` (each device's fastest allowed set at the equal point, then stage B) or
-``"random"`` (a seeded uniformly random allowed set per device, then stage B). When the chosen
-start gives no feasible point the others are tried in that order.
+``"random"`` (a seeded uniformly random allowed set per device, then stage B) or
+``"fixed_set"`` (each device's fastest allowed set with the optimal continuous allocation of
+spec 5.2's convex problem for those sets). When the chosen start gives no feasible point the
+others are tried in that order. ``fixed_set`` is the last resort: with hundreds of devices,
+some near outage (deep fades), the equal-bandwidth point starves them and stage B's conic
+solve finds no feasible start of its own.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ from privtuner.optimizer.result import SolveResult
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 
-InitKind = Literal["equal", "fastest", "random"]
-INITS = ("equal", "fastest", "random")
+InitKind = Literal["equal", "fastest", "random", "fixed_set"]
+INITS = ("equal", "fastest", "random", "fixed_set")
 StageAKind = Literal["bnb", "greedy", "none"]
 
 #: Options of ``ao`` besides the common ones, with their defaults.
@@ -246,6 +250,15 @@ def run_ao(
             if alloc is None:
                 continue
             r = fp(alloc.sets, alloc)
+        elif kind == "fixed_set":
+            from privtuner.optimizer.baselines import fixed_set_optimum  # (imports this module)
+
+            ts = time.perf_counter()
+            start, _ = fixed_set_optimum(problem, fastest_sets(problem))
+            timings["stage_b"] += time.perf_counter() - ts
+            if start is None:
+                continue
+            r = fp(start.sets, start)
         else:
             sets = fastest_sets(problem) if kind == "fastest" else random_sets(problem, rng)
             r = fp(sets, None)
@@ -400,7 +413,7 @@ def solve_ao(
     """``method: ao`` (module docstring). Options: ``rel_tol`` (relative change of the
     objective per A+B iteration that stops the loop), ``max_iterations`` (A+B iterations),
     ``time_limit_s``, ``seed`` (for ``init="random"``), ``fp_method`` ("quadratic" |
-    "dinkelbach"), ``init`` ("equal" | "fastest" | "random"), ``fp_rel_tol`` and
+    "dinkelbach"), ``init`` ("equal" | "fastest" | "random" | "fixed_set"), ``fp_rel_tol`` and
     ``fp_max_iterations`` (stage B), ``bnb_rel_tol`` and ``bnb_max_nodes`` (stage A)."""
     out = run_ao(
         problem,
