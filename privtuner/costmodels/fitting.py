@@ -4,7 +4,9 @@ Records (written by the TenSEAL profiler in ``privtuner.fhe_profiling``, read he
 per (op, parameter set), columns :data:`RECORD_COLUMNS`; ``op`` is one of :data:`RECORD_OPS`
 (``value`` is the median; ``project_mac`` is seconds per single ciphertext x plaintext-scalar
 multiply-accumulate, ``rescale`` seconds per output ciphertext, ``ct_bytes_*`` bytes per
-serialized ciphertext, ``precision_bits`` = -log2(max abs error of one encrypted projection)).
+serialized ciphertext, ``precision_bits`` = -log2(max abs error of one encrypted projection));
+``d_in`` / ``d_out`` name the projection block an op was measured on (``project_mac`` is
+profiled on several blocks and fitted into one curve per block, :func:`fit_records`).
 
 Fitting: for each op, every candidate form of :data:`TIME_FORMS` (times and sizes) or
 :data:`PRECISION_FORMS` (precision) is fitted by least squares on relative residuals
@@ -71,9 +73,24 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "python_version",
     "date",
     "load_avg_1m",
+    "d_in",
+    "d_out",
 )
 
-_INT_COLUMNS = ("poly_modulus_degree", "scale_bits", "log2_q", "repeats", "threads")
+#: Columns a records file may lack (older profiles): ``d_in`` / ``d_out``, the projection block
+#: an op was measured on, read as :data:`KERNEL_D_IN` x :data:`KERNEL_D_IN` when absent (the
+#: only block older profiles measured).
+OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("d_in", "d_out")
+
+_INT_COLUMNS = (
+    "poly_modulus_degree",
+    "scale_bits",
+    "log2_q",
+    "repeats",
+    "threads",
+    "d_in",
+    "d_out",
+)
 _FLOAT_COLUMNS = ("value", "p10", "p90", "cpu_freq_hz", "load_avg_1m")
 
 #: Format version of cost-model JSON files.
@@ -120,6 +137,11 @@ def _parse_record(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     for col in ("poly_modulus_degree", "scale_bits", "value"):
         if rec[col] is None:
             problems.append(f"{col}: missing")
+    for col in OPTIONAL_RECORD_COLUMNS:
+        if rec[col] is None and not any(p.startswith(f"{col}:") for p in problems):
+            rec[col] = KERNEL_D_IN
+        elif rec[col] is not None and rec[col] < 1:
+            problems.append(f"{col}: projection block size must be >= 1 (got {rec[col]})")
     if not problems:
         if not rec["coeff_mod_bit_sizes"]:
             problems.append("coeff_mod_bit_sizes: empty")
@@ -156,9 +178,10 @@ def normalize_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, An
 def read_records(path: str | Path) -> list[dict[str, Any]]:
     """Read a records CSV (columns :data:`RECORD_COLUMNS`) into typed dicts.
 
-    Integers for N, scale, log2 Q, repeats, threads; floats for value, p10, p90, frequency,
-    load; ``coeff_mod_bit_sizes`` as a tuple of ints. Raises :class:`CostModelError` naming the
-    file, the row and the column on any problem.
+    Integers for N, scale, log2 Q, repeats, threads, d_in, d_out; floats for value, p10, p90,
+    frequency, load; ``coeff_mod_bit_sizes`` as a tuple of ints. Files without the
+    :data:`OPTIONAL_RECORD_COLUMNS` (older profiles) read them as 128 x 128. Raises
+    :class:`CostModelError` naming the file, the row and the column on any problem.
     """
     path = Path(path)
     if not path.is_file():
@@ -166,7 +189,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
     with path.open(newline="") as fh:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
-        missing = [c for c in RECORD_COLUMNS if c not in header]
+        missing = [
+            c for c in RECORD_COLUMNS if c not in header and c not in OPTIONAL_RECORD_COLUMNS
+        ]
         if missing:
             raise CostModelError(f"{path}: missing record columns: {', '.join(missing)}")
         rows = [_parse_record(r, f"{path}: row {i + 2}") for i, r in enumerate(reader)]
@@ -449,15 +474,18 @@ def zero_bits(params: CkksParams) -> int:
     return int(sum(64 - int(b) for b in params.coeff_mod_bit_sizes))
 
 
-def variables_of(params: Sequence[CkksParams]) -> dict[str, NDArray[np.float64]]:
-    """Arrays ``[n]`` of the fit variables of each parameter set."""
+def variables_of(
+    params: Sequence[CkksParams], d_in: int = KERNEL_D_IN
+) -> dict[str, NDArray[np.float64]]:
+    """Arrays ``[n]`` of the fit variables of each parameter set (``limb_products`` for a
+    kernel block with ``d_in`` inputs per output)."""
     return {
         "poly_modulus_degree": np.array([p.poly_modulus_degree for p in params], dtype=float),
         "log2_q": np.array([p.log2_q for p in params], dtype=float),
         "n_primes": np.array([len(p.coeff_mod_bit_sizes) for p in params], dtype=float),
         "scale_bits": np.array([p.scale_bits for p in params], dtype=float),
         "zero_bits": np.array([zero_bits(p) for p in params], dtype=float),
-        "limb_products": np.array([limb_products(p) for p in params], dtype=float),
+        "limb_products": np.array([limb_products(p, d_in) for p in params], dtype=float),
     }
 
 
@@ -524,7 +552,10 @@ class FittedCurve:
       ``heldout_max_rel_err`` the largest; ``n_points`` rows, ``n_sets`` parameter sets;
     * ``domain``: variable -> [min, max] over the records; outside it evaluation raises
       :class:`CostModelError` unless ``extrapolate=True``;
-    * ``candidates``: held-out error of every candidate form tried (None: not identifiable).
+    * ``candidates``: held-out error of every candidate form tried (None: not identifiable);
+    * ``kernel_d_in``: inputs per output of the kernel block the curve was measured on (sets
+      the limb plan of the ``limb_products`` variable; :data:`KERNEL_D_IN` unless a
+      shape-specific ``project_mac`` curve, see :func:`kernel_curve_name`).
     """
 
     op: str
@@ -540,6 +571,7 @@ class FittedCurve:
     domain: dict[str, tuple[float, float]]
     provenance: dict[str, Any] = field(default_factory=dict)
     candidates: dict[str, float | None] = field(default_factory=dict)
+    kernel_d_in: int = KERNEL_D_IN
 
     @property
     def curve_form(self) -> CurveForm:
@@ -571,7 +603,7 @@ class FittedCurve:
 
     def evaluate(self, params: CkksParams, extrapolate: bool = False) -> float:
         """The curve's value for one parameter set, in :attr:`unit`."""
-        return float(self.predict(variables_of([params]), extrapolate)[0])
+        return float(self.predict(variables_of([params], self.kernel_d_in), extrapolate)[0])
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -588,6 +620,7 @@ class FittedCurve:
             "domain": {k: [lo, hi] for k, (lo, hi) in self.domain.items()},
             "provenance": dict(self.provenance),
             "candidates": {k: _json_float(e) for k, e in self.candidates.items()},
+            "kernel_d_in": self.kernel_d_in,
         }
 
     @classmethod
@@ -610,6 +643,7 @@ class FittedCurve:
                     str(k): (None if e is None else float(e))
                     for k, e in d.get("candidates", {}).items()
                 },
+                kernel_d_in=int(d.get("kernel_d_in", KERNEL_D_IN)),
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise CostModelError(f"malformed fitted curve {d.get('op', '?')!r}: {exc!r}") from exc
@@ -665,6 +699,7 @@ def fit_curve(
     values: Sequence[float],
     forms: Sequence[CurveForm] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    kernel_d_in: int = KERNEL_D_IN,
 ) -> FittedCurve:
     """Fit ``values[i]`` measured at ``params[i]`` with each candidate form; keep the best.
 
@@ -672,7 +707,9 @@ def fit_curve(
     out together): among the forms within ``SELECTION_REL_TOL`` (5 %, relative) plus
     ``SELECTION_ABS_TOL`` (0.5 percentage point) of the smallest error, a physical form
     (:attr:`CurveForm.physical`) first, then the one with fewest coefficients, then the smaller
-    error, then order in ``forms``. Raises :class:`CostModelError` if no form is identifiable
+    error, then order in ``forms``. ``kernel_d_in``: the block's inputs per output (limb plan
+    of the ``limb_products`` variable; only shape-specific ``project_mac`` curves differ from
+    :data:`KERNEL_D_IN`). Raises :class:`CostModelError` if no form is identifiable
     (e.g. every record at one N).
     """
     if op not in RECORD_OPS:
@@ -686,7 +723,7 @@ def fit_curve(
     if not np.all(np.isfinite(y)) or np.any(y == 0):
         raise CostModelError(f"{op}: values must be finite and non-zero to fit relative errors")
     forms = tuple(forms) if forms is not None else candidate_forms(op)
-    v = variables_of(params)
+    v = variables_of(params, kernel_d_in)
     keys = sorted({p.name for p in params})
     groups = np.array([keys.index(p.name) for p in params], dtype=np.intp)
     scored: list[tuple[float, int, int, CurveForm, NDArray[np.float64]]] = []
@@ -738,6 +775,7 @@ def fit_curve(
         domain=domain,
         provenance=dict(provenance or {}),
         candidates=candidates,
+        kernel_d_in=int(kernel_d_in),
     )
 
 
@@ -875,6 +913,22 @@ def _provenance(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def kernel_curve_name(d_in: int, d_out: int) -> str:
+    """Name of the shape-specific kernel curve: ``"project_mac@{d_in}x{d_out}"`` (seconds per
+    multiply-accumulate of a ``d_in x d_out`` block). The curve of the base block (128 x 128
+    when profiled) is plain ``"project_mac"``; see :func:`fit_records`."""
+    return f"project_mac@{int(d_in)}x{int(d_out)}"
+
+
+def _base_kernel_shape(rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
+    """The block whose kernel curve is named plain ``project_mac``: 128 x 128 if profiled,
+    else the block with the most records (then the smallest)."""
+    shapes = [(int(r["d_in"]), int(r["d_out"])) for r in rows]
+    if (KERNEL_D_IN, KERNEL_D_IN) in shapes:
+        return (KERNEL_D_IN, KERNEL_D_IN)
+    return min(set(shapes), key=lambda s: (-shapes.count(s), s[0] * s[1], s))
+
+
 def fit_records(
     records: Iterable[Mapping[str, Any]] | str | Path,
     reference_frequency_hz: float | None = None,
@@ -885,6 +939,12 @@ def fit_records(
     The reference frequency is ``reference_frequency_hz`` if given, else the median
     ``cpu_freq_hz`` of the records; the records must come from one CPU model. Deterministic:
     same records, same model (the JSON holds no wall-clock time of fitting).
+
+    ``project_mac`` records are fitted per projection block (``d_in``, ``d_out``): the kernel's
+    cost per multiply-accumulate depends on the block shape (its limb splitting is paid per
+    input, its reductions and output buffers per output; measured at N = 8192 a 512 x 128
+    block costs about half as much per MAC as a 128 x 128 one). The base block's curve is
+    ``project_mac``, every other block's :func:`kernel_curve_name`.
     """
     recs = read_records(records) if isinstance(records, str | Path) else normalize_records(records)
     if not recs:
@@ -908,6 +968,23 @@ def fit_records(
     for op in RECORD_OPS:
         rows = [r for r in recs if r["op"] == op]
         if not rows:
+            continue
+        if op == "project_mac":
+            shapes = sorted({(int(r["d_in"]), int(r["d_out"])) for r in rows})
+            base = _base_kernel_shape(rows)
+            for d_in, d_out in shapes:
+                sub = [r for r in rows if (r["d_in"], r["d_out"]) == (d_in, d_out)]
+                prov = _provenance(sub)
+                prov["reference_frequency_hz"] = reference_frequency_hz
+                prov["d_in"], prov["d_out"] = d_in, d_out
+                name = op if (d_in, d_out) == base else kernel_curve_name(d_in, d_out)
+                curves[name] = fit_curve(
+                    op,
+                    [params_of_record(r) for r in sub],
+                    [r["value"] for r in sub],
+                    provenance=prov,
+                    kernel_d_in=d_in,
+                )
             continue
         prov = _provenance(rows)
         prov["reference_frequency_hz"] = reference_frequency_hz
@@ -995,6 +1072,8 @@ def synthetic_records(
                     "python_version": "synthetic",
                     "date": "2000-01-01T00:00:00",
                     "load_avg_1m": 0.0,
+                    "d_in": KERNEL_D_IN,
+                    "d_out": KERNEL_D_IN,
                 }
             )
     return out

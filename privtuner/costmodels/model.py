@@ -4,12 +4,16 @@ For each catalogue set theta (filtered by the scenario's ``fhe`` section) and th
 per-round op counts (:mod:`privtuner.costmodels.workload`, E_r = ``steps_per_round`` steps):
 
 * C_dev(theta) = f_ref x [T_enc(theta) + T_dec(theta) + E_r T t_clear]                 [cycles]
-* C_srv(theta) = f_ref x [n_up t_load(theta) + n_mac t_mac(theta)
+* C_srv(theta) = f_ref x [n_up t_load(theta) + sum_s n_mac,s t_mac,s(theta)
                           + n_rescale t_rescale(theta)]                                [cycles]
 * S_up(theta)  = 8 x n_up x bytes_fresh(theta)                                        [bits]
 * S_down(theta) = 8 x n_down x bytes_product(theta)                                   [bits]
 
-where t_* are the fitted single-thread CPU seconds per op, ``f_ref`` the profiled CPU's
+where t_* are the fitted single-thread CPU seconds per op (n_mac,s: the multiply-accumulates
+of kernel block shape s = d_in x d_out, forward W and backward W^T blocks of
+:func:`workload.projections`; t_mac,s its ``project_mac@{d_in}x{d_out}`` curve when the model
+has one, else the base ``project_mac`` (128 x 128) curve: the kernel's cost per MAC depends
+on the block shape, see :func:`kernel_macs_per_step`), ``f_ref`` the profiled CPU's
 reference frequency (cycles = measured seconds x f_ref, spec section 3), T the tokens per
 step and t_clear the model's ``device_clear_s_per_token`` (0 when the model does not carry
 it; see :func:`clear_s_per_token_from_steps`). Uplink ciphertexts are fresh encryptions;
@@ -39,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from privtuner.costmodels.catalogue import generate_catalogue
-from privtuner.costmodels.fitting import CostModel, load_cost_model
+from privtuner.costmodels.fitting import CostModel, kernel_curve_name, load_cost_model
 from privtuner.costmodels.privacy import get_privacy_metric
 from privtuner.costmodels.security import security_bits
 from privtuner.costmodels.types import CkksParams, CostTable
@@ -81,6 +85,36 @@ def slot_values_per_step(workload: WorkloadSpec) -> tuple[int, int]:
     return up, down
 
 
+def kernel_op(model: CostModel, d_in: int, d_out: int) -> str:
+    """The curve pricing one MAC of a ``d_in x d_out`` kernel block: the shape-specific
+    ``project_mac@{d_in}x{d_out}`` if ``model`` has it, else the base ``project_mac``."""
+    name = kernel_curve_name(d_in, d_out)
+    return name if model.has(name) else "project_mac"
+
+
+def kernel_macs_per_step(
+    model: CostModel, workload: WorkloadSpec, params: CkksParams
+) -> dict[str, int]:
+    """Server multiply-accumulates of one step, by the curve that prices them (:func:`kernel_op`).
+
+    A projection with ``blocks = ceil(tokens / (N/2))`` runs ``blocks`` kernel blocks of shape
+    ``d_in x d_out`` forward (``Y = X W``) and, if it needs its input gradient, ``blocks`` of
+    shape ``d_out x d_in`` backward (``dX = dY W^T``), each ``d_in d_out`` MACs (spec
+    section 1; counts as :func:`workload.projection_counts`). The values sum to
+    ``op_counts_per_step(...).server_macs``.
+    """
+    out: dict[str, int] = {}
+    for p in projections(workload):
+        blocks = math.ceil(p.tokens / params.slots)
+        shapes = [(p.d_in, p.d_out)]
+        if p.needs_backward:
+            shapes.append((p.d_out, p.d_in))
+        for d_in, d_out in shapes:
+            op = kernel_op(model, d_in, d_out)
+            out[op] = out.get(op, 0) + blocks * d_in * d_out
+    return out
+
+
 def _per_value_s(model: CostModel, op: str, params: CkksParams, full_s: float) -> float | None:
     """Seconds per extra slot value from ``op`` (all slots) and ``op_one`` (one value)."""
     one_op = f"{op}_one"
@@ -105,7 +139,8 @@ def step_costs(
     if missing:
         raise CostModelError(f"cost model lacks curves for {', '.join(missing)}")
     c: OpCounts = op_counts_per_step(workload, params).scaled(steps)
-    t = {op: model.evaluate(op, params) for op in REQUIRED_OPS}
+    macs = {op: steps * n for op, n in kernel_macs_per_step(model, workload, params).items()}
+    t = {op: model.evaluate(op, params) for op in (*REQUIRED_OPS, *macs)}
     for op in OPTIONAL_OPS:
         if model.has(op):
             t[op] = model.evaluate(op, params)
@@ -121,7 +156,7 @@ def step_costs(
     per_value = _per_value_s(model, "decrypt", params, t["decrypt"])
     if per_value is not None:
         dec_s = c.decryptions * t["decrypt_one"] + max(v_down - c.decryptions, 0) * per_value
-    server_s = c.server_macs * t["project_mac"] + c.server_rescales * t["rescale"]
+    server_s = sum(n * t[op] for op, n in macs.items()) + c.server_rescales * t["rescale"]
     if "project_load" in t:
         server_s += c.ciphertexts_up * t["project_load"]
     clear_s = steps * workload.tokens_per_step * (model.device_clear_s_per_token or 0.0)
@@ -199,7 +234,10 @@ def build_cost_table(
     wl = spec.workload
     f_ref = model.reference_frequency_hz
     clear_s_per_token = model.device_clear_s_per_token or 0.0
-    ops_used = (*REQUIRED_OPS, *(op for op in OPTIONAL_OPS if model.has(op)))
+    kernel_ops = sorted(
+        {op for p in catalogue_for(spec) for op in kernel_macs_per_step(model, wl, p)}
+    )
+    ops_used = (*REQUIRED_OPS, *(op for op in OPTIONAL_OPS if model.has(op)), *kernel_ops)
 
     sets: list[CkksParams] = []
     rows: list[dict[str, float]] = []

@@ -16,6 +16,11 @@ samples):
   ciphertext and have SEAL expand its seed (load + save + parse), paid once per input;
 * ``project_mac`` [s per multiply-accumulate]: the exact kernel (``d_in * d_out`` ciphertext x
   plaintext-scalar MACs, limb splitting and reductions included), divided by ``d_in * d_out``;
+  one record for the base block (``d_in x d_out``, 128 x 128) and one for each block of
+  ``kernel_shapes`` (BERT-Tiny's FFN: 128 x 512 and 512 x 128), the kernel alone on the
+  uploaded ciphertexts (repeated to ``d_in`` inputs), timed in the first ``shape_repeats``
+  repetitions (and run untimed in the warm-up ones): the cost per MAC depends on the block
+  shape (limb splitting per input, reductions and output buffers per output);
 * ``rescale`` [s per output ciphertext]: SEAL ``rescale_to_next`` of one product, including
   handing the raw product to SEAL and serializing the result (the split is exact: the kernel
   reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
@@ -33,7 +38,8 @@ timed op runs entirely in that thread: the records measure the work (CPU seconds
 reference frequency = cycles, spec section 3), not the waiting for a CPU that other processes
 hold; wall time on a loaded machine is larger. ``threads`` in the records says 1.
 
-Every record carries :func:`privtuner.fhe_profiling.env.environment` (CPU, frequency, threads,
+Every record carries ``d_in`` and ``d_out``, the block it was measured on, and
+:func:`privtuner.fhe_profiling.env.environment` (CPU, frequency, threads,
 versions, date, load average), taken when that set was measured. Randomness is seeded.
 """
 
@@ -72,7 +78,9 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ProfileConfig:
-    """How much to measure per set. ``d_in x d_out`` is the projection block (BERT-Tiny: 128)."""
+    """How much to measure per set. ``d_in x d_out`` is the projection block (BERT-Tiny: 128);
+    ``kernel_shapes`` the further ``(d_in, d_out)`` blocks whose kernel (``project_mac``) is
+    also timed, in the first ``shape_repeats`` timed repetitions (0: none)."""
 
     repeats: int = 5
     warmup: int = 1
@@ -80,6 +88,8 @@ class ProfileConfig:
     d_in: int = 128
     d_out: int = 128
     seed: int = 0
+    kernel_shapes: tuple[tuple[int, int], ...] = ((128, 512), (512, 128))
+    shape_repeats: int = 2
 
     def __post_init__(self) -> None:
         for name in ("repeats", "keygen_repeats", "d_in", "d_out"):
@@ -87,12 +97,20 @@ class ProfileConfig:
                 raise ParameterError(f"profile {name} must be >= 1 (got {getattr(self, name)})")
         if self.warmup < 0:
             raise ParameterError(f"profile warmup must be >= 0 (got {self.warmup})")
+        if self.shape_repeats < 0:
+            raise ParameterError(f"profile shape_repeats must be >= 0 (got {self.shape_repeats})")
+        for shape in self.kernel_shapes:
+            if len(shape) != 2 or min(int(d) for d in shape) < 1:
+                raise ParameterError(
+                    f"profile kernel_shapes entries must be (d_in, d_out) with both >= 1 "
+                    f"(got {shape!r})"
+                )
 
 
 #: The full profile (target <= 20 min for the default catalogue on a 2-core machine).
-FULL = ProfileConfig(repeats=5, warmup=1, keygen_repeats=5)
+FULL = ProfileConfig(repeats=5, warmup=1, keygen_repeats=5, shape_repeats=1)
 #: ``--quick``: the same measurements, fewer repetitions, on :func:`quick_sets` (<= 3 min).
-QUICK = ProfileConfig(repeats=2, warmup=0, keygen_repeats=1)
+QUICK = ProfileConfig(repeats=2, warmup=0, keygen_repeats=1, shape_repeats=1)
 
 
 def quick_sets(catalogue: Sequence[CkksParams]) -> list[CkksParams]:
@@ -121,6 +139,7 @@ def _record(
     values: Sequence[float],
     unit: str,
     env: dict[str, Any],
+    shape: tuple[int, int],
 ) -> dict[str, Any]:
     med, p10, p90 = _summary(values)
     return {
@@ -136,6 +155,8 @@ def _record(
         "p90": p90,
         "repeats": len(values),
         **{k: env[k] for k in _ENV_COLUMNS},
+        "d_in": int(shape[0]),
+        "d_out": int(shape[1]),
     }
 
 
@@ -173,6 +194,12 @@ def profile_set(
     w = rng.normal(0.0, 1.0 / math.sqrt(cfg.d_in), size=(cfg.d_in, cfg.d_out))
     b = rng.normal(0.0, 0.1, size=cfg.d_out)
     ref = x @ w + b
+    shapes = [(int(a), int(c)) for a, c in cfg.kernel_shapes if (a, c) != (cfg.d_in, cfg.d_out)]
+    shape_w = {
+        s: (rng.normal(0.0, 1.0 / math.sqrt(s[0]), size=s), rng.normal(0.0, 0.1, size=s[1]))
+        for s in shapes
+    }
+    shape_mac_s: dict[tuple[int, int], list[float]] = {s: [] for s in shapes}
 
     enc_s: list[float] = []
     enc_one_s: list[float] = []
@@ -203,6 +230,15 @@ def profile_set(
         served = ops.deserialize_columns(pub, ops.serialize_columns(enc))
         tm = ops.ProjectTimings(clock=_clock)
         y = ops.project(pub, served, w, b, timings=tm)
+        if i < cfg.warmup + cfg.shape_repeats:
+            # further block shapes: the kernel alone on the uploaded inputs (cycled to d_in)
+            raws = [ct.raw(pub) for ct in served.blocks[0]]
+            for s, (ws, bs) in shape_w.items():
+                xs = [raws[k % len(raws)] for k in range(s[0])]
+                t0 = _clock()
+                ops._mac_raw(pub, xs, ws, bs)
+                if i >= cfg.warmup:
+                    shape_mac_s[s].append((_clock() - t0) / (s[0] * s[1]))
         back = ops.deserialize_columns(keys, ops.serialize_columns(y))
         got = np.empty((slots, cfg.d_out))
         dec_each: list[float] = []
@@ -228,18 +264,24 @@ def profile_set(
         bits.append(-math.log2(err) if err > 0 else 64.0)
         fresh_bytes.extend(ct.nbytes for blk in enc.blocks for ct in blk)
         prod_bytes.extend(ct.nbytes for blk in y.blocks for ct in blk)
+    base = (cfg.d_in, cfg.d_out)
     return [
-        _record("keygen", params, keygen_s, "s", env),
-        _record("encrypt", params, enc_s, "s", env),
-        _record("encrypt_one", params, enc_one_s, "s", env),
-        _record("decrypt", params, dec_s, "s", env),
-        _record("decrypt_one", params, dec_one_s, "s", env),
-        _record("project_load", params, load_s, "s", env),
-        _record("project_mac", params, mac_s, "s", env),
-        _record("rescale", params, rescale_s, "s", env),
-        _record("ct_bytes_fresh", params, fresh_bytes, "bytes", env),
-        _record("ct_bytes_product", params, prod_bytes, "bytes", env),
-        _record("precision_bits", params, bits, "bits", env),
+        _record("keygen", params, keygen_s, "s", env, base),
+        _record("encrypt", params, enc_s, "s", env, base),
+        _record("encrypt_one", params, enc_one_s, "s", env, base),
+        _record("decrypt", params, dec_s, "s", env, base),
+        _record("decrypt_one", params, dec_one_s, "s", env, base),
+        _record("project_load", params, load_s, "s", env, base),
+        _record("project_mac", params, mac_s, "s", env, base),
+        *(
+            _record("project_mac", params, vals, "s", env, s)
+            for s, vals in shape_mac_s.items()
+            if vals
+        ),
+        _record("rescale", params, rescale_s, "s", env, base),
+        _record("ct_bytes_fresh", params, fresh_bytes, "bytes", env, base),
+        _record("ct_bytes_product", params, prod_bytes, "bytes", env, base),
+        _record("precision_bits", params, bits, "bits", env, base),
     ]
 
 

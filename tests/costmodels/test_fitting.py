@@ -282,3 +282,57 @@ def test_physical_forms_keep_work_coefficients_non_negative() -> None:
     form = next(f for f in candidate_forms("decrypt") if f.name == "words_zstd")
     curve = fit_curve("decrypt", params, list(y), forms=[form])
     assert curve.coefficients["b"] == 0.0 and curve.coefficients["a"] > 0
+
+
+def _shaped(records: list[dict[str, object]], d_in: int, d_out: int, factor: float) -> list:
+    """Copies of the ``project_mac`` records as if measured on a ``d_in x d_out`` block, with
+    every value x ``factor``."""
+    out = []
+    for r in records:
+        if r["op"] == "project_mac":
+            q = dict(r)
+            q["d_in"], q["d_out"] = d_in, d_out
+            q["value"] = float(r["value"]) * factor  # type: ignore[arg-type]
+            out.append(q)
+    return out
+
+
+def test_old_records_without_block_columns_read_as_128(
+    tmp_path: Path, records: list[dict[str, object]]
+) -> None:
+    path = write_records(records[:5], tmp_path / "r.csv")
+    lines = path.read_text().splitlines()
+    cols = lines[0].split(",")
+    keep = [i for i, c in enumerate(cols) if c not in ("d_in", "d_out")]
+    old = tmp_path / "old.csv"
+    old.write_text("\n".join(",".join(ln.split(",")[i] for i in keep) for ln in lines) + "\n")
+    back = read_records(old)
+    assert all(r["d_in"] == 128 and r["d_out"] == 128 for r in back)
+    bad = tmp_path / "bad.csv"
+    bad.write_text(lines[0] + "\n" + lines[1].rsplit(",", 2)[0] + ",0,128\n")
+    with pytest.raises(CostModelError, match="d_in"):
+        read_records(bad)
+
+
+def test_fit_records_one_kernel_curve_per_block(
+    tmp_path: Path, records: list[dict[str, object]], catalogue: list[CkksParams]
+) -> None:
+    from privtuner.costmodels.fitting import kernel_curve_name
+
+    recs = records + _shaped(records, 512, 128, 0.5) + _shaped(records, 128, 512, 1.1)
+    model = fit_records(recs)
+    assert kernel_curve_name(512, 128) == "project_mac@512x128"
+    assert {"project_mac", "project_mac@512x128", "project_mac@128x512"} <= set(model.curves)
+    wide = model.curves["project_mac@512x128"]
+    assert wide.kernel_d_in == 512 and model.curves["project_mac"].kernel_d_in == 128
+    assert wide.provenance["d_in"] == 512 and wide.provenance["d_out"] == 128
+    for p in catalogue:
+        base = model.evaluate("project_mac", p)
+        assert model.evaluate("project_mac@512x128", p) == pytest.approx(0.5 * base, rel=0.1)
+        assert model.evaluate("project_mac@128x512", p) == pytest.approx(1.1 * base, rel=0.1)
+    # the base curve is the one fitted without the other blocks
+    alone = fit_records(records).curves["project_mac"]
+    assert model.curves["project_mac"].coefficients == alone.coefficients
+    back = load_cost_model(model.save(tmp_path / "m.json"))
+    assert back.curves["project_mac@512x128"].kernel_d_in == 512
+    assert back.to_json() == model.to_json()

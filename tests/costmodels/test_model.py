@@ -233,3 +233,39 @@ def test_shipped_model_invariants() -> None:
         idx.sort(key=lambda i: t.params[i].poly_modulus_degree)
         for arr in (t.device_cycles, t.server_cycles, t.uplink_bits, t.downlink_bits):
             assert all(arr[b] >= arr[a] for a, b in itertools.pairwise(idx))
+
+
+def test_step_costs_sums_kernel_cost_per_block_shape(model: CostModel) -> None:
+    from privtuner.costmodels.model import kernel_macs_per_step, kernel_op
+    from privtuner.costmodels.workload import projections
+
+    base = model.curves["project_mac"]
+    twice = {
+        k: (2 * v if base.curve_form.kind == "linear" or k == "c" else v)
+        for k, v in base.coefficients.items()
+    }
+    curves = dict(model.curves)
+    curves["project_mac@512x128"] = dataclasses.replace(base, coefficients=twice)
+    m = CostModel(curves=curves, reference_frequency_hz=3e9)
+    wl = spec().workload
+    p = CkksParams(8192, (40, 20, 40), 20)
+    assert kernel_op(m, 512, 128) == "project_mac@512x128"
+    assert kernel_op(m, 128, 512) == kernel_op(model, 512, 128) == "project_mac"
+    macs = kernel_macs_per_step(m, wl, p)
+    c = op_counts_per_step(wl, p)
+    assert sum(macs.values()) == c.server_macs
+    # 512 x 128 blocks: ffn_out forward and ffn_in backward of every layer
+    n_wide = sum(
+        pr.d_in * pr.d_out
+        for pr in projections(wl)
+        if (pr.kind == "ffn_out") or (pr.kind == "ffn_in" and pr.needs_backward)
+    )
+    assert macs["project_mac@512x128"] == n_wide > 0
+    ev = model.evaluate("project_mac", p)
+    plain = step_costs(model, wl, p)["server_s"]
+    shaped = step_costs(m, wl, p)["server_s"]
+    assert shaped - plain == pytest.approx(n_wide * ev, rel=1e-9)
+    assert (
+        build_cost_table(spec(), m).server_cycles.sum()
+        > build_cost_table(spec(), model).server_cycles.sum()
+    )

@@ -56,6 +56,17 @@ def test_quick_sets_cover_every_n_and_the_scale_range() -> None:
     assert len(quick) < len(cat)
 
 
+def test_profile_config_rejects_bad_kernel_shapes() -> None:
+    from privtuner.fhe_profiling.profiler import FULL, QUICK, ProfileConfig
+
+    assert (128, 512) in FULL.kernel_shapes and (512, 128) in FULL.kernel_shapes
+    assert FULL.shape_repeats >= 1 and QUICK.shape_repeats >= 1
+    with pytest.raises(ParameterError, match="kernel_shapes"):
+        ProfileConfig(kernel_shapes=((128, 0),))
+    with pytest.raises(ParameterError, match="shape_repeats"):
+        ProfileConfig(shape_repeats=-1)
+
+
 def test_unknown_set_name_is_rejected() -> None:
     from privtuner.fhe_profiling.profiler import select_sets
 
@@ -69,12 +80,26 @@ def test_profiler_smoke_n4096(tmp_path) -> None:
     from privtuner.costmodels.fitting import RECORD_COLUMNS, RECORD_OPS, read_records
     from privtuner.fhe_profiling.profiler import ProfileConfig, run_profile
 
-    cfg = ProfileConfig(repeats=2, warmup=1, keygen_repeats=1, d_in=16, d_out=8)
+    cfg = ProfileConfig(
+        repeats=2,
+        warmup=1,
+        keygen_repeats=1,
+        d_in=16,
+        d_out=8,
+        kernel_shapes=((16, 8), (8, 32), (32, 8)),
+        shape_repeats=1,
+    )
     records = run_profile(tmp_path, sets=[SMOKE], config=cfg, progress=False)
     assert {r["op"] for r in records} == set(RECORD_OPS)
     back = read_records(tmp_path / "records.csv")
-    assert len(back) == len(records) == len(RECORD_OPS)
-    by_op = {r["op"]: r for r in back}
+    # one record per op on the base block, plus the kernel on each further block
+    assert len(back) == len(records) == len(RECORD_OPS) + 2
+    kernel = {(r["d_in"], r["d_out"]): r for r in back if r["op"] == "project_mac"}
+    assert set(kernel) == {(16, 8), (8, 32), (32, 8)}
+    assert kernel[(8, 32)]["repeats"] == kernel[(32, 8)]["repeats"] == 1
+    assert all(r["value"] > 0 for r in kernel.values())
+    assert all((r["d_in"], r["d_out"]) == (16, 8) for r in back if r["op"] != "project_mac")
+    by_op = {r["op"]: r for r in back if (r["d_in"], r["d_out"]) == (16, 8)}
     for op, unit in RECORD_OPS.items():
         r = by_op[op]
         assert r["unit"] == unit and r["set_name"] == SMOKE.name
@@ -110,7 +135,9 @@ def test_run_profile_cli_prints_summary(tmp_path, capsys) -> None:
     from privtuner.costmodels.fitting import RECORD_OPS
     from privtuner.fhe_profiling import profiler
 
-    cfg = profiler.ProfileConfig(repeats=1, warmup=0, keygen_repeats=1, d_in=4, d_out=4)
+    cfg = profiler.ProfileConfig(
+        repeats=1, warmup=0, keygen_repeats=1, d_in=4, d_out=4, kernel_shapes=()
+    )
     orig = profiler.QUICK
     profiler.QUICK = cfg  # keep the smoke test fast
     try:
