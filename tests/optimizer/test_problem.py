@@ -108,7 +108,10 @@ def test_from_instance_filters_sets() -> None:
     )
     floor = float(np.median(p.costs.privacy))
     q = AllocationProblem.from_instance(
-        inst, p.costs, ObjectiveSpec(kind="constrained", privacy_min=floor), FheSpec(min_precision_bits=0)
+        inst,
+        p.costs,
+        ObjectiveSpec(kind="constrained", privacy_min=floor),
+        FheSpec(min_precision_bits=0),
     )
     assert np.array_equal(q.allowed[0], p.costs.privacy >= floor)
     assert q.objective_kind == "constrained" and np.all(q.set_constant == 0)
