@@ -14,7 +14,6 @@ import csv
 import itertools
 import math
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -298,8 +297,6 @@ def apply_overrides(spec: ScenarioSpec, overrides: dict[str, Any]) -> ScenarioSp
     data = spec.model_dump(mode="python", exclude_none=True)
     for dotted, value in overrides.items():
         _set_dotted(data, dotted, value)
-    if "explicit" in data.get("devices", {}):
-        pass
     return validate_data(data, f"{spec.name} (overrides)")
 
 
@@ -321,15 +318,10 @@ def expand_sweep(spec: ScenarioSpec) -> list[ScenarioSpec]:
     """Expand ``spec.sweep`` as a cartesian product (keys in file order, last fastest).
 
     Each point is a validated ScenarioSpec without a sweep, named by :func:`sweep_name`.
-    A spec without a sweep expands to ``[spec]``.
+    A spec without a sweep expands to ``[spec]``. Problems of all points are reported together.
     """
-    return list(iter_sweep(spec))
-
-
-def iter_sweep(spec: ScenarioSpec) -> Iterator[ScenarioSpec]:
     if not spec.sweep:
-        yield spec
-        return
+        return [spec]
     keys = list(spec.sweep)
     base = spec.model_copy(update={"sweep": None})
     problems: list[str] = []
@@ -344,4 +336,4 @@ def iter_sweep(spec: ScenarioSpec) -> Iterator[ScenarioSpec]:
         out.append(point.model_copy(update={"name": sweep_name(spec.name, combo)}))
     if problems:
         raise ScenarioError(problems, spec.name)
-    yield from out
+    return out

@@ -7,7 +7,6 @@ Schema generated from these models, for editors.
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -298,7 +297,3 @@ class ScenarioSpec(_Frozen):
         from privtuner.scenario.loader import apply_overrides
 
         return apply_overrides(self, overrides)
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)

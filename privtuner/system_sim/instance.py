@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,6 @@ class SystemInstance:
     downlink_rate_bps: float
     seed: int
     name: str = "scenario"
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def n_devices(self) -> int:
