@@ -21,7 +21,7 @@ import numpy as np
 
 from privtuner.costmodels.types import CkksParams
 from privtuner.fhe_profiling import ckks_ops as ops
-from privtuner.fhe_profiling.env import environment
+from privtuner.fhe_profiling.env import environment, tune_allocator
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -33,7 +33,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--naive-tokens", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3, help="timed kernel runs (median)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc's malloc as it is (default: env.tune_allocator, as the server does)",
+    )
     args = ap.parse_args(argv)
+    if not args.default_allocator:
+        tune_allocator()
 
     params = CkksParams(args.n, tuple(int(b) for b in args.chain.split("-")), args.scale_bits)
     rng = np.random.default_rng(args.seed)

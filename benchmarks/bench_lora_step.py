@@ -20,6 +20,7 @@ def main() -> None:
     ap.add_argument("--set", default=None, help="catalogue set name (default: N=8192 default)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--in-process", action="store_true")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed one")
     args = ap.parse_args()
 
     from privtuner.fhe_profiling import lora_profile as lp
@@ -32,9 +33,12 @@ def main() -> None:
         seed=args.seed,
         separate_process=not args.in_process,
         progress=False,
+        warmup_steps=args.warmup,
     )
     keys = (
         "set_name",
+        "warmup_steps",
+        "allocator",
         "tokens",
         "batch_size",
         "seq_len",

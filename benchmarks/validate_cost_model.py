@@ -18,9 +18,11 @@ number for a set that was not measured.
     # compare already-measured records (fast; the shipped ones by default)
     .venv/bin/python benchmarks/validate_cost_model.py \\
         [--records privtuner/costmodels/data/lora_step_records.csv] [--model default]
-    # measure a small subset now (slow: ~40 s CPU per N=8192 step) and compare
+    # measure a small subset now and compare: each set in a fresh process, one untimed
+    # warm-up step, then two timed steps averaged (slow: ~3 x 35 s CPU per N=8192 set)
     .venv/bin/python benchmarks/validate_cost_model.py --run --sets N4096_q40-20-40_s20 \\
-        [--tokens 512] [--seq-len 64] [--save-records DIR]
+        [--tokens 512] [--seq-len 64] [--save-records DIR] [--warmup-steps 1] [--timed-steps 2]
+        [--same-process]
     # refit the model from CKKS profile records + these step records (the clear-text
     # constant), write it, and compare (how the shipped ckks_default.json is made)
     .venv/bin/python benchmarks/validate_cost_model.py \\
@@ -60,6 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-records", default=None, metavar="DIR")
     ap.add_argument("--tolerance", type=float, default=None)
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument(
+        "--warmup-steps", type=int, default=1, help="untimed steps per set before the timed one"
+    )
+    ap.add_argument(
+        "--timed-steps", type=int, default=2, help="timed steps per set (phase times averaged)"
+    )
+    ap.add_argument(
+        "--same-process",
+        action="store_true",
+        help="measure every set in this process (default: a fresh process per set)",
+    )
     ap.add_argument("--refit", default=None, metavar="RECORDS.csv", help="CKKS profile records")
     ap.add_argument("--refit-out", default=None, metavar="MODEL.json")
     args = ap.parse_args(argv)
@@ -82,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                     separate_process=False,
                     clock="cpu",
                     progress=args.progress,
+                    warmup_steps=args.warmup_steps,
+                    timed_steps=args.timed_steps,
+                    fresh_process=not args.same_process,
                 )
             )
             if args.save_records:

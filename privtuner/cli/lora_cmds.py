@@ -61,6 +61,26 @@ def register(sub: Any) -> None:
         help="wall: wall-clock seconds per phase; cpu: single-thread CPU seconds per phase, "
         "the profiler's clock (implies --in-process)",
     )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="K",
+        help="untimed encrypted steps before the timed one, per set (default 0; 1 for timings "
+        "that a long-running device and server would see)",
+    )
+    p.add_argument(
+        "--timed-steps",
+        type=int,
+        default=1,
+        metavar="K",
+        help="timed steps per set; every phase time is their mean (default 1)",
+    )
+    p.add_argument(
+        "--fresh-process",
+        action="store_true",
+        help="measure each set in a new Python process (no state carried between sets)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_profile_lora)
 
@@ -83,6 +103,9 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
         separate_process=not (args.in_process or args.clock == "cpu"),
         progress=not args.no_progress,
         clock=args.clock,
+        warmup_steps=args.warmup,
+        timed_steps=args.timed_steps,
+        fresh_process=args.fresh_process,
     )
     paths = lp.write_records(records, args.out)
     summary: dict[str, Any] = {"records": {k: str(v) for k, v in paths.items()}, "sets": []}

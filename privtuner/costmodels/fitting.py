@@ -2,7 +2,9 @@
 
 Records (written by the TenSEAL profiler in ``privtuner.fhe_profiling``, read here): CSV, one row
 per (op, parameter set), columns :data:`RECORD_COLUMNS`; ``op`` is one of :data:`RECORD_OPS`
-(``value`` is the median; ``project_mac`` is seconds per single ciphertext x plaintext-scalar
+(``value`` is the mean over the samples, the statistic a sum of many ops estimates, and
+``median`` the median; profiles before 2026-11-23 stored the median in ``value`` and have no
+``median`` column; ``project_mac`` is seconds per single ciphertext x plaintext-scalar
 multiply-accumulate, ``rescale`` seconds per output ciphertext, ``ct_bytes_*`` bytes per
 serialized ciphertext, ``precision_bits`` = -log2(max abs error of one encrypted projection));
 ``d_in`` / ``d_out`` name the projection block an op was measured on (``project_mac`` is
@@ -75,12 +77,15 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "load_avg_1m",
     "d_in",
     "d_out",
+    "median",
 )
 
 #: Columns a records file may lack (older profiles): ``d_in`` / ``d_out``, the projection block
 #: an op was measured on, read as :data:`KERNEL_D_IN` x :data:`KERNEL_D_IN` when absent (the
 #: only block older profiles measured).
 OPTIONAL_RECORD_COLUMNS: tuple[str, ...] = ("d_in", "d_out")
+#: Statistics a records file may lack (older profiles): read as None.
+OPTIONAL_STAT_COLUMNS: tuple[str, ...] = ("median",)
 
 _INT_COLUMNS = (
     "poly_modulus_degree",
@@ -91,7 +96,7 @@ _INT_COLUMNS = (
     "d_in",
     "d_out",
 )
-_FLOAT_COLUMNS = ("value", "p10", "p90", "cpu_freq_hz", "load_avg_1m")
+_FLOAT_COLUMNS = ("value", "p10", "p90", "cpu_freq_hz", "load_avg_1m", "median")
 
 #: Format version of cost-model JSON files.
 COST_MODEL_FORMAT = 1
@@ -190,7 +195,9 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         reader = csv.DictReader(fh)
         header = reader.fieldnames or []
         missing = [
-            c for c in RECORD_COLUMNS if c not in header and c not in OPTIONAL_RECORD_COLUMNS
+            c
+            for c in RECORD_COLUMNS
+            if c not in header and c not in (*OPTIONAL_RECORD_COLUMNS, *OPTIONAL_STAT_COLUMNS)
         ]
         if missing:
             raise CostModelError(f"{path}: missing record columns: {', '.join(missing)}")

@@ -27,6 +27,7 @@ __all__ = [
     "limit_blas_threads",
     "load_avg_1m",
     "thread_count",
+    "tune_allocator",
 ]
 
 _SYSFS_CPU0 = Path("/sys/devices/system/cpu/cpu0/cpufreq")
@@ -117,6 +118,51 @@ def limit_blas_threads(n: int) -> Iterator[int | None]:
         lib.scipy_openblas_set_num_threads64_(old)
 
 
+#: glibc ``mallopt`` parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+#: What :func:`tune_allocator` set in this process (empty: not tuned).
+_ALLOCATOR: dict[str, int] = {}
+
+
+def tune_allocator(
+    mmap_threshold_bytes: int = 1 << 30,
+    trim_threshold_bytes: int = (1 << 31) - 1,
+    top_pad_bytes: int = 256 << 20,
+) -> dict[str, int]:
+    """Keep freed heap memory in this process (glibc ``mallopt``); returns what was set.
+
+    The server kernel and SEAL allocate and free tens of MB per projection block. By default
+    glibc serves blocks above 32 MiB with ``mmap`` and returns them (and the top of the heap)
+    to the OS on ``free``, so the next block faults every page in again (zeroed by the
+    kernel; on a virtual machine each first touch is an expensive, load-dependent exit).
+    Measured at N=8192 (128 x 512 block, this 2-core KVM machine): 1.2-3.4 s of a 3 s
+    projection was system time, and the per-MAC cost varied 30 % between repetitions;
+    with the heap kept, the kernel is ~1.5x faster and repetitions agree within a few %.
+    Raising the mmap threshold and the trim threshold keeps that memory in the heap (RSS stays
+    at its peak: a server's working set). Process-wide and permanent; called by the profiling
+    entry points and the projection server. A no-op returning ``{}`` where the C library is
+    not glibc. Idempotent.
+    """
+    if _ALLOCATOR:
+        return dict(_ALLOCATOR)
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return {}
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    wanted = {
+        "mmap_threshold_bytes": (_M_MMAP_THRESHOLD, mmap_threshold_bytes),
+        "trim_threshold_bytes": (_M_TRIM_THRESHOLD, trim_threshold_bytes),
+        "top_pad_bytes": (_M_TOP_PAD, top_pad_bytes),
+    }
+    for key, (param, value) in wanted.items():
+        if mallopt(param, int(min(value, (1 << 31) - 1))) == 1:
+            _ALLOCATOR[key] = int(value)
+    return dict(_ALLOCATOR)
+
+
 def thread_count() -> int:
     """Threads the numeric kernels use: numpy's OpenBLAS thread count if readable, else the
     BLAS/OpenMP environment limit, else the usable CPUs. (SEAL runs single-threaded.)"""
@@ -153,7 +199,8 @@ def environment() -> dict[str, Any]:
 
     Keys: ``cpu_model``, ``cpu_freq_hz``, ``cpu_freq_source``, ``threads``,
     ``tenseal_version``, ``numpy_version``, ``python_version``, ``date`` (UTC, ISO 8601),
-    ``load_avg_1m``.
+    ``load_avg_1m``, ``allocator`` (``"heap kept"`` after :func:`tune_allocator`, else
+    ``"default"``).
     """
     freq, source = cpu_frequency_hz()
     return {
@@ -166,4 +213,5 @@ def environment() -> dict[str, Any]:
         "python_version": platform.python_version(),
         "date": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
         "load_avg_1m": load_avg_1m(),
+        "allocator": "heap kept" if _ALLOCATOR else "default",
     }

@@ -98,6 +98,10 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "separate_processes",
     "seed",
     "clock",
+    "warmup_steps",
+    "timed_steps",
+    "fresh_process",
+    "allocator",
     "cpu_model",
     "cpu_freq_hz",
     "cpu_count",
@@ -267,11 +271,18 @@ def profile_step(
     lr: float = 1e-3,
     seed: int = 0,
     clock: str = "wall",
+    warmup_steps: int = 0,
+    timed_steps: int = 1,
 ) -> dict[str, Any]:
     """One encrypted step with ``params`` vs the plaintext step: a record (:data:`RECORD_COLUMNS`).
 
     ``model`` is copied (the caller's is not trained). ``clock``: ``"wall"`` or ``"cpu"``
     (single-thread CPU seconds, both parties in this thread; needs ``separate_process=False``).
+    ``warmup_steps`` untimed encrypted steps (same set and batch, fresh keys) run first: the
+    first step of a process also pays one-time costs (lazy imports, torch and SEAL
+    initialisation, growing the heap to the set's working set) that a long-running device
+    and server pay once, not per step. ``timed_steps`` steps are then timed and every phase
+    time in the record is their mean (the rest is from the last one).
     """
     from privtuner.fhe_profiling import protocol as proto
 
@@ -282,19 +293,31 @@ def profile_step(
             "clock='cpu' times both parties in one thread: use separate_process=False "
             "(profile-lora --in-process)"
         )
+    if warmup_steps < 0:
+        raise ParameterError(f"warmup_steps must be >= 0 (got {warmup_steps})")
+    if timed_steps < 1:
+        raise ParameterError(f"timed_steps must be >= 1 (got {timed_steps})")
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     ref = proto.plain_step(copy.deepcopy(model), weights, ids, mask, labels)
-    if clock == "cpu":
-        res, client = _cpu_clock_step(params, weights, copy.deepcopy(model), lr, ids, mask, labels)
-    else:
-        transport: Any
-        if separate_process:
-            transport = proto.ProcessTransport(weights)
-        else:
-            transport = proto.InProcessTransport(proto.ProjectionServer(weights))
+
+    def one_step() -> tuple[Any, Any]:
+        if clock == "cpu":
+            return _cpu_clock_step(params, weights, copy.deepcopy(model), lr, ids, mask, labels)
+        transport: Any = (
+            proto.ProcessTransport(weights)
+            if separate_process
+            else proto.InProcessTransport(proto.ProjectionServer(weights))
+        )
         with transport:
             client = proto.DeviceClient(params, transport, copy.deepcopy(model), lr=lr)
-            res = client.train_step(ids, mask, labels)
+            return client.train_step(ids, mask, labels), client
+
+    for _ in range(warmup_steps):
+        one_step()
+    timed = [one_step() for _ in range(timed_steps)]
+    res, client = timed[-1]
+    # every phase time: the mean over the timed steps (counts and bytes are identical)
+    res.timings_s = {k: float(np.mean([r.timings_s[k] for r, _ in timed])) for k in res.timings_s}
     cmp = proto.compare_steps(res, ref)
     cfg, lora = model.config, model.lora
     t = res.timings_s
@@ -357,6 +380,9 @@ def profile_step(
         "separate_processes": bool(separate_process),
         "seed": seed,
         "clock": clock,
+        "warmup_steps": int(warmup_steps),
+        "timed_steps": int(timed_steps),
+        "fresh_process": False,
         **environment(),
     }
     rec["grad_rel_err"] = {k.split(":", 1)[1]: v for k, v in cmp.items() if ":" in k}
@@ -379,21 +405,89 @@ def profile_lora(
     separate_process: bool = True,
     progress: bool = True,
     clock: str = "wall",
+    warmup_steps: int = 0,
+    fresh_process: bool = False,
+    timed_steps: int = 1,
 ) -> list[dict[str, Any]]:
     """One encrypted step per set in ``sets`` on the same model and batch; returns records.
 
     The model is BERT-Tiny from ``config_path`` (default: built-in values) with seeded random
     weights, or real weights from ``weights_dir``; the batch is ``tokens // seq_len``
     sentences of SST-2 (or generated text). LoRA ``B`` starts at ``N(0, 0.02^2)`` (not zero)
-    so that every LoRA gradient is non-zero and checked. ``clock``: see :func:`profile_step`.
+    so that every LoRA gradient is non-zero and checked. ``clock``, ``warmup_steps`` and
+    ``timed_steps``: see :func:`profile_step`. ``fresh_process``: measure each set in a new
+    (spawned) Python process that rebuilds the same seeded model and batch, so no set
+    inherits the heap,
+    SEAL memory pools or caches of the sets before it (measured on this machine: the fourth
+    set of one process ran 15-30 % slower than the same set in a new process).
     """
-    import torch
     from tqdm.auto import tqdm
-
-    from privtuner.fhe_profiling import bert
 
     if not sets:
         raise ParameterError("no CKKS parameter set to profile")
+    if warmup_steps < 0:
+        raise ParameterError(f"warmup_steps must be >= 0 (got {warmup_steps})")
+    if timed_steps < 1:
+        raise ParameterError(f"timed_steps must be >= 1 (got {timed_steps})")
+    setup = {
+        "tokens": tokens,
+        "seq_len": seq_len,
+        "seed": seed,
+        "config_path": None if config_path is None else str(config_path),
+        "weights_dir": None if weights_dir is None else str(weights_dir),
+        "vocab_path": None if vocab_path is None else str(vocab_path),
+        "tsv_path": None if tsv_path is None else str(tsv_path),
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "lora_targets": tuple(lora_targets),
+    }
+    step_kw = {
+        "separate_process": separate_process,
+        "seed": seed,
+        "clock": clock,
+        "warmup_steps": warmup_steps,
+        "timed_steps": timed_steps,
+    }
+    records = []
+    bar = tqdm(sets, desc="profile-lora", unit="set", disable=not progress)
+    if fresh_process:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        for p in bar:
+            bar.set_postfix_str(p.name)
+            with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
+                records.append(ex.submit(_profile_one, p, setup, step_kw).result())
+        return records
+    model, weights, batch = _setup_model_and_batch(**setup)
+    for p in bar:
+        bar.set_postfix_str(p.name)
+        records.append(profile_step(p, model, weights, batch, **step_kw))
+    return records
+
+
+def _setup_model_and_batch(
+    *,
+    tokens: int,
+    seq_len: int,
+    seed: int,
+    config_path: str | None,
+    weights_dir: str | None,
+    vocab_path: str | None,
+    tsv_path: str | None,
+    lora_rank: int,
+    lora_alpha: float,
+    lora_targets: tuple[str, ...],
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The seeded BERT-Tiny + LoRA model, its server weights and the batch (deterministic:
+    the same arguments give the same model and batch in any process). Tunes the allocator
+    (:func:`env.tune_allocator`, as the CKKS profiler)."""
+    import torch
+
+    from privtuner.fhe_profiling import bert
+    from privtuner.fhe_profiling.env import tune_allocator
+
+    tune_allocator()
     random.seed(seed)
     torch.manual_seed(seed)
     lora = bert.LoraConfig(
@@ -404,22 +498,17 @@ def profile_lora(
     else:
         model, weights = bert.init_model(bert.load_config(config_path), lora, seed=seed)
     batch = make_batch(tokens, seq_len, seed, vocab_path, tsv_path, model.config.vocab_size)
-    records = []
-    bar = tqdm(sets, desc="profile-lora", unit="set", disable=not progress)
-    for p in bar:
-        bar.set_postfix_str(p.name)
-        records.append(
-            profile_step(
-                p,
-                model,
-                weights,
-                batch,
-                separate_process=separate_process,
-                seed=seed,
-                clock=clock,
-            )
-        )
-    return records
+    return model, weights, batch
+
+
+def _profile_one(
+    params: CkksParams, setup: dict[str, Any], step_kw: dict[str, Any]
+) -> dict[str, Any]:
+    """One set measured in this (fresh) process: :func:`profile_lora` with ``fresh_process``."""
+    model, weights, batch = _setup_model_and_batch(**setup)
+    rec = profile_step(params, model, weights, batch, **step_kw)
+    rec["fresh_process"] = True
+    return rec
 
 
 def _cpu_clock_step(

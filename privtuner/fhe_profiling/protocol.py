@@ -147,6 +147,9 @@ class ProjectionServer:
                 if a is not None:
                     a.setflags(write=False)
             self._weights[name] = (w64, wt, b64)
+        from privtuner.fhe_profiling.env import tune_allocator
+
+        tune_allocator()  # the kernel's working set stays mapped (see env.tune_allocator)
         self._context: Any = None
         self._params: CkksParams | None = None
         self._timers: dict[str, float] = defaultdict(float)

@@ -303,13 +303,16 @@ def test_old_records_without_block_columns_read_as_128(
     path = write_records(records[:5], tmp_path / "r.csv")
     lines = path.read_text().splitlines()
     cols = lines[0].split(",")
-    keep = [i for i, c in enumerate(cols) if c not in ("d_in", "d_out")]
+    keep = [i for i, c in enumerate(cols) if c not in ("d_in", "d_out", "median")]
     old = tmp_path / "old.csv"
     old.write_text("\n".join(",".join(ln.split(",")[i] for i in keep) for ln in lines) + "\n")
     back = read_records(old)
     assert all(r["d_in"] == 128 and r["d_out"] == 128 for r in back)
+    assert all(r["median"] is None for r in back)  # older profiles: no median column
     bad = tmp_path / "bad.csv"
-    bad.write_text(lines[0] + "\n" + lines[1].rsplit(",", 2)[0] + ",0,128\n")
+    fields = lines[1].split(",")
+    fields[cols.index("d_in")] = "0"
+    bad.write_text(lines[0] + "\n" + ",".join(fields) + "\n")
     with pytest.raises(CostModelError, match="d_in"):
         read_records(bad)
 

@@ -44,6 +44,24 @@ def test_limit_blas_threads_restores() -> None:
     assert env.blas_threads() == before
 
 
+def test_tune_allocator_keeps_heap_and_is_recorded() -> None:
+    """On glibc the three mallopt parameters are set (idempotently) and the environment
+    columns say so; elsewhere it is a no-op that says nothing was set."""
+    import platform
+
+    got = env.tune_allocator()
+    if platform.libc_ver()[0] != "glibc":
+        assert got == {}
+        return
+    assert got == {
+        "mmap_threshold_bytes": 1 << 30,
+        "trim_threshold_bytes": (1 << 31) - 1,
+        "top_pad_bytes": 256 << 20,
+    }
+    assert env.tune_allocator() == got
+    assert env.environment()["allocator"] == "heap kept"
+
+
 def test_quick_sets_cover_every_n_and_the_scale_range() -> None:
     from privtuner.costmodels.catalogue import generate_catalogue
     from privtuner.fhe_profiling.profiler import quick_sets
