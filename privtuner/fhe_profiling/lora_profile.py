@@ -429,7 +429,7 @@ def profile_lora(
         raise ParameterError(f"warmup_steps must be >= 0 (got {warmup_steps})")
     if timed_steps < 1:
         raise ParameterError(f"timed_steps must be >= 1 (got {timed_steps})")
-    setup = {
+    setup: dict[str, Any] = {
         "tokens": tokens,
         "seq_len": seq_len,
         "seed": seed,
@@ -441,7 +441,7 @@ def profile_lora(
         "lora_alpha": lora_alpha,
         "lora_targets": tuple(lora_targets),
     }
-    step_kw = {
+    step_kw: dict[str, Any] = {
         "separate_process": separate_process,
         "seed": seed,
         "clock": clock,
