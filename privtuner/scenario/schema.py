@@ -260,7 +260,7 @@ class ObjectiveSpec(_Frozen):
         gt=0,
         le=1e6,
         description="Per-round latency limit T_max [s] (compute + uplink + downlink + server); "
-        "the default instance needs >= ~606 s.",
+        "the default instance needs >= ~602 s.",
     )
 
 
