@@ -293,10 +293,7 @@ def profile_step(
             "clock='cpu' times both parties in one thread: use separate_process=False "
             "(profile-lora --in-process)"
         )
-    if warmup_steps < 0:
-        raise ParameterError(f"warmup_steps must be >= 0 (got {warmup_steps})")
-    if timed_steps < 1:
-        raise ParameterError(f"timed_steps must be >= 1 (got {timed_steps})")
+    _check_step_counts(warmup_steps, timed_steps)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     ref = proto.plain_step(copy.deepcopy(model), weights, ids, mask, labels)
 
@@ -389,6 +386,13 @@ def profile_step(
     return rec
 
 
+def _check_step_counts(warmup_steps: int, timed_steps: int) -> None:
+    if warmup_steps < 0:
+        raise ParameterError(f"warmup_steps must be >= 0 (got {warmup_steps})")
+    if timed_steps < 1:
+        raise ParameterError(f"timed_steps must be >= 1 (got {timed_steps})")
+
+
 def profile_lora(
     sets: Sequence[CkksParams],
     *,
@@ -417,18 +421,15 @@ def profile_lora(
     so that every LoRA gradient is non-zero and checked. ``clock``, ``warmup_steps`` and
     ``timed_steps``: see :func:`profile_step`. ``fresh_process``: measure each set in a new
     (spawned) Python process that rebuilds the same seeded model and batch, so no set
-    inherits the heap,
-    SEAL memory pools or caches of the sets before it (measured on this machine: the fourth
-    set of one process ran 15-30 % slower than the same set in a new process).
+    inherits the heap, SEAL memory pools or caches of the sets before it (measured on this
+    machine: the fourth set of one process ran 15-30 % slower than the same set in a new
+    process).
     """
     from tqdm.auto import tqdm
 
     if not sets:
         raise ParameterError("no CKKS parameter set to profile")
-    if warmup_steps < 0:
-        raise ParameterError(f"warmup_steps must be >= 0 (got {warmup_steps})")
-    if timed_steps < 1:
-        raise ParameterError(f"timed_steps must be >= 1 (got {timed_steps})")
+    _check_step_counts(warmup_steps, timed_steps)  # before any process is spawned
     setup: dict[str, Any] = {
         "tokens": tokens,
         "seq_len": seq_len,

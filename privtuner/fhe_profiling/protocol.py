@@ -52,6 +52,7 @@ from numpy.typing import NDArray
 
 from privtuner.costmodels.types import CkksParams
 from privtuner.errors import PrivtunerError
+from privtuner.fhe_profiling.env import tune_allocator
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -147,8 +148,6 @@ class ProjectionServer:
                 if a is not None:
                     a.setflags(write=False)
             self._weights[name] = (w64, wt, b64)
-        from privtuner.fhe_profiling.env import tune_allocator
-
         tune_allocator()  # the kernel's working set stays mapped (see env.tune_allocator)
         self._context: Any = None
         self._params: CkksParams | None = None

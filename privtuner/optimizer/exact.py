@@ -263,6 +263,7 @@ class _Exact:
         lb, best_mu, best_nu = -math.inf, mu, nu
         best_sets: I64 = np.zeros(0, dtype=np.int64)
         best_delta: F64 = np.zeros(0)
+        best_grad = self.last_grad
         seen: set[bytes] = set()
         any_feasible = False
         for _ in range(self.max_fp):
@@ -270,6 +271,7 @@ class _Exact:
             d, sets, delta, _ = self.dual(idx, mu, nu)
             if d > lb:
                 lb, best_mu, best_nu, best_sets, best_delta = d, mu, nu, sets, delta
+                best_grad = self.last_grad
             key = sets.tobytes()
             if key in seen or time.perf_counter() > self.deadline:
                 break
@@ -287,14 +289,24 @@ class _Exact:
         ub = self.best.objective if self.best else math.inf
         if self.max_ascent > 0 and math.isfinite(lb) and not self.close(ub, lb) and lb < ub:
             lb, best_mu, best_nu, best_sets, best_delta = self.ascend(
-                idx, lb, best_mu, best_nu, best_sets, best_delta
+                idx, lb, best_mu, best_nu, best_sets, best_delta, best_grad
             )
         return lb, best_mu, best_nu, best_sets, best_delta
 
     def ascend(
-        self, idx: I64, d0: float, mu: float, nu: float, sets: I64, delta: F64
+        self,
+        idx: I64,
+        d0: float,
+        mu: float,
+        nu: float,
+        sets: I64,
+        delta: F64,
+        grad: tuple[float, float] | None = None,
     ) -> tuple[float, float, float, I64, F64]:
         """Maximise the node's concave dual D over prices >= 0 from ``(mu, nu)``.
+
+        ``d0`` = D(mu, nu) with argmin ``sets``, ``delta`` and supergradient ``grad``
+        (default ``self.last_grad``: that of the last :meth:`dual` call, at ``(mu, nu)``).
 
         Kelley's cutting-plane method (Kelley 1960; Bertsekas, *Nonlinear Programming*,
         3rd ed., section 7.1 on cutting-plane methods for dual problems) in the payments
@@ -309,18 +321,16 @@ class _Exact:
         from scipy.optimize import linprog
 
         B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
-        d_best, _, _, _ = self.dual(idx, mu, nu)  # refresh the supergradient at (mu, nu)
-        d_best = max(d_best, d0)
+        d_best = d0
         p_best = np.array([mu * B, nu * F])
         cuts_a: list[list[float]] = []
         cuts_b: list[float] = []
 
-        def add_cut(p: F64, d: float) -> None:
-            g1, g2 = self.last_grad
-            cuts_a.append([-g1, -g2, 1.0])  # t - g.p <= D - g.p_i
-            cuts_b.append(d - g1 * p[0] - g2 * p[1])
+        def add_cut(p: F64, d: float, g: tuple[float, float]) -> None:
+            cuts_a.append([-g[0], -g[1], 1.0])  # t - g.p <= D - g.p_i
+            cuts_b.append(d - g[0] * p[0] - g[1] * p[1])
 
-        add_cut(p_best, d_best)
+        add_cut(p_best, d_best, self.last_grad if grad is None else grad)
         radius = max(float(p_best.max()), 1e-3 * (abs(d_best) + 1.0))
         for _ in range(self.max_ascent):
             ub = self.best.objective if self.best else math.inf
@@ -351,7 +361,7 @@ class _Exact:
             self.ascent_steps += 1
             p_eval = np.maximum(p_new, 1e-300)
             d, s_new, dl_new, _ = self.dual(idx, float(p_eval[0] / B), float(p_eval[1] / F))
-            add_cut(p_new, d)
+            add_cut(p_new, d, self.last_grad)
             if d > d_best:
                 d_best, p_best, sets, delta = d, p_new, s_new, dl_new
                 mu, nu = float(p_eval[0] / B), float(p_eval[1] / F)

@@ -347,3 +347,36 @@ def test_shipped_lora_records_against_shipped_model() -> None:
             assert row[q]["within"], (name, q, row[q]["rel_err"])
         for q in ("encrypt_s", "decrypt_s", "server_s", "device_s"):
             assert abs(row[q]["rel_err"]) <= SHIPPED_PHASE_BOUND, (name, q, row[q]["rel_err"])
+
+
+def test_fresh_process_with_warmup_matches_in_process(
+    cpu_records: list[dict[str, Any]], tiny_files: dict[str, Path]
+) -> None:
+    """A set measured in a fresh spawned process after one warm-up step rebuilds the same
+    seeded model and batch: same shapes, byte counts and (up to CKKS noise) loss as the
+    in-process measurement; the record says how it was measured."""
+    (rec,) = lp.profile_lora(
+        [SMALL],
+        tokens=12,
+        seq_len=6,
+        config_path=tiny_files["config"],
+        vocab_path=tiny_files["vocab"],
+        tsv_path=tiny_files["tsv"],
+        lora_rank=2,
+        lora_alpha=4.0,
+        separate_process=False,
+        progress=False,
+        clock="cpu",
+        warmup_steps=1,
+        fresh_process=True,
+    )
+    ref = cpu_records[0]
+    assert rec["fresh_process"] is True and rec["warmup_steps"] == 1
+    assert not ref["fresh_process"] and ref["warmup_steps"] == 0
+    for k in ("ciphertexts_up", "ciphertexts_down", "projections_forward", "tokens"):
+        assert rec[k] == ref[k], k
+    assert rec["bytes_up"] == pytest.approx(ref["bytes_up"], rel=0.02)
+    assert rec["loss"] == pytest.approx(ref["loss"], rel=1e-4)
+    assert rec["max_rel_err"] <= 1e-3
+    with pytest.raises(ParameterError, match="warmup_steps"):
+        lp.profile_lora([SMALL], warmup_steps=-1, progress=False)
