@@ -180,8 +180,19 @@ def _infeasible(
     reasons: list[str],
     seed: int,
 ) -> SolveResult:
-    return SolveResult.infeasible(
-        problem, method=method, reasons=[f"{method} baseline: {r}" for r in reasons], seed=seed
+    """The baseline's *restricted* policy has no feasible allocation. That says nothing about
+    the instance (``solve`` has already ruled out the infeasibility it can prove), so the
+    status is ``error`` (no allocation), not ``infeasible``; ``termination`` is
+    ``infeasible`` and ``reasons`` say why the policy fails."""
+    why = [f"{method} baseline: {r}" for r in reasons]
+    return SolveResult.error(
+        problem,
+        method=method,
+        message="no feasible allocation under this baseline's restriction (the instance "
+        "itself may be feasible): " + "; ".join(why),
+        termination="infeasible",
+        reasons=tuple(why),
+        seed=seed,
     )
 
 

@@ -309,7 +309,7 @@ def _tx(
     # --- unconstrained branch: psi(z)/sqrt(z) = sqrt(mu lam) / (W sqrt(S ln2))
     iu = np.flatnonzero(has & wpos & mpos)
     if iu.size:
-        log_r = 0.5 * (np.log(mu[iu] * lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
+        log_r = 0.5 * (np.log(mu[iu]) + np.log(lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
 
         def f1(s: F64, a: I64) -> tuple[F64, F64]:
             z = np.exp(s)
@@ -615,10 +615,227 @@ def clear_markets(
         if np.all(radius[todo] < 1e-14):
             break
     sol = _slice(sol3, slice(0, m))
+    conv = merit <= tol
+    eb, ef = fval[:, 0].copy(), fval[:, 1].copy()
+    if not np.all(conv):
+        # globally convergent fallback for the groups Newton left (nested monotone roots of
+        # the concave dual's gradient), from Newton's point and, failing that, from scratch
+        bad = np.flatnonzero(~conv)
+        for start in ("newton", "cold"):
+            if bad.size == 0:
+                break
+            x0 = (
+                x[bad]
+                if start == "newton"
+                else np.stack([np.log(scale[bad] / B), np.log(1e-3 * scale[bad] / F)], axis=1)
+            )
+            nr = clear_nested(pd, caps, G, bad, x0, log_mu_floor, log_nu_floor, tol)
+            it += nr.evaluations
+            good = nr.merit < merit[bad]
+            upd = bad[good]
+            x[upd] = nr.x[good]
+            merit[upd] = nr.merit[good]
+            eb[upd], ef[upd] = nr.excess_b[good], nr.excess_f[good]
+            pairs = np.isin(grp, upd)
+            sol = _merge(sol, nr.sol, pairs)
+            conv = merit <= tol
+            bad = np.flatnonzero(~conv)
     mu = np.exp(x[:, 0])
     nu = np.exp(x[:, 1])
     dual = group_sum(sol.value, grp, G) - mu * B - nu * F
-    return MarketResult(mu, nu, sol, dual, fval[:, 0], fval[:, 1], merit <= tol, it)
+    # cleared markets only count with every pair on its latency equation (an infeasible
+    # group drives the prices, and lambda, to their caps without meeting the deadlines)
+    resid = np.abs(sol.t_d + sol.t_s + sol.tau - pd.tp) / pd.tp
+    late = np.zeros(G, dtype=bool)
+    late[grp[~(resid <= 1e-9)]] = True
+    return MarketResult(mu, nu, sol, dual, eb, ef, conv & ~late, it)
+
+
+@dataclass
+class NestedResult:
+    """Outcome of :func:`clear_nested` for the groups it was given (``[len(groups)]``);
+    ``sol`` covers every pair (pairs of other groups are zeros)."""
+
+    x: F64  # [g, 2] log prices
+    merit: F64
+    excess_b: F64
+    excess_f: F64
+    sol: PairSolution
+    evaluations: int
+
+
+def _monotone_root(
+    fun: Any,
+    x0: F64,
+    floor: F64,
+    tol: float,
+    max_eval: int = 200,
+    x_max: float = 300.0,
+) -> tuple[F64, F64, NDArray[np.bool_], int]:
+    """Per component, a root of a non-increasing function e(x) on [floor, x_max], or the
+    floor when e(floor) <= 0 (a zero price: complementarity).
+
+    ``fun(x, active)`` returns e at ``x`` for the components ``active``. Bracketing then the
+    Illinois variant of regula falsi (Dowell & Jarratt 1971): the bracket always contains a
+    sign change, so the method converges whatever the start. Ends when |e| <= tol, the
+    bracket is below 1e-15 (relative), or at ``x_max`` with e > 0 (no root: unbounded dual).
+    Returns (x, e(x), converged, evaluations).
+    """
+    g = x0.shape[0]
+    x = np.maximum(x0.astype(float), floor)
+    lo = np.full(g, np.nan)  # e(lo) > 0
+    hi = np.full(g, np.nan)  # e(hi) < 0
+    e_lo = np.full(g, np.nan)
+    e_hi = np.full(g, np.nan)
+    side = np.zeros(g, dtype=np.int64)  # Illinois: which end was kept last (+1 lo, -1 hi)
+    step = np.ones(g)
+    best_x = x.copy()
+    best_e = np.full(g, np.inf)
+    done = np.zeros(g, dtype=bool)
+    conv = np.zeros(g, dtype=bool)
+    evals = 0
+    for _ in range(max_eval):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        e = np.asarray(fun(x[act], act), dtype=float)
+        evals += 1
+        xa = x[act]
+        better = np.abs(e) < np.abs(best_e[act])
+        best_x[act[better]], best_e[act[better]] = xa[better], e[better]
+        at_floor = xa <= floor[act]
+        ok = (np.abs(e) <= tol) | (at_floor & (e <= 0))
+        pos = e > 0
+        # update the brackets (Illinois halving of the retained end's value)
+        keep_lo = pos
+        new_lo = np.where(keep_lo, xa, lo[act])
+        new_elo = np.where(keep_lo, e, e_lo[act])
+        new_hi = np.where(~keep_lo, xa, hi[act])
+        new_ehi = np.where(~keep_lo, e, e_hi[act])
+        sd = side[act]
+        new_ehi = np.where(keep_lo & (sd == 1) & np.isfinite(new_ehi), new_ehi / 2, new_ehi)
+        new_elo = np.where(~keep_lo & (sd == -1) & np.isfinite(new_elo), new_elo / 2, new_elo)
+        side[act] = np.where(keep_lo, 1, -1)
+        lo[act], e_lo[act], hi[act], e_hi[act] = new_lo, new_elo, new_hi, new_ehi
+        both = np.isfinite(new_lo) & np.isfinite(new_hi)
+        width_ok = both & (np.abs(new_hi - new_lo) <= 1e-15 * np.maximum(1.0, np.abs(xa)))
+        stuck_top = pos & (xa >= x_max)
+        fin = ok | width_ok | stuck_top
+        conv[act[ok]] = True
+        done[act[fin]] = True
+        # next points
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rf = new_hi - new_ehi * (new_hi - new_lo) / (new_ehi - new_elo)
+        nxt = np.where(both, rf, np.nan)
+        bad_rf = both & ~((nxt > np.minimum(new_lo, new_hi)) & (nxt < np.maximum(new_lo, new_hi)))
+        nxt = np.where(bad_rf, 0.5 * (new_lo + new_hi), nxt)
+        st = step[act]
+        up = ~both & pos  # root above: expand upwards
+        down = ~both & ~pos  # root below (or at the floor)
+        nxt = np.where(up, np.minimum(xa + st, x_max), nxt)
+        nxt = np.where(down, np.maximum(xa - st, floor[act]), nxt)
+        step[act] = np.where(~both, st * 2.0, st)
+        x[act] = np.where(fin, xa, nxt)
+    rem = ~done
+    x[rem] = best_x[rem]
+    return best_x, best_e, conv, evals
+
+
+def clear_nested(
+    pd: PairData,
+    caps: Caps,
+    n_groups: int,
+    groups: I64,
+    x0: F64,
+    log_mu_floor: F64,
+    log_nu_floor: F64,
+    tol: float,
+) -> NestedResult:
+    """Clearing prices of ``groups`` by nested monotone root finding on the gradient of
+    the concave dual D(mu, nu) (globally convergent; slower than Newton).
+
+    Inner: for fixed nu, the bandwidth excess (sum b - B)/B = dD/dmu / B is non-increasing in
+    mu (concavity), so mu*(nu) = argmax_mu D is its root (or the floor). Outer: h(nu) =
+    D(mu*(nu), nu) is concave and h'(nu) = (sum f_s - F_s) by the envelope theorem, again a
+    non-increasing function whose root (or the floor) is the maximiser. Each evaluation is
+    one vectorised :func:`solve_pairs` call over the pairs of the groups still active.
+    """
+    B, F = caps.bandwidth_hz, caps.server_cpu_hz
+    groups = np.asarray(groups, dtype=np.int64)
+    g = groups.size
+    pos_of = np.full(n_groups, -1, dtype=np.int64)
+    pos_of[groups] = np.arange(g)
+    pairs = np.flatnonzero(pos_of[pd.grp] >= 0)
+    sub = pd.take(pairs)
+    local = pos_of[sub.grp]  # pair -> position in ``groups``
+    ll = np.full(sub.size, np.nan)
+    x_mu = x0[:, 0].copy()
+    x_nu = x0[:, 1].copy()
+    lmf = log_mu_floor[groups]
+    lnf = log_nu_floor[groups]
+    count = [0]
+
+    def pair_solve(act: I64, lmu: F64, lnu: F64) -> tuple[PairSolution, I64]:
+        """solve_pairs for the groups ``act`` (positions) at log prices (per act)."""
+        where = np.full(g, -1, dtype=np.int64)
+        where[act] = np.arange(act.size)
+        sel = np.flatnonzero(where[local] >= 0)
+        w = where[local[sel]]
+        l0 = ll[sel]
+        sol = solve_pairs(
+            sub.take(sel),
+            caps,
+            np.exp(lmu[w]),
+            np.exp(lnu[w]),
+            None if np.isnan(l0).any() else l0,
+        )
+        ll[sel] = sol.log_lam
+        count[0] += 1
+        return sol, sel
+
+    def excess(sol: PairSolution, sel: I64, act: I64) -> tuple[F64, F64]:
+        where = np.full(g, -1, dtype=np.int64)
+        where[act] = np.arange(act.size)
+        w = where[local[sel]]
+        eb = group_sum(sol.b, w, act.size) / B - 1.0
+        ef = group_sum(sol.fs, w, act.size) / F - 1.0
+        return eb, ef
+
+    def inner(act: I64, lnu: F64) -> tuple[F64, F64]:
+        """mu*(nu) for groups ``act``; returns (log mu*, f-excess at it)."""
+        ef_out = np.zeros(act.size)
+
+        def fun_b(xm: F64, a: I64) -> F64:
+            acts = act[a]
+            sol, sel = pair_solve(acts, xm, lnu[a])
+            eb, ef = excess(sol, sel, acts)
+            ef_out[a] = ef
+            return eb
+
+        xm, _, _, _ = _monotone_root(fun_b, x_mu[act], lmf[act], 0.01 * tol)
+        # the f-excess at the returned point (one more call keeps it consistent)
+        sol, sel = pair_solve(act, xm, lnu)
+        _, ef = excess(sol, sel, act)
+        x_mu[act] = xm
+        return xm, ef
+
+    def fun_f(xn: F64, a: I64) -> F64:
+        _, ef = inner(a, xn)
+        return ef
+
+    xn, _, _, _ = _monotone_root(fun_f, x_nu, lnf, tol)
+    x_nu[:] = xn
+    act = np.arange(g)
+    xm, _ = inner(act, xn)
+    sol, sel = pair_solve(act, xm, xn)
+    eb, ef = excess(sol, sel, act)
+    xx = np.stack([xm, xn], axis=1)
+    merit = _merit(np.stack([eb, ef], axis=1), xx, lmf, lnf)
+    full = PairSolution(*(np.zeros(pd.size) for _ in fields(PairSolution)))
+    idx = pairs[sel]
+    for f in fields(PairSolution):
+        getattr(full, f.name)[idx] = getattr(sol, f.name)
+    return NestedResult(xx, merit, eb, ef, full, count[0])
 
 
 def _pick_crossing(ex: F64, lx: F64) -> F64:

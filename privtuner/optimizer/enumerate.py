@@ -1,9 +1,17 @@
-"""``method: enumerate`` (spec 5.2): every combination of allowed CKKS sets x the exact
-fixed-set convex solve. The reference for small instances (no pruning of any set).
+"""``method: enumerate`` (spec 5.2): every combination of allowed CKKS sets x an independent
+fixed-set convex solve. The reference for small instances.
 
-All combinations form one batch of independent fixed-set problems: a feasibility test
-(``feasibility.fixed_set_margin``, exact for fixed sets) and the market clearing
-(``continuous.clear_markets``) run vectorised over the batch.
+It shares no solver code with ``exact``: each combination is solved by ``reference.py`` (the
+model written again from the specification, log variables, SciPy SLSQP, a phase-1
+feasibility problem), not by the dual decomposition of ``continuous.py``. Combinations are
+taken in the order of an independent lower bound, the sum over devices of the device's
+optimum alone (all bandwidth and server CPU to itself, also solved by ``reference.py``):
+removing the other devices only relaxes the coupling constraints, so a combination whose
+bound is at least the best objective found cannot improve it and is skipped.
+
+A combination the reference can neither solve nor prove infeasible is reported in the
+result's message and ``options["unsolved"]``; the status is then ``feasible``, never
+``optimal``, and never ``infeasible``.
 """
 
 from __future__ import annotations
@@ -15,26 +23,38 @@ import time
 import numpy as np
 
 from privtuner.errors import InfeasibleError, SolverError
-from privtuner.optimizer.continuous import (
-    Caps,
-    build_pairs,
-    clear_markets,
-    group_sum,
-    pair_feasible,
-)
-from privtuner.optimizer.exact import allocation_from
-from privtuner.optimizer.feasibility import fixed_set_margin
 from privtuner.optimizer.problem import AllocationProblem
+from privtuner.optimizer.reference import ReferenceSolution, solve_fixed_sets
 from privtuner.optimizer.registry import register_solver
 from privtuner.optimizer.result import SolveResult
 
-_BATCH = 2048
+
+def _alone_bounds(problem: AllocationProblem) -> list[dict[int, float]]:
+    """Per device, per allowed set: its optimum alone (``inf`` if it cannot meet the
+    deadline even alone)."""
+    out: list[dict[int, float]] = []
+    for i in range(problem.n_devices):
+        sub = problem.subset([i])
+        row: dict[int, float] = {}
+        for k in np.flatnonzero(problem.allowed[i]):
+            r = solve_fixed_sets(sub, [int(k)])
+            if r.status == "infeasible":
+                row[int(k)] = math.inf
+            elif r.status == "optimal":
+                row[int(k)] = r.objective
+            else:  # not solved: no bound from it (never pruned by it)
+                row[int(k)] = -math.inf
+        out.append(row)
+    return out
 
 
 @register_solver(
     "enumerate",
-    "every combination of allowed CKKS sets x exact convex solve (small instances only)",
+    "every combination of allowed CKKS sets x an independent convex solve (SLSQP in log "
+    "variables); the reference for small instances",
     options={"max_combinations": 50_000},
+    global_optimum=True,
+    max_devices=6,
 )
 def solve_enumerate(
     problem: AllocationProblem,
@@ -45,95 +65,103 @@ def solve_enumerate(
     seed: int = 0,
     max_combinations: int = 50_000,
 ) -> SolveResult:
-    """The best of all set combinations; ``lower_bound`` is the best combination's dual value
-    (each combination is solved to optimality by clearing its markets)."""
+    """The best of all set combinations (module docstring). ``lower_bound`` is not certified
+    (``None``): the reference is a generic NLP solver without a dual certificate."""
     t0 = time.perf_counter()
     n = problem.n_devices
-    caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
-    choices = []
-    for i in range(n):
-        ks = np.flatnonzero(problem.allowed[i])
-        pd = build_pairs(problem, np.full(ks.size, i), ks)
-        choices.append(ks[pair_feasible(pd)])
-    sizes = [c.size for c in choices]
+    sizes = [int(np.sum(problem.allowed[i])) for i in range(n)]
     total = math.prod(sizes)
-    if total == 0:
-        raise InfeasibleError(
-            [
-                f"device {i}: no allowed CKKS set meets the deadline even with all resources"
-                for i, s in enumerate(sizes)
-                if s == 0
-            ]
-        )
     if total > max_combinations:
         raise SolverError(
             f"enumerate: {total} set combinations exceed max_combinations="
             f"{max_combinations}; use method 'exact' (or raise max_combinations)"
         )
-    combos = np.array(list(itertools.product(*choices)), dtype=np.int64).reshape(total, n)
-    best_obj, best_alloc, best_dual = math.inf, None, math.nan
-    feasible_count = 0
+    alone = _alone_bounds(problem)
+    choices = [[k for k, v in row.items() if v < math.inf] for row in alone]
+    for i, ch in enumerate(choices):
+        if not ch:
+            raise InfeasibleError(
+                [f"device {i}: no allowed CKKS set meets the deadline even with all resources"]
+            )
+    combos = list(itertools.product(*choices))
+    bounds = np.array([sum(alone[i][k] for i, k in enumerate(c)) for c in combos])
+    order = np.argsort(bounds, kind="stable")
+    best: ReferenceSolution | None = None
+    solved = infeasible = pruned = 0
+    unsolved: list[tuple[list[int], float, str]] = []  # (sets, bound, why)
     termination = "converged"
-    for start in range(0, total, _BATCH):
+    for pos, j in enumerate(order):
         if time.perf_counter() - t0 > time_limit_s:
             termination = "time_limit"
+            unsolved += [(list(combos[q]), float(bounds[q]), "time limit") for q in order[pos:]]
             break
-        batch = combos[start : start + _BATCH]
-        margin = fixed_set_margin(problem, batch, caps)
-        ok = np.flatnonzero(margin <= 1e-12)
-        if ok.size == 0:
+        if best is not None and bounds[j] >= best.objective - 1e-12 * abs(best.objective):
+            pruned = len(order) - pos  # every later combination has a bound at least this
+            break
+        sets = np.array(combos[j], dtype=np.int64)
+        r = solve_fixed_sets(problem, sets)
+        if r.status == "infeasible":
+            infeasible += 1
             continue
-        sets = batch[ok]
-        G = ok.size
-        dev = np.tile(np.arange(n), G)
-        grp = np.repeat(np.arange(G), n)
-        pd = build_pairs(problem, dev, sets.ravel(), grp=grp)
-        mr = clear_markets(pd, caps, G)
-        w = problem.energy_scale
-        energy = w * (mr.sol.e_d + mr.sol.e_s + mr.sol.e_tx)
-        obj = group_sum(energy + pd.const, grp, G)
-        obj = np.where(mr.converged, obj, np.inf)
-        feasible_count += int(np.sum(mr.converged))
-        g = int(np.argmin(obj))
-        if obj[g] < best_obj:
-            sel = np.flatnonzero(grp == g)
-            sub = pd.take(sel)
-            sol = type(mr.sol)(*(getattr(mr.sol, f)[sel] for f in mr.sol.__dataclass_fields__))
-            best_obj = float(obj[g])
-            best_alloc = allocation_from(problem, sub, sol)
-            best_dual = float(mr.dual[g])
+        if r.status == "optimal":
+            solved += 1
+        else:
+            unsolved.append((sets.tolist(), float(bounds[j]), r.message or "not solved"))
+        if (
+            r.alloc
+            and math.isfinite(r.objective)
+            and (best is None or r.objective < best.objective)
+        ):
+            best = r
+    # an unsolved combination whose bound cannot beat the best solved objective is harmless
+    if best is not None:
+        unsolved = [u for u in unsolved if u[1] < best.objective - 1e-12 * abs(best.objective)]
     timings = {"solve": time.perf_counter() - t0}
-    if best_alloc is None:
-        if termination == "time_limit":
-            return SolveResult.error(
-                problem,
-                method="enumerate",
-                message="time limit before any feasible combination",
-                termination="time_limit",
-                timings_s=timings,
-                seed=seed,
+    opts = {
+        "combinations": total,
+        "solved": solved,
+        "infeasible": infeasible,
+        "pruned_by_bound": pruned,
+        "unsolved": [u[0] for u in unsolved],
+    }
+    note = (
+        f"{total} combinations: {total - len(combos)} with a device that misses its deadline "
+        f"even alone, {solved} solved, {infeasible} infeasible, {pruned} pruned by the "
+        f"devices-alone bound, {len(unsolved)} not solved"
+    )
+    if unsolved:
+        note += " (" + "; ".join(f"sets {u[0]}: {u[2]}" for u in unsolved[:5]) + ")"
+    if best is None:
+        if not unsolved:
+            raise InfeasibleError(
+                [
+                    f"all {n} devices together: none of the {total} combinations of allowed "
+                    "CKKS sets admits an allocation meeting every deadline within the "
+                    "bandwidth and server CPU capacities (phase-1 problem of each, "
+                    "reference solver)"
+                ]
             )
-        raise InfeasibleError(
-            [
-                f"all {n} devices together: none of the {total} combinations of allowed CKKS sets "
-                "admits an allocation meeting every deadline within the bandwidth and server CPU "
-                "capacities"
-            ]
+        return SolveResult.error(
+            problem,
+            method="enumerate",
+            message="no feasible allocation found and infeasibility not proved: " + note,
+            termination=termination,  # type: ignore[arg-type]
+            timings_s=timings,
+            seed=seed,
+            options=opts,
         )
+    status = "optimal" if not unsolved and termination == "converged" else "feasible"
     res = SolveResult.from_allocation(
         problem,
         method="enumerate",
-        status="optimal" if termination == "converged" else "feasible",
+        status=status,  # type: ignore[arg-type]
         termination=termination,  # type: ignore[arg-type]
         lower_bound=None,
-        iterations=total,
-        nodes=feasible_count,
+        iterations=solved + infeasible + len(unsolved),
+        nodes=solved,
         timings_s=timings,
         seed=seed,
-        options={"combinations": total},
-        **best_alloc,
+        options=opts,
+        **best.alloc,
     )
-    return res.replace(
-        message=f"{total} combinations, {feasible_count} feasible; best "
-        f"combination's dual value {best_dual:.12g}"
-    )
+    return res.replace(message=note)

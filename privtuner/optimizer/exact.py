@@ -32,7 +32,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -83,16 +83,37 @@ def nondominated_mask(problem: AllocationProblem) -> NDArray[np.bool_]:
     return out
 
 
+#: A resource margin above this proves infeasibility (``feasibility.resource_margin``: the
+#: priced minimum demands exceed the priced capacities); between 0 and it, nothing is proved.
+PROOF_MARGIN = 1e-9
+#: A lower bound may exceed the incumbent by this (relative) rounding before it is reported as
+#: an invalid certificate.
+CERTIFICATE_SLACK_REL = 1e-9
+
+FixedStatus = Literal["optimal", "feasible", "infeasible", "unsolved"]
+
+
 @dataclass
 class FixedSolution:
-    """A fixed-set problem solved to optimality (or found infeasible)."""
+    """A fixed-set problem's outcome.
 
-    feasible: bool
+    ``status``: ``optimal`` (a feasible allocation whose objective is within the fixed-set
+    tolerance of the dual bound ``dual``), ``feasible`` (a feasible allocation, not
+    certified), ``infeasible`` (proved: ``proof``), ``unsolved`` (neither; ``dual`` is still
+    a valid lower bound).
+    """
+
+    status: FixedStatus
     objective: float = math.inf
     dual: float = -math.inf
     mu: float = 0.0
     nu: float = 0.0
     alloc: dict[str, F64] = field(default_factory=dict)
+    proof: str = ""
+
+    @property
+    def feasible(self) -> bool:
+        return self.status in ("optimal", "feasible")
 
 
 def allocation_from(problem: AllocationProblem, pd: PairData, sol: Any) -> dict[str, F64]:
@@ -162,6 +183,9 @@ class _Exact:
         self.last_grad: tuple[float, float] = (0.0, 0.0)
         self.max_ascent = max_ascent
         self.ascent_steps = 0
+        self.unsolved_fixed = 0
+        # fixed-set problems must be solved well inside the branch-and-bound tolerance
+        self.fixed_tol = min(1e-9, 1e-3 * rel_tol)
 
     # -------------------------------------------------------------- building blocks
     def dual(self, idx: I64, mu: float, nu: float) -> tuple[float, I64, F64, F64]:
@@ -194,44 +218,64 @@ class _Exact:
         return value, pd.kset[first], delta, sol.value
 
     def fixed(self, sets: I64, mu0: float | None, nu0: float | None) -> FixedSolution:
+        """The fixed-set problem of ``sets``, solved by clearing its markets (warm-started
+        from ``(mu0, nu0)``, then from scratch; ``clear_markets`` itself falls back on its
+        globally convergent nested method). Never reports infeasible without a proof."""
         key = sets.astype(np.int64).tobytes()
         if key in self.cache:
             return self.cache[key]
         n = self.p.n_devices
-        margin = fixed_set_margin(self.p, sets[None, :], self.caps)[0]
-        if not margin <= 1e-12:
-            fs = FixedSolution(False)
+        margin = float(fixed_set_margin(self.p, sets[None, :], self.caps)[0])
+        if margin > PROOF_MARGIN:
+            fs = FixedSolution("infeasible", proof=f"resource margin {margin:.6g} > 0")
         else:
             pd = build_pairs(self.p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
-            mr: MarketResult = clear_markets(
-                pd,
-                self.caps,
-                1,
-                None if mu0 is None else np.array([mu0]),
-                None if nu0 is None else np.array([nu0]),
-            )
-            self.fixed_solves += 1
-            alloc = allocation_from(self.p, pd, mr.sol)
-            ev = self.p.evaluate(
-                alloc["sets"],
-                alloc["bandwidth_hz"],
-                alloc["tx_power_w"],
-                alloc["cpu_hz"],
-                alloc["server_cpu_hz"],
-            )
-            feas = ev.is_feasible()
-            fs = FixedSolution(
-                feas,
-                ev.objective if feas else math.inf,
-                float(mr.dual[0]),
-                float(mr.mu[0]),
-                float(mr.nu[0]),
-                alloc,
-            )
+            starts: list[tuple[Any, Any]] = [(None, None)]
+            if mu0 is not None and nu0 is not None and mu0 > 0 and nu0 > 0:
+                starts.insert(0, (np.array([mu0]), np.array([nu0])))
+            best: FixedSolution | None = None
+            dual = -math.inf
+            for m0, n0 in starts:
+                mr: MarketResult = clear_markets(pd, self.caps, 1, m0, n0)
+                self.fixed_solves += 1
+                cand = self._from_market(pd, mr)
+                dual = max(dual, cand.dual)
+                if cand.feasible and (best is None or cand.objective < best.objective):
+                    best = cand
+                if best is not None and self._certified(best.objective, dual):
+                    break
+            if best is None:
+                fs = FixedSolution("unsolved", dual=dual)
+            else:
+                best.dual = dual
+                best.status = "optimal" if self._certified(best.objective, dual) else "feasible"
+                fs = best
         self.cache[key] = fs
         if fs.feasible and (self.best is None or fs.objective < self.best.objective):
             self.best = fs
+        if fs.status == "unsolved":
+            self.unsolved_fixed += 1
         return fs
+
+    def _from_market(self, pd: PairData, mr: MarketResult) -> FixedSolution:
+        alloc = allocation_from(self.p, pd, mr.sol)
+        ev = self.p.evaluate(
+            alloc["sets"],
+            alloc["bandwidth_hz"],
+            alloc["tx_power_w"],
+            alloc["cpu_hz"],
+            alloc["server_cpu_hz"],
+        )
+        dual = float(mr.dual[0])
+        if not ev.is_feasible():
+            return FixedSolution("unsolved", dual=dual, mu=float(mr.mu[0]), nu=float(mr.nu[0]))
+        return FixedSolution(
+            "feasible", float(ev.objective), dual, float(mr.mu[0]), float(mr.nu[0]), alloc
+        )
+
+    def _certified(self, objective: float, dual: float) -> bool:
+        """The fixed-set duality gap is within the fixed-set tolerance (a certificate)."""
+        return objective - dual <= self.fixed_tol * max(abs(objective), abs(dual), 1e-300)
 
     def start_prices(self, idx: I64) -> tuple[float, float]:
         """Clearing prices of the fastest assignment (or of the resource-cheapest one)."""
@@ -370,12 +414,14 @@ class _Exact:
         return d_best, mu, nu, sets, delta
 
     def node_feasible(self, idx: I64) -> bool:
+        """False only with a proof: the node's relaxation (any of its sets per device) has a
+        resource margin above ``PROOF_MARGIN``."""
         pd = self.pd.take(idx)
         free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
         margin, _ = resource_margin(
             free, self.caps, pd.dev, self.p.n_devices, np.zeros(self.p.n_devices, dtype=np.int64), 1
         )
-        return bool(margin[0] <= 1e-12)
+        return bool(margin[0] <= PROOF_MARGIN)
 
     def close(self, ub: float, lb: float) -> bool:
         if not (math.isfinite(ub) and math.isfinite(lb)):
@@ -383,10 +429,12 @@ class _Exact:
         return ub - lb <= self.rel_tol * max(abs(ub), abs(lb), 1e-300)
 
     # -------------------------------------------------------------- branch and bound
-    def run(self) -> tuple[FixedSolution | None, float, str, int]:
+    def run(self) -> BnbOutcome:
+        """Best-first branch-and-bound. Every node keeps its bound until it is closed: by a
+        bound at or above the incumbent (or within ``rel_tol`` of it), as a leaf whose
+        fixed-set problem is solved with a certificate, or as infeasible with a proof. A leaf
+        whose fixed-set problem could not be certified stays *unresolved* with its bound."""
         root = np.arange(self.pd.size)
-        self.log_lam = np.full(self.pd.size, np.nan)
-        # NaN warm starts are replaced by the heuristic initial guess on first use
         self.log_lam = solve_pairs(
             self.pd, self.caps, np.full(self.pd.size, 1e-300), np.full(self.pd.size, 1e-300)
         ).log_lam
@@ -395,10 +443,16 @@ class _Exact:
         heap: list[tuple[float, int, I64, float, float]] = [(-math.inf, counter, root, mu, nu)]
         nodes = 0
         termination = "gap_closed"
-        pruned_lb = math.inf  # smallest bound of a node closed by the rel_tol criterion
+        closed_lb = math.inf  # smallest bound of a node closed without an infeasibility proof
+        unresolved: list[tuple[float, I64]] = []  # (bound, sets) of uncertified leaves
+
+        def open_lb() -> float:
+            low = min(closed_lb, heap[0][0] if heap else math.inf)
+            return min([low] + [u[0] for u in unresolved])
+
         while heap:
             ub = self.best.objective if self.best else math.inf
-            if self.close(ub, min(heap[0][0], pruned_lb)):
+            if self.close(ub, open_lb()):
                 break
             if nodes >= self.max_nodes:
                 termination = "iteration_limit"
@@ -407,10 +461,8 @@ class _Exact:
                 termination = "time_limit"
                 break
             parent_lb, _, idx, mu, nu = heapq.heappop(heap)
-            if parent_lb >= ub:
-                continue
-            if self.close(ub, parent_lb):
-                pruned_lb = min(pruned_lb, parent_lb)
+            if parent_lb >= ub or self.close(ub, parent_lb):
+                closed_lb = min(closed_lb, parent_lb)
                 continue
             nodes += 1
             lb, mu, nu, sets, delta = self.bound(idx, mu, nu)
@@ -421,19 +473,28 @@ class _Exact:
                     "node": nodes,
                     "node_lower_bound": lb,
                     "upper_bound": ub,
-                    "lower_bound": min([lb, pruned_lb] + [h[0] for h in heap]),
+                    "lower_bound": min(lb, open_lb()),
                     "open_nodes": len(heap),
                 }
             )
-            if not math.isfinite(lb) or lb >= ub:
+            if lb == math.inf:
+                continue  # proved infeasible (resource margin of the node's relaxation)
+            if lb >= ub or self.close(ub, lb):
+                closed_lb = min(closed_lb, lb)
                 continue
             pd_dev = self.pd.dev[idx]
             counts = np.bincount(pd_dev, minlength=self.p.n_devices)
             branchable = np.flatnonzero(counts > 1)
-            if branchable.size == 0:
-                continue  # a leaf: its fixed-set problem was solved exactly in bound()
-            if self.close(ub, lb):
-                pruned_lb = min(pruned_lb, lb)
+            if branchable.size == 0:  # a leaf: one set per device
+                leaf_sets = self.pd.kset[idx]
+                fs = self.fixed(leaf_sets, mu, nu)
+                if fs.status == "infeasible":
+                    continue
+                leaf_lb = max(lb, fs.dual)
+                if fs.status == "optimal":
+                    closed_lb = min(closed_lb, leaf_lb)
+                else:
+                    unresolved.append((leaf_lb, leaf_sets))
                 continue
             score = delta[branchable].copy()
             if self.best is not None and sets.size:
@@ -445,8 +506,30 @@ class _Exact:
                 counter += 1
                 heapq.heappush(heap, (lb, counter, idx[keep], mu, nu))
         ub = self.best.objective if self.best else math.inf
-        global_lb = min(heap[0][0] if heap else math.inf, pruned_lb, ub)
-        return self.best, global_lb, termination, nodes
+        # uncertified leaves that cannot beat the incumbent are closed by their bound
+        unresolved = [u for u in unresolved if not (u[0] >= ub or self.close(ub, u[0]))]
+        return BnbOutcome(
+            best=self.best,
+            lower_bound=open_lb(),
+            termination=termination,
+            nodes=nodes,
+            open_nodes=len(heap),
+            unresolved=[u[1] for u in unresolved],
+        )
+
+
+@dataclass
+class BnbOutcome:
+    """What the branch-and-bound ended with. ``lower_bound`` is the minimum over the open,
+    unresolved and closed nodes' bounds (``inf`` when every node was proved infeasible);
+    it is not clamped to the incumbent."""
+
+    best: FixedSolution | None
+    lower_bound: float
+    termination: str
+    nodes: int
+    open_nodes: int
+    unresolved: list[I64]
 
 
 @register_solver(
@@ -454,6 +537,8 @@ class _Exact:
     "dual decomposition (bandwidth and server-CPU prices) + branch-and-bound over the CKKS "
     "sets; certified lower bound and gap (spec 5.2)",
     options={"max_nodes": 100_000, "max_ascent": 40},
+    certifies=True,
+    global_optimum=True,
 )
 def solve_exact(
     problem: AllocationProblem,
@@ -473,41 +558,76 @@ def solve_exact(
     """
     t0 = time.perf_counter()
     ex = _Exact(problem, rel_tol, time_limit_s, max_iterations, max_nodes, max_ascent)
-    best, lb, termination, nodes = ex.run()
+    out = ex.run()
     timings = {"solve": time.perf_counter() - t0}
+    iterations = ex.iterations + ex.ascent_steps
+    common: dict[str, Any] = {
+        "iterations": iterations,
+        "nodes": out.nodes,
+        "timings_s": timings,
+        "seed": seed,
+    }
+    unresolved_note = ""
+    if out.unresolved:
+        names = problem.set_names
+        shown = "; ".join(
+            "[" + ", ".join(names[int(k)] for k in s) + "]" for s in out.unresolved[:3]
+        )
+        unresolved_note = (
+            f"{len(out.unresolved)} set combination(s) could not be solved with a certificate "
+            f"and keep their bounds: {shown}" + (" ..." if len(out.unresolved) > 3 else "")
+        )
+    best = out.best
+    lb = out.lower_bound
     if best is None:
-        if termination == "gap_closed":
+        if out.termination == "gap_closed" and not out.unresolved and out.open_nodes == 0:
             raise InfeasibleError(
                 [
                     f"all {problem.n_devices} devices together: no combination of allowed CKKS "
                     "sets admits an allocation meeting every deadline within the bandwidth "
-                    "and server CPU capacities (branch-and-bound over the sets)"
+                    "and server CPU capacities (proof: branch-and-bound closed every node by "
+                    f"a positive resource margin, > {PROOF_MARGIN:g}: at some weights the "
+                    "priced minimum demands exceed the priced capacities)"
                 ]
             )
+        why = (
+            "no feasible allocation found before the limit"
+            if out.termination in ("time_limit", "iteration_limit")
+            else "no feasible allocation found and infeasibility not proved"
+        )
         return SolveResult.error(
             problem,
             method="exact",
-            message="no feasible allocation found before the limit",
-            termination=termination,  # type: ignore[arg-type]
-            nodes=nodes,
-            iterations=ex.iterations + ex.ascent_steps,
-            timings_s=timings,
-            seed=seed,
+            message="; ".join(x for x in (why, unresolved_note) if x),
+            termination=out.termination,  # type: ignore[arg-type]
+            **common,
         )
-    lower = min(lb, best.objective)
+    ub = best.objective
+    bound = lb if math.isfinite(lb) else None
+    if lb == math.inf:  # only the incumbent's own region is left: its fixed-set dual
+        bound = best.dual if math.isfinite(best.dual) else None
     res = SolveResult.from_allocation(
         problem,
         method="exact",
-        status="optimal",
-        termination=termination,  # type: ignore[arg-type]
-        lower_bound=lower,
-        iterations=ex.iterations + ex.ascent_steps,
-        nodes=nodes,
+        status="feasible",
+        termination=out.termination,  # type: ignore[arg-type]
+        lower_bound=bound,
         history=ex.history,
-        timings_s=timings,
-        seed=seed,
+        **common,
         **best.alloc,
     )
-    if res.gap is not None and res.gap > rel_tol:
-        res = res.replace(status="feasible")
+    slack = CERTIFICATE_SLACK_REL * max(abs(ub), 1.0)
+    if bound is not None and bound > ub + slack:
+        return res.replace(
+            status="error",
+            message=(
+                f"internal error: lower bound {bound:.12g} above a feasible objective "
+                f"{ub:.12g} (invalid certificate); the allocation is feasible but its "
+                "optimality is not certified"
+            ),
+        )
+    if res.gap is not None and res.gap <= rel_tol and not out.unresolved:
+        res = res.replace(status="optimal")
+    if unresolved_note:
+        res = res.replace(message=unresolved_note)
     return res

@@ -39,6 +39,13 @@ class SolverInfo:
     fn: SolverFn
     options: dict[str, Any] = field(default_factory=dict)  # method-specific, with defaults
     check_feasibility: bool = True
+    #: returns a certified lower bound (``status='optimal'`` only with a gap within rel_tol)
+    certifies: bool = False
+    #: a global method: its objective is the optimum (``exact``, ``enumerate``), not a
+    #: heuristic's local or restricted answer
+    global_optimum: bool = False
+    #: largest number of devices the method is meant for (``None``: no limit)
+    max_devices: int | None = None
 
 
 _REGISTRY: dict[str, SolverInfo] = {}
@@ -49,15 +56,30 @@ def register_solver(
     description: str,
     options: Mapping[str, Any] | None = None,
     check_feasibility: bool = True,
+    *,
+    certifies: bool = False,
+    global_optimum: bool = False,
+    max_devices: int | None = None,
 ) -> Callable[[SolverFn], SolverFn]:
     """Decorator registering ``fn`` as method ``name``.
 
     ``options``: the method's own options and their defaults (besides ``COMMON_OPTIONS``).
     ``check_feasibility``: run the pre-solve infeasibility explanation in :func:`solve`.
+    ``certifies`` / ``global_optimum`` / ``max_devices``: capability flags (see
+    :class:`SolverInfo`), used by the conformance harness (``optimizer.testing``).
     """
 
     def deco(fn: SolverFn) -> SolverFn:
-        _REGISTRY[name] = SolverInfo(name, description, fn, dict(options or {}), check_feasibility)
+        _REGISTRY[name] = SolverInfo(
+            name,
+            description,
+            fn,
+            dict(options or {}),
+            check_feasibility,
+            certifies,
+            global_optimum,
+            max_devices,
+        )
         return fn
 
     return deco

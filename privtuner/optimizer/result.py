@@ -150,7 +150,7 @@ class SolveResult:
         gap = None
         if lower_bound is not None and math.isfinite(lower_bound):
             denom = max(abs(obj), abs(lower_bound), 1e-300)
-            gap = max(0.0, (obj - lower_bound) / denom)
+            gap = (obj - lower_bound) / denom  # not clamped: a negative gap is a wrong bound
         extra.setdefault("seed", problem.seed)
         extra.setdefault("versions", versions())
         return cls(
@@ -350,7 +350,12 @@ class SolveResult:
             f"total privacy {self.total_privacy:.6g}"
         )
         if self.lower_bound is not None:
-            lines.append(f"lower bound {self.lower_bound:.10g}   gap {self.gap:.3g}")
+            gap = "n/a" if self.gap is None else f"{self.gap:.3g}"
+            lines.append(f"lower bound {self.lower_bound:.10g}   gap {gap}")
+        elif self.status in ("optimal", "feasible"):
+            lines.append("lower bound none (not certified)")
+        if self.message:
+            lines.append(f"note: {self.message}")
         total_t = self.timings_s.get("total", math.nan)
         lines.append(
             f"iterations {self.iterations}   nodes {self.nodes}   time {total_t:.3g} s   "

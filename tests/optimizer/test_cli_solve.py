@@ -95,3 +95,45 @@ def test_unknown_method_and_methods_list(tmp_path: Path, model_path: Path) -> No
     assert proc.returncode == 1 and "unknown method 'nope'" in proc.stderr
     proc = _run(["methods"], work)
     assert proc.returncode == 0 and "exact" in proc.stdout and "enumerate" in proc.stdout
+
+
+@pytest.mark.parametrize("time_limit", ["0.000001", "0.02", "300"])
+def test_time_limit_gives_a_truthful_status(tmp_path: Path, time_limit: str) -> None:
+    """On the bundled default scenario: 'optimal' only with a lower bound and a gap within
+    rel_tol; a limit hit gives 'feasible' (with the true gap or none) and the table prints
+    a null bound without a traceback."""
+    default = ROOT / "scenarios" / "default.yaml"
+    js = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "privtuner",
+            "solve",
+            str(default),
+            "--time-limit",
+            time_limit,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert js.returncode == 0, js.stderr
+    d = json.loads(js.stdout)
+    assert d["status"] in ("optimal", "feasible")
+    if d["status"] == "optimal":
+        assert d["lower_bound"] is not None and d["gap"] is not None and d["gap"] <= 1e-6
+        assert d["termination"] == "gap_closed"
+    else:
+        assert d["termination"] == "time_limit"
+        assert d["gap"] is None or d["gap"] > 1e-6
+    table = subprocess.run(
+        [sys.executable, "-m", "privtuner", "solve", str(default), "--time-limit", time_limit],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr
+    assert "lower bound" in table.stdout

@@ -1,4 +1,5 @@
-"""method enumerate: the reference (every set combination x exact convex solve)."""
+"""method enumerate: the reference (every set combination x the independent fixed-set solver
+of ``reference.py``), checked here against ``continuous.clear_markets`` per combination."""
 
 from __future__ import annotations
 
@@ -40,7 +41,11 @@ def test_enumerate_is_the_best_combination() -> None:
         assert ev.objective == pytest.approx(obj, rel=1e-9)
         best = min(best, obj)
     assert r.objective == pytest.approx(best, rel=1e-9)
-    assert r.iterations == 27
+    o = r.options
+    assert o["combinations"] == 27
+    # every combination is accounted for: solved, infeasible, pruned by the bound, or out
+    # because a device misses its deadline even alone
+    assert o["solved"] + o["infeasible"] + o["pruned_by_bound"] <= 27 and not o["unsolved"]
 
 
 def test_size_limit_is_a_clear_error() -> None:
@@ -58,3 +63,40 @@ def test_enumerate_direct_call_infeasible() -> None:
     with pytest.raises(InfeasibleError):
         solve_enumerate(p)
     assert solve(p, "enumerate").status == "infeasible"
+
+
+def test_reference_fixed_set_solver_agrees_with_market_clearing() -> None:
+    """Two independent fixed-set solvers (SLSQP in log variables vs the dual market
+    clearing): same optimum to 1e-7 on random fixed sets, the clearing's dual bound below the
+    reference's objective, both feasible; and both agree on infeasibility."""
+    from privtuner.optimizer.exact import allocation_from
+    from privtuner.optimizer.feasibility import fixed_set_margin
+    from privtuner.optimizer.reference import solve_fixed_sets
+    from privtuner.optimizer.testing import bank_instance
+
+    compared = infeasible = 0
+    for seed in range(300):
+        if compared >= 20 and infeasible >= 5:
+            break
+        bi = bank_instance(730_000 + seed, ("server_cpu", "bandwidth", "free")[seed % 3])
+        p = bi.problem
+        rng = np.random.default_rng(seed)
+        sets = np.array([rng.choice(np.flatnonzero(p.allowed[i])) for i in range(p.n_devices)])
+        ref = solve_fixed_sets(p, sets)
+        caps = Caps(p.bandwidth_hz, p.server_cpu_hz)
+        margin = float(fixed_set_margin(p, sets[None, :], caps)[0])
+        if ref.status == "infeasible":
+            infeasible += 1
+            assert margin > -1e-9, (seed, margin, ref.phase1)
+            continue
+        assert ref.status == "optimal", (seed, ref.message)
+        assert margin <= 1e-9
+        pd = build_pairs(p, np.arange(p.n_devices), sets, grp=np.zeros(p.n_devices, np.int64))
+        mr = clear_markets(pd, caps, 1)
+        ev = p.evaluate(**allocation_from(p, pd, mr.sol))
+        assert mr.converged[0] and ev.is_feasible()
+        scale = max(abs(ref.objective), 1.0)
+        assert abs(ev.objective - ref.objective) <= 1e-7 * scale, (seed, ev.objective, ref)
+        assert mr.dual[0] <= ref.objective + 1e-9 * scale
+        compared += 1
+    assert compared >= 20 and infeasible >= 5
