@@ -190,6 +190,8 @@ def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
     # the start is feasible (t = n): the answer is never worse than it
     best_t, best_b, best_f = float(n), b0, f0
     converged = False
+    t_star = math.inf  # SLSQP's optimal value once converged
+    prev = math.inf
     start = z0
     for _ in range(6):  # restarts: SLSQP's line search can stop early
         with np.errstate(all="ignore"):
@@ -206,16 +208,18 @@ def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
         b, fs = np.exp(xb), np.exp(xf)
         lr, _ = _log_rate_max(d, xb)
         late = (d.s_up * np.exp(-lr) + d.c_srv / fs) / slack - 1.0
-        if np.max(late) <= 1e-9:
+        near = bool(np.max(late) <= 0.5 * FEAS_TOL_REL)
+        if near:
             t = max(np.sum(b) / d.bw, np.sum(fs) / d.fs_cap)
-            gain = best_t - t
             if t < best_t:
                 best_t, best_b, best_f = t, b, fs
-            if r.success or abs(gain) <= 1e-12 * max(1.0, t):
-                converged = True
-                break
+        if near and (r.success or abs(float(r.fun) - prev) <= 1e-12):
+            converged = True
+            t_star = math.exp(float(r.fun))
+            break
+        prev = float(r.fun)
         start = r.x
-    return best_t, best_b, best_f, converged
+    return (t_star if converged else best_t), best_b, best_f, converged
 
 
 def _phase2(d: _Data, n: int, b0: F64, fs0: F64) -> tuple[bool, F64, str]:

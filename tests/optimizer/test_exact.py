@@ -319,3 +319,82 @@ def test_dual_ascent_reaches_grid_maximum_and_stays_valid() -> None:
         assert d >= best_grid - 1e-7 * abs(best_grid), (d, best_grid)
         checked += 1
     assert checked >= 8 and improved >= 8, (checked, improved)
+
+
+def test_market_clearing_converges_from_any_start() -> None:
+    """Fixed sets of the hard bank (server CPU near its minimum, tight bandwidth): from
+    prices 1e-8..1e8 x off the clearing ones, clear_markets reaches the same certified
+    optimum (dual = primal) as from its own start."""
+    from privtuner.optimizer.exact import allocation_from
+    from privtuner.optimizer.feasibility import fixed_set_margin
+    from privtuner.optimizer.testing import bank_instance
+
+    rng = np.random.default_rng(4)
+    checked = cpu_binding = 0
+    for seed in range(60):
+        if checked >= 12:
+            break
+        p = bank_instance(740_000 + seed, ("server_cpu", "hard")[seed % 2]).problem
+        caps = Caps(p.bandwidth_hz, p.server_cpu_hz)
+        n = p.n_devices
+        sets = np.array([np.flatnonzero(p.allowed[i])[0] for i in range(n)])
+        if not fixed_set_margin(p, sets[None, :], caps)[0] <= -1e-6:
+            continue
+        pd = build_pairs(p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
+        cold = clear_markets(pd, caps, 1)
+        assert cold.converged[0]
+        ref = p.evaluate(**allocation_from(p, pd, cold.sol))
+        assert ref.is_feasible()
+        scale = max(abs(ref.objective), 1.0)
+        assert abs(ref.objective - cold.dual[0]) <= 1e-9 * scale
+        cpu_binding += bool(np.sum(cold.sol.fs) >= p.server_cpu_hz * (1 - 1e-6))
+        for _ in range(3):
+            f_mu, f_nu = 10.0 ** rng.uniform(-8, 8, 2)
+            warm = clear_markets(pd, caps, 1, cold.mu * f_mu, cold.nu * f_nu)
+            assert warm.converged[0], (seed, f_mu, f_nu)
+            ev = p.evaluate(**allocation_from(p, pd, warm.sol))
+            assert ev.is_feasible()
+            assert abs(ev.objective - ref.objective) <= 1e-9 * scale
+            assert warm.dual[0] <= ref.objective + 1e-9 * scale
+        checked += 1
+    assert checked >= 12 and cpu_binding >= 4
+
+
+def test_unsolved_fixed_sets_are_never_infeasible(monkeypatch: pytest.MonkeyPatch) -> None:
+    """If no fixed-set problem can be solved (a broken clearing here), exact must not claim
+    infeasibility, nor optimality: no allocation, status 'error', saying why."""
+    import privtuner.optimizer.exact as exact_mod
+
+    real = exact_mod.clear_markets
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        mr = real(*args, **kwargs)
+        mr.sol.tau = mr.sol.tau * 3.0  # the allocation now misses its deadlines
+        return mr
+
+    monkeypatch.setattr(exact_mod, "clear_markets", broken)
+    rng = np.random.default_rng(3)
+    p = random_problem(rng, 3, 3, deadline_factor=2.0)
+    r = solve(p, "exact")
+    assert r.status == "error" and not r.has_allocation
+    assert "not proved" in r.message or "could not be solved" in r.message
+
+
+def test_invalid_certificate_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bound that exceeds a feasible objective (a bug simulated by inflating every node
+    bound) is reported as an internal error, never hidden by clamping."""
+    import privtuner.optimizer.exact as exact_mod
+
+    real = exact_mod._Exact.bound
+
+    def inflated(self, idx, mu, nu):  # type: ignore[no-untyped-def]
+        lb, *rest = real(self, idx, mu, nu)
+        return (lb + 0.5 * abs(lb) + 1.0, *rest)
+
+    monkeypatch.setattr(exact_mod._Exact, "bound", inflated)
+    rng = np.random.default_rng(5)
+    p = random_problem(rng, 3, 4, deadline_factor=2.0)
+    r = solve(p, "exact")
+    assert r.status == "error"
+    assert "invalid certificate" in r.message
+    assert r.gap is not None and r.gap < 0
