@@ -197,25 +197,13 @@ def bank_instance(
     generous_cpu_hz = max(4.0 * problem.server_cpu_hz, 100e9 * problem.n_devices)
     if regime == "bandwidth":
         problem = problem.with_server_cpu(generous_cpu_hz)
-        b_min = relaxation_minimum(problem, "bandwidth")
-        if math.isfinite(b_min) and b_min > 0:
-            b_ratio = float(rng.uniform(1.01, 1.4))
-            problem = problem.with_bandwidth(b_min * b_ratio)
+        problem, b_ratio = _tighten(problem, "bandwidth", rng, 1.01, 1.4)
     elif regime == "server_cpu":
-        f_min = relaxation_minimum(problem, "server_cpu")
-        if math.isfinite(f_min) and f_min > 0:
-            f_ratio = float(rng.uniform(1.0005, 2.0))
-            problem = problem.with_server_cpu(f_min * f_ratio)
+        problem, f_ratio = _tighten(problem, "server_cpu", rng, 1.0005, 2.0)
     elif regime == "hard":
         problem = problem.with_server_cpu(generous_cpu_hz)
-        b_min = relaxation_minimum(problem, "bandwidth")
-        if math.isfinite(b_min) and b_min > 0:
-            b_ratio = float(rng.uniform(1.05, 1.4))
-            problem = problem.with_bandwidth(b_min * b_ratio)
-        f_min = relaxation_minimum(problem, "server_cpu")
-        if math.isfinite(f_min) and f_min > 0:
-            f_ratio = float(rng.uniform(1.0005, 1.3))
-            problem = problem.with_server_cpu(f_min * f_ratio)
+        problem, b_ratio = _tighten(problem, "bandwidth", rng, 1.05, 1.4)
+        problem, f_ratio = _tighten(problem, "server_cpu", rng, 1.0005, 1.3)
     return BankInstance(
         problem,
         regime,
@@ -224,6 +212,19 @@ def bank_instance(
         f_ratio,
         {k: v for k, v in overrides.items()} | {"precision": precision, "metric": metric},
     )
+
+
+def _tighten(
+    problem: AllocationProblem, which: str, rng: np.random.Generator, lo: float, hi: float
+) -> tuple[AllocationProblem, float]:
+    """The capacity ``which`` set to a uniform ``[lo, hi]`` multiple of its relaxation
+    minimum (unchanged, ratio NaN, when that minimum is not finite and positive)."""
+    cap_min = relaxation_minimum(problem, which)
+    if not (math.isfinite(cap_min) and cap_min > 0):
+        return problem, math.nan
+    ratio = float(rng.uniform(lo, hi))
+    field_name = "bandwidth_hz" if which == "bandwidth" else "server_cpu_hz"
+    return problem.replace(**{field_name: cap_min * ratio}), ratio
 
 
 def hard_bank(first_seed: int, count: int) -> list[BankInstance]:
