@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from privtuner.optimizer.problem import AllocationProblem
-from privtuner.optimizer.registry import solve
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.core.registry import solve
 from privtuner.scenario.loader import expand_sweep, load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@
 
 The cost table is the real one (``build_cost_table`` on the default scenario with the shipped
 cost model) when available, else the synthetic realistic table of the test factory
-(``tests/optimizer/conftest.py``); the JSON says which. Targets (issue 5): exact at 1000
+(``privtuner.optimizer.testing.factory``); the JSON says which. Targets (issue 5): exact at 1000
 devices <= 2 s with gap <= 1e-4; 10000 devices <= 30 s; exact >= 100x faster than SCIP.
 
 Usage: ``.venv/bin/python benchmarks/bench_optimizer.py [--sizes 10 100 1000 10000]``
@@ -25,10 +25,9 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "optimizer"))  # synthetic factory + SCIP model
+from privtuner.optimizer import AllocationProblem, available_methods, solve
 
-from privtuner.optimizer import AllocationProblem, available_methods, solve  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 AO_LIMIT_S = 120.0
 
@@ -39,7 +38,7 @@ def make_problem(n: int, n_sets: int, seed: int) -> tuple[AllocationProblem, str
     deadline, and devices in outage (unreachable even alone: deep fades) removed. Falls back to
     the synthetic table of the test factory only if the shipped model is unavailable."""
     try:
-        from privtuner.optimizer.feasibility import devices_in_outage
+        from privtuner.optimizer.methods.exact.feasibility import devices_in_outage
         from privtuner.scenario import load_scenario
 
         spec = load_scenario(ROOT / "scenarios" / "default.yaml").with_overrides(
@@ -59,12 +58,12 @@ def make_problem(n: int, n_sets: int, seed: int) -> tuple[AllocationProblem, str
             f"model; {out.size} devices in outage removed)"
         )
     except Exception as exc:
-        from conftest import random_problem
+        from privtuner.optimizer.testing.factory import random_problem
 
         rng = np.random.default_rng(seed)
         return (
             random_problem(rng, n, n_sets, deadline_factor=1.5),
-            f"synthetic (tests/optimizer/conftest.py random_problem; real table "
+            f"synthetic (privtuner.optimizer.testing.factory.random_problem; real table "
             f"unavailable: {type(exc).__name__}: {str(exc)[:120]})",
         )
 
@@ -189,7 +188,7 @@ def main() -> None:
     out["hard"] = hard_family(args.hard_sizes, args.hard_seeds, args.seed)
     if not args.no_scip:
         try:
-            from scip_reference import solve_with_scip
+            from privtuner.optimizer.testing.scip import solve_with_scip
 
             p, source = make_problem(6, min(args.sets, 3), args.seed + 1)
             ex = run_method(p, "exact", rel_tol=1e-9)

@@ -54,12 +54,14 @@ def fdma_rate_bps(
         r(b, p, g) = b log2(1 + p g / (N0 b))     [bit/s]
 
     with bandwidth b [Hz], transmit power p [W], channel power gain g (linear) and noise PSD
-    N0 [W/Hz]. Broadcasts over arrays; r(0, p, g) = 0.
+    N0 [W/Hz]. Broadcasts over arrays; r(0, p, g) = 0, and a negative power sends nothing
+    (its SNR counts as 0). The optimiser's rate is this function
+    (``privtuner.optimizer.core.model.uplink_rate_bps``).
     """
     b = np.asarray(bandwidth_hz, dtype=float)
     p = np.asarray(tx_power_w, dtype=float)
     g = np.asarray(gain, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = p * g / (noise_w_per_hz * b)
-        r = b * np.log2(1.0 + snr)
+        r = b * np.log2(1.0 + np.maximum(snr, 0.0))
     return np.where(b > 0, r, 0.0)

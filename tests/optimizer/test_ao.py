@@ -7,10 +7,10 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.errors import SolverError
 from privtuner.optimizer import FEAS_TOL_REL, solve
+from privtuner.optimizer.testing.factory import random_problem
 
 #: exact's objective may exceed ao's only by this (relative to the energy scale): both are
 #: solved to ~1e-7 and exact certifies a 1e-6 gap.

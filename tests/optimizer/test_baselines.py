@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.costmodels.types import CostTable
 from privtuner.optimizer import FEAS_TOL_REL, available_methods, solve
-from privtuner.optimizer.baselines import BASELINES
+from privtuner.optimizer.methods.baselines import BASELINES
+from privtuner.optimizer.testing.factory import random_problem
 
 
 def test_baselines_are_registered() -> None:

@@ -7,15 +7,15 @@ import math
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.errors import SolverError
-from privtuner.optimizer.bnb import (
+from privtuner.optimizer.methods.ao.bnb import (
     greedy_mckp,
     solve_mckp_bnb,
     solve_mckp_pulp,
     stage_a_items,
 )
+from privtuner.optimizer.testing.factory import random_problem
 
 #: Agreement with CBC. CBC's own optimality tolerances leave ~1e-7 relative on knapsacks whose
 #: choices differ by tiny costs; the B&B must never be worse than CBC beyond round-off.

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from privtuner.optimizer import AllocationProblem, solve
-from privtuner.optimizer.registry import available_methods, solver_info
+from privtuner.optimizer import AllocationProblem, available_methods, solve, solver_info
 from privtuner.optimizer.testing import (
     TOLERANCES,
     BankInstance,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from privtuner.optimizer.continuous import log_eta, log_omega, phi
+from privtuner.optimizer.methods.exact.continuous import log_eta, log_omega, phi
 
 
 def test_eigenvalue_conditions_on_grid() -> None:

@@ -7,12 +7,12 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.errors import SolverError
 from privtuner.optimizer import solve
-from privtuner.optimizer.continuous import Caps, build_pairs, clear_markets, group_sum
-from privtuner.optimizer.enumerate import solve_enumerate
+from privtuner.optimizer.methods.enumerate.method import solve_enumerate
+from privtuner.optimizer.methods.exact.continuous import Caps, build_pairs, clear_markets, group_sum
+from privtuner.optimizer.testing.factory import random_problem
 
 
 def test_enumerate_is_the_best_combination() -> None:
@@ -69,9 +69,9 @@ def test_reference_fixed_set_solver_agrees_with_market_clearing() -> None:
     """Two independent fixed-set solvers (SLSQP in log variables vs the dual market
     clearing): same optimum to 1e-7 on random fixed sets, the clearing's dual bound below the
     reference's objective, both feasible; and both agree on infeasibility."""
-    from privtuner.optimizer.exact import allocation_from
-    from privtuner.optimizer.feasibility import fixed_set_margin
-    from privtuner.optimizer.reference import solve_fixed_sets
+    from privtuner.optimizer.methods.enumerate.reference import solve_fixed_sets
+    from privtuner.optimizer.methods.exact.feasibility import fixed_set_margin
+    from privtuner.optimizer.methods.exact.method import allocation_from
     from privtuner.optimizer.testing import bank_instance
 
     compared = infeasible = 0

@@ -7,11 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from conftest import random_problem
 from scipy.optimize import minimize
 
 from privtuner.optimizer import FEAS_TOL_REL, solve
-from privtuner.optimizer.continuous import (
+from privtuner.optimizer.methods.exact.continuous import (
     LN2,
     Caps,
     build_pairs,
@@ -19,6 +18,7 @@ from privtuner.optimizer.continuous import (
     phi,
     solve_pairs,
 )
+from privtuner.optimizer.testing.factory import random_problem
 
 REL = 1e-6
 
@@ -290,7 +290,7 @@ def test_dual_ascent_reaches_grid_maximum_and_stays_valid() -> None:
     by 100x either way, it ends >= its start, >= the best D on a 41 x 41 price grid around
     its result (log-spaced over 4 decades each way, zero included) and <= the enumerated
     optimum (weak duality)."""
-    from privtuner.optimizer.exact import _Exact
+    from privtuner.optimizer.methods.exact.method import _Exact
 
     rng = np.random.default_rng(404)
     checked = improved = 0
@@ -325,8 +325,8 @@ def test_market_clearing_converges_from_any_start() -> None:
     """Fixed sets of the hard bank (server CPU near its minimum, tight bandwidth): from
     prices 1e-8..1e8 x off the clearing ones, clear_markets reaches the same certified
     optimum (dual = primal) as from its own start."""
-    from privtuner.optimizer.exact import allocation_from
-    from privtuner.optimizer.feasibility import fixed_set_margin
+    from privtuner.optimizer.methods.exact.feasibility import fixed_set_margin
+    from privtuner.optimizer.methods.exact.method import allocation_from
     from privtuner.optimizer.testing import bank_instance
 
     rng = np.random.default_rng(4)
@@ -363,7 +363,7 @@ def test_market_clearing_converges_from_any_start() -> None:
 def test_unsolved_fixed_sets_are_never_infeasible(monkeypatch: pytest.MonkeyPatch) -> None:
     """If no fixed-set problem can be solved (a broken clearing here), exact must not claim
     infeasibility, nor optimality: no allocation, status 'error', saying why."""
-    import privtuner.optimizer.exact as exact_mod
+    import privtuner.optimizer.methods.exact.method as exact_mod
 
     real = exact_mod.clear_markets
 
@@ -383,7 +383,7 @@ def test_unsolved_fixed_sets_are_never_infeasible(monkeypatch: pytest.MonkeyPatc
 def test_invalid_certificate_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     """A bound that exceeds a feasible objective (a bug simulated by inflating every node
     bound) is reported as an internal error, never hidden by clamping."""
-    import privtuner.optimizer.exact as exact_mod
+    import privtuner.optimizer.methods.exact.method as exact_mod
 
     real = exact_mod._Exact.bound
 

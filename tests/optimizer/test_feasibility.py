@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import random_problem
 
 from privtuner.optimizer import solve
-from privtuner.optimizer.feasibility import explain_infeasibility, fixed_set_margin
+from privtuner.optimizer.methods.exact.feasibility import explain_infeasibility, fixed_set_margin
+from privtuner.optimizer.testing.factory import random_problem
 
 
 def test_deadline_unreachable_names_device_and_set() -> None:

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.errors import SolverError
-from privtuner.optimizer.ao import fastest_sets
-from privtuner.optimizer.baselines import fixed_set_optimum
-from privtuner.optimizer.fp import (
-    StageB,
-    energy_objective,
-    objective_value,
-    smallest_device_cpu_hz,
-)
-from privtuner.optimizer.problem import FEAS_TOL_REL
+from privtuner.optimizer.core.model import smallest_device_cpu_hz
+from privtuner.optimizer.core.problem import FEAS_TOL_REL
+from privtuner.optimizer.methods.ao.fp import StageB, energy_objective, objective_value
+from privtuner.optimizer.methods.starts import fastest_sets, fixed_set_optimum
+from privtuner.optimizer.testing.factory import random_problem
 
 #: FP vs the fixed-set optimum, relative to the energy objective.
 FP_REL = 1e-5

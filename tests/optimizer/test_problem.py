@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.errors import SolverError
 from privtuner.optimizer import AllocationProblem, SolveResult, available_methods, solve
+from privtuner.optimizer.testing.factory import random_problem
 
 
 def test_evaluate_matches_hand_formulas() -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 from privtuner.optimizer import solve
+from privtuner.optimizer.testing.factory import random_problem
 
 pytest.importorskip("pyscipopt")
 
-from scip_reference import solve_with_scip
+from privtuner.optimizer.testing.scip import solve_with_scip
 
 
 @pytest.mark.parametrize(

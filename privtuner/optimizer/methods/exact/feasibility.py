@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from privtuner.optimizer.continuous import (
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.methods.exact.continuous import (
     Caps,
     PairData,
     build_pairs,
@@ -32,7 +33,6 @@ from privtuner.optimizer.continuous import (
     pair_feasible,
     solve_pairs,
 )
-from privtuner.optimizer.problem import AllocationProblem
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]

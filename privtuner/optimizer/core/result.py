@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 if TYPE_CHECKING:
-    from privtuner.optimizer.problem import AllocationProblem, Evaluation
+    from privtuner.optimizer.core.problem import AllocationProblem, Evaluation
 
 Status = Literal["optimal", "feasible", "infeasible", "error"]
 Termination = Literal["converged", "gap_closed", "iteration_limit", "time_limit", "infeasible"]

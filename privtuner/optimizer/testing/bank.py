@@ -6,7 +6,7 @@
   draws; random set restrictions per device, both objectives and both privacy metrics.
 * :func:`reference_optimum` solves an instance with ``enumerate`` (the independent fixed-set
   solver of ``reference.py``) and classifies which constraints bind at its optimum.
-* :data:`TOLERANCES` is the one tolerance table of the conformance checks;
+* ``testing.tolerances.TOLERANCES`` is the one tolerance table of the checks;
   :func:`check_result` checks one method's result against the reference: feasibility, the
   objective, the certificate (lower bound <= reference optimum) and a truthful status.
 
@@ -22,20 +22,11 @@ from typing import Any
 
 import numpy as np
 
-from privtuner.optimizer.problem import FEAS_TOL_REL, AllocationProblem
-from privtuner.optimizer.result import SolveResult
-
-#: Tolerances of the conformance checks (relative unless named ``abs``).
-TOLERANCES: dict[str, float] = {
-    # objective of a certifying method vs the reference optimum
-    "objective_rel": 1e-6,
-    # a lower bound may exceed the reference optimum by at most this (numerical noise)
-    "bound_rel": 1e-7,
-    # a constraint counts as binding at the reference optimum within this relative slack
-    "binding_rel": 1e-6,
-    # feasibility of every returned allocation
-    "feasibility_rel": FEAS_TOL_REL,
-}
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.core.registry import solve
+from privtuner.optimizer.core.result import SolveResult
+from privtuner.optimizer.methods.exact.feasibility import devices_in_outage, explain_infeasibility
+from privtuner.optimizer.testing.tolerances import TOLERANCES
 
 REGIMES = ("server_cpu", "bandwidth", "free", "hard")
 #: the bank's regimes in turn: about half of the server-CPU instances are infeasible (their
@@ -83,8 +74,6 @@ def _base_spec(min_precision_bits: int, privacy_metric: str) -> Any:
 
 def relaxation_feasible(problem: AllocationProblem) -> bool:
     """No infeasibility detected by the pre-solve test (the convex relaxation over the sets)."""
-    from privtuner.optimizer.feasibility import explain_infeasibility
-
     return not explain_infeasibility(problem)
 
 
@@ -183,8 +172,6 @@ def bank_instance(
         allowed[i, keep] = True
     problem = problem.with_allowed(allowed).replace(name=f"bank-{seed}-{regime}", seed=int(seed))
     if drop_outage:
-        from privtuner.optimizer.feasibility import devices_in_outage
-
         out = devices_in_outage(
             problem.replace(
                 bandwidth_hz=problem.bandwidth_hz * 1e3, server_cpu_hz=problem.server_cpu_hz * 1e3
@@ -246,8 +233,6 @@ class Reference:
 def reference_optimum(problem: AllocationProblem, **options: Any) -> Reference:
     """Solve with ``enumerate`` (independent of ``exact``) and classify the binding
     constraints at its optimum."""
-    from privtuner.optimizer.registry import solve
-
     r = solve(problem, "enumerate", **options)
     tol = TOLERANCES["binding_rel"]
     ok = r.status == "optimal"

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import minimize
 
-from privtuner.optimizer.problem import FEAS_TOL_REL, AllocationProblem
+from privtuner.optimizer.core.problem import FEAS_TOL_REL, AllocationProblem
 
 F64 = NDArray[np.float64]
 _LN2 = math.log(2.0)

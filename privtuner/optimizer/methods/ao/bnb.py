@@ -41,6 +41,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from privtuner.errors import SolverError
+from privtuner.optimizer.core.model import pair_terms, smallest_server_cpu_hz, time_left_s
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.methods.ao.options import AO_DEFAULTS
 
 MckpStatus = Literal["optimal", "feasible", "infeasible"]
 MckpTermination = Literal["gap_closed", "node_limit", "time_limit", "infeasible"]
@@ -264,14 +267,52 @@ def _improve(
     return choice, float(np.sum(c[rows, choice])), float(used)
 
 
+@dataclass
+class _Search:
+    """The state of one :func:`solve_mckp_bnb`: the (reduced) item data, the hulls, the
+    incumbent and the node count."""
+
+    c: NDArray[np.float64]
+    w: NDArray[np.float64]
+    ok: NDArray[np.bool_]
+    capacity: float
+    cap_tol: float
+    rel_tol: float
+    abs_tol: float
+    h: _Hulls = field(init=False)
+    choice: NDArray[np.int64] = field(init=False)
+    objective: float = math.inf
+    weight: float = math.nan
+    nodes: int = 0
+
+    def __post_init__(self) -> None:
+        self.h = _build_hulls(self.c, self.w, self.ok)
+
+    def tol(self, v: float) -> float:
+        return max(self.abs_tol, self.rel_tol * abs(v))
+
+    def prunes(self, bound: float) -> bool:
+        """A node of this bound cannot improve the incumbent by more than the tolerance."""
+        return bound >= self.objective - self.tol(self.objective)
+
+    def lp(self, fixed: NDArray[np.int64]) -> _NodeLP:
+        self.nodes += 1
+        return _node_lp(self.h, self.c, self.w, self.capacity, fixed, self.cap_tol)
+
+    def offer(self, choice: NDArray[np.int64], obj: float, used: float) -> None:
+        """A feasible integer solution: the new incumbent if it is better."""
+        if obj < self.objective:
+            self.choice, self.objective, self.weight = choice, obj, used
+
+
 def solve_mckp_bnb(
     cost: ArrayLike,
     weight: ArrayLike,
     capacity: float,
     *,
-    rel_tol: float = 1e-9,
+    rel_tol: float = AO_DEFAULTS.bnb_rel_tol,
     abs_tol: float = 0.0,
-    max_nodes: int = 200_000,
+    max_nodes: int = AO_DEFAULTS.bnb_max_nodes,
     time_limit_s: float | None = None,
     cap_rel_tol: float = 1e-12,
 ) -> MckpResult:
@@ -294,26 +335,8 @@ def solve_mckp_bnb(
     c, w, ok = _validate(cost, weight, capacity)
     n = c.shape[0]
     empty = np.full(n, -1, dtype=np.int64)
-    no_item = np.flatnonzero(~ok.any(axis=1))
-    if no_item.size:
-        return MckpResult(
-            empty,
-            math.inf,
-            math.inf,
-            0,
-            "infeasible",
-            "infeasible",
-            time_s=time.perf_counter() - t0,
-            info={"reason": f"classes {no_item.tolist()} have no allowed item"},
-        )
-    c = np.where(ok, c, math.inf)
-    w = np.where(ok, w, math.inf)
-    cap_tol = cap_rel_tol * (capacity if math.isfinite(capacity) else 0.0)
-    h = _build_hulls(c, w, ok)
-    fixed0 = np.full(n, -1, dtype=np.int64)
-    root = _node_lp(h, c, w, capacity, fixed0, cap_tol)
-    nodes = 1
-    if not root.feasible:
+
+    def infeasible(nodes: int, reason: str) -> MckpResult:
         return MckpResult(
             empty,
             math.inf,
@@ -322,83 +345,107 @@ def solve_mckp_bnb(
             "infeasible",
             "infeasible",
             time_s=time.perf_counter() - t0,
-            info={"reason": "the lightest allowed items already exceed the capacity"},
+            info={"reason": reason},
         )
-    inc_choice, inc_obj, inc_w = _improve(h, c, w, capacity, fixed0, root, cap_tol)
 
-    def tol(v: float) -> float:
-        return max(abs_tol, rel_tol * abs(v))
-
-    # Reduction by Lagrangian reduced costs (root): with the LP's capacity price lam (minus the
-    # slope of the fractional segment), forcing item (n, k) raises the bound by
-    # rc_nk = (c_nk + lam w_nk) - min_k' (c_nk' + lam w_nk') >= 0; items with
-    # root bound + rc_nk >= incumbent - tol cannot be in a better solution and are removed.
-    eliminated = 0
-    if root.frac_class >= 0 and root.bound < inc_obj - tol(inc_obj):
-        lam = _critical_price(h, fixed0, capacity, c, w, cap_tol)
-        red = np.where(ok, c + lam * w, math.inf)
-        rc = red - np.min(red, axis=1, keepdims=True)
-        drop = ok & (root.bound + rc >= inc_obj - tol(inc_obj))
-        drop[np.arange(n), inc_choice] = False  # keep the incumbent representable
-        eliminated = int(drop.sum())
-        if eliminated:
-            ok = ok & ~drop
-            c = np.where(ok, c, math.inf)
-            w = np.where(ok, w, math.inf)
-            h = _build_hulls(c, w, ok)
-            root = _node_lp(h, c, w, capacity, fixed0, cap_tol)
-            nodes += 1
-
-    counter = itertools.count()
+    no_item = np.flatnonzero(~ok.any(axis=1))
+    if no_item.size:
+        return infeasible(0, f"classes {no_item.tolist()} have no allowed item")
+    cap_tol = cap_rel_tol * (capacity if math.isfinite(capacity) else 0.0)
+    sr = _Search(
+        np.where(ok, c, math.inf),
+        np.where(ok, w, math.inf),
+        ok,
+        capacity,
+        cap_tol,
+        rel_tol,
+        abs_tol,
+    )
+    fixed0 = np.full(n, -1, dtype=np.int64)
+    root = sr.lp(fixed0)
+    if not root.feasible:
+        return infeasible(sr.nodes, "the lightest allowed items already exceed the capacity")
+    sr.choice, sr.objective, sr.weight = _improve(sr.h, sr.c, sr.w, capacity, fixed0, root, cap_tol)
+    root, eliminated = _reduce(sr, root)
     heap: list[tuple[float, int, NDArray[np.int64], _NodeLP]] = []
-    if root.frac_class >= 0 and root.bound < inc_obj - tol(inc_obj):
-        heapq.heappush(heap, (root.bound, next(counter), fixed0, root))
-    termination: MckpTermination = "gap_closed"
-    while heap:
-        bound, _, fixed, lp = heapq.heappop(heap)
-        if bound >= inc_obj - tol(inc_obj):
-            heap.clear()
-            break
-        if nodes >= max_nodes:
-            heapq.heappush(heap, (bound, next(counter), fixed, lp))
-            termination = "node_limit"
-            break
-        if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
-            heapq.heappush(heap, (bound, next(counter), fixed, lp))
-            termination = "time_limit"
-            break
-        j = lp.frac_class
-        for k in h.undominated[j]:
-            child = fixed.copy()
-            child[j] = k
-            clp = _node_lp(h, c, w, capacity, child, cap_tol)
-            nodes += 1
-            if not clp.feasible:
-                continue
-            if clp.frac_class < 0:
-                # integral relaxation: optimal for this node
-                cobj = float(np.sum(c[np.arange(n), clp.choice]))
-                if cobj < inc_obj:
-                    inc_choice, inc_obj, inc_w = clp.choice, cobj, clp.used
-                continue
-            cand, cobj, cw = _improve(h, c, w, capacity, child, clp, cap_tol)
-            if cobj < inc_obj:
-                inc_choice, inc_obj, inc_w = cand, cobj, cw
-            if clp.bound < inc_obj - tol(inc_obj):
-                heapq.heappush(heap, (clp.bound, next(counter), child, clp))
-    lower = min([inc_obj] + [item[0] for item in heap])
+    if root.frac_class >= 0 and not sr.prunes(root.bound):
+        heap.append((root.bound, 0, fixed0, root))
+    termination = _branch(sr, heap, max_nodes, t0, time_limit_s)
+    lower = min([sr.objective] + [item[0] for item in heap])
     status: MckpStatus = "optimal" if termination == "gap_closed" else "feasible"
     return MckpResult(
-        choice=inc_choice.astype(np.int64),
-        objective=float(inc_obj),
+        choice=sr.choice.astype(np.int64),
+        objective=float(sr.objective),
         lower_bound=float(lower),
-        nodes=nodes,
+        nodes=sr.nodes,
         status=status,
         termination=termination,
-        weight=float(inc_w),
+        weight=float(sr.weight),
         time_s=time.perf_counter() - t0,
         info={"root_bound": root.bound, "open_nodes": len(heap), "eliminated": eliminated},
     )
+
+
+def _reduce(sr: _Search, root: _NodeLP) -> tuple[_NodeLP, int]:
+    """Reduction by Lagrangian reduced costs at the root: with the LP's capacity price lam
+    (minus the slope of the fractional segment), forcing item (n, k) raises the bound by
+    ``rc_nk = (c_nk + lam w_nk) - min_k' (c_nk' + lam w_nk') >= 0``; items with
+    ``root bound + rc_nk >= incumbent - tol`` cannot be in a better solution and are removed
+    (the incumbent's items are kept). Returns the (new) root relaxation and the count."""
+    if not (root.frac_class >= 0 and not sr.prunes(root.bound)):
+        return root, 0
+    n = sr.c.shape[0]
+    fixed0 = np.full(n, -1, dtype=np.int64)
+    lam = _critical_price(sr.h, fixed0, sr.capacity, sr.c, sr.w, sr.cap_tol)
+    red = np.where(sr.ok, sr.c + lam * sr.w, math.inf)
+    rc = red - np.min(red, axis=1, keepdims=True)
+    drop = sr.ok & (root.bound + rc >= sr.objective - sr.tol(sr.objective))
+    drop[np.arange(n), sr.choice] = False  # keep the incumbent representable
+    eliminated = int(drop.sum())
+    if not eliminated:
+        return root, 0
+    sr.ok = sr.ok & ~drop
+    sr.c = np.where(sr.ok, sr.c, math.inf)
+    sr.w = np.where(sr.ok, sr.w, math.inf)
+    sr.h = _build_hulls(sr.c, sr.w, sr.ok)
+    return sr.lp(fixed0), eliminated
+
+
+def _branch(
+    sr: _Search,
+    heap: list[tuple[float, int, NDArray[np.int64], _NodeLP]],
+    max_nodes: int,
+    t0: float,
+    time_limit_s: float | None,
+) -> MckpTermination:
+    """Best-first branch-and-bound from the open nodes ``heap`` (left holding the nodes still
+    open at a limit): branch on the fractional class, one child per undominated item."""
+    n = sr.c.shape[0]
+    counter = itertools.count(1)
+    while heap:
+        bound, _, fixed, lp = heapq.heappop(heap)
+        if sr.prunes(bound):
+            heap.clear()
+            return "gap_closed"
+        if sr.nodes >= max_nodes or (
+            time_limit_s is not None and time.perf_counter() - t0 > time_limit_s
+        ):
+            heapq.heappush(heap, (bound, next(counter), fixed, lp))
+            return "node_limit" if sr.nodes >= max_nodes else "time_limit"
+        j = lp.frac_class
+        for k in sr.h.undominated[j]:
+            child = fixed.copy()
+            child[j] = k
+            clp = sr.lp(child)
+            if not clp.feasible:
+                continue
+            if clp.frac_class < 0:  # integral relaxation: optimal for this node
+                sr.offer(clp.choice, float(np.sum(sr.c[np.arange(n), clp.choice])), clp.used)
+                continue
+            sr.offer(*_improve(sr.h, sr.c, sr.w, sr.capacity, child, clp, sr.cap_tol))
+            if not sr.prunes(clp.bound):
+                heapq.heappush(heap, (clp.bound, next(counter), child, clp))
+    return "gap_closed"
 
 
 def greedy_mckp(cost: ArrayLike, weight: ArrayLike, capacity: float) -> MckpResult:
@@ -522,47 +569,32 @@ class StageAItems:
 
 
 def stage_a_items(
-    problem: Any,
+    problem: AllocationProblem,
     bandwidth_hz: NDArray[np.float64],
     tx_power_w: NDArray[np.float64],
     cpu_hz: NDArray[np.float64],
 ) -> StageAItems:
     """Cost and server-CPU weight of every (device, set) pair for fixed ``(b, p, f)``.
 
-    Spec section 4: ``r_n = b_n log2(1 + p_n g_n / (N0 b_n))``, ``tau_nk = S_up,k / r_n``,
-    ``f_s,nk = C_srv,k / (T_max - C_dev,k/f_n - tau_nk - S_down,k/r_dl)`` (smallest server CPU
-    that meets the deadline), ``c_nk = w_E R (kappa_d C_dev,k f_n^2 + p_n tau_nk +
-    kappa_s C_srv,k f_s,nk^2) - w_P Phi_k``. ``problem`` is an ``AllocationProblem``.
+    The pair terms of spec section 4 from the kernel (``core.model.pair_terms``): ``tau_nk =
+    S_up,k / r_n``, the smallest server CPU meeting the deadline ``f_s,nk = C_srv,k / (T_max -
+    C_dev,k/f_n - tau_nk - S_down,k/r_dl)`` (``core.model.smallest_server_cpu_hz``), and
+    ``c_nk = w_E R (kappa_d C_dev,k f_n^2 + p_n tau_nk + kappa_s C_srv,k f_s,nk^2) - w_P Phi_k``.
     """
     c = problem.costs
-    b = np.asarray(bandwidth_hz, dtype=float)[:, None]
-    p = np.asarray(tx_power_w, dtype=float)[:, None]
-    f = np.asarray(cpu_hz, dtype=float)[:, None]
-    g = problem.gain_lin[:, None]
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        rate = np.where(
-            b > 0, b * np.log1p(p * g / (problem.noise_w_per_hz * b)) / math.log(2), 0.0
-        )
-        s_up = c.uplink_bits[None, :]
-        tau = np.where(s_up > 0, s_up / rate, 0.0)
-        c_dev = c.device_cycles[None, :]
+        t = pair_terms(problem, bandwidth_hz, tx_power_w, cpu_hz, problem.server_cpu_hz)
+        fs = smallest_server_cpu_hz(problem, t)
+        left = time_left_s(problem.deadline_s, t.device_s, t.uplink_s, t.downlink_s)
         c_srv = c.server_cycles[None, :]
-        t_dev = np.where(c_dev > 0, c_dev / f, 0.0)
-        t_dl = c.downlink_bits[None, :] / problem.downlink_rate_bps
-        left = problem.deadline_s - t_dev - tau - t_dl
-        fs = np.where(c_srv > 0, c_srv / left, 0.0)
         ok = (
             problem.allowed
-            & np.isfinite(tau)
-            & np.isfinite(t_dev)
+            & np.isfinite(t.uplink_s)
+            & np.isfinite(t.device_s)
             & ((left > 0) | ((c_srv == 0) & (left >= 0)))
         )
         ok &= fs <= problem.server_cpu_hz
-        energy = (
-            problem.kappa_dev[:, None] * c_dev * f**2
-            + np.where(s_up > 0, p * tau, 0.0)
-            + problem.kappa_srv * c_srv * fs**2
-        )
+        energy = pair_terms(problem, bandwidth_hz, tx_power_w, cpu_hz, fs).energy_j
         cost = problem.energy_weight * problem.rounds * energy + problem.set_constant[None, :]
     cost = np.where(ok, cost, math.inf)
     fs = np.where(ok, fs, math.inf)

@@ -38,8 +38,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from privtuner.errors import InfeasibleError
-from privtuner.optimizer.continuous import (
-    LN2,
+from privtuner.optimizer.core.model import power_for_uplink_w, smallest_frequency_hz
+from privtuner.optimizer.core.options import DEFAULTS
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.core.registry import register_solver
+from privtuner.optimizer.core.result import SolveResult
+from privtuner.optimizer.methods.exact.continuous import (
     Caps,
     MarketResult,
     PairData,
@@ -48,10 +52,7 @@ from privtuner.optimizer.continuous import (
     pair_feasible,
     solve_pairs,
 )
-from privtuner.optimizer.feasibility import fixed_set_margin, resource_margin
-from privtuner.optimizer.problem import AllocationProblem
-from privtuner.optimizer.registry import register_solver
-from privtuner.optimizer.result import SolveResult
+from privtuner.optimizer.methods.exact.feasibility import fixed_set_margin, resource_margin
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -93,6 +94,19 @@ CERTIFICATE_SLACK_REL = 1e-9
 FixedStatus = Literal["optimal", "feasible", "infeasible", "unsolved"]
 
 
+@dataclass(frozen=True)
+class ExactOptions:
+    """Own options of ``exact``: ``max_nodes`` (branch-and-bound nodes) and ``max_ascent``
+    (dual evaluations of the cutting-plane ascent per node; 0: the price fixed point's
+    bound alone)."""
+
+    max_nodes: int = 100_000
+    max_ascent: int = 40
+
+
+EXACT_DEFAULTS = ExactOptions()
+
+
 @dataclass
 class FixedSolution:
     """A fixed-set problem's outcome.
@@ -127,13 +141,9 @@ def allocation_from(problem: AllocationProblem, pd: PairData, sol: Any) -> dict[
         b *= B / b.sum() * (1 - 1e-15)
     if fs.sum() > F:
         fs *= F / fs.sum() * (1 - 1e-15)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        z = pd.s_up * LN2 / (sol.tau * b)
-        p = np.where(pd.s_up > 0, pd.n0_over_g * b * np.expm1(z), 0.0)
-    p = np.minimum(p, pd.p_max)
+    p = np.minimum(power_for_uplink_w(pd.s_up, sol.tau, b, pd.n0_over_g), pd.p_max)
     c_d = problem.costs.device_cycles[pd.kset]
-    f = np.where(c_d > 0, c_d / np.where(sol.t_d > 0, sol.t_d, 1.0), 0.0)
-    f = np.minimum(f, problem.f_max_hz[pd.dev])
+    f = np.minimum(smallest_frequency_hz(c_d, sol.t_d, 0.0), problem.f_max_hz[pd.dev])
     return {
         "sets": pd.kset.copy(),
         "bandwidth_hz": b,
@@ -151,7 +161,7 @@ class _Exact:
         time_limit_s: float,
         max_iterations: int,
         max_nodes: int,
-        max_ascent: int = 40,
+        max_ascent: int = EXACT_DEFAULTS.max_ascent,
     ) -> None:
         self.p = problem
         self.rel_tol = rel_tol
@@ -536,19 +546,19 @@ class BnbOutcome:
     "exact",
     "dual decomposition (bandwidth and server-CPU prices) + branch-and-bound over the CKKS "
     "sets; certified lower bound and gap (spec 5.2)",
-    options={"max_nodes": 100_000, "max_ascent": 40},
+    options=ExactOptions,
     certifies=True,
     global_optimum=True,
 )
 def solve_exact(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
-    max_nodes: int = 100_000,
-    max_ascent: int = 40,
+    max_nodes: int = EXACT_DEFAULTS.max_nodes,
+    max_ascent: int = EXACT_DEFAULTS.max_ascent,
 ) -> SolveResult:
     """Certified optimum of the mixed problem (see the module docstring).
 

@@ -23,10 +23,11 @@ import time
 import numpy as np
 
 from privtuner.errors import InfeasibleError, SolverError
-from privtuner.optimizer.problem import AllocationProblem
-from privtuner.optimizer.reference import ReferenceSolution, solve_fixed_sets
-from privtuner.optimizer.registry import register_solver
-from privtuner.optimizer.result import SolveResult
+from privtuner.optimizer.core.options import DEFAULTS
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.core.registry import register_solver
+from privtuner.optimizer.core.result import SolveResult
+from privtuner.optimizer.methods.enumerate.reference import ReferenceSolution, solve_fixed_sets
 
 
 def _alone_bounds(problem: AllocationProblem) -> list[dict[int, float]]:
@@ -59,9 +60,9 @@ def _alone_bounds(problem: AllocationProblem) -> list[dict[int, float]]:
 def solve_enumerate(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
     max_combinations: int = 50_000,
 ) -> SolveResult:

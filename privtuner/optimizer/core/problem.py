@@ -1,7 +1,8 @@
 """The allocation problem (spec sections 3 and 4): :class:`AllocationProblem` and
 :class:`Evaluation`.
 
-Per device n with CKKS set k = theta_n, per round (spec section 4)::
+Per device n with CKKS set k = theta_n, per round (spec section 4; the formulas are
+computed by the kernel ``core/model.py``)::
 
     r_n   = b_n log2(1 + p_n g_n / (N0 b_n))                 uplink rate [bit/s]
     tau_n = S_up,k / r_n                                     uplink time [s]
@@ -28,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from privtuner.costmodels.types import CostTable
 from privtuner.errors import CostModelError, SolverError
+from privtuner.optimizer.core.model import device_terms, energy_objective, run_energy_j
 
 if TYPE_CHECKING:
     from privtuner.scenario.schema import FheSpec, ObjectiveSpec, ScenarioSpec
@@ -218,10 +220,6 @@ class AllocationProblem:
         """Gamma_n = p_max,n g_n / N0 [Hz]: the rate at max power is b log2(1 + Gamma_n / b)."""
         return self.p_max_w * self.gain_lin / self.noise_w_per_hz
 
-    def downlink_time_s(self, sets: ArrayLike) -> NDArray[np.float64]:
-        """Per-round downlink time S_down,k / r_dl [s] of each device's set."""
-        return self.costs.downlink_bits[np.asarray(sets, dtype=int)] / self.downlink_rate_bps
-
     # ------------------------------------------------------------------ constructors
     @classmethod
     def from_instance(
@@ -281,14 +279,9 @@ class AllocationProblem:
     @classmethod
     def from_spec(cls, spec: ScenarioSpec, seed: int | None = None) -> AllocationProblem:
         """``build_instance(spec, seed)`` + ``build_cost_table(spec)`` + the spec's objective."""
+        from privtuner.costmodels import build_cost_table
         from privtuner.system_sim import build_instance
 
-        try:
-            from privtuner.costmodels import build_cost_table
-        except ImportError as exc:  # pragma: no cover - until the cost model lands
-            raise CostModelError(
-                "privtuner.costmodels.build_cost_table is not available in this build"
-            ) from exc
         instance = build_instance(spec, seed)
         costs = build_cost_table(spec)
         return cls.from_instance(instance, costs, spec.objective, spec.fhe)
@@ -331,7 +324,8 @@ class AllocationProblem:
     ) -> Evaluation:
         """Energies, latencies, objective and relative constraint violations of an allocation.
 
-        Uses the model of spec section 4 exactly (module docstring). Violations (relative):
+        Uses the model of spec section 4 exactly (the kernel ``core.model.device_terms``).
+        Violations (relative):
         ``bandwidth`` (sum b - B)/B, ``server_cpu`` (sum f_s - F_s)/F_s, ``deadline``
         max (T_n - T_max)/T_max, ``tx_power`` max (p - p_max)/p_max and negative p,
         ``cpu`` max (f - f_max)/f_max, ``nonnegative`` negative b or f_s, ``allowed``
@@ -362,21 +356,8 @@ class AllocationProblem:
         ok_set = in_range & self.allowed[np.arange(n), ks]
         violations["allowed"] = 0.0 if bool(np.all(ok_set)) else float("inf")
         c = self.costs
-        c_dev, c_srv = c.device_cycles[ks], c.server_cycles[ks]
-        s_up, s_dn = c.uplink_bits[ks], c.downlink_bits[ks]
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            snr = np.where(b > 0, p * self.gain_lin / (self.noise_w_per_hz * b), 0.0)
-            rate = np.where(b > 0, b * np.log2(1.0 + np.maximum(snr, 0.0)), 0.0)
-            tau = np.where(s_up > 0, s_up / rate, 0.0)
-            t_dev = np.where(c_dev > 0, c_dev / f, 0.0)
-            t_srv = np.where(c_srv > 0, c_srv / fs, 0.0)
-            t_dl = s_dn / self.downlink_rate_bps
-            e_dev = self.kappa_dev * c_dev * f**2
-            e_tx = np.where(s_up > 0, p * tau, 0.0)
-            e_srv = self.kappa_srv * c_srv * fs**2
-        for arr in (tau, t_dev, t_srv):
-            arr[np.isnan(arr) | (arr < 0)] = np.inf
-        latency = t_dev + tau + t_dl + t_srv
+        terms = device_terms(self, ks, b, p, f, fs)
+        latency = terms.latency_s
         violations["deadline"] = max(
             0.0, float(np.max((latency - self.deadline_s) / self.deadline_s))
         )
@@ -397,24 +378,22 @@ class AllocationProblem:
         for key, val in violations.items():
             if np.isnan(val):
                 violations[key] = float("inf")
-        scale = float(self.rounds)
-        e_dev_j, e_tx_j, e_srv_j = scale * e_dev, scale * e_tx, scale * e_srv
-        energy = float(np.sum(e_dev_j + e_tx_j + e_srv_j))
-        objective = self.energy_weight * energy + float(np.sum(self.set_constant[ks]))
+        e_dev_j, e_tx_j, e_srv_j = run_energy_j(self, terms)
+        objective = energy_objective(self, terms) + float(np.sum(self.set_constant[ks]))
         return Evaluation(
             sets=_ro(k, dtype=np.int64),
             bandwidth_hz=_ro(b),
             tx_power_w=_ro(p),
             cpu_hz=_ro(f),
             server_cpu_hz=_ro(fs),
-            rate_bps=_ro(rate),
+            rate_bps=_ro(terms.rate_bps),
             energy_compute_j=_ro(e_dev_j),
             energy_tx_j=_ro(e_tx_j),
             energy_server_j=_ro(e_srv_j),
-            latency_compute_s=_ro(t_dev),
-            latency_tx_s=_ro(tau),
-            latency_downlink_s=_ro(t_dl),
-            latency_server_s=_ro(t_srv),
+            latency_compute_s=_ro(terms.device_s),
+            latency_tx_s=_ro(terms.uplink_s),
+            latency_downlink_s=_ro(terms.downlink_s),
+            latency_server_s=_ro(terms.server_s),
             privacy=_ro(c.privacy[ks]),
             security_bits=_ro(c.security_bits[ks]),
             objective=float(objective),

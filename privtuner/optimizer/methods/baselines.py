@@ -1,14 +1,14 @@
 """Baselines of spec 5.3, each registered by name (for plots and comparisons).
 
 The *equal point* of a problem is: equal bandwidth ``B/n``, maximum power, an equal server-CPU
-share ``F_s/n`` (``ao.equal_point``). At the equal point a device's *best response* is its
+share ``F_s/n`` (``starts.equal_point``). At the equal point a device's *best response* is its
 allowed set of least objective term, with the device CPU at the smallest frequency meeting the
-deadline (closed form, ``fp.smallest_device_cpu_hz``), among the sets that meet the deadline
+deadline (closed form, ``core.model.smallest_device_cpu_hz``), among the sets that meet the deadline
 with ``f <= f_max``.
 
-* ``equal_bandwidth``: equal bandwidth, max power, the CPUs in closed form (the energy-optimal
-  split of the time left between device and server, :func:`closed_form_cpus`), sets by best
-  response.
+* ``equal_bandwidth``: equal bandwidth, max power, the CPUs in closed form (the
+  energy-optimal split of the time left between device and server,
+  ``core.model.closed_form_cpus_hz``), sets by best response.
 * ``fixed_largest_n`` / ``fixed_smallest_n``: every device uses the largest ring degree N /
   the smallest N among its allowed (hence secure) sets; among the sets of that N, its best
   response (or, if none meets the deadline at the equal point, the one of least latency
@@ -38,25 +38,26 @@ import numpy as np
 from numpy.typing import NDArray
 
 from privtuner.errors import SolverError
-from privtuner.optimizer.ao import (
-    AO_OPTIONS,
-    equal_point,
-    equal_point_latency_s,
+from privtuner.optimizer.core.allocation import Allocation
+from privtuner.optimizer.core.model import closed_form_cpus_hz, smallest_device_cpu_hz
+from privtuner.optimizer.core.options import DEFAULTS
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.core.registry import register_solver
+from privtuner.optimizer.core.result import SolveResult
+from privtuner.optimizer.methods.ao.fp import StageB, objective_value
+from privtuner.optimizer.methods.ao.method import (
+    ao_options_from,
+    downgrade_if_violating,
     outcome_result,
-    random_sets,
     run_ao,
 )
-from privtuner.optimizer.fp import (
-    FP_METHODS,
-    Allocation,
-    StageB,
-    closed_form_cpus,
-    objective_value,
-    smallest_device_cpu_hz,
+from privtuner.optimizer.methods.ao.options import AO_DEFAULTS, AoOptions, check_fp_method
+from privtuner.optimizer.methods.starts import (
+    equal_point,
+    equal_point_latency_s,
+    fixed_set_optimum,
+    random_sets,
 )
-from privtuner.optimizer.problem import FEAS_TOL_REL, AllocationProblem
-from privtuner.optimizer.registry import register_solver
-from privtuner.optimizer.result import SolveResult
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -116,42 +117,6 @@ def _no_response_reasons(
     ]
 
 
-def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation | None, str]:
-    """Optimal continuous allocation for fixed ``sets`` (spec 5.2's convex problem).
-
-    Uses ``continuous.clear_markets`` (O1's exact fixed-set solver); falls back to stage B's
-    fractional programming if its allocation is not feasible. Returns (allocation, "") or
-    (None, reason).
-    """
-    from privtuner.optimizer.continuous import Caps, build_pairs, clear_markets
-    from privtuner.optimizer.exact import allocation_from
-    from privtuner.optimizer.feasibility import fixed_set_margin
-
-    n = problem.n_devices
-    sets = np.asarray(sets, dtype=np.int64)
-    caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
-    margin = float(fixed_set_margin(problem, sets[None, :], caps)[0])
-    if not margin <= 1e-12:
-        return None, (
-            "no allocation meets every deadline within the bandwidth and server-CPU "
-            "capacities with these sets (resource margin "
-            f"{margin:.3g} > 0)"
-        )
-    pd = build_pairs(problem, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
-    mr = clear_markets(pd, caps, 1, None, None)
-    a = allocation_from(problem, pd, mr.sol)
-    alloc = Allocation(sets, a["bandwidth_hz"], a["tx_power_w"], a["cpu_hz"], a["server_cpu_hz"])
-    ev = problem.evaluate(
-        sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz, alloc.server_cpu_hz
-    )
-    if ev.is_feasible():
-        return alloc, ""
-    r = StageB(problem).solve(sets, None)
-    if r.allocation is not None:
-        return r.allocation, ""
-    return None, f"fixed-set solve failed: {r.message}"
-
-
 def _result(
     problem: AllocationProblem, method: str, alloc: Allocation, seed: int, t0: float, **extra: Any
 ) -> SolveResult:
@@ -165,13 +130,7 @@ def _result(
         **extra,
         **alloc.as_kwargs(),
     )
-    if not res.max_violation <= FEAS_TOL_REL:  # never a silent wrong answer
-        res = res.replace(
-            status="error",
-            message=f"{method}: allocation violates the "
-            f"constraints (max relative violation {res.max_violation:.3g})",
-        )
-    return res
+    return downgrade_if_violating(res, method)
 
 
 def _infeasible(
@@ -205,12 +164,12 @@ def _infeasible(
 def solve_equal_bandwidth(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
 ) -> SolveResult:
-    """Equal bandwidth and max power; CPUs by :func:`closed_form_cpus`; each device's
+    """Equal bandwidth and max power; CPUs by ``core.model.closed_form_cpus_hz``; each device's
     best-response set (least objective term). If the server shares then exceed F_s they are
     scaled down to F_s and the device CPU is recomputed in closed form (smallest meeting the
     deadline); a device that would then need f > f_max makes the baseline infeasible."""
@@ -222,7 +181,7 @@ def solve_equal_bandwidth(
     fsk = np.zeros((n, K))
     for k in range(K):
         sets_k = np.full(n, k, dtype=np.int64)
-        f, fs = closed_form_cpus(problem, sets_k, b, p)
+        f, fs = closed_form_cpus_hz(problem, sets_k, b, p)
         ok = problem.allowed[:, k] & np.isfinite(f) & np.isfinite(fs)
         f_use, fs_use = np.where(ok, f, problem.f_max_hz), np.where(ok, fs, 1.0)
         ev = problem.evaluate(sets_k, b, p, f_use, fs_use)
@@ -303,9 +262,9 @@ def _fixed_degree(
 def solve_fixed_largest_n(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
 ) -> SolveResult:
     """Largest N per device (module docstring), optimal continuous allocation."""
@@ -320,9 +279,9 @@ def solve_fixed_largest_n(
 def solve_fixed_smallest_n(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
 ) -> SolveResult:
     """Smallest secure N per device (module docstring), optimal continuous allocation."""
@@ -333,21 +292,20 @@ def solve_fixed_smallest_n(
     "ao_random_theta",
     "baseline: AO without B&B, seeded random CKKS sets, then stage B (fractional "
     "programming) (spec 5.3)",
-    options={"fp_method": "quadratic", "draws": 10},
+    options={"fp_method": AO_DEFAULTS.fp_method, "draws": 10},
 )
 def solve_ao_random_theta(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
-    fp_method: str = "quadratic",
+    fp_method: str = AO_DEFAULTS.fp_method,
     draws: int = 10,
 ) -> SolveResult:
     """Random sets (``seed``), stage B; the first of ``draws`` draws that is feasible."""
-    if fp_method not in FP_METHODS:
-        raise SolverError(f"option fp_method must be one of {list(FP_METHODS)} (got {fp_method!r})")
+    check_fp_method(fp_method)
     if not (isinstance(draws, int) and draws >= 1):
         raise SolverError(f"option draws must be an integer >= 1 (got {draws!r})")
     t0 = time.perf_counter()
@@ -390,14 +348,14 @@ def solve_ao_random_theta(
     "ao_greedy_theta",
     "baseline: AO without B&B: stage A by the greedy knapsack heuristic, stage B "
     "by fractional programming (spec 5.3)",
-    options=AO_OPTIONS,
+    options=AoOptions,
 )
 def solve_ao_greedy_theta(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
     **ao_options: Any,
 ) -> SolveResult:
@@ -408,8 +366,8 @@ def solve_ao_greedy_theta(
         max_iterations=max_iterations,
         time_limit_s=time_limit_s,
         seed=seed,
+        options=ao_options_from(ao_options),
         stage_a="greedy",
-        **ao_options,
     )
     if out.allocation is None:
         return _infeasible(problem, "ao_greedy_theta", [out.message], seed)
@@ -420,16 +378,16 @@ def solve_ao_greedy_theta(
     "comm_only",
     "baseline: optimise bandwidth and power only; CPUs fixed at f_max and an equal "
     "server share; sets by best response (spec 5.3)",
-    options={"fp_method": "quadratic"},
+    options={"fp_method": AO_DEFAULTS.fp_method},
 )
 def solve_comm_only(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
-    fp_method: str = "quadratic",
+    fp_method: str = AO_DEFAULTS.fp_method,
 ) -> SolveResult:
     """Stage B over (b, p) with f = f_max and f_s = F_s/n fixed (module docstring)."""
     t0 = time.perf_counter()
@@ -473,9 +431,9 @@ def solve_comm_only(
 def solve_comp_only(
     problem: AllocationProblem,
     *,
-    rel_tol: float = 1e-6,
-    max_iterations: int = 100,
-    time_limit_s: float = 300.0,
+    rel_tol: float = DEFAULTS.rel_tol,
+    max_iterations: int = DEFAULTS.max_iterations,
+    time_limit_s: float = DEFAULTS.time_limit_s,
     seed: int = 0,
 ) -> SolveResult:
     """The convex CPU problem with b = B/n and p = p_max fixed (module docstring)."""

@@ -44,12 +44,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from privtuner.optimizer.core.model import (
+    LN2,
+    compute_time_s,
+    downlink_time_s,
+    time_left_s,
+    uplink_rate_bps,
+    uplink_time_s,
+)
+
 if TYPE_CHECKING:
-    from privtuner.optimizer.problem import AllocationProblem
+    from privtuner.optimizer.core.problem import AllocationProblem
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
-LN2 = float(np.log(2.0))
 _LOG_LAM_LO, _LOG_LAM_HI = -400.0, 400.0
 
 
@@ -181,14 +189,18 @@ def build_pairs(
     gam = problem.p_max_w[dev] / n0g
     B = problem.bandwidth_hz
     F = problem.server_cpu_hz
+    # spec 5.2's variables t = C / f: kappa C f^2 = (kappa C^3) / t^2
     ed = problem.kappa_dev[dev] * c_d**3
     es = problem.kappa_srv * c_s**3
-    tmin_d = c_d / problem.f_max_hz[dev]
-    tmin_s = c_s / F
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tau_min = np.where(s_up > 0, s_up * LN2 / (B * np.log1p(gam / B)), 0.0)
+    # the fastest the pair can be (spec sec. 4 terms at f_max, all of F_s, all of B, p_max)
+    tmin_d = compute_time_s(c_d, problem.f_max_hz[dev])
+    tmin_s = compute_time_s(c_s, F)
+    rate_max = uplink_rate_bps(B, problem.p_max_w[dev], g, problem.noise_w_per_hz)
+    tau_min = uplink_time_s(s_up, rate_max)
     tau_min = np.where(np.isnan(tau_min), np.inf, tau_min)
-    tp = problem.deadline_s - c.downlink_bits[kset] / problem.downlink_rate_bps
+    tp = time_left_s(
+        problem.deadline_s, downlink_time_s(c.downlink_bits[kset], problem.downlink_rate_bps)
+    )
     const = np.zeros(dev.shape) if energy_free else problem.set_constant[kset]
     return PairData(
         dev=dev,

@@ -5,7 +5,7 @@ Gcycles), binary set choice x_nk, and the model of spec section 4 written direct
 rate r <= b log2(1 + p g / (N0 b)), tau r >= S(x), t_d f >= C_dev(x), t_s f_s >= C_srv(x),
 t_d + tau + t_s + T_dl(x) <= T_max, sum b <= B, sum f_s <= F_s; objective
 w_E rounds sum_n (kappa C_dev(x) f^2 + p tau + kappa_s C_srv(x) f_s^2) + sum_n c(x).
-Shared by ``test_scip.py`` and ``benchmarks/bench_optimizer.py``.
+Shared by ``tests/optimizer/test_scip.py`` and ``benchmarks/bench_optimizer.py``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from privtuner.optimizer.problem import AllocationProblem
+from privtuner.optimizer.core.problem import AllocationProblem
 
 
 def solve_with_scip(

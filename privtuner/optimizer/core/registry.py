@@ -2,42 +2,45 @@
 ``minimize``). Unknown methods and options are errors that list the valid ones.
 
 A solver is ``fn(problem, *, rel_tol, max_iterations, time_limit_s, seed, **own) ->
-SolveResult``; it is registered with :func:`register_solver`. :func:`solve` checks the options,
-explains infeasibility before solving (``feasibility.py``), turns an
-:class:`~privtuner.errors.InfeasibleError` into an infeasible result, and re-checks the
-returned allocation against :meth:`AllocationProblem.evaluate` (a result that violates a
-constraint by more than ``FEAS_TOL_REL`` is downgraded to status ``error``).
+SolveResult``; it is registered with :func:`register_solver`, its own options given as a
+frozen dataclass of defaults (or a mapping). :func:`solve` checks the options (the common ones
+as a frozen :class:`~privtuner.optimizer.core.options.SolveOptions`), explains infeasibility
+before solving (the pre-solve check installed by ``optimizer.methods``, see
+:func:`set_presolve`), turns an :class:`~privtuner.errors.InfeasibleError` into an infeasible
+result, and re-checks the returned allocation against :meth:`AllocationProblem.evaluate` (a
+result that violates a constraint by more than ``FEAS_TOL_REL`` is downgraded to status
+``error``).
+
+The core knows no method: ``privtuner.optimizer`` imports ``optimizer.methods``, which
+registers the built-in methods, before anything can reach this module.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from privtuner.errors import InfeasibleError, SolverError
-from privtuner.optimizer.problem import FEAS_TOL_REL, AllocationProblem
-from privtuner.optimizer.result import SolveResult
+from privtuner.optimizer.core.options import SolveOptions, own_option_defaults
+from privtuner.optimizer.core.problem import FEAS_TOL_REL, AllocationProblem
+from privtuner.optimizer.core.result import SolveResult
 
 SolverFn = Callable[..., SolveResult]
-
-#: Options every method accepts, with their defaults.
-COMMON_OPTIONS: dict[str, Any] = {
-    "rel_tol": 1e-6,
-    "max_iterations": 100,
-    "time_limit_s": 300.0,
-    "seed": None,
-}
+#: A pre-solve infeasibility explanation: the reasons (empty: none detected).
+Presolve = Callable[[AllocationProblem], list[str]]
 
 
 @dataclass(frozen=True)
 class SolverInfo:
+    """A registered method and its capability flags."""
+
     name: str
     description: str
     fn: SolverFn
     options: dict[str, Any] = field(default_factory=dict)  # method-specific, with defaults
+    #: run the pre-solve infeasibility explanation before the method
     check_feasibility: bool = True
     #: returns a certified lower bound (``status='optimal'`` only with a gap within rel_tol)
     certifies: bool = False
@@ -49,12 +52,19 @@ class SolverInfo:
 
 
 _REGISTRY: dict[str, SolverInfo] = {}
+_PRESOLVE: list[Presolve] = []
+
+
+def set_presolve(fn: Presolve) -> None:
+    """Install the pre-solve infeasibility explanation (``optimizer.methods`` installs
+    ``methods.exact.feasibility.explain_infeasibility``)."""
+    _PRESOLVE[:] = [fn]
 
 
 def register_solver(
     name: str,
     description: str,
-    options: Mapping[str, Any] | None = None,
+    options: Mapping[str, Any] | Any = None,
     check_feasibility: bool = True,
     *,
     certifies: bool = False,
@@ -63,7 +73,8 @@ def register_solver(
 ) -> Callable[[SolverFn], SolverFn]:
     """Decorator registering ``fn`` as method ``name``.
 
-    ``options``: the method's own options and their defaults (besides ``COMMON_OPTIONS``).
+    ``options``: the method's own options and their defaults (besides
+    :class:`SolveOptions`): a frozen dataclass (class or instance) or a mapping.
     ``check_feasibility``: run the pre-solve infeasibility explanation in :func:`solve`.
     ``certifies`` / ``global_optimum`` / ``max_devices``: capability flags (see
     :class:`SolverInfo`), used by the conformance harness (``optimizer.testing``).
@@ -74,7 +85,7 @@ def register_solver(
             name,
             description,
             fn,
-            dict(options or {}),
+            own_option_defaults(options),
             check_feasibility,
             certifies,
             global_optimum,
@@ -85,18 +96,13 @@ def register_solver(
     return deco
 
 
-def _load_builtin() -> None:
-    import privtuner.optimizer  # noqa: F401  (importing the package registers the methods)
-
-
 def available_methods() -> dict[str, str]:
     """Registered method names -> one-line descriptions."""
-    _load_builtin()
     return {name: info.description for name, info in sorted(_REGISTRY.items())}
 
 
 def solver_info(method: str) -> SolverInfo:
-    _load_builtin()
+    """The registered method ``method`` (an error listing the valid ones if unknown)."""
     if method not in _REGISTRY:
         raise SolverError(
             f"unknown method {method!r}; valid methods: {', '.join(sorted(_REGISTRY))}"
@@ -112,7 +118,7 @@ def solve(problem: AllocationProblem, method: str = "exact", **options: Any) -> 
     an infeasible problem gives ``status='infeasible'`` with the reasons.
     """
     info = solver_info(method)
-    valid = {**COMMON_OPTIONS, **info.options}
+    valid = {**SolveOptions.defaults(), **info.options}
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise SolverError(
@@ -120,14 +126,14 @@ def solve(problem: AllocationProblem, method: str = "exact", **options: Any) -> 
             f"valid options: {', '.join(sorted(valid))}"
         )
     opts = {**valid, **options}
-    if opts["seed"] is None:
-        opts["seed"] = problem.seed
-    _check_common(opts)
+    common = SolveOptions(
+        **{k: opts[k] for k in SolveOptions.names() if k != "seed"},
+        seed=problem.seed if opts["seed"] is None else opts["seed"],
+    )
+    opts.update(common.as_dict())
     t0 = time.perf_counter()
     if info.check_feasibility:
-        from privtuner.optimizer.feasibility import explain_infeasibility
-
-        reasons = explain_infeasibility(problem)
+        reasons = [r for check in _PRESOLVE for r in check(problem)]
         if reasons:
             res = SolveResult.infeasible(problem, method=method, reasons=reasons, seed=opts["seed"])
             return _finish(res, t0, opts)
@@ -150,18 +156,3 @@ def _finish(res: SolveResult, t0: float, opts: dict[str, Any]) -> SolveResult:
     timings["total"] = time.perf_counter() - t0
     options = {k: v for k, v in opts.items()}
     return res.replace(timings_s=timings, options={**options, **res.options})
-
-
-def _check_common(opts: dict[str, Any]) -> None:
-    rel_tol = opts["rel_tol"]
-    if not (isinstance(rel_tol, int | float) and 0 < rel_tol < 1):
-        raise SolverError(f"option rel_tol must be in (0, 1) (got {rel_tol!r})")
-    it = opts["max_iterations"]
-    if not (isinstance(it, int) and not isinstance(it, bool) and it >= 1):
-        raise SolverError(f"option max_iterations must be an integer >= 1 (got {it!r})")
-    tl = opts["time_limit_s"]
-    if not (isinstance(tl, int | float) and tl > 0 and not math.isnan(tl)):
-        raise SolverError(f"option time_limit_s must be > 0 (got {tl!r})")
-    seed = opts["seed"]
-    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
-        raise SolverError(f"option seed must be an integer >= 0 (got {seed!r})")

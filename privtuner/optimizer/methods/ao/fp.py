@@ -58,14 +58,22 @@ import numpy as np
 from numpy.typing import NDArray
 
 from privtuner.errors import SolverError
+from privtuner.optimizer.core.allocation import Allocation
+from privtuner.optimizer.core.model import (
+    LN2,
+    closed_form_cpus_hz,
+    compute_energy_j,
+    device_terms,
+    smallest_device_cpu_hz,
+)
+from privtuner.optimizer.core.model import energy_objective as _terms_energy_objective
+from privtuner.optimizer.core.problem import AllocationProblem
+from privtuner.optimizer.methods.ao.options import AO_DEFAULTS, FpMethod, check_fp_method
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
-LN2 = math.log(2.0)
 
-FpMethod = Literal["quadratic", "dinkelbach"]
 DeviceCpu = Literal["closed_form", "max"]
-FP_METHODS = ("quadratic", "dinkelbach")
 
 #: Largest relative constraint violation a stage-B point may have before it is rejected.
 POINT_TOL_REL = 1e-8
@@ -101,101 +109,16 @@ DPP_MAX_DEVICES = 150
 SCALE_VARS = "xq"
 
 
-@dataclass(frozen=True)
-class Allocation:
-    """A full allocation (arrays ``[n_devices]``): set index, b [Hz], p [W], f [Hz], f_s [Hz]."""
-
-    sets: I64
-    bandwidth_hz: F64
-    tx_power_w: F64
-    cpu_hz: F64
-    server_cpu_hz: F64
-
-    def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "sets": self.sets,
-            "bandwidth_hz": self.bandwidth_hz,
-            "tx_power_w": self.tx_power_w,
-            "cpu_hz": self.cpu_hz,
-            "server_cpu_hz": self.server_cpu_hz,
-        }
-
-
-def uplink_rate_bps(b_hz: F64, p_w: F64, gain_lin: F64, noise_w_per_hz: float) -> F64:
-    """FDMA uplink rate ``r = b log2(1 + p g / (N0 b))`` [bit/s] (spec section 4); 0 at b = 0."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(b_hz > 0, b_hz * np.log1p(p_w * gain_lin / (noise_w_per_hz * b_hz)) / LN2, 0.0)
-    return np.asarray(r, dtype=float)
-
-
-def smallest_device_cpu_hz(problem: Any, sets: I64, b_hz: F64, p_w: F64, fs_hz: F64) -> F64:
-    """Closed form of spec 5.1: the smallest device frequency meeting the deadline [Hz].
-
-    ``f_n = C_dev,k / (T_max - S_down,k/r_dl - S_up,k/r_n - C_srv,k/f_s,n)``; ``inf`` where no
-    time is left; ``f_max`` for a set without device work (any frequency meets the deadline).
-    """
-    c = problem.costs
-    k = np.asarray(sets, dtype=np.int64)
-    rate = uplink_rate_bps(b_hz, p_w, problem.gain_lin, problem.noise_w_per_hz)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tau = np.where(c.uplink_bits[k] > 0, c.uplink_bits[k] / rate, 0.0)
-        t_srv = np.where(c.server_cycles[k] > 0, c.server_cycles[k] / fs_hz, 0.0)
-        left = problem.deadline_s - c.downlink_bits[k] / problem.downlink_rate_bps - tau - t_srv
-        c_dev = c.device_cycles[k]
-        f = np.where(c_dev > 0, np.where(left > 0, c_dev / left, np.inf), problem.f_max_hz)
-    f = np.where(np.isnan(f), np.inf, f)
-    return np.asarray(f, dtype=float)
-
-
-def closed_form_cpus(
-    problem: Any,
-    sets: I64,
-    b: F64,
-    p: F64,
-) -> tuple[F64, F64]:
-    """Energy-optimal split of the time left between device and server CPU, per device.
-
-    With ``T_c = T_max - S_up/r - S_down/r_dl`` left for computing, minimising
-    ``kappa_d C_dev f^2 + kappa_s C_srv f_s^2`` subject to ``C_dev/f + C_srv/f_s = T_c``
-    (Lagrange: ``kappa_d f^3 = kappa_s f_s^3``) gives ``f_s = rho f`` with
-    ``rho = (kappa_d / kappa_s)^(1/3)`` and ``f = (C_dev + C_srv/rho) / T_c``; if that exceeds
-    f_max, ``f = f_max`` and ``f_s = C_srv / (T_c - C_dev/f_max)``. The server-CPU capacity is
-    ignored here (see :func:`solve_equal_bandwidth`). ``inf`` where no time is left.
-    """
-    c = problem.costs
-    k = np.asarray(sets, dtype=np.int64)
-    c_dev, c_srv = c.device_cycles[k], c.server_cycles[k]
-    rate = b * np.log1p(p * problem.gain_lin / (problem.noise_w_per_hz * b)) / math.log(2)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tau = np.where(c.uplink_bits[k] > 0, c.uplink_bits[k] / rate, 0.0)
-        t_c = problem.deadline_s - tau - c.downlink_bits[k] / problem.downlink_rate_bps
-        rho = (
-            np.cbrt(problem.kappa_dev / problem.kappa_srv)
-            if problem.kappa_srv > 0
-            else (np.full(problem.n_devices, np.inf))
-        )
-        f = np.where(c_dev > 0, (c_dev + np.where(c_srv > 0, c_srv / rho, 0.0)) / t_c, 0.0)
-        fs = np.where(c_srv > 0, rho * f, 0.0)
-        fs = np.where((c_srv > 0) & (c_dev == 0), c_srv / t_c, fs)
-        over = f > problem.f_max_hz
-        left = t_c - c_dev / problem.f_max_hz
-        f = np.where(over, problem.f_max_hz, f)
-        fs = np.where(over, np.where(left > 0, c_srv / left, np.inf), fs)
-        f = np.where(c_dev > 0, f, problem.f_max_hz)
-        bad = ~(t_c > 0) | ~np.isfinite(fs) | (fs < 0)
-    return np.where(bad, np.inf, f), np.where(bad, np.inf, fs)
-
-
-def default_start(problem: Any, sets: I64) -> Allocation:
+def default_start(problem: AllocationProblem, sets: I64) -> Allocation:
     """A starting point for stage B: equal bandwidth, max power, CPUs by
-    :func:`closed_form_cpus`; server shares scaled down to F_s if they exceed it (then the
+    ``core.model.closed_form_cpus_hz``; server shares scaled down to F_s if they exceed it (then the
     device CPU in closed form). It may violate f <= f_max or the deadline (FP then starts from
     the first feasible solve)."""
     n = problem.n_devices
     sets = np.asarray(sets, dtype=np.int64)
     b = np.full(n, problem.bandwidth_hz / n)
     p = np.array(problem.p_max_w, dtype=float)
-    f, fs = closed_form_cpus(problem, sets, b, p)
+    f, fs = closed_form_cpus_hz(problem, sets, b, p)
     fs = np.where(np.isfinite(fs), fs, problem.server_cpu_hz / n)
     if fs.sum() > problem.server_cpu_hz:
         fs = fs * (problem.server_cpu_hz / fs.sum())
@@ -204,30 +127,27 @@ def default_start(problem: Any, sets: I64) -> Allocation:
     return Allocation(sets, b, p, f, fs)
 
 
-def energy_objective(problem: Any, alloc: Allocation) -> float:
-    """``w_E R sum_n E_n`` (no privacy term) with E_n of spec section 4 [objective units]."""
-    c = problem.costs
-    k = alloc.sets
-    rate = uplink_rate_bps(
-        alloc.bandwidth_hz, alloc.tx_power_w, problem.gain_lin, problem.noise_w_per_hz
+def energy_objective(problem: AllocationProblem, alloc: Allocation) -> float:
+    """``w_E sum_n rounds E_n`` (no privacy term), E_n of spec section 4 by the kernel
+    (``core.model``), as ``AllocationProblem.evaluate`` computes it [objective units]."""
+    terms = device_terms(
+        problem,
+        alloc.sets,
+        alloc.bandwidth_hz,
+        alloc.tx_power_w,
+        alloc.cpu_hz,
+        alloc.server_cpu_hz,
     )
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e_tx = np.where(c.uplink_bits[k] > 0, alloc.tx_power_w * c.uplink_bits[k] / rate, 0.0)
-    e = (
-        problem.kappa_dev * c.device_cycles[k] * alloc.cpu_hz**2
-        + e_tx
-        + problem.kappa_srv * c.server_cycles[k] * alloc.server_cpu_hz**2
-    )
-    val = float(problem.energy_weight * problem.rounds * np.sum(e))
+    val = _terms_energy_objective(problem, terms)
     return val if math.isfinite(val) else math.inf
 
 
-def objective_value(problem: Any, alloc: Allocation) -> float:
+def objective_value(problem: AllocationProblem, alloc: Allocation) -> float:
     """The problem's objective (energy part + ``sum_n -w_P Phi``), as ``evaluate`` computes it."""
     return energy_objective(problem, alloc) + float(np.sum(problem.set_constant[alloc.sets]))
 
 
-def max_violation(problem: Any, alloc: Allocation) -> float:
+def max_violation(problem: AllocationProblem, alloc: Allocation) -> float:
     """Largest relative constraint violation (definitions of ``AllocationProblem.evaluate``)."""
     ev = problem.evaluate(
         alloc.sets, alloc.bandwidth_hz, alloc.tx_power_w, alloc.cpu_hz, alloc.server_cpu_hz
@@ -250,6 +170,69 @@ class StageBResult:
     backtracks: int = 0  # inaccurate solves followed by a shortened step
 
 
+def _power_scale(problem: AllocationProblem) -> F64:
+    """p_max where positive, else 1: the power fraction q = p / scale."""
+    return np.where(problem.p_max_w > 0, problem.p_max_w, 1.0)
+
+
+@dataclass
+class _FpRun:
+    """The state of one :meth:`StageB.solve`: the current point (``cur``, its fractions
+    ``x = b/B`` and ``q = p/p_max``), whether it is feasible, and the counters."""
+
+    problem: AllocationProblem
+    sets: I64
+    device_cpu: DeviceCpu
+    t0: float
+    time_limit_s: float | None
+    cur: Allocation
+    x: F64
+    q: F64
+    cur_obj: float = math.inf
+    cur_ok: bool = False
+    history: list[float] = field(default_factory=list)
+    fallback: int = 0
+    backtracks: int = 0
+    it: int = 0
+    message: str = ""
+    status_fail: str | None = None
+
+    def out_of_time(self) -> bool:
+        return self.time_limit_s is not None and time.perf_counter() - self.t0 > self.time_limit_s
+
+    def accept(self, alloc: Allocation, obj: float) -> None:
+        """Move to a feasible point of objective ``obj``."""
+        self.cur, self.cur_obj, self.cur_ok = alloc, obj, True
+        self.history.append(obj)
+        self.x = alloc.bandwidth_hz / self.problem.bandwidth_hz
+        self.q = alloc.tx_power_w / _power_scale(self.problem)
+
+    def result(self) -> StageBResult:
+        """The outcome: the best feasible point, or why there is none."""
+        elapsed = time.perf_counter() - self.t0
+        if self.cur_ok:
+            return StageBResult(
+                "feasible",
+                self.cur,
+                self.cur_obj,
+                self.it,
+                elapsed,
+                self.history,
+                self.message,
+                fallback_steps=self.fallback,
+                backtracks=self.backtracks,
+            )
+        fail = self.status_fail
+        if fail is not None and fail.startswith("infeasible"):
+            status: Literal["infeasible", "error"] = "infeasible"
+            message = f"stage B: convex problem {fail} for these sets"
+        else:
+            status, message = "error", f"stage B: no feasible point ({fail or self.message})"
+        return StageBResult(
+            status, None, math.inf, self.it, elapsed, self.history, message, self.fallback
+        )
+
+
 class StageB:
     """The stage-B convex problem, built once for ``problem`` (module docstring).
 
@@ -266,7 +249,7 @@ class StageB:
     divided by the current energy objective.
     """
 
-    def __init__(self, problem: Any) -> None:
+    def __init__(self, problem: AllocationProblem) -> None:
         import cvxpy as cp
         from cvxpy.constraints import ExpCone, PowCone3D
 
@@ -337,7 +320,6 @@ class StageB:
         self.builds = 1
         self.solves = 0
         self.ignore_dpp = n > DPP_MAX_DEVICES
-        self.margin = EPS_MARGINS_REL[0]
         self._sol: tuple[F64, F64, F64] = (np.zeros(n), np.zeros(n), np.zeros(n))
         self._scales: tuple[F64, F64, F64] = (one, one, one)
 
@@ -392,8 +374,10 @@ class StageB:
         alloc: Allocation,
         method: FpMethod,
         device_cpu: DeviceCpu,
+        margin: float,
     ) -> None:
-        """All parameters for one FP step at the current point ``(x, q)`` / ``alloc``."""
+        """All parameters for one FP step at the current point ``(x, q)`` / ``alloc``, with the
+        relative ``margin`` on f <= f_max (``EPS_MARGINS_REL``)."""
         pr = self.problem
         c = pr.costs
         n = self.n
@@ -437,7 +421,7 @@ class StageB:
         self.head.value = 1.0 - c.downlink_bits[k] / (pr.downlink_rate_bps * D)
         # f <= f_max as t >= C_dev/(f_max T_max), with a small relative margin so that the
         # solver's feasibility tolerance never turns into a violation of f <= f_max
-        eps = c_dev / (pr.f_max_hz * D) * (1.0 + self.margin) + 1e-15
+        eps = c_dev / (pr.f_max_hz * D) * (1.0 + margin) + 1e-15
         self.eps.value = eps
         with np.errstate(divide="ignore", invalid="ignore"):
             t_cur = np.where(c_dev > 0, c_dev / (alloc.cpu_hz * D), 0.0)
@@ -494,21 +478,22 @@ class StageB:
         return status
 
     def _step(
-        self,
-        sets: I64,
-        x: F64,
-        q: F64,
-        cur: Allocation,
-        method: FpMethod,
-        device_cpu: DeviceCpu,
+        self, run: _FpRun, method: FpMethod, margin: float = EPS_MARGINS_REL[0]
     ) -> tuple[str, Allocation | None]:
-        self._set_params(sets, x, q, cur, method, device_cpu)
+        """One convex solve of ``method``'s surrogate at ``run``'s current point: the solver
+        status and the completed candidate (``None`` when the solve failed)."""
+        self._set_params(run.sets, run.x, run.q, run.cur, method, run.device_cpu, margin)
         st = self._solve_once()
         if st not in ("optimal", "optimal_inaccurate"):
             return st, None
         X, Q, S = self._sol
         xsc, qsc, ssc = self._scales
-        return st, self._complete(sets, xsc * X, qsc * Q, ssc * S, device_cpu)
+        return st, self._complete(run.sets, xsc * X, qsc * Q, ssc * S, run.device_cpu)
+
+    def _judge(self, cand: Allocation | None) -> tuple[bool, float]:
+        """(feasible, objective) of a candidate (``inf`` when not feasible)."""
+        ok = cand is not None and self._feasible(cand)
+        return ok, (objective_value(self.problem, cand) if (ok and cand is not None) else math.inf)
 
     # ------------------------------------------------------------------ public
     def solve(
@@ -517,8 +502,8 @@ class StageB:
         start: Allocation | None = None,
         *,
         method: FpMethod = "quadratic",
-        rel_tol: float = 1e-7,
-        max_iterations: int = 100,
+        rel_tol: float = AO_DEFAULTS.fp_rel_tol,
+        max_iterations: int = AO_DEFAULTS.fp_max_iterations,
         time_limit_s: float | None = None,
         bounds: dict[str, F64 | float] | None = None,
         device_cpu: DeviceCpu = "closed_form",
@@ -531,136 +516,102 @@ class StageB:
         f_s/F_s) used by the baselines; ``device_cpu``: ``"closed_form"`` (smallest frequency
         meeting the deadline) or ``"max"`` (f = f_max: the communication-only baseline).
         Returns the best feasible point visited (never worse than a feasible ``start``).
+        The FP iterations run with the first of ``EPS_MARGINS_REL``, then a short polish
+        (:meth:`_polish`) with the smaller ones.
         """
-        if method not in FP_METHODS:
-            raise SolverError(f"fp_method must be one of {list(FP_METHODS)} (got {method!r})")
-        t0 = time.perf_counter()
+        check_fp_method(method)
+        self._set_bounds(bounds)
+        run = self._start_run(np.asarray(sets, dtype=np.int64), start, device_cpu, time_limit_s)
+        while run.it < max_iterations:
+            if run.out_of_time():
+                run.message = "time limit"
+                break
+            run.it += 1
+            if not self._fp_iteration(run, method, rel_tol):
+                break
+        if run.cur_ok and run.message != "time limit":
+            self._polish(run)
+        return run.result()
+
+    def _start_run(
+        self, sets: I64, start: Allocation | None, device_cpu: DeviceCpu, time_limit_s: float | None
+    ) -> _FpRun:
+        """The FP state at ``start`` (``default_start`` if None) clipped to the bounds."""
         pr = self.problem
-        sets = np.asarray(sets, dtype=np.int64)
-        pmax = np.where(pr.p_max_w > 0, pr.p_max_w, 1.0)
+        t0 = time.perf_counter()
         if start is None:
             start = default_start(pr, sets)
-        x = start.bandwidth_hz / pr.bandwidth_hz
-        q = start.tx_power_w / pmax
-        s = start.server_cpu_hz / pr.server_cpu_hz
-        self._set_bounds(bounds)
         bd = self.bounds
-        x = np.clip(x, bd["x_lo"], bd["x_hi"])
-        q = np.clip(q, bd["q_lo"], bd["q_hi"])
-        s = np.clip(s, bd["s_lo"], bd["s_hi"])
+        x = np.clip(start.bandwidth_hz / pr.bandwidth_hz, bd["x_lo"], bd["x_hi"])
+        q = np.clip(start.tx_power_w / _power_scale(pr), bd["q_lo"], bd["q_hi"])
+        s = np.clip(start.server_cpu_hz / pr.server_cpu_hz, bd["s_lo"], bd["s_hi"])
         cur = self._complete(sets, x, q, s, device_cpu)
-        cur_ok = self._feasible(cur)
-        cur_obj = objective_value(pr, cur) if cur_ok else math.inf
-        history: list[float] = [cur_obj] if cur_ok else []
-        fallback = 0
-        backtracks = 0
-        it = 0
-        message = ""
-        status_fail: str | None = None
-        while it < max_iterations:
-            if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
-                message = "time limit"
-                break
-            it += 1
-            st, cand = self._step(sets, x, q, cur, method, device_cpu)
-            ok = cand is not None and self._feasible(cand)
-            obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
-            if method == "dinkelbach" and cur_ok and not obj <= cur_obj:
-                # not monotone for a sum of ratios: take a quadratic-transform step instead
-                fallback += 1
-                st, cand = self._step(sets, x, q, cur, "quadratic", device_cpu)
-                ok = cand is not None and self._feasible(cand)
-                obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
-            if cand is None and cur_ok:
-                # a failed conic solve: try the other surrogate once (other conditioning)
-                other: FpMethod = "dinkelbach" if method == "quadratic" else "quadratic"
-                fallback += 1
-                st, cand = self._step(sets, x, q, cur, other, device_cpu)
-                ok = cand is not None and self._feasible(cand)
-                obj = objective_value(pr, cand) if (ok and cand is not None) else math.inf
-                if ok and not obj < cur_obj:
-                    break  # no progress
-            if cand is None:
-                status_fail = st
-                if not cur_ok:
-                    break
-                message = f"convex solve {st}; kept the previous point"
-                break
-            if cur_ok and cand is not None and (not ok or obj >= cur_obj):
-                # an inaccurate solve: the surrogate is convex and no larger than the true
-                # objective, so a shorter step towards the candidate may still improve
-                cand, obj = self._backtrack(sets, cur, cur_obj, cand, device_cpu)
-                ok = cand is not None
-                backtracks += 1
-            if not ok:
-                if not cur_ok:
-                    message = "solver point violates the constraints"
-                break  # no progress (solver accuracy): keep the current point
-            if cur_ok and obj >= cur_obj:
-                break
-            assert cand is not None
-            prev = cur_obj
-            cur, cur_obj, cur_ok = cand, obj, True
-            history.append(cur_obj)
-            x = cur.bandwidth_hz / pr.bandwidth_hz
-            q = cur.tx_power_w / pmax
-            if math.isfinite(prev) and abs(prev - cur_obj) <= rel_tol * max(
-                abs(cur_obj), energy_objective(pr, cur), 1e-300
-            ):
-                break
-        if cur_ok and message != "time limit":
-            # polish with smaller margins on f <= f_max (only feasible improvements are kept)
-            for margin in EPS_MARGINS_REL[1:]:
-                self.margin = margin
-                for _ in range(POLISH_STEPS):
-                    if time_limit_s is not None and time.perf_counter() - t0 > time_limit_s:
-                        break
-                    it += 1
-                    _, cand = self._step(sets, x, q, cur, "quadratic", device_cpu)
-                    if cand is None or not self._feasible(cand):
-                        break
-                    obj = objective_value(pr, cand)
-                    if not obj < cur_obj:
-                        break
-                    cur, cur_obj = cand, obj
-                    history.append(cur_obj)
-                    x = cur.bandwidth_hz / pr.bandwidth_hz
-                    q = cur.tx_power_w / pmax
-            self.margin = EPS_MARGINS_REL[0]
-        elapsed = time.perf_counter() - t0
-        if not cur_ok:
-            if status_fail is not None and status_fail.startswith("infeasible"):
-                return StageBResult(
-                    "infeasible",
-                    None,
-                    math.inf,
-                    it,
-                    elapsed,
-                    history,
-                    f"stage B: convex problem {status_fail} for these sets",
-                    fallback_steps=fallback,
-                )
-            return StageBResult(
-                "error",
-                None,
-                math.inf,
-                it,
-                elapsed,
-                history,
-                f"stage B: no feasible point ({status_fail or message})",
-                fallback_steps=fallback,
-            )
-        return StageBResult(
-            "feasible",
-            cur,
-            cur_obj,
-            it,
-            elapsed,
-            history,
-            message,
-            fallback_steps=fallback,
-            backtracks=backtracks,
+        ok = self._feasible(cur)
+        run = _FpRun(pr, sets, device_cpu, t0, time_limit_s, cur, x, q)
+        if ok:  # the start's own fractions (x, q) stay the first step's point
+            run.cur_obj, run.cur_ok = objective_value(pr, cur), True
+            run.history.append(run.cur_obj)
+        return run
+
+    def _fp_iteration(self, run: _FpRun, method: FpMethod, rel_tol: float) -> bool:
+        """One FP step from ``run``'s point (accepted only if feasible and better); False
+        when the iterations should stop (converged, no progress, or a failed solve)."""
+        st, cand = self._step(run, method)
+        ok, obj = self._judge(cand)
+        if method == "dinkelbach" and run.cur_ok and not obj <= run.cur_obj:
+            # not monotone for a sum of ratios: take a quadratic-transform step instead
+            run.fallback += 1
+            st, cand = self._step(run, "quadratic")
+            ok, obj = self._judge(cand)
+        if cand is None and run.cur_ok:
+            # a failed conic solve: try the other surrogate once (other conditioning)
+            run.fallback += 1
+            st, cand = self._step(run, "dinkelbach" if method == "quadratic" else "quadratic")
+            ok, obj = self._judge(cand)
+            if ok and not obj < run.cur_obj:
+                return False  # no progress
+        if cand is None:
+            run.status_fail = st
+            if run.cur_ok:
+                run.message = f"convex solve {st}; kept the previous point"
+            return False
+        if run.cur_ok and (not ok or obj >= run.cur_obj):
+            # an inaccurate solve: the surrogate is convex and no larger than the true
+            # objective, so a shorter step towards the candidate may still improve
+            back, obj = self._backtrack(run.sets, run.cur, run.cur_obj, cand, run.device_cpu)
+            run.backtracks += 1
+            ok = back is not None
+            cand = back if back is not None else cand
+        if not ok:
+            if not run.cur_ok:
+                run.message = "solver point violates the constraints"
+            return False  # no progress (solver accuracy): keep the current point
+        if run.cur_ok and obj >= run.cur_obj:
+            return False
+        prev = run.cur_obj
+        run.accept(cand, obj)
+        return not (
+            math.isfinite(prev)
+            and abs(prev - run.cur_obj)
+            <= rel_tol * max(abs(run.cur_obj), energy_objective(self.problem, run.cur), 1e-300)
         )
+
+    def _polish(self, run: _FpRun) -> None:
+        """A few quadratic-transform steps with each smaller margin on f <= f_max
+        (``EPS_MARGINS_REL[1:]``); only feasible improvements are kept. The margin is an
+        argument of each step: the stage-B problem itself is not changed."""
+        for margin in EPS_MARGINS_REL[1:]:
+            for _ in range(POLISH_STEPS):
+                if run.out_of_time():
+                    break
+                run.it += 1
+                _, cand = self._step(run, "quadratic", margin)
+                if cand is None or not self._feasible(cand):
+                    break
+                obj = objective_value(self.problem, cand)
+                if not obj < run.cur_obj:
+                    break
+                run.accept(cand, obj)
 
     def _backtrack(
         self,
@@ -683,7 +634,7 @@ class StageB:
             pt = self._complete(
                 sets,
                 b / pr.bandwidth_hz,
-                p / np.where(pr.p_max_w > 0, pr.p_max_w, 1.0),
+                p / _power_scale(pr),
                 fs / pr.server_cpu_hz,
                 device_cpu,
             )
@@ -701,9 +652,8 @@ class StageB:
         energy at f_max and an equal server share, with the energy weight."""
         pr = self.problem
         c = pr.costs
-        e = (
-            pr.kappa_dev * c.device_cycles[sets] * pr.f_max_hz**2
-            + pr.kappa_srv * c.server_cycles[sets] * (pr.server_cpu_hz / self.n) ** 2
+        e = compute_energy_j(pr.kappa_dev, c.device_cycles[sets], pr.f_max_hz) + compute_energy_j(
+            pr.kappa_srv, c.server_cycles[sets], pr.server_cpu_hz / self.n
         )
         val = float(pr.energy_weight * pr.rounds * np.sum(e))
         return val if (math.isfinite(val) and val > 0) else 1.0
