@@ -578,11 +578,9 @@ def run_task(task: BatchTask) -> dict[str, Any]:
     )
     row.update(spec_input_columns(spec))
     row.update(_versions())
-    options = {
-        "rel_tol": spec.solver.rel_tol,
-        "max_iterations": spec.solver.max_iterations,
-        "time_limit_s": spec.solver.time_limit_s,
-    }
+    from privtuner.optimizer.core.options import options_from_spec
+
+    options = options_from_spec(spec.solver)
     options.update(dict(task.options))
     t_build = 0.0
     try:

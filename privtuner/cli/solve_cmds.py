@@ -84,6 +84,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
 
     from privtuner.errors import InfeasibleError, SolverError
     from privtuner.optimizer import AllocationProblem, solve
+    from privtuner.optimizer.core.options import options_from_spec
     from privtuner.scenario import load_scenario
 
     spec = load_scenario(args.file)
@@ -94,11 +95,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
         )
     problem = AllocationProblem.from_spec(spec, args.seed)
     method = args.method or spec.solver.method
-    options: dict[str, Any] = {
-        "rel_tol": spec.solver.rel_tol if args.rel_tol is None else args.rel_tol,
-        "max_iterations": spec.solver.max_iterations,
-        "time_limit_s": spec.solver.time_limit_s if args.time_limit is None else args.time_limit,
-    }
+    options: dict[str, Any] = options_from_spec(
+        spec.solver, rel_tol=args.rel_tol, time_limit_s=args.time_limit
+    )
     result = solve(problem, method, **options)
     if result.status == "infeasible":
         raise InfeasibleError(list(result.reasons))

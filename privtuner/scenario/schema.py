@@ -294,6 +294,6 @@ class ScenarioSpec(_Frozen):
 
     def with_overrides(self, overrides: dict[str, Any]) -> ScenarioSpec:
         """A new validated spec with dotted-path overrides applied (used by sweeps and CLI)."""
-        from privtuner.scenario.loader import apply_overrides
+        from privtuner.scenario.validation import apply_overrides
 
         return apply_overrides(self, overrides)

@@ -16,20 +16,6 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 
-def _needs_optimiser(name: str) -> str | None:
-    """Why ``name`` cannot run in this build (shipped cost model / methods missing), or None."""
-    from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH
-
-    if not DEFAULT_MODEL_PATH.is_file():
-        return f"shipped cost model {DEFAULT_MODEL_PATH.name} not present yet"
-    if name != "profiling_and_fits":
-        from privtuner.optimizer import available_methods
-
-        if "exact" not in available_methods():
-            return "optimiser method 'exact' not registered yet"
-    return None
-
-
 def test_notebooks_exist() -> None:
     names = {p.stem for p in NOTEBOOKS}
     assert {"quickstart", "tradeoff_study", "profiling_and_fits"} <= names
@@ -37,9 +23,6 @@ def test_notebooks_exist() -> None:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    reason = _needs_optimiser(path.stem)
-    if reason:
-        pytest.skip(reason)
     nb = jupytext.read(path)
     assert nb.cells, "empty notebook"
     monkeypatch.setenv("PRIVTUNER_NOTEBOOK_SMALL", "1")

@@ -16,15 +16,15 @@ from privtuner.optimizer.methods.ao.bnb import (
     stage_a_items,
 )
 from privtuner.optimizer.testing.factory import random_problem
+from privtuner.optimizer.testing.tolerances import TOLERANCES as TOL
 
 #: Agreement with CBC. CBC's own optimality tolerances leave ~1e-7 relative on knapsacks whose
 #: choices differ by tiny costs; the B&B must never be worse than CBC beyond round-off.
-REL = 1e-6
 
 
 def _agree(a_obj: float, b_obj: float) -> bool:
     scale = max(1.0, abs(b_obj))
-    return abs(a_obj - b_obj) <= REL * scale and a_obj <= b_obj + 1e-12 * scale
+    return abs(a_obj - b_obj) <= TOL["objective_rel"] * scale and a_obj <= b_obj + 1e-12 * scale
 
 
 def _random_mckp(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
@@ -121,8 +121,8 @@ def test_stage_a_costs_match_the_problem_evaluation() -> None:
         fs = np.where(ok, items.server_cpu_hz[:, k], 1.0)
         ev = pr.evaluate(sets, b, p, f, fs)
         per_device = pr.energy_weight * ev.energy_j + pr.set_constant[k]
-        np.testing.assert_allclose(items.cost[ok, k], per_device[ok], rtol=1e-12)
-        np.testing.assert_allclose(ev.latency_s[ok], pr.deadline_s, rtol=1e-12)
+        np.testing.assert_allclose(items.cost[ok, k], per_device[ok], rtol=TOL["same_formula_rel"])
+        np.testing.assert_allclose(ev.latency_s[ok], pr.deadline_s, rtol=TOL["same_formula_rel"])
 
 
 def test_infeasible_and_greedy() -> None:

@@ -19,8 +19,7 @@ from privtuner.optimizer.methods.exact.continuous import (
     solve_pairs,
 )
 from privtuner.optimizer.testing.factory import random_problem
-
-REL = 1e-6
+from privtuner.optimizer.testing.tolerances import TOLERANCES as TOL
 
 
 def _compare(seed: int, count: int) -> tuple[int, float]:
@@ -48,9 +47,9 @@ def _compare(seed: int, count: int) -> tuple[int, float]:
         feasible += 1
         rel = abs(a.objective - b.objective) / max(abs(b.objective), 1e-12)
         worst = max(worst, rel)
-        assert rel <= REL, (n, k, a.objective, b.objective)
+        assert rel <= TOL["objective_rel"], (n, k, a.objective, b.objective)
         assert a.lower_bound is not None
-        assert a.lower_bound <= b.objective + REL * abs(b.objective) + 1e-12
+        assert a.lower_bound <= b.objective + TOL["objective_rel"] * abs(b.objective) + 1e-12
         assert a.max_violation <= FEAS_TOL_REL and b.max_violation <= FEAS_TOL_REL
     return feasible, worst
 
@@ -61,14 +60,14 @@ def test_exact_equals_enumerate_200() -> None:
     t0 = time.perf_counter()
     feasible, worst = _compare(seed=77, count=200)
     assert feasible >= 100
-    assert worst <= REL
+    assert worst <= TOL["objective_rel"]
     assert time.perf_counter() - t0 < 120
 
 
 @pytest.mark.slow
 def test_exact_equals_enumerate_1000_more() -> None:
     feasible, worst = _compare(seed=2025, count=1000)
-    assert feasible >= 500 and worst <= REL
+    assert feasible >= 500 and worst <= TOL["objective_rel"]
 
 
 def _fixed_set_scipy(p, sets):  # type: ignore[no-untyped-def]

@@ -12,9 +12,7 @@ from privtuner.optimizer.core.problem import FEAS_TOL_REL
 from privtuner.optimizer.methods.ao.fp import StageB, energy_objective, objective_value
 from privtuner.optimizer.methods.starts import fastest_sets, fixed_set_optimum
 from privtuner.optimizer.testing.factory import random_problem
-
-#: FP vs the fixed-set optimum, relative to the energy objective.
-FP_REL = 1e-5
+from privtuner.optimizer.testing.tolerances import TOLERANCES as TOL
 
 
 def test_quadratic_transform_identity() -> None:
@@ -27,7 +25,7 @@ def test_quadratic_transform_identity() -> None:
         return y * num**2 + 1.0 / (4.0 * y * den**2)
 
     y_star = 1.0 / (2.0 * num * den)
-    np.testing.assert_allclose(g(y_star), num / den, rtol=1e-12)
+    np.testing.assert_allclose(g(y_star), num / den, rtol=TOL["same_formula_rel"])
     for factor in (0.5, 0.9, 1.1, 2.0):
         assert np.all(g(y_star * factor) > num / den)
 
@@ -54,13 +52,14 @@ def test_closed_form_device_cpu_meets_the_deadline_exactly() -> None:
     fs = np.full(n, pr.server_cpu_hz / n)
     f = smallest_device_cpu_hz(pr, sets, b, p, fs)
     ev = pr.evaluate(sets, b, p, f, fs)
-    np.testing.assert_allclose(ev.latency_s, pr.deadline_s, rtol=1e-12)
+    np.testing.assert_allclose(ev.latency_s, pr.deadline_s, rtol=TOL["same_formula_rel"])
 
 
 @pytest.mark.parametrize("method", ["quadratic", "dinkelbach"])
 def test_fp_converges_to_the_fixed_set_optimum(method: str) -> None:
-    """On random small instances FP reaches the fixed-set convex optimum within FP_REL, never
-    beats it (beyond round-off) and never increases the objective along the way."""
+    """On random small instances FP reaches the fixed-set convex optimum within
+    ``TOL["fp_vs_fixed_set_rel"]`` (relative to the energy objective), never beats it
+    (beyond round-off) and never increases the objective along the way."""
     rng = np.random.default_rng(11)
     for _ in range(6):
         n = int(rng.integers(1, 8))
@@ -79,9 +78,9 @@ def test_fp_converges_to_the_fixed_set_optimum(method: str) -> None:
         assert r.allocation is not None, r.message
         ev = pr.evaluate(**r.allocation.as_kwargs())
         assert ev.max_violation <= FEAS_TOL_REL
-        assert ev.objective == pytest.approx(r.objective, rel=1e-12, abs=1e-12)
+        assert ev.objective == pytest.approx(r.objective, rel=TOL["same_formula_rel"], abs=1e-12)
         scale = energy_objective(pr, ref_alloc)
-        assert r.objective - ref <= FP_REL * scale, (r.objective, ref)
+        assert r.objective - ref <= TOL["fp_vs_fixed_set_rel"] * scale, (r.objective, ref)
         assert r.objective - ref >= -1e-7 * scale  # the fixed-set optimum is a lower bound
         h = np.array(r.history)
         assert np.all(np.diff(h) <= 1e-12 * np.abs(h[:-1]))
@@ -98,7 +97,9 @@ def test_bounds_fix_variables() -> None:
         sets, None, bounds={"x_lo": share, "x_hi": share, "q_lo": 1.0, "q_hi": 1.0}
     )
     assert r.allocation is not None
-    np.testing.assert_allclose(r.allocation.bandwidth_hz, pr.bandwidth_hz / n, rtol=1e-12)
-    np.testing.assert_allclose(r.allocation.tx_power_w, pr.p_max_w, rtol=1e-12)
+    np.testing.assert_allclose(
+        r.allocation.bandwidth_hz, pr.bandwidth_hz / n, rtol=TOL["same_formula_rel"]
+    )
+    np.testing.assert_allclose(r.allocation.tx_power_w, pr.p_max_w, rtol=TOL["same_formula_rel"])
     with pytest.raises(SolverError, match="unknown bound"):
         StageB(pr).solve(sets, None, bounds={"b_lo": share})

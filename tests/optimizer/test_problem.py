@@ -10,6 +10,7 @@ import pytest
 from privtuner.errors import SolverError
 from privtuner.optimizer import AllocationProblem, SolveResult, available_methods, solve
 from privtuner.optimizer.testing.factory import random_problem
+from privtuner.optimizer.testing.tolerances import TOLERANCES as TOL
 
 
 def test_evaluate_matches_hand_formulas() -> None:
@@ -36,12 +37,12 @@ def test_evaluate_matches_hand_formulas() -> None:
             + c.downlink_bits[k] / p.downlink_rate_bps
             + c.server_cycles[k] / fs[i]
         )
-        assert ev.energy_j[i] == pytest.approx(p.rounds * e, rel=1e-12)
-        assert ev.latency_s[i] == pytest.approx(t, rel=1e-12)
-        assert ev.rate_bps[i] == pytest.approx(rate, rel=1e-12)
+        assert ev.energy_j[i] == pytest.approx(p.rounds * e, rel=TOL["same_formula_rel"])
+        assert ev.latency_s[i] == pytest.approx(t, rel=TOL["same_formula_rel"])
+        assert ev.rate_bps[i] == pytest.approx(rate, rel=TOL["same_formula_rel"])
     obj = p.energy_weight * p.rounds * 0 + float(np.sum(ev.energy_j)) * p.energy_weight
     obj -= p.privacy_weight * float(np.sum(c.privacy[sets]))
-    assert ev.objective == pytest.approx(obj, rel=1e-12)
+    assert ev.objective == pytest.approx(obj, rel=TOL["same_formula_rel"])
 
 
 def test_violations_are_relative_and_named() -> None:

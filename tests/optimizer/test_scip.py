@@ -11,6 +11,7 @@ from privtuner.optimizer.testing.factory import random_problem
 pytest.importorskip("pyscipopt")
 
 from privtuner.optimizer.testing.scip import solve_with_scip
+from privtuner.optimizer.testing.tolerances import TOLERANCES as TOL
 
 
 @pytest.mark.parametrize(
@@ -32,4 +33,4 @@ def test_exact_agrees_with_scip(n: int, k: int, seed: int) -> None:
     if ref["max_violation"] <= 1e-6:
         assert ours.objective <= ref["objective"] + tol
     if ref["status"] == "optimal":
-        assert ref["scip_objective"] == pytest.approx(ours.objective, rel=1e-4)
+        assert ref["scip_objective"] == pytest.approx(ours.objective, rel=TOL["scip_rel"])
