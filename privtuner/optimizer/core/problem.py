@@ -314,6 +314,66 @@ class AllocationProblem:
         )
 
     # ------------------------------------------------------------------ evaluation
+    def _check_allocation(
+        self,
+        sets: ArrayLike,
+        bandwidth_hz: ArrayLike,
+        tx_power_w: ArrayLike,
+        cpu_hz: ArrayLike,
+        server_cpu_hz: ArrayLike,
+    ) -> tuple[NDArray[Any], ...]:
+        """The allocation as arrays ``[n]`` (set indices, b, p, f, f_s); a shape or type
+        error is a :class:`SolverError`."""
+        n = self.n_devices
+        k = np.asarray(sets)
+        if k.shape != (n,) or not np.issubdtype(k.dtype, np.integer):
+            raise SolverError(f"evaluate: sets must be {n} integer set indices (got {k!r})")
+        arrays = [k]
+        for name, v in (
+            ("bandwidth_hz", bandwidth_hz),
+            ("tx_power_w", tx_power_w),
+            ("cpu_hz", cpu_hz),
+            ("server_cpu_hz", server_cpu_hz),
+        ):
+            a = np.asarray(v, dtype=float)
+            if a.shape != (n,):
+                raise SolverError(f"evaluate: {name} must have shape ({n},), got {a.shape}")
+            arrays.append(a)
+        return tuple(arrays)
+
+    def _violations(
+        self,
+        sets_allowed: bool,
+        latency_s: NDArray[np.float64],
+        b: NDArray[np.float64],
+        p: NDArray[np.float64],
+        f: NDArray[np.float64],
+        fs: NDArray[np.float64],
+    ) -> dict[str, float]:
+        """Relative constraint violations (definitions in :meth:`evaluate`); NaN is inf."""
+        n = self.n_devices
+        violations: dict[str, float] = {"allowed": 0.0 if sets_allowed else float("inf")}
+        violations["deadline"] = max(
+            0.0, float(np.max((latency_s - self.deadline_s) / self.deadline_s))
+        )
+        violations["bandwidth"] = max(
+            0.0, (float(np.sum(b)) - self.bandwidth_hz) / self.bandwidth_hz
+        )
+        violations["server_cpu"] = max(
+            0.0, (float(np.sum(fs)) - self.server_cpu_hz) / self.server_cpu_hz
+        )
+        with np.errstate(divide="ignore", invalid="ignore"):
+            pv = np.where(
+                p > self.p_max_w, (p - self.p_max_w) / np.maximum(self.p_max_w, 1e-300), 0.0
+            )
+        violations["tx_power"] = max(0.0, float(np.max(pv)), float(np.max(-p)) if n else 0.0)
+        violations["cpu"] = max(0.0, float(np.max((f - self.f_max_hz) / self.f_max_hz)))
+        violations["nonnegative"] = max(float(np.max(-b)), float(np.max(-fs)), 0.0)
+        for key, val in violations.items():
+            if np.isnan(val):
+                violations[key] = float("inf")
+        return violations
+
     def evaluate(
         self,
         sets: ArrayLike,
@@ -333,51 +393,15 @@ class AllocationProblem:
         A device that must upload with zero rate (or compute at zero frequency) has infinite
         latency and so an infinite deadline violation.
         """
-        n = self.n_devices
-        k = np.asarray(sets)
-        if k.shape != (n,) or not np.issubdtype(k.dtype, np.integer):
-            raise SolverError(f"evaluate: sets must be {n} integer set indices (got {k!r})")
-        arrays = {}
-        for name, v in (
-            ("bandwidth_hz", bandwidth_hz),
-            ("tx_power_w", tx_power_w),
-            ("cpu_hz", cpu_hz),
-            ("server_cpu_hz", server_cpu_hz),
-        ):
-            a = np.asarray(v, dtype=float)
-            if a.shape != (n,):
-                raise SolverError(f"evaluate: {name} must have shape ({n},), got {a.shape}")
-            arrays[name] = a
-        b, p = arrays["bandwidth_hz"], arrays["tx_power_w"]
-        f, fs = arrays["cpu_hz"], arrays["server_cpu_hz"]
-        violations: dict[str, float] = {}
+        k, b, p, f, fs = self._check_allocation(
+            sets, bandwidth_hz, tx_power_w, cpu_hz, server_cpu_hz
+        )
         in_range = (k >= 0) & (k < self.n_sets)
         ks = np.where(in_range, k, 0).astype(np.int64)
-        ok_set = in_range & self.allowed[np.arange(n), ks]
-        violations["allowed"] = 0.0 if bool(np.all(ok_set)) else float("inf")
+        ok_set = in_range & self.allowed[np.arange(self.n_devices), ks]
         c = self.costs
         terms = device_terms(self, ks, b, p, f, fs)
-        latency = terms.latency_s
-        violations["deadline"] = max(
-            0.0, float(np.max((latency - self.deadline_s) / self.deadline_s))
-        )
-        violations["bandwidth"] = max(
-            0.0, (float(np.sum(b)) - self.bandwidth_hz) / self.bandwidth_hz
-        )
-        violations["server_cpu"] = max(
-            0.0, (float(np.sum(fs)) - self.server_cpu_hz) / self.server_cpu_hz
-        )
-        with np.errstate(divide="ignore", invalid="ignore"):
-            pv = np.where(
-                p > self.p_max_w, (p - self.p_max_w) / np.maximum(self.p_max_w, 1e-300), 0.0
-            )
-        violations["tx_power"] = max(0.0, float(np.max(pv)), float(np.max(-p)) if n else 0.0)
-        violations["cpu"] = max(0.0, float(np.max((f - self.f_max_hz) / self.f_max_hz)))
-        neg = max(float(np.max(-b)), float(np.max(-fs)), 0.0)
-        violations["nonnegative"] = neg
-        for key, val in violations.items():
-            if np.isnan(val):
-                violations[key] = float("inf")
+        violations = self._violations(bool(np.all(ok_set)), terms.latency_s, b, p, f, fs)
         e_dev_j, e_tx_j, e_srv_j = run_energy_j(self, terms)
         objective = energy_objective(self, terms) + float(np.sum(self.set_constant[ks]))
         return Evaluation(

@@ -302,6 +302,134 @@ class _TxGuess:
         self.s1[idx], self.s2[idx], self.s3[idx] = other.s1, other.s2, other.s3
 
 
+def _tx_free(
+    pd: PairData,
+    lam: F64,
+    mu: F64,
+    bcap_hz: float,
+    guess: _TxGuess,
+    out: tuple[F64, F64, F64, F64],
+    iu: I64,
+    todo_b: NDArray[np.bool_],
+    todo_p: NDArray[np.bool_],
+) -> None:
+    """Unconstrained uplink branch of :func:`_tx` for the pairs ``iu``: psi(z)/sqrt(z) =
+    sqrt(mu lam) / (W sqrt(S ln2)); pairs whose solution violates b <= B or the power limit
+    go to ``todo_b`` / ``todo_p``. Writes ``out`` = (tau, dlog, b, p) in place."""
+    tau, dlog, b, p = out
+    sln2 = pd.s_up * LN2
+    log_r = 0.5 * (np.log(mu[iu]) + np.log(lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
+
+    def f1(s: F64, a: I64) -> tuple[F64, F64]:
+        z = np.exp(s)
+        lo = log_omega(z)
+        return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
+
+    s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
+    g0 = guess.s1[iu]
+    s0 = np.where(np.isfinite(g0), g0, s0)
+    s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
+    guess.s1[iu] = s
+    z = np.exp(s)
+    u = sln2[iu] / z
+    with np.errstate(over="ignore"):
+        bu = np.sqrt(lam[iu] * u / mu[iu])
+    ok_b = bu <= bcap_hz
+    ok_p = z <= np.log1p(pd.gam[iu] / bu)
+    good = ok_b & ok_p
+    ig = iu[good]
+    zg = z[good]
+    tau[ig] = u[good] / bu[good]
+    b[ig] = bu[good]
+    dlog[ig] = -0.25 / (zg**2 * np.exp(-log_omega(zg)) - 0.5) - 0.5
+    p[ig] = pd.n0_over_g[ig] * b[ig] * np.expm1(zg)
+    todo_b[iu[~ok_b]] = True
+    todo_p[iu[ok_b & ~ok_p]] = True
+
+
+def _tx_full_band(
+    pd: PairData,
+    lam: F64,
+    mu: F64,
+    bcap_hz: float,
+    guess: _TxGuess,
+    out: tuple[F64, F64, F64, F64],
+    ib: I64,
+    todo_p: NDArray[np.bool_],
+) -> None:
+    """The b = B branch of :func:`_tx` for the pairs ``ib``: W B psi(z) = lam; pairs over the
+    power limit go to ``todo_p``. Writes ``out`` in place."""
+    tau, dlog, b, p = out
+    sln2 = pd.s_up * LN2
+    c2 = np.log(lam[ib]) - np.log(pd.w_tx[ib] * bcap_hz)
+
+    def f2(s: F64, a: I64) -> tuple[F64, F64]:
+        z = np.exp(s)
+        lo = log_omega(z)
+        return z + lo - c2[a], z**2 * np.exp(-lo)
+
+    s0 = np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0)))
+    g0 = guess.s2[ib]
+    s0 = np.where(np.isfinite(g0), g0, s0)
+    s = _newton(f2, s0, np.full(ib.size, -40.0), np.full(ib.size, 9.0))
+    guess.s2[ib] = s
+    z = np.exp(s)
+    ok_p = z <= np.log1p(pd.gam[ib] / bcap_hz)
+    ig = ib[ok_p]
+    zg = z[ok_p]
+    b[ig] = bcap_hz
+    tau[ig] = sln2[ig] / (zg * bcap_hz)
+    dlog[ig] = -1.0 / (zg**2 * np.exp(-log_omega(zg)))
+    p[ig] = pd.n0_over_g[ig] * bcap_hz * np.expm1(zg)
+    todo_p[ib[~ok_p]] = True
+
+
+def _tx_power_limited(
+    pd: PairData,
+    lam: F64,
+    mu: F64,
+    bcap_hz: float,
+    guess: _TxGuess,
+    out: tuple[F64, F64, F64, F64],
+    ip: I64,
+) -> None:
+    """The power-limited branch of :func:`_tx` for the pairs ``ip``: p = p_max, b minimises
+    (W Gamma + lam) S / r(b) + mu b. Writes ``out`` in place."""
+    tau, dlog, b, p = out
+    sln2 = pd.s_up * LN2
+    gam = pd.gam[ip]
+    a_coef = pd.w_tx[ip] * gam + lam[ip]
+    x_min = gam / bcap_hz
+    x = x_min.copy()
+    ia = np.flatnonzero(mu[ip] > 0)
+    if ia.size:
+        c3 = np.log(mu[ip][ia]) + 2 * np.log(gam[ia]) - np.log(a_coef[ia] * sln2[ip][ia])
+
+        def f3(s: F64, a: I64) -> tuple[F64, F64]:
+            xx = np.exp(s)
+            l1 = np.log1p(xx)
+            le = log_eta(xx)
+            val = 2 * s + le - 2 * np.log(l1) - c3[a]
+            der = 2 + xx**2 / ((1 + xx) ** 2 * np.exp(le)) - 2 * xx / ((1 + xx) * l1)
+            return val, der
+
+        s0 = (c3 - np.log(0.5)) / 2.0
+        g0 = guess.s3[ip][ia]
+        s0 = np.where(np.isfinite(g0), g0, s0)
+        s = _newton(f3, s0, np.full(ia.size, -60.0), np.full(ia.size, 80.0))
+        guess.s3[ip[ia]] = s
+        x[ia] = np.maximum(np.exp(s), x_min[ia])
+    interior = x > x_min * (1 + 1e-15)
+    l1 = np.log1p(x)
+    tau[ip] = sln2[ip] * x / (gam * l1)
+    b[ip] = gam / x
+    p[ip] = pd.p_max[ip]
+    le = np.exp(log_eta(x))
+    qd = 2 + x**2 / ((1 + x) ** 2 * le) - 2 * x / ((1 + x) * l1)
+    dlx = -lam[ip] / (a_coef * qd)
+    dlog[ip] = np.where(interior, dlx * (1 - x / ((1 + x) * l1)), 0.0)
+
+
 def _tx(
     pd: PairData, lam: F64, mu: F64, bcap_hz: float, guess: _TxGuess
 ) -> tuple[F64, F64, F64, F64]:
@@ -313,99 +441,20 @@ def _tx(
     b = np.zeros(m)
     p = np.zeros(m)
     has = pd.s_up > 0
-    sln2 = pd.s_up * LN2
     wpos = pd.w_tx > 0
     mpos = mu > 0
     todo_b = has & wpos & ~mpos
     todo_p = has & ~wpos
-    # --- unconstrained branch: psi(z)/sqrt(z) = sqrt(mu lam) / (W sqrt(S ln2))
+    out = (tau, dlog, b, p)
     iu = np.flatnonzero(has & wpos & mpos)
     if iu.size:
-        log_r = 0.5 * (np.log(mu[iu]) + np.log(lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
-
-        def f1(s: F64, a: I64) -> tuple[F64, F64]:
-            z = np.exp(s)
-            lo = log_omega(z)
-            return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
-
-        s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
-        g0 = guess.s1[iu]
-        s0 = np.where(np.isfinite(g0), g0, s0)
-        s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
-        guess.s1[iu] = s
-        z = np.exp(s)
-        u = sln2[iu] / z
-        with np.errstate(over="ignore"):
-            bu = np.sqrt(lam[iu] * u / mu[iu])
-        ok_b = bu <= bcap_hz
-        ok_p = z <= np.log1p(pd.gam[iu] / bu)
-        good = ok_b & ok_p
-        ig = iu[good]
-        zg = z[good]
-        tau[ig] = u[good] / bu[good]
-        b[ig] = bu[good]
-        dlog[ig] = -0.25 / (zg**2 * np.exp(-log_omega(zg)) - 0.5) - 0.5
-        p[ig] = pd.n0_over_g[ig] * b[ig] * np.expm1(zg)
-        todo_b[iu[~ok_b]] = True
-        todo_p[iu[ok_b & ~ok_p]] = True
-    # --- b = B branch: W B psi(z) = lam
+        _tx_free(pd, lam, mu, bcap_hz, guess, out, iu, todo_b, todo_p)
     ib = np.flatnonzero(todo_b)
     if ib.size:
-        c2 = np.log(lam[ib]) - np.log(pd.w_tx[ib] * bcap_hz)
-
-        def f2(s: F64, a: I64) -> tuple[F64, F64]:
-            z = np.exp(s)
-            lo = log_omega(z)
-            return z + lo - c2[a], z**2 * np.exp(-lo)
-
-        s0 = np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0)))
-        g0 = guess.s2[ib]
-        s0 = np.where(np.isfinite(g0), g0, s0)
-        s = _newton(f2, s0, np.full(ib.size, -40.0), np.full(ib.size, 9.0))
-        guess.s2[ib] = s
-        z = np.exp(s)
-        ok_p = z <= np.log1p(pd.gam[ib] / bcap_hz)
-        ig = ib[ok_p]
-        zg = z[ok_p]
-        b[ig] = bcap_hz
-        tau[ig] = sln2[ig] / (zg * bcap_hz)
-        dlog[ig] = -1.0 / (zg**2 * np.exp(-log_omega(zg)))
-        p[ig] = pd.n0_over_g[ig] * bcap_hz * np.expm1(zg)
-        todo_p[ib[~ok_p]] = True
-    # --- power-limited branch: p = p_max, b minimises (W Gamma + lam) S / r(b) + mu b
+        _tx_full_band(pd, lam, mu, bcap_hz, guess, out, ib, todo_p)
     ip = np.flatnonzero(todo_p)
     if ip.size:
-        gam = pd.gam[ip]
-        a_coef = pd.w_tx[ip] * gam + lam[ip]
-        x_min = gam / bcap_hz
-        x = x_min.copy()
-        ia = np.flatnonzero(mu[ip] > 0)
-        if ia.size:
-            c3 = np.log(mu[ip][ia]) + 2 * np.log(gam[ia]) - np.log(a_coef[ia] * sln2[ip][ia])
-
-            def f3(s: F64, a: I64) -> tuple[F64, F64]:
-                xx = np.exp(s)
-                l1 = np.log1p(xx)
-                le = log_eta(xx)
-                val = 2 * s + le - 2 * np.log(l1) - c3[a]
-                der = 2 + xx**2 / ((1 + xx) ** 2 * np.exp(le)) - 2 * xx / ((1 + xx) * l1)
-                return val, der
-
-            s0 = (c3 - np.log(0.5)) / 2.0
-            g0 = guess.s3[ip][ia]
-            s0 = np.where(np.isfinite(g0), g0, s0)
-            s = _newton(f3, s0, np.full(ia.size, -60.0), np.full(ia.size, 80.0))
-            guess.s3[ip[ia]] = s
-            x[ia] = np.maximum(np.exp(s), x_min[ia])
-        interior = x > x_min * (1 + 1e-15)
-        l1 = np.log1p(x)
-        tau[ip] = sln2[ip] * x / (gam * l1)
-        b[ip] = gam / x
-        p[ip] = pd.p_max[ip]
-        le = np.exp(log_eta(x))
-        qd = 2 + x**2 / ((1 + x) ** 2 * le) - 2 * x / ((1 + x) * l1)
-        dlx = -lam[ip] / (a_coef * qd)
-        dlog[ip] = np.where(interior, dlx * (1 - x / ((1 + x) * l1)), 0.0)
+        _tx_power_limited(pd, lam, mu, bcap_hz, guess, out, ip)
     return tau, dlog, b, p
 
 
@@ -553,33 +602,7 @@ def clear_markets(
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
     log_lam = base.log_lam
-    # initial prices: scan a log grid of mu (nu small), then of nu, in one stacked call each
-    if mu0 is None or nu0 is None:
-        grid = np.linspace(-6.0, 6.0, 13)
-        k = grid.size
-        big = _stack(pd, k)
-        gidx = np.repeat(np.arange(k), m)
-        big_grp = grp[None, :].repeat(k, 0).ravel() + G * gidx
-        mu_c = np.log(scale / B)
-        nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
-        if mu0 is None:
-            lmu = (mu_c[None, :] + grid[:, None]).ravel()
-            sol = solve_pairs(
-                big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]), np.tile(log_lam, k)
-            )
-            ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
-            mu_start = _pick_crossing(ex, lmu.reshape(k, G))
-        else:
-            mu_start = np.log(np.maximum(mu0, 1e-300))
-        lnu = (nu_c[None, :] + grid[:, None]).ravel()
-        sol = solve_pairs(
-            big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), np.tile(log_lam, k)
-        )
-        ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
-        nu_start = _pick_crossing(ex, lnu.reshape(k, G))
-        x = np.stack([mu_start, nu_start], axis=1)
-    else:
-        x = np.stack([np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1)
+    x = _initial_log_prices(pd, caps, G, scale, log_lam, mu0, nu0)
     x[:, 0] = np.maximum(x[:, 0], log_mu_floor)
     x[:, 1] = np.maximum(x[:, 1], log_nu_floor)
     h = 1e-6
@@ -630,28 +653,10 @@ def clear_markets(
     conv = merit <= tol
     eb, ef = fval[:, 0].copy(), fval[:, 1].copy()
     if not np.all(conv):
-        # globally convergent fallback for the groups Newton left (nested monotone roots of
-        # the concave dual's gradient), from Newton's point and, failing that, from scratch
-        bad = np.flatnonzero(~conv)
-        for start in ("newton", "cold"):
-            if bad.size == 0:
-                break
-            x0 = (
-                x[bad]
-                if start == "newton"
-                else np.stack([np.log(scale[bad] / B), np.log(1e-3 * scale[bad] / F)], axis=1)
-            )
-            nr = clear_nested(pd, caps, G, bad, x0, log_mu_floor, log_nu_floor, tol)
-            it += nr.evaluations
-            good = nr.merit < merit[bad]
-            upd = bad[good]
-            x[upd] = nr.x[good]
-            merit[upd] = nr.merit[good]
-            eb[upd], ef[upd] = nr.excess_b[good], nr.excess_f[good]
-            pairs = np.isin(grp, upd)
-            sol = _merge(sol, nr.sol, pairs)
-            conv = merit <= tol
-            bad = np.flatnonzero(~conv)
+        sol, it = _nested_fallback(
+            pd, caps, G, scale, sol, x, merit, eb, ef, log_mu_floor, log_nu_floor, tol, it
+        )
+        conv = merit <= tol
     mu = np.exp(x[:, 0])
     nu = np.exp(x[:, 1])
     dual = group_sum(sol.value, grp, G) - mu * B - nu * F
@@ -661,6 +666,96 @@ def clear_markets(
     late = np.zeros(G, dtype=bool)
     late[grp[~(resid <= 1e-9)]] = True
     return MarketResult(mu, nu, sol, dual, eb, ef, conv & ~late, it)
+
+
+def _initial_log_prices(
+    pd: PairData,
+    caps: Caps,
+    n_groups: int,
+    scale: F64,
+    log_lam: F64,
+    mu0: F64 | None,
+    nu0: F64 | None,
+) -> F64:
+    """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets`: the given ones, or a
+    scan of a log grid of mu (nu small), then of nu, each in one stacked oracle call, taking
+    the grid point nearest the excess-demand sign change."""
+    G = n_groups
+    B, F = caps.bandwidth_hz, caps.server_cpu_hz
+    grp = pd.grp
+    m = pd.size
+    if mu0 is None or nu0 is None:
+        grid = np.linspace(-6.0, 6.0, 13)
+        k = grid.size
+        big = _stack(pd, k)
+        gidx = np.repeat(np.arange(k), m)
+        big_grp = grp[None, :].repeat(k, 0).ravel() + G * gidx
+        mu_c = np.log(scale / B)
+        nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
+        if mu0 is None:
+            lmu = (mu_c[None, :] + grid[:, None]).ravel()
+            sol = solve_pairs(
+                big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]), np.tile(log_lam, k)
+            )
+            ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
+            mu_start = _pick_crossing(ex, lmu.reshape(k, G))
+        else:
+            mu_start = np.log(np.maximum(mu0, 1e-300))
+        lnu = (nu_c[None, :] + grid[:, None]).ravel()
+        sol = solve_pairs(
+            big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), np.tile(log_lam, k)
+        )
+        ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
+        nu_start = _pick_crossing(ex, lnu.reshape(k, G))
+        return np.stack([mu_start, nu_start], axis=1)
+    return np.stack([np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1)
+
+
+def _nested_fallback(
+    pd: PairData,
+    caps: Caps,
+    n_groups: int,
+    scale: F64,
+    sol: PairSolution,
+    x: F64,
+    merit: F64,
+    eb: F64,
+    ef: F64,
+    log_mu_floor: F64,
+    log_nu_floor: F64,
+    tol: float,
+    it: int,
+) -> tuple[PairSolution, int]:
+    """The globally convergent fallback of :func:`clear_markets` for the groups Newton left
+    (nested monotone roots of the concave dual's gradient, :func:`clear_nested`), from
+    Newton's point and, failing that, from scratch. Updates ``x``, ``merit``, ``eb`` and
+    ``ef`` in place; returns the merged pair solution and the evaluation count."""
+    B, F = caps.bandwidth_hz, caps.server_cpu_hz
+    grp = pd.grp
+    G = n_groups
+    conv = merit <= tol
+    # the concave dual's gradient), from Newton's point and, failing that, from scratch
+    bad = np.flatnonzero(~conv)
+    for start in ("newton", "cold"):
+        if bad.size == 0:
+            break
+        x0 = (
+            x[bad]
+            if start == "newton"
+            else np.stack([np.log(scale[bad] / B), np.log(1e-3 * scale[bad] / F)], axis=1)
+        )
+        nr = clear_nested(pd, caps, G, bad, x0, log_mu_floor, log_nu_floor, tol)
+        it += nr.evaluations
+        good = nr.merit < merit[bad]
+        upd = bad[good]
+        x[upd] = nr.x[good]
+        merit[upd] = nr.merit[good]
+        eb[upd], ef[upd] = nr.excess_b[good], nr.excess_f[good]
+        pairs = np.isin(grp, upd)
+        sol = _merge(sol, nr.sol, pairs)
+        conv = merit <= tol
+        bad = np.flatnonzero(~conv)
+    return sol, it
 
 
 @dataclass

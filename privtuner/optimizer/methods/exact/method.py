@@ -438,6 +438,26 @@ class _Exact:
             return False
         return ub - lb <= self.rel_tol * max(abs(ub), abs(lb), 1e-300)
 
+    def children(self, idx: I64, sets: I64, delta: F64) -> list[I64]:
+        """The pair sets of the children of node ``idx`` (empty for a leaf: one set per
+        device): branch on the device whose choice is most ambiguous at the node's best
+        prices (smallest relative Lagrangian difference ``delta`` between its two best sets),
+        preferring one whose argmin set differs from the incumbent's; one child per set."""
+        pd_dev = self.pd.dev[idx]
+        counts = np.bincount(pd_dev, minlength=self.p.n_devices)
+        branchable = np.flatnonzero(counts > 1)
+        if branchable.size == 0:
+            return []
+        score = delta[branchable].copy()
+        if self.best is not None and sets.size:
+            differs = sets[branchable] != self.best.alloc["sets"][branchable]
+            score = np.where(differs, score - 1e300, score)
+        dev = int(branchable[np.argmin(score)])
+        return [
+            idx[(pd_dev != dev) | (self.pd.kset[idx] == k)]
+            for k in self.pd.kset[idx[pd_dev == dev]]
+        ]
+
     # -------------------------------------------------------------- branch and bound
     def run(self) -> BnbOutcome:
         """Best-first branch-and-bound. Every node keeps its bound until it is closed: by a
@@ -492,10 +512,8 @@ class _Exact:
             if lb >= ub or self.close(ub, lb):
                 closed_lb = min(closed_lb, lb)
                 continue
-            pd_dev = self.pd.dev[idx]
-            counts = np.bincount(pd_dev, minlength=self.p.n_devices)
-            branchable = np.flatnonzero(counts > 1)
-            if branchable.size == 0:  # a leaf: one set per device
+            children = self.children(idx, sets, delta)
+            if not children:  # a leaf: one set per device
                 leaf_sets = self.pd.kset[idx]
                 fs = self.fixed(leaf_sets, mu, nu)
                 if fs.status == "infeasible":
@@ -506,15 +524,9 @@ class _Exact:
                 else:
                     unresolved.append((leaf_lb, leaf_sets))
                 continue
-            score = delta[branchable].copy()
-            if self.best is not None and sets.size:
-                differs = sets[branchable] != self.best.alloc["sets"][branchable]
-                score = np.where(differs, score - 1e300, score)
-            dev = int(branchable[np.argmin(score)])
-            for k in self.pd.kset[idx[pd_dev == dev]]:
-                keep = (pd_dev != dev) | (self.pd.kset[idx] == k)
+            for child in children:
                 counter += 1
-                heapq.heappush(heap, (lb, counter, idx[keep], mu, nu))
+                heapq.heappush(heap, (lb, counter, child, mu, nu))
         ub = self.best.objective if self.best else math.inf
         # uncertified leaves that cannot beat the incumbent are closed by their bound
         unresolved = [u for u in unresolved if not (u[0] >= ub or self.close(ub, u[0]))]
@@ -577,16 +589,7 @@ def solve_exact(
         "timings_s": timings,
         "seed": seed,
     }
-    unresolved_note = ""
-    if out.unresolved:
-        names = problem.set_names
-        shown = "; ".join(
-            "[" + ", ".join(names[int(k)] for k in s) + "]" for s in out.unresolved[:3]
-        )
-        unresolved_note = (
-            f"{len(out.unresolved)} set combination(s) could not be solved with a certificate "
-            f"and keep their bounds: {shown}" + (" ..." if len(out.unresolved) > 3 else "")
-        )
+    unresolved_note = _unresolved_note(problem, out.unresolved)
     best = out.best
     lb = out.lower_bound
     if best is None:
@@ -641,3 +644,15 @@ def solve_exact(
     if unresolved_note:
         res = res.replace(message=unresolved_note)
     return res
+
+
+def _unresolved_note(problem: AllocationProblem, unresolved: list[I64]) -> str:
+    """The message naming the set combinations solved without a certificate ("" if none)."""
+    if not unresolved:
+        return ""
+    names = problem.set_names
+    shown = "; ".join("[" + ", ".join(names[int(k)] for k in s) + "]" for s in unresolved[:3])
+    return (
+        f"{len(unresolved)} set combination(s) could not be solved with a certificate "
+        f"and keep their bounds: {shown}" + (" ..." if len(unresolved) > 3 else "")
+    )
