@@ -124,7 +124,11 @@ def bank_instance(
     1.01-1.4x its relaxation minimum, F_s generous), ``free`` (as drawn), ``hard`` (B
     1.05-1.4x its minimum, then F_s 1.0005-1.3x its minimum at that B: both tight).
     ``drop_outage``: remove the devices that miss the deadline even alone (deep fades at the
-    cell edge) before the capacities are set, as a planner would."""
+    cell edge) before the capacities are set, as a planner would.
+
+    Length (~90 lines): one seeded sequence of draws; kept in one function so that no
+    refactoring can reorder the generator's calls (which would change every bank instance).
+    """
     from privtuner.system_sim import build_instance
 
     rng = np.random.default_rng(seed)

@@ -23,7 +23,10 @@ def solve_with_scip(
     problem: AllocationProblem, time_limit_s: float = 120.0, gap: float = 1e-7
 ) -> dict[str, Any]:
     """Solve with SCIP; returns objective (re-evaluated with ``problem.evaluate``), SCIP's
-    own objective and dual bound, status and wall time."""
+    own objective and dual bound, status and wall time.
+
+    Length (~80 lines): the whole MINLP model, written in one place so that it can be read
+    against spec section 4 line by line."""
     from pyscipopt import Model, exp, log, quicksum  # type: ignore[import-not-found]
 
     p = problem

@@ -377,7 +377,10 @@ class StageB:
         margin: float,
     ) -> None:
         """All parameters for one FP step at the current point ``(x, q)`` / ``alloc``, with the
-        relative ``margin`` on f <= f_max (``EPS_MARGINS_REL``)."""
+        relative ``margin`` on f <= f_max (``EPS_MARGINS_REL``).
+
+        Length (~80 lines): every Parameter of the one DPP problem is set here, in the order
+        of ``__init__``'s construction, so that the two can be read side by side."""
         pr = self.problem
         c = pr.costs
         n = self.n

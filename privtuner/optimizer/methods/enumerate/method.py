@@ -19,8 +19,10 @@ from __future__ import annotations
 import itertools
 import math
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from privtuner.errors import InfeasibleError, SolverError
 from privtuner.optimizer.core.options import DEFAULTS
@@ -47,6 +49,56 @@ def _alone_bounds(problem: AllocationProblem) -> list[dict[int, float]]:
                 row[int(k)] = -math.inf
         out.append(row)
     return out
+
+
+@dataclass
+class _Sweep:
+    """The walk over the set combinations in the order of their devices-alone bound: the
+    best solution so far and the counts (``unsolved``: (sets, bound, why))."""
+
+    best: ReferenceSolution | None = None
+    solved: int = 0
+    infeasible: int = 0
+    pruned: int = 0
+    unsolved: list[tuple[list[int], float, str]] = field(default_factory=list)
+    termination: str = "converged"
+
+    def run(
+        self,
+        problem: AllocationProblem,
+        combos: list[tuple[int, ...]],
+        bounds: NDArray[np.float64],
+        t0: float,
+        time_limit_s: float,
+    ) -> None:
+        """Solve the combinations until the bound prunes the rest (or the time limit)."""
+        order = np.argsort(bounds, kind="stable")
+        for pos, j in enumerate(order):
+            if time.perf_counter() - t0 > time_limit_s:
+                self.termination = "time_limit"
+                self.unsolved += [
+                    (list(combos[q]), float(bounds[q]), "time limit") for q in order[pos:]
+                ]
+                return
+            best = self.best
+            if best is not None and bounds[j] >= best.objective - 1e-12 * abs(best.objective):
+                self.pruned = len(order) - pos  # every later combination's bound is >= this
+                return
+            sets = np.array(combos[j], dtype=np.int64)
+            r = solve_fixed_sets(problem, sets)
+            if r.status == "infeasible":
+                self.infeasible += 1
+                continue
+            if r.status == "optimal":
+                self.solved += 1
+            else:
+                self.unsolved.append((sets.tolist(), float(bounds[j]), r.message or "not solved"))
+            if (
+                r.alloc
+                and math.isfinite(r.objective)
+                and (best is None or r.objective < best.objective)
+            ):
+                self.best = r
 
 
 @register_solver(
@@ -86,34 +138,23 @@ def solve_enumerate(
             )
     combos = list(itertools.product(*choices))
     bounds = np.array([sum(alone[i][k] for i, k in enumerate(c)) for c in combos])
-    order = np.argsort(bounds, kind="stable")
-    best: ReferenceSolution | None = None
-    solved = infeasible = pruned = 0
-    unsolved: list[tuple[list[int], float, str]] = []  # (sets, bound, why)
-    termination = "converged"
-    for pos, j in enumerate(order):
-        if time.perf_counter() - t0 > time_limit_s:
-            termination = "time_limit"
-            unsolved += [(list(combos[q]), float(bounds[q]), "time limit") for q in order[pos:]]
-            break
-        if best is not None and bounds[j] >= best.objective - 1e-12 * abs(best.objective):
-            pruned = len(order) - pos  # every later combination has a bound at least this
-            break
-        sets = np.array(combos[j], dtype=np.int64)
-        r = solve_fixed_sets(problem, sets)
-        if r.status == "infeasible":
-            infeasible += 1
-            continue
-        if r.status == "optimal":
-            solved += 1
-        else:
-            unsolved.append((sets.tolist(), float(bounds[j]), r.message or "not solved"))
-        if (
-            r.alloc
-            and math.isfinite(r.objective)
-            and (best is None or r.objective < best.objective)
-        ):
-            best = r
+    sweep = _Sweep()
+    sweep.run(problem, combos, bounds, t0, time_limit_s)
+    return _result(problem, sweep, total, len(combos), t0, seed)
+
+
+def _result(
+    problem: AllocationProblem, sweep: _Sweep, total: int, n_combos: int, t0: float, seed: int
+) -> SolveResult:
+    """The best combination's result (or the error / infeasibility proof), with the counts."""
+    n = problem.n_devices
+    best, termination = sweep.best, sweep.termination
+    solved, infeasible, pruned, unsolved = (
+        sweep.solved,
+        sweep.infeasible,
+        sweep.pruned,
+        sweep.unsolved,
+    )
     # an unsolved combination whose bound cannot beat the best solved objective is harmless
     if best is not None:
         unsolved = [u for u in unsolved if u[1] < best.objective - 1e-12 * abs(best.objective)]
@@ -126,7 +167,7 @@ def solve_enumerate(
         "unsolved": [u[0] for u in unsolved],
     }
     note = (
-        f"{total} combinations: {total - len(combos)} with a device that misses its deadline "
+        f"{total} combinations: {total - n_combos} with a device that misses its deadline "
         f"even alone, {solved} solved, {infeasible} infeasible, {pruned} pruned by the "
         f"devices-alone bound, {len(unsolved)} not solved"
     )

@@ -138,6 +138,9 @@ def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
 
     Variables (x_b, x_fs, log t) with b = e^{x_b}, f_s = e^{x_fs}. Returns (t*, b, f_s,
     converged); t* is the best feasible point's value even when not converged.
+
+    Length (~90 lines): the objective, constraints and Jacobians of one SLSQP problem are
+    closures over its data, written next to the restart loop that uses them.
     """
     t_dev = d.c_dev / d.f_max
     slack = d.t_avail - t_dev  # time left for uplink + server
@@ -223,7 +226,10 @@ def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
 
 
 def _phase2(d: _Data, n: int, b0: F64, fs0: F64) -> tuple[bool, F64, str]:
-    """Minimise the energy from a feasible (b0, fs0); returns (converged, x, message)."""
+    """Minimise the energy from a feasible (b0, fs0); returns (converged, x, message).
+
+    Length (~80 lines): as :func:`_phase1`, one SLSQP problem's callbacks as closures.
+    """
     t_dmin = d.c_dev / d.f_max
     lr0, _ = _log_rate_max(d, np.log(b0))
     x0 = np.concatenate([np.log(t_dmin), np.log(d.c_srv / fs0), np.log(d.s_up) - lr0, np.log(b0)])

@@ -573,6 +573,34 @@ def _floor_and_scale(sol: PairSolution, pd: PairData, n_groups: int) -> F64:
     return group_sum(np.abs(energy) + np.abs(pd.const), pd.grp, n_groups) + 1e-300
 
 
+def _excess_and_jacobian(
+    big3: PairData,
+    g3: I64,
+    caps: Caps,
+    xx: F64,
+    ll: F64,
+    h: float,
+    log_mu_floor: F64,
+    log_nu_floor: F64,
+) -> tuple[PairSolution, F64, F64, F64]:
+    """One stacked oracle call of :func:`clear_markets` at log prices ``xx`` ``[G, 2]``: the
+    excess demands, their finite-difference Jacobian (step ``h`` in each log price) and the
+    merit, from the base point and both perturbations solved together (``big3``)."""
+    G = xx.shape[0]
+    B, F = caps.bandwidth_hz, caps.server_cpu_hz
+    xs = np.concatenate([xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0)  # [3G, 2]
+    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3))
+    eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
+    ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
+    fval = np.stack([eb[:G], ef[:G]], axis=1)
+    jac = np.empty((G, 2, 2))
+    jac[:, 0, 0] = (eb[G : 2 * G] - eb[:G]) / h
+    jac[:, 1, 0] = (ef[G : 2 * G] - ef[:G]) / h
+    jac[:, 0, 1] = (eb[2 * G :] - eb[:G]) / h
+    jac[:, 1, 1] = (ef[2 * G :] - ef[:G]) / h
+    return sol, fval, jac, _merit(fval, xx, log_mu_floor, log_nu_floor)
+
+
 def clear_markets(
     pd: PairData,
     caps: Caps,
@@ -611,20 +639,7 @@ def clear_markets(
     g3 = np.concatenate([grp, grp + G, grp + 2 * G])
 
     def evaluate(xx: NDArray[np.float64], ll: F64) -> tuple[PairSolution, F64, F64, F64]:
-        xs = np.concatenate(
-            [xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0
-        )  # [3G, 2]
-        sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3))
-        eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
-        ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
-        fval = np.stack([eb[:G], ef[:G]], axis=1)
-        jac = np.empty((G, 2, 2))
-        jac[:, 0, 0] = (eb[G : 2 * G] - eb[:G]) / h
-        jac[:, 1, 0] = (ef[G : 2 * G] - ef[:G]) / h
-        jac[:, 0, 1] = (eb[2 * G :] - eb[:G]) / h
-        jac[:, 1, 1] = (ef[2 * G :] - ef[:G]) / h
-        merit = _merit(fval, xx, log_mu_floor, log_nu_floor)
-        return sol, fval, jac, merit
+        return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor)
 
     sol3, fval, jac, merit = evaluate(x, log_lam)
     it = 0
@@ -866,6 +881,10 @@ def clear_nested(
     D(mu*(nu), nu) is concave and h'(nu) = (sum f_s - F_s) by the envelope theorem, again a
     non-increasing function whose root (or the floor) is the maximiser. Each evaluation is
     one vectorised :func:`solve_pairs` call over the pairs of the groups still active.
+
+    Length (~95 lines): the inner and outer root finds are closures over one shared state
+    (the active groups' pairs, their warm-started lambdas, the evaluation count); split
+    into functions they would pass that state around and hide the nesting.
     """
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     groups = np.asarray(groups, dtype=np.int64)
