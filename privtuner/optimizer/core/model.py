@@ -103,17 +103,23 @@ def smallest_frequency_hz(cycles: ArrayLike, left_s: ArrayLike, no_work_hz: Arra
     return np.asarray(np.where(np.isnan(f), np.inf, f), dtype=float)
 
 
+def tx_power_for_z_w(noise_over_gain: ArrayLike, bandwidth_hz: ArrayLike, z: ArrayLike) -> F64:
+    """Transmit power ``p = (N0 / g) b (e^z - 1)`` [W] at ``z = r ln2 / b`` nats per hertz:
+    the FDMA rate equation of spec sec. 4, ``r = b log2(1 + p g / (N0 b))``, solved for p."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(np.asarray(noise_over_gain) * bandwidth_hz * np.expm1(z), dtype=float)
+
+
 def power_for_uplink_w(
     uplink_bits: ArrayLike, uplink_s: ArrayLike, bandwidth_hz: ArrayLike, noise_over_gain: ArrayLike
 ) -> F64:
-    """Transmit power ``p = (N0 b / g) (2^{S/(tau b)} - 1)`` [W] that uploads ``S`` bits in
-    ``tau`` seconds: the FDMA rate equation of spec sec. 4 solved for p (``noise_over_gain`` =
-    N0 / g); 0 without uplink bits."""
+    """Transmit power [W] that uploads ``S`` bits in ``tau`` seconds over ``b`` Hz:
+    :func:`tx_power_for_z_w` at ``z = S ln2 / (tau b)``; 0 without uplink bits."""
     s = np.asarray(uplink_bits, dtype=float)
     b = np.asarray(bandwidth_hz, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         z = s * LN2 / (np.asarray(uplink_s) * b)
-        p = np.where(s > 0, np.asarray(noise_over_gain) * b * np.expm1(z), 0.0)
+        p = np.where(s > 0, tx_power_for_z_w(noise_over_gain, b, z), 0.0)
     return np.asarray(p, dtype=float)
 
 

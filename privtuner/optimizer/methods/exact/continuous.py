@@ -49,6 +49,7 @@ from privtuner.optimizer.core.model import (
     compute_time_s,
     downlink_time_s,
     time_left_s,
+    tx_power_for_z_w,
     uplink_rate_bps,
     uplink_time_s,
 )
@@ -342,7 +343,7 @@ def _tx_free(
     tau[ig] = u[good] / bu[good]
     b[ig] = bu[good]
     dlog[ig] = -0.25 / (zg**2 * np.exp(-log_omega(zg)) - 0.5) - 0.5
-    p[ig] = pd.n0_over_g[ig] * b[ig] * np.expm1(zg)
+    p[ig] = tx_power_for_z_w(pd.n0_over_g[ig], b[ig], zg)
     todo_b[iu[~ok_b]] = True
     todo_p[iu[ok_b & ~ok_p]] = True
 
@@ -380,7 +381,7 @@ def _tx_full_band(
     b[ig] = bcap_hz
     tau[ig] = sln2[ig] / (zg * bcap_hz)
     dlog[ig] = -1.0 / (zg**2 * np.exp(-log_omega(zg)))
-    p[ig] = pd.n0_over_g[ig] * bcap_hz * np.expm1(zg)
+    p[ig] = tx_power_for_z_w(pd.n0_over_g[ig], bcap_hz, zg)
     todo_p[ib[~ok_p]] = True
 
 
