@@ -82,7 +82,7 @@ def tx_energy_j(tx_power_w: ArrayLike, uplink_s: ArrayLike, uplink_bits: ArrayLi
     return np.asarray(np.where(np.asarray(uplink_bits) > 0, prod, 0.0), dtype=float)
 
 
-def time_left_s(deadline_s: float, *used_s: ArrayLike) -> F64:
+def time_left_s(deadline_s: ArrayLike, *used_s: ArrayLike) -> F64:
     """``T_max`` minus the given latency terms [s], subtracted in the order given (spec sec. 4,
     "Latency per round": the deadline slack left for the remaining term)."""
     left = np.asarray(deadline_s, dtype=float)

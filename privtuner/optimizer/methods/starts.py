@@ -75,7 +75,8 @@ def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation
         )
     pd = build_pairs(problem, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
     mr = clear_markets(pd, caps, 1, None, None)
-    alloc = Allocation(**allocation_from(problem, pd, mr.sol))
+    a = allocation_from(problem, pd, mr.sol)
+    alloc = Allocation(sets, a["bandwidth_hz"], a["tx_power_w"], a["cpu_hz"], a["server_cpu_hz"])
     if problem.evaluate(**alloc.as_kwargs()).is_feasible():
         return alloc, ""
     r = StageB(problem).solve(sets, None)

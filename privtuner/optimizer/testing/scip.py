@@ -27,7 +27,7 @@ def solve_with_scip(
 
     Length (~80 lines): the whole MINLP model, written in one place so that it can be read
     against spec section 4 line by line."""
-    from pyscipopt import Model, exp, log, quicksum  # type: ignore[import-not-found]
+    from pyscipopt import Model, exp, log, quicksum
 
     p = problem
     n, K = p.n_devices, p.n_sets
@@ -87,15 +87,18 @@ def solve_with_scip(
     out: dict[str, Any] = {"status": status, "time_s": wall}
     if m.getNSols() == 0:
         return out
-    sol = m.getBestSol()
-    sets = np.array(
-        [max(ks, key=lambda k, i=i: sol[x[i, k]]) for i, (ks, *_) in enumerate(dev_vars)]
-    )
-    b = np.array([sol[v[1]] for v in dev_vars]) * 1e6
-    pw = np.array([sol[v[2]] for v in dev_vars])
-    f = np.array([sol[v[3]] for v in dev_vars]) * 1e9
-    fs = np.array([sol[v[4]] for v in dev_vars]) * 1e9
-    ev = p.evaluate(sets, b, pw, f, fs)
+    sol: Any = m.getBestSol()  # pyscipopt's stubs type it loosely
+
+    def chosen(i: int, ks: list[int]) -> int:
+        """The set whose binary is (numerically) one for device ``i``."""
+        return max(ks, key=lambda k: float(sol[x[i, k]]))
+
+    sets = np.array([chosen(i, ks) for i, (ks, *_) in enumerate(dev_vars)])
+    b_hz = np.array([sol[v[1]] for v in dev_vars]) * 1e6
+    p_w = np.array([sol[v[2]] for v in dev_vars])
+    f_hz = np.array([sol[v[3]] for v in dev_vars]) * 1e9
+    fs_hz = np.array([sol[v[4]] for v in dev_vars]) * 1e9
+    ev = p.evaluate(sets, b_hz, p_w, f_hz, fs_hz)
     out.update(
         scip_objective=m.getObjVal(),
         dual_bound=m.getDualbound(),
