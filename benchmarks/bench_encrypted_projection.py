@@ -1,10 +1,13 @@
-"""Per-token time of one encrypted 128x128 projection: naive layout vs column-packed kernel.
+"""Per useful token time of one encrypted 128x128 projection: naive, column, interleaved.
 
 Naive (the baseline of spec section 1): one token per ciphertext, TenSEAL
 ``CKKSVector.matmul`` (rotation-based vector x matrix, Galois keys), measured on a few tokens.
-Kernel: :func:`privtuner.fhe_profiling.ckks_ops.project` on a full block of N/2 tokens
-(column packing, exact modular matrix product, one rescale per output).
-Both at the same parameter set, in the same run. Prints one JSON object.
+Column packing (:mod:`privtuner.fhe_profiling.ckks_ops`, the PrivTuner-style baseline) and
+interleaved packing (:mod:`privtuner.fhe_profiling.interleaved`, the default), each at
+T = 512 tokens (the default step's token count) and T = N/2, through the same
+:mod:`privtuner.fhe_profiling.packing` interface: encrypt, serialize, server projection,
+serialize, decrypt. All at the same parameter set, in the same run (ratios of one run).
+Prints one JSON object.
 
     python benchmarks/bench_encrypted_projection.py [--naive-tokens 3] [--repeats 3]
 """
@@ -16,11 +19,13 @@ import json
 import math
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
 from privtuner.costmodels.types import CkksParams
 from privtuner.fhe_profiling import ckks_ops as ops
+from privtuner.fhe_profiling import packing as pk
 from privtuner.fhe_profiling.env import environment, tune_allocator
 
 
@@ -32,6 +37,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--d", type=int, default=128, help="projection is d x d")
     ap.add_argument("--naive-tokens", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3, help="timed kernel runs (median)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs first (server tables)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
         "--default-allocator",
@@ -60,37 +66,18 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         naive_err.append(float(np.max(np.abs(y - x @ w))))
         naive_bytes.append((tm["bytes_up"], tm["bytes_down"]))
 
-    # --- kernel: a full block of N/2 tokens ---
-    t_tokens = params.slots
-    x = rng.uniform(-1, 1, size=(t_tokens, d))
-    enc_s, srv_s, dec_s, errs = [], [], [], []
-    split = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        enc = ops.encrypt_columns(keys, x)
-        t1 = time.perf_counter()
-        served = ops.deserialize_columns(pub, ops.serialize_columns(enc))
-        tm2 = ops.ProjectTimings()
-        t2 = time.perf_counter()
-        y_enc = ops.project(pub, served, w, timings=tm2)
-        t3 = time.perf_counter()
-        back = ops.deserialize_columns(keys, ops.serialize_columns(y_enc))
-        t4 = time.perf_counter()
-        got = ops.decrypt_columns(keys, back)
-        t5 = time.perf_counter()
-        enc_s.append(t1 - t0)
-        srv_s.append(t3 - t2)
-        dec_s.append(t5 - t4)
-        errs.append(float(np.max(np.abs(got - x @ w))))
-        split.append(tm2)
-    k_srv = statistics.median(srv_s) / t_tokens
-    k_tot = statistics.median(enc_s) + statistics.median(srv_s) + statistics.median(dec_s)
-    k_tot /= t_tokens
+    kernels = {
+        f"{packing}@T={t}": _kernel(keys, pub, packing, rng.uniform(-1, 1, size=(t, d)), w, args)
+        for t in sorted({512, params.slots})
+        for packing in ("column", "interleaved")
+    }
     n_srv = statistics.median(naive_server)
     n_tot = statistics.median(naive_total)
+    il, col = kernels["interleaved@T=512"], kernels["column@T=512"]
     result: dict[str, object] = {
         "params": params.to_dict(),
         "projection": [d, d],
+        "load_avg_1m": environment().get("load_avg_1m"),
         "naive": {
             "tokens_measured": args.naive_tokens,
             "server_s_per_token": n_srv,
@@ -99,30 +86,68 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "bytes_up_per_token": naive_bytes[-1][0],
             "bytes_down_per_token": naive_bytes[-1][1],
         },
-        "kernel": {
-            "tokens_per_block": t_tokens,
-            "repeats": args.repeats,
-            "server_s_per_token": k_srv,
-            "end_to_end_s_per_token": k_tot,
-            "server_s_per_block": statistics.median(srv_s),
-            "server_split_s": {
-                "parse_expand": statistics.median(t.load_s for t in split),
-                "mac_kernel": statistics.median(t.mac_s for t in split),
-                "rescale_serialize": statistics.median(t.rescale_s for t in split),
-            },
-            "device_encrypt_s_per_block": statistics.median(enc_s),
-            "device_decrypt_s_per_block": statistics.median(dec_s),
-            "bytes_up_per_block": enc.nbytes,
-            "bytes_down_per_block": y_enc.nbytes,
-            "max_abs_err": max(errs),
+        "kernels": kernels,
+        "interleaved_over_column_at_T512": {
+            "end_to_end_per_token": col["end_to_end_s_per_token"] / il["end_to_end_s_per_token"],
+            "server_per_token": col["server_s_per_token"] / il["server_s_per_token"],
+            "bytes_up": col["bytes_up"] / il["bytes_up"],
+            "target_end_to_end": 10,
         },
-        "ratio_server_per_token": n_srv / k_srv,
-        "ratio_end_to_end_per_token": n_tot / k_tot,
-        "target_ratio": 150,
+        "naive_over_interleaved_at_T512": {
+            "server_per_token": n_srv / il["server_s_per_token"],
+            "end_to_end_per_token": n_tot / il["end_to_end_s_per_token"],
+        },
         "environment": environment(),
     }
     print(json.dumps(result, indent=2))
     return result
+
+
+def _kernel(
+    keys: ops.CkksKeys, pub: ops.PublicCkks, packing: str, x: np.ndarray, w: np.ndarray, args: Any
+) -> dict[str, object]:
+    """Median over ``args.repeats`` runs of one projection of ``x [T, d]`` in ``packing``."""
+    tokens = x.shape[0]
+    enc_s, srv_s, dec_s, errs, split = [], [], [], [], []
+    for _ in range(args.warmup + args.repeats):
+        t0 = time.perf_counter()
+        enc = pk.encrypt(keys, x, packing)
+        t1 = time.perf_counter()
+        served = pk.deserialize(pub, pk.serialize(enc))
+        tm = ops.ProjectTimings()
+        t2 = time.perf_counter()
+        y_enc = pk.project(pub, served, w, timings=tm)
+        t3 = time.perf_counter()
+        back = pk.deserialize(keys, pk.serialize(y_enc))
+        t4 = time.perf_counter()
+        got = pk.decrypt(keys, back)
+        t5 = time.perf_counter()
+        enc_s.append(t1 - t0)
+        srv_s.append(t3 - t2)
+        dec_s.append(t5 - t4)
+        errs.append(float(np.max(np.abs(got - x @ w))))
+        split.append(tm)
+    enc_s, srv_s, dec_s, split = (v[args.warmup :] for v in (enc_s, srv_s, dec_s, split))
+    total = statistics.median(enc_s) + statistics.median(srv_s) + statistics.median(dec_s)
+    return {
+        "tokens": tokens,
+        "repeats": args.repeats,
+        "ciphertexts_up": enc.n_ciphertexts,
+        "ciphertexts_down": y_enc.n_ciphertexts,
+        "server_s_per_token": statistics.median(srv_s) / tokens,
+        "end_to_end_s_per_token": total / tokens,
+        "server_s": statistics.median(srv_s),
+        "server_split_s": {
+            "parse_expand": statistics.median(t.load_s for t in split),
+            "mac_kernel": statistics.median(t.mac_s for t in split),
+            "rescale_serialize": statistics.median(t.rescale_s for t in split),
+        },
+        "device_encrypt_s": statistics.median(enc_s),
+        "device_decrypt_s": statistics.median(dec_s),
+        "bytes_up": enc.nbytes,
+        "bytes_down": y_enc.nbytes,
+        "max_abs_err": max(errs),
+    }
 
 
 if __name__ == "__main__":

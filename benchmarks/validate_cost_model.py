@@ -73,6 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="measure every set in this process (default: a fresh process per set)",
     )
+    ap.add_argument(
+        "--packing",
+        nargs="+",
+        default=["interleaved", "column"],
+        choices=("interleaved", "column"),
+        help="packings measured with --run (default both)",
+    )
     ap.add_argument("--refit", default=None, metavar="RECORDS.csv", help="CKKS profile records")
     ap.add_argument("--refit-out", default=None, metavar="MODEL.json")
     args = ap.parse_args(argv)
@@ -98,16 +105,22 @@ def main(argv: list[str] | None = None) -> int:
                     warmup_steps=args.warmup_steps,
                     timed_steps=args.timed_steps,
                     fresh_process=not args.same_process,
+                    packings=args.packing,
                 )
             )
             if args.save_records:
                 lp.write_records(records, args.save_records)
-            print(f"measured {p.name}: total {records[-1]['total_s']:.1f} s CPU", file=sys.stderr)
+            for r in records[-len(args.packing) :]:
+                print(
+                    f"measured {p.name} {r['packing']}: total {r['total_s']:.1f} s CPU",
+                    file=sys.stderr,
+                )
     else:
         path = Path(args.records) if args.records else SHIPPED_RECORDS
         records = lp.read_records(path)
         if args.sets:
             records = [r for r in records if r["set_name"] in set(args.sets)]
+        records = [r for r in records if lp.record_packing(r) in set(args.packing)]
     if args.refit:
         from privtuner.costmodels.fitting import fit_records
         from privtuner.costmodels.model import clear_s_per_token_from_steps

@@ -81,6 +81,14 @@ def register(sub: Any) -> None:
         action="store_true",
         help="measure each set in a new Python process (no state carried between sets)",
     )
+    p.add_argument(
+        "--packing",
+        nargs="+",
+        default=["interleaved"],
+        choices=("interleaved", "column"),
+        help="protocol packing(s); each set is measured once per packing (default interleaved; "
+        "column is the PrivTuner-style baseline)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_profile_lora)
 
@@ -106,6 +114,7 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup,
         timed_steps=args.timed_steps,
         fresh_process=args.fresh_process,
+        packings=args.packing,
     )
     paths = lp.write_records(records, args.out)
     summary: dict[str, Any] = {"records": {k: str(v) for k, v in paths.items()}, "sets": []}
@@ -115,6 +124,7 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
                 k: r[k]
                 for k in (
                     "set_name",
+                    "packing",
                     "total_s",
                     "encrypt_s",
                     "decrypt_s",

@@ -52,7 +52,17 @@ RECORD_OPS: dict[str, str] = {
     "ct_bytes_fresh": "bytes",
     "ct_bytes_product": "bytes",
     "precision_bits": "bits",
+    # interleaved packing (fhe_profiling.interleaved): per ciphertext / per output partial
+    "encrypt_il": "s",
+    "decrypt_il": "s",
+    "project_il": "s",
+    "precision_bits_il": "bits",
 }
+
+#: Kernel ops fitted per block shape (``d_in``, ``d_out``): see :func:`fit_records`.
+KERNEL_OPS: tuple[str, ...] = ("project_mac", "project_il")
+#: Block at which the interleaved kernel is profiled: ``k`` features per ciphertext.
+INTERLEAVED_PROFILE_K = 16
 
 #: Columns of a records CSV, in order.
 RECORD_COLUMNS: tuple[str, ...] = (
@@ -428,9 +438,11 @@ _KERNEL_FORMS = ("limbs", "limbs_zstd", "power_limbs", "limbs_words_zstd")
 
 
 def candidate_forms(op: str) -> tuple[CurveForm, ...]:
-    """Candidate forms for ``op``: precision forms for ``precision_bits``; every time form for
-    ``project_mac``; the time forms without the kernel's limb forms for the other ops."""
-    if op == "precision_bits":
+    """Candidate forms for ``op``: precision forms for ``precision_bits`` (and ``_il``); every
+    time form for ``project_mac``; the time forms without the column kernel's limb forms for
+    the other ops (``project_il``, the interleaved kernel per output partial, has its own limb
+    plan: its work per output is ``N`` residues per prime, the ``n_l`` family)."""
+    if op in ("precision_bits", "precision_bits_il"):
         return PRECISION_FORMS
     if op == "project_mac":
         return TIME_FORMS
@@ -920,11 +932,19 @@ def _provenance(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def kernel_curve_name(d_in: int, d_out: int) -> str:
-    """Name of the shape-specific kernel curve: ``"project_mac@{d_in}x{d_out}"`` (seconds per
-    multiply-accumulate of a ``d_in x d_out`` block). The curve of the base block (128 x 128
-    when profiled) is plain ``"project_mac"``; see :func:`fit_records`."""
-    return f"project_mac@{int(d_in)}x{int(d_out)}"
+def kernel_curve_name(d_in: int, d_out: int, op: str = "project_mac") -> str:
+    """Name of the shape-specific kernel curve: ``"{op}@{d_in}x{d_out}"`` (``project_mac``:
+    seconds per multiply-accumulate of a ``d_in x d_out`` column block; ``project_il``:
+    seconds per output partial of an interleaved block, profiled at ``k`` =
+    :data:`INTERLEAVED_PROFILE_K`). The base block's curve (128 x 128 when profiled) is plain
+    ``op``; see :func:`fit_records`."""
+    return f"{op}@{int(d_in)}x{int(d_out)}"
+
+
+def precision_key(set_name: str, interleaved: bool) -> str:
+    """Key of :attr:`CostModel.precision_by_set`: the set name (column packing), or
+    ``"{set_name}@interleaved"``."""
+    return f"{set_name}@interleaved" if interleaved else set_name
 
 
 def _base_kernel_shape(rows: Sequence[Mapping[str, Any]]) -> tuple[int, int]:
@@ -976,7 +996,7 @@ def fit_records(
         rows = [r for r in recs if r["op"] == op]
         if not rows:
             continue
-        if op == "project_mac":
+        if op in KERNEL_OPS:
             shapes = sorted({(int(r["d_in"]), int(r["d_out"])) for r in rows})
             base = _base_kernel_shape(rows)
             for d_in, d_out in shapes:
@@ -984,7 +1004,7 @@ def fit_records(
                 prov = _provenance(sub)
                 prov["reference_frequency_hz"] = reference_frequency_hz
                 prov["d_in"], prov["d_out"] = d_in, d_out
-                name = op if (d_in, d_out) == base else kernel_curve_name(d_in, d_out)
+                name = op if (d_in, d_out) == base else kernel_curve_name(d_in, d_out, op)
                 curves[name] = fit_curve(
                     op,
                     [params_of_record(r) for r in sub],
@@ -1000,8 +1020,9 @@ def fit_records(
         )
     precision: dict[str, list[float]] = {}
     for r in recs:
-        if r["op"] == "precision_bits":
-            precision.setdefault(params_of_record(r).name, []).append(float(r["value"]))
+        if r["op"] in ("precision_bits", "precision_bits_il"):
+            key = precision_key(params_of_record(r).name, r["op"] == "precision_bits_il")
+            precision.setdefault(key, []).append(float(r["value"]))
     provenance = _provenance(recs)
     provenance["reference_frequency_hz"] = reference_frequency_hz
     return CostModel(
@@ -1026,6 +1047,10 @@ SYNTHETIC_TRUTH: dict[str, tuple[str, dict[str, float]]] = {
     "ct_bytes_fresh": ("n_logq", {"a": 0.17, "c": 120.0}),
     "ct_bytes_product": ("n_logq_n", {"a": 0.08, "b": 1.5, "c": 110.0}),
     "precision_bits": ("scale_log2n", {"a": 1.0, "b": -0.5, "c": -3.0}),
+    "encrypt_il": ("nlogn_l", {"a": 2.5e-9, "c": 1.0e-4}),
+    "decrypt_il": ("nlogn_l", {"a": 8.0e-10, "c": 2.0e-5}),
+    "project_il": ("n_l", {"a": 4.0e-8, "c": 1.0e-5}),
+    "precision_bits_il": ("scale_log2n", {"a": 1.0, "b": -0.5, "c": -5.0}),
 }
 
 
@@ -1051,7 +1076,7 @@ def synthetic_records(
         form = FORMS_BY_NAME[form_name]
         y = form.predict([coefs[k] for k in form.coef_names], v)
         z = rng.standard_normal(len(params))
-        if op == "precision_bits":
+        if RECORD_OPS[op] == "bits":
             vals = y + noise_bits * z
             lo, hi = vals - noise_bits, vals + noise_bits
         else:

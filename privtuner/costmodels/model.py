@@ -43,12 +43,20 @@ from typing import Any
 import numpy as np
 
 from privtuner.costmodels.catalogue import generate_catalogue
-from privtuner.costmodels.fitting import CostModel, kernel_curve_name, load_cost_model
+from privtuner.costmodels.fitting import (
+    INTERLEAVED_PROFILE_K,
+    CostModel,
+    kernel_curve_name,
+    load_cost_model,
+    precision_key,
+)
 from privtuner.costmodels.privacy import get_privacy_metric
 from privtuner.costmodels.security import security_bits
 from privtuner.costmodels.types import CkksParams, CostTable
 from privtuner.costmodels.workload import (
+    DEFAULT_PACKING,
     OpCounts,
+    interleaved_layout,
     op_counts_per_round,
     op_counts_per_step,
     projections,
@@ -69,6 +77,9 @@ REQUIRED_OPS: tuple[str, ...] = (
 
 #: Ops used when the model has them (see the module docstring); older models lack them.
 OPTIONAL_OPS: tuple[str, ...] = ("encrypt_one", "decrypt_one", "project_load")
+
+#: Ops the interleaved packing needs besides ``rescale``, the byte sizes and ``project_load``.
+INTERLEAVED_OPS: tuple[str, ...] = ("encrypt_il", "decrypt_il", "project_il")
 
 
 def slot_values_per_step(workload: WorkloadSpec) -> tuple[int, int]:
@@ -124,10 +135,67 @@ def _per_value_s(model: CostModel, op: str, params: CkksParams, full_s: float) -
     return max(full_s - one_s, 0.0) / (params.slots - 1)
 
 
+def interleaved_outputs_per_step(workload: WorkloadSpec, params: CkksParams) -> dict[int, int]:
+    """Output partials of one interleaved step by ``G``, the inputs per class product
+    (``ceil(d_in / k)``; forward ``d_in x d_out`` and backward ``d_out x d_in`` blocks, counts
+    as :func:`workload.projection_counts`). The values sum to ``server_rescales``."""
+    out: dict[int, int] = {}
+    for p in projections(workload):
+        shapes = [(p.d_in, p.d_out)] + ([(p.d_out, p.d_in)] if p.needs_backward else [])
+        for d_in, d_out in shapes:
+            k, blocks = interleaved_layout(p.tokens, d_in, params.slots)
+            g = math.ceil(d_in / k)
+            out[g] = out.get(g, 0) + blocks * math.ceil(d_out / k) * k
+    return out
+
+
+def interleaved_kernel_points(model: CostModel) -> list[tuple[int, str]]:
+    """``(G, curve)`` of the model's ``project_il`` curves, by ``G = d_in / k`` of the block
+    each was profiled on (``k`` = :data:`fitting.INTERLEAVED_PROFILE_K`), sorted."""
+    pts = []
+    for name, curve in model.curves.items():
+        if name == "project_il" or name.startswith("project_il@"):
+            d_in = int(curve.provenance.get("d_in", curve.kernel_d_in))
+            pts.append((max(1, math.ceil(d_in / INTERLEAVED_PROFILE_K)), name))
+    return sorted(pts)
+
+
+def interleaved_output_s(model: CostModel, params: CkksParams, g: int) -> float:
+    """Kernel seconds per output partial with ``g`` inputs per class product: the profiled
+    ``project_il`` curves interpolated linearly in ``g`` (the work per output is ``nx nw g``
+    limb multiply-adds plus a fixed recombination, spec section 1), extrapolated along the
+    nearest segment beyond them."""
+    pts = interleaved_kernel_points(model)
+    if not pts:
+        raise CostModelError("cost model lacks curves for project_il")
+    vals = [(gp, model.evaluate(name, params)) for gp, name in pts]
+    if len(vals) == 1:
+        return vals[0][1]
+    i = 0
+    while i < len(vals) - 2 and g > vals[i + 1][0]:
+        i += 1
+    (g0, t0), (g1, t1) = vals[i], vals[i + 1]
+    return max(t0 + (t1 - t0) * (g - g0) / (g1 - g0), 0.5 * min(t0, t1))
+
+
+def _required(model: CostModel, packing: str) -> list[str]:
+    need = list(REQUIRED_OPS)
+    if packing == "interleaved":
+        need += [op for op in INTERLEAVED_OPS if op != "project_il"]
+        if not interleaved_kernel_points(model):
+            need.append("project_il")
+    return [op for op in need if not model.has(op)]
+
+
 def step_costs(
-    model: CostModel, workload: WorkloadSpec, params: CkksParams, steps: int = 1
+    model: CostModel,
+    workload: WorkloadSpec,
+    params: CkksParams,
+    steps: int = 1,
+    packing: str = DEFAULT_PACKING,
 ) -> dict[str, float]:
-    """Predicted costs of ``steps`` steps of ``workload`` with ``params`` (module formulas).
+    """Predicted costs of ``steps`` steps of ``workload`` with ``params`` in ``packing``
+    (module formulas).
 
     Keys: ``encrypt_s``, ``decrypt_s`` (device crypto), ``clear_s`` (device clear-text work),
     ``device_s`` (their sum), ``server_s``, ``step_s`` (device + server) [single-thread CPU
@@ -135,28 +203,35 @@ def step_costs(
     Raises :class:`CostModelError` if the model lacks a required curve or a set lies outside
     a curve's domain.
     """
-    missing = [op for op in REQUIRED_OPS if not model.has(op)]
+    missing = _required(model, packing)
     if missing:
-        raise CostModelError(f"cost model lacks curves for {', '.join(missing)}")
-    c: OpCounts = op_counts_per_step(workload, params).scaled(steps)
-    macs = {op: steps * n for op, n in kernel_macs_per_step(model, workload, params).items()}
-    t = {op: model.evaluate(op, params) for op in (*REQUIRED_OPS, *macs)}
-    for op in OPTIONAL_OPS:
+        raise CostModelError(
+            f"cost model lacks curves for {', '.join(missing)} (packing {packing!r}; profile "
+            "the model again, or set fhe.packing: column)"
+        )
+    c: OpCounts = op_counts_per_step(workload, params, packing).scaled(steps)
+    t = {op: model.evaluate(op, params) for op in REQUIRED_OPS}
+    for op in (*OPTIONAL_OPS, "encrypt_il", "decrypt_il"):
         if model.has(op):
             t[op] = model.evaluate(op, params)
+    if packing == "interleaved":
+        outs = {g: steps * n for g, n in interleaved_outputs_per_step(workload, params).items()}
+        kernel = {f"project_il[G={g}]": interleaved_output_s(model, params, g) for g in outs}
+        t.update(kernel)
+        kernel_s = sum(n * t[f"project_il[G={g}]"] for g, n in outs.items())
+    else:
+        macs = {op: steps * n for op, n in kernel_macs_per_step(model, workload, params).items()}
+        t.update({op: model.evaluate(op, params) for op in macs})
+        kernel_s = sum(n * t[op] for op, n in macs.items())
     bad = [op for op, x in t.items() if not (math.isfinite(x) and x > 0)]
     if bad:
         raise CostModelError(f"set {params.name}: fitted cost of {', '.join(bad)} is not positive")
-    v_up, v_down = (steps * v for v in slot_values_per_step(workload))
-    enc_s = c.encryptions * t["encrypt"]
-    per_value = _per_value_s(model, "encrypt", params, t["encrypt"])
-    if per_value is not None:
-        enc_s = c.encryptions * t["encrypt_one"] + max(v_up - c.encryptions, 0) * per_value
-    dec_s = c.decryptions * t["decrypt"]
-    per_value = _per_value_s(model, "decrypt", params, t["decrypt"])
-    if per_value is not None:
-        dec_s = c.decryptions * t["decrypt_one"] + max(v_down - c.decryptions, 0) * per_value
-    server_s = sum(n * t[op] for op, n in macs.items()) + c.server_rescales * t["rescale"]
+    if packing == "interleaved":  # every ciphertext holds all slots: no per-value share
+        enc_s = c.encryptions * t["encrypt_il"]
+        dec_s = c.decryptions * t["decrypt_il"]
+    else:
+        enc_s, dec_s = _column_crypto_s(model, workload, params, steps, c, t)
+    server_s = kernel_s + c.server_rescales * t["rescale"]
     if "project_load" in t:
         server_s += c.ciphertexts_up * t["project_load"]
     clear_s = steps * workload.tokens_per_step * (model.device_clear_s_per_token or 0.0)
@@ -172,6 +247,28 @@ def step_costs(
         "ciphertexts_up": float(c.ciphertexts_up),
         "ciphertexts_down": float(c.ciphertexts_down),
     }
+
+
+def _column_crypto_s(
+    model: CostModel,
+    workload: WorkloadSpec,
+    params: CkksParams,
+    steps: int,
+    c: OpCounts,
+    t: dict[str, float],
+) -> tuple[float, float]:
+    """Column packing's ``(encrypt_s, decrypt_s)``: a fixed part per ciphertext plus a part per
+    slot value when the model has the ``*_one`` curves (module docstring)."""
+    v_up, v_down = (steps * v for v in slot_values_per_step(workload))
+    enc_s = c.encryptions * t["encrypt"]
+    per_value = _per_value_s(model, "encrypt", params, t["encrypt"])
+    if per_value is not None:
+        enc_s = c.encryptions * t["encrypt_one"] + max(v_up - c.encryptions, 0) * per_value
+    dec_s = c.decryptions * t["decrypt"]
+    per_value = _per_value_s(model, "decrypt", params, t["decrypt"])
+    if per_value is not None:
+        dec_s = c.decryptions * t["decrypt_one"] + max(v_down - c.decryptions, 0) * per_value
+    return enc_s, dec_s
 
 
 def clear_s_per_token_from_steps(records: list[dict[str, Any]]) -> float:
@@ -201,13 +298,17 @@ def catalogue_for(spec: ScenarioSpec) -> list[CkksParams]:
     )
 
 
-def precision_of(model: CostModel, params: CkksParams) -> float:
-    """Precision [bits] of one encrypted projection with ``params``: measured value from the
-    records if the set was profiled, else the fitted ``precision_bits`` curve, else NaN."""
-    if params.name in model.precision_by_set:
-        return float(model.precision_by_set[params.name])
-    if model.has("precision_bits"):
-        return model.evaluate("precision_bits", params)
+def precision_of(model: CostModel, params: CkksParams, packing: str = "column") -> float:
+    """Precision [bits] of one encrypted projection with ``params`` in ``packing``: measured
+    value from the records if the set was profiled, else the fitted ``precision_bits`` (or
+    ``precision_bits_il``) curve, else NaN."""
+    il = packing == "interleaved"
+    key = precision_key(params.name, il)
+    if key in model.precision_by_set:
+        return float(model.precision_by_set[key])
+    op = "precision_bits_il" if il else "precision_bits"
+    if model.has(op):
+        return model.evaluate(op, params)
     return math.nan
 
 
@@ -230,13 +331,24 @@ def build_cost_table(
     missing = [op for op in REQUIRED_OPS if not model.has(op)]
     if missing:
         raise CostModelError(f"cost model lacks curves for {', '.join(missing)}")
+    packing = spec.fhe.packing
+    missing = _required(model, packing)
+    if missing:
+        raise CostModelError(
+            f"cost model lacks curves for {', '.join(missing)} needed by fhe.packing "
+            f"{packing!r}; profile and fit a model with them, or set fhe.packing: column"
+        )
     metric = get_privacy_metric(spec.objective.privacy_metric)
     wl = spec.workload
     f_ref = model.reference_frequency_hz
     clear_s_per_token = model.device_clear_s_per_token or 0.0
-    kernel_ops = sorted(
-        {op for p in catalogue_for(spec) for op in kernel_macs_per_step(model, wl, p)}
-    )
+    if packing == "interleaved":
+        kernel_ops = [name for _, name in interleaved_kernel_points(model)]
+        kernel_ops += [op for op in ("encrypt_il", "decrypt_il") if model.has(op)]
+    else:
+        kernel_ops = sorted(
+            {op for p in catalogue_for(spec) for op in kernel_macs_per_step(model, wl, p)}
+        )
     ops_used = (*REQUIRED_OPS, *(op for op in OPTIONAL_OPS if model.has(op)), *kernel_ops)
 
     sets: list[CkksParams] = []
@@ -244,7 +356,7 @@ def build_cost_table(
     dropped_precision: list[str] = []
     for p in catalogue_for(spec):
         try:
-            prec = precision_of(model, p)
+            prec = precision_of(model, p, packing)
             for op in ops_used:
                 model.evaluate(op, p)  # domain check of every curve used
         except CostModelError as exc:
@@ -262,7 +374,7 @@ def build_cost_table(
                 dropped_precision.append(p.name)
                 continue
         try:
-            k = step_costs(model, wl, p, steps=wl.steps_per_round)
+            k = step_costs(model, wl, p, steps=wl.steps_per_round, packing=packing)
         except CostModelError as exc:
             raise CostModelError(f"catalogue set {p.name}: {exc}") from exc
         rows.append(
@@ -291,7 +403,10 @@ def build_cost_table(
         "reference_frequency_hz": f_ref,
         "device_clear_s_per_token": clear_s_per_token,
         "dropped_for_precision": dropped_precision,
-        "op_counts_per_round": {p.name: op_counts_per_round(wl, p).to_dict() for p in sets},
+        "packing": packing,
+        "op_counts_per_round": {
+            p.name: op_counts_per_round(wl, p, packing).to_dict() for p in sets
+        },
         "curves": {
             op: {
                 "form": model.curves[op].form,

@@ -1,4 +1,4 @@
-"""Homomorphic operation counts of one fine-tuning step under column packing (spec section 1).
+"""Homomorphic operation counts of one fine-tuning step per packing (spec section 1).
 
 Projections (frozen dense layers the server evaluates on ciphertexts), in forward order:
 per layer ``query``, ``key``, ``value`` (H x H, all three read the layer input),
@@ -6,13 +6,18 @@ per layer ``query``, ``key``, ``value`` (H x H, all three read the layer input),
 ``pooler`` (H x H, once, if ``include_pooler``), which reads only the [CLS] token of each
 sequence, so it sees ``batch_size`` tokens, not T.
 
-Column packing: ciphertext j of a block holds feature j of up to N/2 tokens, so a projection
-with ``d_in`` inputs and ``d_out`` outputs over ``t`` tokens uses ``blocks = ceil(t / (N/2))``
-and, forward:
+A projection with ``d_in`` inputs and ``d_out`` outputs over ``t`` tokens, forward, at
+``N/2`` slots:
 
-* ``blocks * d_in`` encryptions on the device, ciphertexts up;
-* ``blocks * d_in * d_out`` ciphertext x plaintext-scalar multiply-accumulates on the server;
-* ``blocks * d_out`` rescales (one per output ciphertext), ciphertexts down, decryptions.
+* ``interleaved`` (default; ``fhe_profiling.interleaved``): ``k`` features per ciphertext,
+  two tokens per slot (complex), blocks of ``N/k`` tokens (:func:`interleaved_layout`):
+  ``blocks * ceil(d_in/k)`` encryptions and ciphertexts up; per block
+  ``ceil(d_in/k) * ceil(d_out/k) * k`` ciphertext x (periodic) plaintext multiply-accumulates
+  and ``ceil(d_out/k) * k`` partial ciphertexts (one rescale each, down, decrypted);
+* ``column`` (the PrivTuner-style baseline): ciphertext j of a block holds feature j of up to
+  N/2 tokens, ``blocks = ceil(t / (N/2))``: ``blocks * d_in`` encryptions, ciphertexts up;
+  ``blocks * d_in * d_out`` ciphertext x plaintext-scalar multiply-accumulates;
+  ``blocks * d_out`` rescales (one per output ciphertext), ciphertexts down, decryptions.
 
 Backward (dL/dX = dL/dY W^T) swaps ``d_in`` and ``d_out``.
 
@@ -51,6 +56,10 @@ LAYER_PROJECTIONS: tuple[tuple[str, int], ...] = (
     ("ffn_out", 3),
 )
 _STAGES_PER_LAYER = 4
+
+#: The protocol's packings (``fhe.packing``), default first; see the module docstring.
+PACKINGS: tuple[str, ...] = ("interleaved", "column")
+DEFAULT_PACKING = PACKINGS[0]
 
 
 @dataclass(frozen=True)
@@ -154,50 +163,84 @@ def projections(workload: WorkloadSpec) -> list[Projection]:
     return out
 
 
-def projection_counts(proj: Projection, params: CkksParams) -> OpCounts:
-    """Forward (+ backward if ``proj.needs_backward``) counts of one projection (module rule)."""
-    blocks = math.ceil(proj.tokens / params.slots)
-    fwd = OpCounts(
-        encryptions=blocks * proj.d_in,
-        decryptions=blocks * proj.d_out,
-        server_macs=blocks * proj.d_in * proj.d_out,
-        server_rescales=blocks * proj.d_out,
-        ciphertexts_up=blocks * proj.d_in,
-        ciphertexts_down=blocks * proj.d_out,
+def _pow2_floor(x: int) -> int:
+    return 1 << (max(int(x), 1).bit_length() - 1)
+
+
+def interleaved_layout(tokens: int, features: int, slots: int) -> tuple[int, int]:
+    """``(k, blocks)`` of the interleaved packing for ``[tokens, features]`` at ``slots = N/2``
+    (module docstring; the rule of ``fhe_profiling.interleaved.choose_layout``, which uses
+    this function): the most features per ciphertext, a power of two ``<= features``, such
+    that ``ceil(tokens / 2)`` slot rows of ``k`` slots fit; ``k = 1`` and blocks of N tokens
+    beyond N tokens."""
+    if tokens < 1 or features < 1 or slots < 1:
+        raise ParameterError(
+            f"interleaved layout needs tokens, features and slots >= 1 (got {tokens}, "
+            f"{features}, {slots})"
+        )
+    rows_needed = math.ceil(tokens / 2)
+    k = 1 if rows_needed >= slots else min(_pow2_floor(slots // rows_needed), _pow2_floor(features))
+    return k, math.ceil(tokens / (2 * (slots // k)))
+
+
+def _direction_counts(tokens: int, d_in: int, d_out: int, slots: int, packing: str) -> OpCounts:
+    """Counts of one product ``[tokens, d_in] x [d_in, d_out]`` in ``packing``."""
+    if packing == "column":
+        blocks = math.ceil(tokens / slots)
+        up, down, macs = blocks * d_in, blocks * d_out, blocks * d_in * d_out
+    elif packing == "interleaved":
+        k, blocks = interleaved_layout(tokens, d_in, slots)
+        groups_in, groups_out = math.ceil(d_in / k), math.ceil(d_out / k)
+        up, down = blocks * groups_in, blocks * groups_out * k
+        macs = blocks * groups_in * groups_out * k
+    else:
+        raise ParameterError(f"packing: unknown packing {packing!r}; valid: {', '.join(PACKINGS)}")
+    return OpCounts(
+        encryptions=up,
+        decryptions=down,
+        server_macs=macs,
+        server_rescales=down,
+        ciphertexts_up=up,
+        ciphertexts_down=down,
     )
+
+
+def projection_counts(
+    proj: Projection, params: CkksParams, packing: str = DEFAULT_PACKING
+) -> OpCounts:
+    """Forward (+ backward if ``proj.needs_backward``) counts of one projection (module rule)."""
+    fwd = _direction_counts(proj.tokens, proj.d_in, proj.d_out, params.slots, packing)
     if not proj.needs_backward:
         return fwd
-    bwd = OpCounts(
-        encryptions=blocks * proj.d_out,
-        decryptions=blocks * proj.d_in,
-        server_macs=blocks * proj.d_in * proj.d_out,
-        server_rescales=blocks * proj.d_in,
-        ciphertexts_up=blocks * proj.d_out,
-        ciphertexts_down=blocks * proj.d_in,
-    )
-    return fwd + bwd
+    return fwd + _direction_counts(proj.tokens, proj.d_out, proj.d_in, params.slots, packing)
 
 
-def op_counts_per_step(workload: WorkloadSpec, params: CkksParams) -> OpCounts:
+def op_counts_per_step(
+    workload: WorkloadSpec, params: CkksParams, packing: str = DEFAULT_PACKING
+) -> OpCounts:
     """Total counts of one fine-tuning step (sum over :func:`projections`)."""
     if params.slots < 1:
         raise ParameterError(f"poly_modulus_degree must be >= 2 (got {params.poly_modulus_degree})")
     total = ZERO_COUNTS
     for p in projections(workload):
-        total = total + projection_counts(p, params)
+        total = total + projection_counts(p, params, packing)
     return total
 
 
-def op_counts_per_round(workload: WorkloadSpec, params: CkksParams) -> OpCounts:
+def op_counts_per_round(
+    workload: WorkloadSpec, params: CkksParams, packing: str = DEFAULT_PACKING
+) -> OpCounts:
     """Counts of one round: per-step counts x ``steps_per_round``."""
-    return op_counts_per_step(workload, params).scaled(workload.steps_per_round)
+    return op_counts_per_step(workload, params, packing).scaled(workload.steps_per_round)
 
 
-def describe(workload: WorkloadSpec, params: CkksParams) -> list[dict[str, Any]]:
+def describe(
+    workload: WorkloadSpec, params: CkksParams, packing: str = DEFAULT_PACKING
+) -> list[dict[str, Any]]:
     """One row per projection with its counts (for reports and debugging)."""
     rows = []
     for p in projections(workload):
         row: dict[str, Any] = asdict(p)
-        row.update(projection_counts(p, params).to_dict())
+        row.update(projection_counts(p, params, packing).to_dict())
         rows.append(row)
     return rows

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import dataclasses
 import itertools
 import json
 import math
@@ -532,8 +533,23 @@ def load_public_context(data: bytes, params: CkksParams) -> PublicCkks:
 
 
 # --------------------------------------------------------------------------- packing
+class _Blocks:
+    """Counts of a packing's ``blocks: list[list[SealCiphertext]]``."""
+
+    blocks: list[list[SealCiphertext]]
+
+    @property
+    def n_ciphertexts(self) -> int:
+        return sum(len(b) for b in self.blocks)
+
+    @property
+    def nbytes(self) -> int:
+        """Total SEAL-serialized size of all ciphertexts [bytes]."""
+        return sum(ct.nbytes for b in self.blocks for ct in b)
+
+
 @dataclass
-class EncryptedColumns:
+class EncryptedColumns(_Blocks):
     """Column-packed ciphertexts of a ``[n_tokens, n_features]`` matrix.
 
     ``blocks[b][j]`` holds feature ``j`` of tokens ``b*N/2 .. min((b+1)*N/2, n_tokens) - 1``
@@ -547,15 +563,6 @@ class EncryptedColumns:
     @property
     def n_blocks(self) -> int:
         return len(self.blocks)
-
-    @property
-    def n_ciphertexts(self) -> int:
-        return sum(len(b) for b in self.blocks)
-
-    @property
-    def nbytes(self) -> int:
-        """Total SEAL-serialized size of all ciphertexts [bytes]."""
-        return sum(ct.nbytes for b in self.blocks for ct in b)
 
 
 def _as_matrix(x: Any, name: str, ndim: int = 2) -> NDArray[np.float64]:
@@ -725,16 +732,33 @@ def _centre(v: NDArray[np.uint64], q: int) -> NDArray[np.int64]:
     return np.where(v > np.uint64(q // 2), s - np.int64(q), s)
 
 
-def _modmatmul(w_mod: NDArray[np.uint64], x: NDArray[np.uint64], q: int) -> NDArray[np.uint64]:
-    """``(w_mod @ x) mod q`` exactly: ``w_mod [d_out, d_in]``, ``x [d_in, M]`` in ``[0, q)``."""
+@dataclass(frozen=True)
+class _WeightLimbs:
+    """A modular weight matrix prepared for :func:`_apply_limbs` (see :func:`_modmatmul`)."""
+
+    q: int
+    d_out: int
+    d_in: int
+    plan: _LimbPlan
+    a_mat: NDArray[np.float64]  # [nw * d_out, nx * d_in]
+
+
+def _weight_limbs(w_mod: NDArray[np.uint64], q: int) -> _WeightLimbs:
+    """Weights ``w_mod [d_out, d_in]`` in ``[0, q)`` with the X-limb shifts folded in, each
+    split into W-limbs (the matrix ``A [nw*d_out, nx*d_in]`` of :func:`_modmatmul`)."""
     d_out, d_in = w_mod.shape
     plan = _limb_plan(q.bit_length(), d_in)
-    # Weights with the X-limb shifts folded in, each split into W-limbs: A [nw*d_out, nx*d_in].
     a_mat = np.empty((plan.nw * d_out, plan.nx * d_in), dtype=np.float64)
     for a in range(plan.nx):
         wa = _centre(_mulpow2_mod(w_mod, a * plan.bx, q), q)
         for c, limb in enumerate(_split_limbs(wa, plan.nw, plan.bw)):
             a_mat[c * d_out : (c + 1) * d_out, a * d_in : (a + 1) * d_in] = limb
+    return _WeightLimbs(q, d_out, d_in, plan, a_mat)
+
+
+def _apply_limbs(wl: _WeightLimbs, x: NDArray[np.uint64]) -> NDArray[np.uint64]:
+    """``(w_mod @ x) mod q`` for ``x [d_in, M]`` in ``[0, q)``, exactly (see :func:`_modmatmul`)."""
+    q, d_out, d_in, plan = wl.q, wl.d_out, wl.d_in, wl.plan
     m = x.shape[1]
     out = np.empty((d_out, m), dtype=np.uint64)
     chunk = max(256, _KERNEL_CHUNK_BYTES // (8 * plan.nx * d_in))
@@ -745,7 +769,7 @@ def _modmatmul(w_mod: NDArray[np.uint64], x: NDArray[np.uint64], q: int) -> NDAr
         xs = _centre(x[:, c0:c1], q)
         for a, limb in enumerate(_split_limbs(xs, plan.nx, plan.bx)):
             b_mat[a * d_in : (a + 1) * d_in, :width] = limb
-        s = a_mat @ b_mat[:, :width]
+        s = wl.a_mat @ b_mat[:, :width]
         acc = _reduce_exact_float(s[(plan.nw - 1) * d_out :], q).view(np.uint64)
         for c in range(plan.nw - 2, -1, -1):
             r = _reduce_exact_float(s[c * d_out : (c + 1) * d_out], q)
@@ -753,6 +777,29 @@ def _modmatmul(w_mod: NDArray[np.uint64], x: NDArray[np.uint64], q: int) -> NDAr
             acc = np.where(t >= q, t - np.int64(q), t).view(np.uint64)
         out[:, c0:c1] = acc
     return out
+
+
+def _modmatmul(w_mod: NDArray[np.uint64], x: NDArray[np.uint64], q: int) -> NDArray[np.uint64]:
+    """``(w_mod @ x) mod q`` exactly: ``w_mod [d_out, d_in]``, ``x [d_in, M]`` in ``[0, q)``."""
+    return _apply_limbs(_weight_limbs(w_mod, q), x)
+
+
+def _block_moduli(session: _Session, xs: Sequence[RawCiphertext]) -> tuple[int, ...]:
+    """The primes of a block's inputs, after checking they share level, scale, size 2 and NTT
+    form, and match the session's ring degree."""
+    first = xs[0]
+    for i, r in enumerate(xs):
+        if r.parms_id != first.parms_id or r.scale != first.scale or r.size != 2:
+            raise CkksInputError(
+                f"input ciphertext {i}: all inputs of a block must share level, scale and size 2"
+            )
+        if not r.is_ntt_form:
+            raise CkksInputError(f"input ciphertext {i}: CKKS ciphertexts must be in NTT form")
+    moduli = session.moduli(first.parms_id)
+    _, n_primes, n = first.data.shape
+    if n_primes != len(moduli) or n != session.params.poly_modulus_degree:
+        raise CkksInputError("input ciphertext shape does not match its parameter level")
+    return moduli
 
 
 def _mac_raw(
@@ -767,18 +814,9 @@ def _mac_raw(
     ciphertexts ``sum_i round(W_ij 2^s) ct_i (+ round(b_j D_x 2^s))`` at scale ``D_x 2^s``.
     """
     first = xs[0]
-    for i, r in enumerate(xs):
-        if r.parms_id != first.parms_id or r.scale != first.scale or r.size != 2:
-            raise CkksInputError(
-                f"input ciphertext {i}: all inputs of a block must share level, scale and size 2"
-            )
-        if not r.is_ntt_form:
-            raise CkksInputError(f"input ciphertext {i}: CKKS ciphertexts must be in NTT form")
-    moduli = session.moduli(first.parms_id)
+    moduli = _block_moduli(session, xs)
     d_in, d_out = weight.shape
     _, n_primes, n = first.data.shape
-    if n_primes != len(moduli) or n != session.params.poly_modulus_degree:
-        raise CkksInputError("input ciphertext shape does not match its parameter level")
     w_scale = session.scale
     out_scale = first.scale * w_scale
     total_bits = sum(q.bit_length() for q in moduli)
@@ -801,6 +839,14 @@ def _mac_raw(
             t = yk[:, 0, :] + bk
             yk[:, 0, :] = np.where(t >= np.uint64(q), t - np.uint64(q), t)
         y_all[:, :, k, :] = yk
+    return _products_like(first, y_all, out_scale)
+
+
+def _products_like(
+    first: RawCiphertext, y_all: NDArray[np.uint64], out_scale: float
+) -> list[RawCiphertext]:
+    """Raw products ``y_all [n_out, 2, L, N]`` at scale ``out_scale``, with the level and
+    header of the block's first input."""
     return [
         RawCiphertext(
             parms_id=first.parms_id,
@@ -810,13 +856,26 @@ def _mac_raw(
             data=y_all[j],
             header_version=first.header_version,
         )
-        for j in range(d_out)
+        for j in range(y_all.shape[0])
     ]
 
 
 def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
-    """SEAL ``rescale_to_next_inplace`` of a raw product; returns SEAL's serialized result."""
+    """SEAL ``rescale_to_next_inplace`` of a raw product; returns SEAL's serialized result.
+
+    A product whose ``c1`` is zero (all its weights are zero) would be a *transparent*
+    ciphertext, which SEAL refuses and which would reveal ``c0``; a fresh public-key
+    encryption of zero is added to it first (same plaintext, fresh randomness).
+    """
     seal = _sealapi()
+    if not np.any(raw.data[1]):
+        zero = seal.Ciphertext(session.context)
+        seal.Encryptor(session.context, session.public_key).encrypt_zero(list(raw.parms_id), zero)
+        z = RawCiphertext.parse(_save_bytes(zero))
+        assert z is not None
+        moduli = np.array(session.moduli(raw.parms_id), dtype=np.uint64)[None, :, None]
+        t = raw.data + z.data
+        raw = dataclasses.replace(raw, data=np.where(t >= moduli, t - moduli, t))
     ct = _load_from_bytes(seal.Ciphertext(session.context), session.context, raw.to_bytes())
     session.evaluator.rescale_to_next_inplace(ct)
     return SealCiphertext(_save_bytes(ct))
@@ -856,10 +915,20 @@ def project(
     """
     if not isinstance(pub, _Session):
         raise CkksInputError("project needs a PublicCkks (or CkksKeys) context")
+    w, b = _weight_and_bias(weight, bias, enc.n_features)
+    _check_layout(enc, pub.slots)
+    blocks = _project_blocks(pub, enc.blocks, lambda raws: _mac_raw(pub, raws, w, b), timings)
+    return EncryptedColumns(n_tokens=enc.n_tokens, n_features=w.shape[1], blocks=blocks)
+
+
+def _weight_and_bias(
+    weight: Any, bias: Any, n_features: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """``weight [n_features, d_out]`` and ``bias [d_out]`` (or None) as checked float arrays."""
     w = _as_matrix(weight, "weight")
-    if w.shape[0] != enc.n_features:
+    if w.shape[0] != n_features:
         raise CkksInputError(
-            f"weight has {w.shape[0]} input rows, the ciphertexts hold {enc.n_features} features"
+            f"weight has {w.shape[0]} input rows, the ciphertexts hold {n_features} features"
         )
     if w.shape[1] == 0:
         raise CkksInputError("weight must have at least one output column")
@@ -868,11 +937,21 @@ def project(
         b = _as_matrix(bias, "bias", ndim=1)
         if b.shape != (w.shape[1],):
             raise CkksInputError(f"bias must have shape ({w.shape[1]},), got {b.shape}")
-    _check_layout(enc, pub.slots)
+    return w, b
+
+
+def _project_blocks(
+    pub: _Session,
+    blocks: Sequence[Sequence[SealCiphertext]],
+    mac: Callable[[list[RawCiphertext]], list[RawCiphertext]],
+    timings: ProjectTimings | None,
+) -> list[list[SealCiphertext]]:
+    """Per block: parse (and expand) the inputs, ``mac`` them, rescale every product; the
+    stages timed into ``timings`` (:class:`ProjectTimings`). Both packings' server loop."""
     tm = timings if timings is not None else ProjectTimings()
     clock = tm.clock
-    blocks: list[list[SealCiphertext]] = []
-    for block in enc.blocks:
+    out: list[list[SealCiphertext]] = []
+    for block in blocks:
         t0 = clock()
         raws = [ct.raw(pub) for ct in block]
         if not pub.has_next_level(raws[0].parms_id):
@@ -880,61 +959,81 @@ def project(
                 f"ciphertexts are at the last level of {pub.params.name}: no prime left to rescale"
             )
         t1 = clock()
-        products = _mac_raw(pub, raws, w, b)
+        products = mac(raws)
         t2 = clock()
         outs = []
         for r in products:
             t_r = clock()
             outs.append(_rescale(pub, r))
             tm.rescale_each_s.append(clock() - t_r)
-        blocks.append(outs)
+        out.append(outs)
         t3 = clock()
         tm.load_s += t1 - t0
         tm.mac_s += t2 - t1
         tm.rescale_s += t3 - t2
-    return EncryptedColumns(n_tokens=enc.n_tokens, n_features=w.shape[1], blocks=blocks)
+    return out
 
 
 # --------------------------------------------------------------------------- serialization
-def serialize_columns(enc: EncryptedColumns) -> bytes:
-    """Bytes on the wire: ``b"PTCOLS1\\n"``, u32 JSON length, JSON header (tokens, features,
-    per-ciphertext byte lengths), then each ciphertext's SEAL bytes, block-major."""
+def _serialize_blocks(magic: bytes, head: dict[str, Any], enc: _Blocks) -> bytes:
+    """``magic``, u32 JSON length, JSON ``head`` + per-ciphertext byte lengths, then each
+    ciphertext's SEAL bytes, block-major (the wire format of both packings)."""
     lengths = [[ct.nbytes for ct in block] for block in enc.blocks]
-    head = json.dumps(
-        {"n_tokens": enc.n_tokens, "n_features": enc.n_features, "lengths": lengths}
-    ).encode()
-    parts = [_COLUMNS_MAGIC, struct.pack("<I", len(head)), head]
+    raw_head = json.dumps({**head, "lengths": lengths}).encode()
+    parts = [magic, struct.pack("<I", len(raw_head)), raw_head]
     parts.extend(ct.blob for block in enc.blocks for ct in block)
     return b"".join(parts)
 
 
-def deserialize_columns(ctx: PublicCkks | CkksKeys, data: bytes) -> EncryptedColumns:
-    """Inverse of :func:`serialize_columns`; checks the layout against ``ctx``'s slot count
-    and each ciphertext's SEAL header (SEAL validates the rest when it loads or the kernel
-    parses a ciphertext: level, residues below their primes)."""
-    if not data.startswith(_COLUMNS_MAGIC):
-        raise CkksInputError("column bytes: bad magic (not from serialize_columns)")
-    off = len(_COLUMNS_MAGIC)
-    (hlen,) = struct.unpack_from("<I", data, off)
-    off += 4
-    head = json.loads(data[off : off + hlen])
-    off += hlen
+def _parse_blocks(
+    magic: bytes, data: bytes, what: str
+) -> tuple[dict[str, Any], list[list[SealCiphertext]]]:
+    """Inverse of :func:`_serialize_blocks`: the JSON head and the blocks; checks the magic,
+    lengths and each ciphertext's SEAL header (SEAL validates the rest when it loads or the
+    kernel parses a ciphertext: level, residues below their primes)."""
+    if not data.startswith(magic):
+        raise CkksInputError(f"{what} bytes: bad magic")
+    off = len(magic)
+    try:
+        (hlen,) = struct.unpack_from("<I", data, off)
+        head = json.loads(data[off + 4 : off + 4 + hlen])
+        all_lengths = [[int(n) for n in bl] for bl in head["lengths"]]
+    except (ValueError, KeyError, TypeError, struct.error) as exc:
+        raise CkksInputError(f"{what} bytes: bad header ({exc})") from exc
+    off += 4 + hlen
     blocks: list[list[SealCiphertext]] = []
-    for block_lengths in head["lengths"]:
+    for block_lengths in all_lengths:
         block = []
         for n in block_lengths:
             blob = data[off : off + n]
-            if len(blob) != n:
-                raise CkksInputError("column bytes: truncated")
+            if len(blob) != n or n < _SEAL_HEADER.size:
+                raise CkksInputError(f"{what} bytes: truncated")
             hdr = _SEAL_HEADER.unpack_from(blob)
             if hdr[0] != _SEAL_MAGIC or hdr[6] != n:
-                raise CkksInputError("column bytes: a ciphertext is not a SEAL object")
+                raise CkksInputError(f"{what} bytes: a ciphertext is not a SEAL object")
             block.append(SealCiphertext(blob))
             off += n
         blocks.append(block)
     if off != len(data):
-        raise CkksInputError(f"column bytes: {len(data) - off} trailing bytes")
-    enc = EncryptedColumns(int(head["n_tokens"]), int(head["n_features"]), blocks)
+        raise CkksInputError(f"{what} bytes: {len(data) - off} trailing bytes")
+    return head, blocks
+
+
+def serialize_columns(enc: EncryptedColumns) -> bytes:
+    """Bytes on the wire: ``b"PTCOLS1\\n"``, u32 JSON length, JSON header (tokens, features,
+    per-ciphertext byte lengths), then each ciphertext's SEAL bytes, block-major."""
+    return _serialize_blocks(
+        _COLUMNS_MAGIC, {"n_tokens": enc.n_tokens, "n_features": enc.n_features}, enc
+    )
+
+
+def deserialize_columns(ctx: PublicCkks | CkksKeys, data: bytes) -> EncryptedColumns:
+    """Inverse of :func:`serialize_columns`; checks the layout against ``ctx``'s slot count."""
+    head, blocks = _parse_blocks(_COLUMNS_MAGIC, data, "column")
+    try:
+        enc = EncryptedColumns(int(head["n_tokens"]), int(head["n_features"]), blocks)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CkksInputError(f"column bytes: bad header ({exc})") from exc
     _check_layout(enc, ctx.slots)
     return enc
 

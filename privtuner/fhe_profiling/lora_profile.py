@@ -52,6 +52,8 @@ CLOCKS: tuple[str, ...] = ("wall", "cpu")
 #: Columns of the records CSV, in order.
 RECORD_COLUMNS: tuple[str, ...] = (
     "set_name",
+    "packing",
+    "server_workers",
     "poly_modulus_degree",
     "coeff_mod_bit_sizes",
     "scale_bits",
@@ -273,8 +275,13 @@ def profile_step(
     clock: str = "wall",
     warmup_steps: int = 0,
     timed_steps: int = 1,
+    packing: str = "interleaved",
+    server_workers: int = 1,
 ) -> dict[str, Any]:
     """One encrypted step with ``params`` vs the plaintext step: a record (:data:`RECORD_COLUMNS`).
+
+    ``packing``: the protocol's packing (:mod:`packing`: ``interleaved`` or ``column``);
+    ``server_workers``: processes the server splits each projection's outputs over.
 
     ``model`` is copied (the caller's is not trained). ``clock``: ``"wall"`` or ``"cpu"``
     (single-thread CPU seconds, both parties in this thread; needs ``separate_process=False``).
@@ -297,21 +304,35 @@ def profile_step(
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     ref = proto.plain_step(copy.deepcopy(model), weights, ids, mask, labels)
 
-    def one_step() -> tuple[Any, Any]:
-        if clock == "cpu":
-            return _cpu_clock_step(params, weights, copy.deepcopy(model), lr, ids, mask, labels)
+    if clock == "cpu":
+
+        def one_step() -> tuple[Any, Any]:
+            return _cpu_clock_step(
+                params, weights, copy.deepcopy(model), lr, ids, mask, labels, packing
+            )
+
+        for _ in range(warmup_steps):
+            one_step()
+        timed = [one_step() for _ in range(timed_steps)]
+    else:
+        # One server for all steps (a long-running server keeps its per-weight tables), a new
+        # device session (fresh keys, public context uploaded again) per step.
         transport: Any = (
-            proto.ProcessTransport(weights)
+            proto.ProcessTransport(weights, server_workers=server_workers)
             if separate_process
-            else proto.InProcessTransport(proto.ProjectionServer(weights))
+            else proto.InProcessTransport(proto.ProjectionServer(weights, workers=server_workers))
         )
-        with transport:
-            client = proto.DeviceClient(params, transport, copy.deepcopy(model), lr=lr)
+
+        def session_step() -> tuple[Any, Any]:
+            client = proto.DeviceClient(
+                params, transport, copy.deepcopy(model), lr=lr, packing=packing
+            )
             return client.train_step(ids, mask, labels), client
 
-    for _ in range(warmup_steps):
-        one_step()
-    timed = [one_step() for _ in range(timed_steps)]
+        with transport:
+            for _ in range(warmup_steps):
+                session_step()
+            timed = [session_step() for _ in range(timed_steps)]
     res, client = timed[-1]
     # every phase time: the mean over the timed steps (counts and bytes are identical)
     res.timings_s = {k: float(np.mean([r.timings_s[k] for r, _ in timed])) for k in res.timings_s}
@@ -321,6 +342,8 @@ def profile_step(
     err = cmp["logits_max_abs_err"]
     rec: dict[str, Any] = {
         "set_name": params.name,
+        "packing": packing,
+        "server_workers": int(server_workers),
         "poly_modulus_degree": params.poly_modulus_degree,
         "coeff_mod_bit_sizes": "-".join(str(b) for b in params.coeff_mod_bit_sizes),
         "scale_bits": params.scale_bits,
@@ -412,6 +435,8 @@ def profile_lora(
     warmup_steps: int = 0,
     fresh_process: bool = False,
     timed_steps: int = 1,
+    packings: Sequence[str] = ("interleaved",),
+    server_workers: int = 1,
 ) -> list[dict[str, Any]]:
     """One encrypted step per set in ``sets`` on the same model and batch; returns records.
 
@@ -423,12 +448,18 @@ def profile_lora(
     (spawned) Python process that rebuilds the same seeded model and batch, so no set
     inherits the heap, SEAL memory pools or caches of the sets before it (measured on this
     machine: the fourth set of one process ran 15-30 % slower than the same set in a new
-    process).
+    process). ``packings``: each set is measured once per packing (:mod:`packing`).
     """
     from tqdm.auto import tqdm
 
+    from privtuner.fhe_profiling.packing import check_packing
+
     if not sets:
         raise ParameterError("no CKKS parameter set to profile")
+    if not packings:
+        raise ParameterError("no packing to profile")
+    for name in packings:
+        check_packing(name)
     _check_step_counts(warmup_steps, timed_steps)  # before any process is spawned
     setup: dict[str, Any] = {
         "tokens": tokens,
@@ -443,6 +474,7 @@ def profile_lora(
         "lora_targets": tuple(lora_targets),
     }
     step_kw: dict[str, Any] = {
+        "server_workers": server_workers,
         "separate_process": separate_process,
         "seed": seed,
         "clock": clock,
@@ -450,20 +482,22 @@ def profile_lora(
         "timed_steps": timed_steps,
     }
     records = []
-    bar = tqdm(sets, desc="profile-lora", unit="set", disable=not progress)
+    jobs = [(p, name) for p in sets for name in packings]
+    bar = tqdm(jobs, desc="profile-lora", unit="step", disable=not progress)
     if fresh_process:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        for p in bar:
-            bar.set_postfix_str(p.name)
+        for p, name in bar:
+            bar.set_postfix_str(f"{p.name} {name}")
+            kw = {**step_kw, "packing": name}
             with ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as ex:
-                records.append(ex.submit(_profile_one, p, setup, step_kw).result())
+                records.append(ex.submit(_profile_one, p, setup, kw).result())
         return records
     model, weights, batch = _setup_model_and_batch(**setup)
-    for p in bar:
-        bar.set_postfix_str(p.name)
-        records.append(profile_step(p, model, weights, batch, **step_kw))
+    for p, name in bar:
+        bar.set_postfix_str(f"{p.name} {name}")
+        records.append(profile_step(p, model, weights, batch, **step_kw, packing=name))
     return records
 
 
@@ -520,6 +554,7 @@ def _cpu_clock_step(
     ids: Any,
     mask: Any,
     labels: Any,
+    packing: str = "interleaved",
 ) -> tuple[Any, Any]:
     """One encrypted step with both parties in this thread, timed in CPU seconds.
 
@@ -548,45 +583,13 @@ def _cpu_clock_step(
             self._timers["cpu_project_s"] += time.thread_time() - t0
             return reply
 
-    class CpuClockClient(proto.DeviceClient):
-        """``DeviceClient._remote`` with the thread CPU clock (same phases and counters)."""
-
-        def _remote(self, name: str, direction: str, x: Any) -> Any:
-            from privtuner.fhe_profiling import ckks_ops
-
-            clk = time.thread_time
-            t0 = clk()
-            enc = ckks_ops.encrypt_columns(self._keys, np.asarray(x, dtype=np.float64))
-            t1 = clk()
-            up = ckks_ops.serialize_columns(enc)
-            msg = proto.pack_message(proto.MSG_PROJECT, {"name": name, "direction": direction}, up)
-            t2 = clk()
-            reply = self.transport.request(msg)
-            t3 = clk()
-            _, payload = proto._expect_ok(reply)
-            enc_res = ckks_ops.deserialize_columns(self._keys, payload)
-            t4 = clk()
-            res = ckks_ops.decrypt_columns(self._keys, enc_res)
-            t5 = clk()
-            for key, dt in (
-                ("encrypt", t1 - t0),
-                ("serialize", t2 - t1),
-                ("round_trip", t3 - t2),
-                ("deserialize", t4 - t3),
-                ("decrypt", t5 - t4),
-            ):
-                self._timers[key] += dt
-            self._counts[f"projections_{direction}"] += 1
-            blocks = len(enc.blocks)
-            self._counts["ciphertexts_up"] += blocks * int(x.shape[1])
-            self._counts["ciphertexts_down"] += blocks * int(res.shape[1])
-            return np.asarray(res, dtype=np.float64)
-
     old_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         with limit_blas_threads(1), proto.InProcessTransport(CpuClockServer(weights)) as transport:
-            client = CpuClockClient(params, transport, model, lr=lr)
+            client = proto.DeviceClient(
+                params, transport, model, lr=lr, packing=packing, clock=time.thread_time
+            )
             t0 = time.thread_time()
             res = client.train_step(ids, mask, labels)
             total = time.thread_time() - t0
@@ -666,6 +669,19 @@ def _record_workload(rec: dict[str, Any]) -> Any:
     )
 
 
+def record_packing(rec: dict[str, Any]) -> str:
+    """The packing a step record was measured with (records before the interleaved packing
+    carry none: column)."""
+    return str(rec.get("packing") or "column")
+
+
+def record_key(rec: dict[str, Any]) -> str:
+    """``set_name`` (column packing) or ``set_name@interleaved``: one key per measured step."""
+    from privtuner.costmodels.fitting import precision_key
+
+    return precision_key(str(rec["set_name"]), record_packing(rec) == "interleaved")
+
+
 def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
     """The cost model's prediction of one step of the record's workload and set (spec sec. 3).
 
@@ -679,7 +695,7 @@ def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
     from privtuner.costmodels.model import step_costs
 
     p = _record_params(rec)
-    k = step_costs(model, _record_workload(rec), p)
+    k = step_costs(model, _record_workload(rec), p, packing=record_packing(rec))
     return {
         q: float(k[q])
         for q in (
@@ -755,6 +771,7 @@ def compare_with_cost_model(
             rows.append(
                 {
                     "set_name": rec["set_name"],
+                    "packing": record_packing(rec),
                     "quantity": q,
                     "measured": m,
                     "predicted": p,
@@ -767,10 +784,14 @@ def compare_with_cost_model(
 
 def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
     """A markdown table of :func:`compare_with_cost_model` rows."""
-    lines = ["| set | quantity | measured | predicted | rel. error |", "|---|---|---|---|---|"]
+    lines = [
+        "| set | packing | quantity | measured | predicted | rel. error |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
-            f"| {r['set_name']} | {r['quantity']} | {r['measured']:.4g} | "
+            f"| {r['set_name']} | {r.get('packing', 'column')} | {r['quantity']} | "
+            f"{r['measured']:.4g} | "
             f"{r['predicted']:.4g} | {100 * r['rel_err']:+.1f}% |"
         )
     return "\n".join(lines)
@@ -855,7 +876,8 @@ def validation_report(
                 worst_held = max(worst_held, abs(rel))
         rows["measured_device_clear_s"] = float(rec["device_clear_s"])
         rows["load_avg_1m"] = float(rec.get("load_avg_1m") or "nan")
-        sets[str(rec["set_name"])] = rows
+        rows["packing"] = record_packing(rec)
+        sets[record_key(rec)] = rows
     return {
         "tolerance": tolerance,
         "clock": "cpu (time.thread_time, one thread, both parties in one process)",

@@ -92,6 +92,9 @@ class ProfileConfig:
     seed: int = 0
     kernel_shapes: tuple[tuple[int, int], ...] = ((128, 512), (512, 128))
     shape_repeats: int = 2
+    #: interleaved kernel blocks (``d_in`` x ``d_out`` at k = 16: ``d_in / 16`` inputs per
+    #: class product) timed besides the base block
+    interleaved_shapes: tuple[tuple[int, int], ...] = ((16, 128), (512, 128))
 
     def __post_init__(self) -> None:
         for name in ("repeats", "keygen_repeats", "d_in", "d_out"):
@@ -270,7 +273,9 @@ def profile_set(
         fresh_bytes.extend(ct.nbytes for blk in enc.blocks for ct in blk)
         prod_bytes.extend(ct.nbytes for blk in y.blocks for ct in blk)
     base = (cfg.d_in, cfg.d_out)
+    il = _profile_interleaved(params, cfg, keys, pub, rng)
     return [
+        *(_record(op, params, vals, unit, env, shape) for op, unit, shape, vals in il),
         _record("keygen", params, keygen_s, "s", env, base),
         _record("encrypt", params, enc_s, "s", env, base),
         _record("encrypt_one", params, enc_one_s, "s", env, base),
@@ -288,6 +293,69 @@ def profile_set(
         _record("ct_bytes_product", params, prod_bytes, "bytes", env, base),
         _record("precision_bits", params, bits, "bits", env, base),
     ]
+
+
+def _profile_interleaved(
+    params: CkksParams,
+    cfg: ProfileConfig,
+    keys: ops.CkksKeys,
+    pub: ops.PublicCkks,
+    rng: np.random.Generator,
+) -> list[tuple[str, str, tuple[int, int], list[float]]]:
+    """The interleaved packing's ops (:mod:`interleaved`) at ``k = 16`` features per ciphertext
+    (``N/8`` tokens, all slots full): ``encrypt_il`` [s per ciphertext: complex encode,
+    seeded encryption, serialization], ``project_il`` [s per output partial: the kernel
+    alone, per block of ``cfg.d_in x cfg.d_out`` and of each ``interleaved_shapes`` block, the
+    inputs cycled], ``decrypt_il`` [s per partial: load, decrypt, complex decode, sum],
+    ``precision_bits_il``. Returns ``(op, unit, shape, samples)``."""
+    from privtuner.costmodels.fitting import INTERLEAVED_PROFILE_K
+    from privtuner.fhe_profiling import interleaved as il
+
+    k = INTERLEAVED_PROFILE_K
+    tokens = 2 * params.slots // k
+    d_in, d_out = cfg.d_in, cfg.d_out
+    x = rng.uniform(-1.0, 1.0, size=(tokens, d_in))
+    w = rng.normal(0.0, 1.0 / math.sqrt(d_in), size=(d_in, d_out))
+    b = rng.normal(0.0, 0.1, size=d_out)
+    ref = x @ w + b
+    layout = il.InterleavedLayout(tokens, d_in, params.slots, k)
+    shapes = [(int(a), int(c)) for a, c in cfg.interleaved_shapes if (a, c) != (d_in, d_out)]
+    shape_w = {s: rng.normal(0.0, 1.0 / math.sqrt(s[0]), size=s) for s in shapes}
+    samples: dict[tuple[str, tuple[int, int]], list[float]] = {}
+
+    def add(op: str, shape: tuple[int, int], value: float) -> None:
+        samples.setdefault((op, shape), []).append(value)
+
+    for i in range(cfg.warmup + cfg.repeats):
+        timed = i >= cfg.warmup
+        t0 = _clock()
+        enc = il.encrypt_interleaved(keys, x, layout=layout)
+        t_enc = (_clock() - t0) / enc.n_ciphertexts
+        served = il.deserialize_interleaved(pub, il.serialize_interleaved(enc))
+        tm = ops.ProjectTimings(clock=_clock)
+        y = il.project_interleaved(pub, served, w, b, timings=tm)
+        n_out = y.n_ciphertexts
+        if i < cfg.warmup + cfg.shape_repeats:
+            raws = [ct.raw(pub) for ct in served.blocks[0]]
+            for s, ws in shape_w.items():
+                xs = [raws[j % len(raws)] for j in range(math.ceil(s[0] / k))]
+                t1 = _clock()
+                outs = il._mac_block(pub, xs, ws, None, k)
+                if timed:
+                    add("project_il", s, (_clock() - t1) / len(outs))
+        back = il.deserialize_interleaved(keys, il.serialize_interleaved(y))
+        t2 = _clock()
+        got = il.decrypt_interleaved(keys, back)
+        t_dec = (_clock() - t2) / n_out
+        if not timed:
+            continue
+        add("encrypt_il", (d_in, d_out), t_enc)
+        add("project_il", (d_in, d_out), tm.mac_s / n_out)
+        add("decrypt_il", (d_in, d_out), t_dec)
+        err = float(np.max(np.abs(got - ref)))
+        add("precision_bits_il", (d_in, d_out), -math.log2(err) if err > 0 else 64.0)
+    units = {"precision_bits_il": "bits"}
+    return [(op, units.get(op, "s"), shape, vals) for (op, shape), vals in samples.items()]
 
 
 def select_sets(names: Sequence[str] | None = None, quick: bool = False) -> list[CkksParams]:

@@ -6,8 +6,9 @@ Parties
   adapters, the classifier head, the embeddings and LayerNorms (:class:`bert.BertDevice`), and
   runs everything but the frozen dense projections in clear, with torch autograd. Each frozen
   projection is an autograd function (:class:`bert.RemoteProjector`) whose forward encrypts
-  ``X [T, d_in]`` (column packing: ciphertext j of a block holds feature j of up to N/2
-  tokens), uploads it and decrypts ``X W + b``; whose backward encrypts ``dL/dY [T, d_out]``,
+  ``X [T, d_in]`` in the client's packing (:mod:`packing`: ``interleaved`` by default, N real
+  values per ciphertext; ``column``, the baseline: feature j of up to N/2 tokens per
+  ciphertext), uploads it and decrypts ``X W + b``; whose backward encrypts ``dL/dY [T, d_out]``,
   uploads it and decrypts ``dL/dX = dL/dY W^T``. The backward is skipped where ``X`` needs no
   gradient (first layer's Q, K, V). LoRA and head gradients are computed on the device in
   clear; a torch ``AdamW`` updates them.
@@ -40,10 +41,11 @@ Messages: ``kind (4 bytes) | header length (u32, big-endian) | JSON header | pay
 from __future__ import annotations
 
 import json
+import math
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -135,8 +137,13 @@ class ProjectionServer:
     """
 
     def __init__(
-        self, weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]]
+        self,
+        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]],
+        *,
+        workers: int = 1,
     ) -> None:
+        if int(workers) < 1:
+            raise ProtocolError(f"server workers must be >= 1 (got {workers})")
         self._weights: dict[
             str, tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64] | None]
         ] = {}
@@ -153,6 +160,21 @@ class ProjectionServer:
         self._params: CkksParams | None = None
         self._timers: dict[str, float] = defaultdict(float)
         self._counts: dict[str, int] = defaultdict(int)
+        # Further worker processes (each a one-worker server holding the same weights): a
+        # projection's output columns are split between this process and them.
+        self._pool: list[ProcessTransport] = [
+            ProcessTransport(weights) for _ in range(int(workers) - 1)
+        ]
+
+    @property
+    def workers(self) -> int:
+        return 1 + len(self._pool)
+
+    def close(self) -> None:
+        """Stop the worker processes (if any)."""
+        for t in self._pool:
+            t.close()
+        self._pool = []
 
     @property
     def weight_arrays(self) -> list[NDArray[np.float64]]:
@@ -206,10 +228,13 @@ class ProjectionServer:
         if _context_is_private(ctx):
             raise ProtocolError("the context sent to the server holds a secret key; refusing it")
         self._context, self._params = ctx, params
+        message = pack_message(MSG_SETUP, header, payload)
+        for t in self._pool:
+            _expect_ok(t.request(message))
         return pack_message(MSG_OK, {})
 
     def _project(self, header: dict[str, Any], payload: bytes) -> bytes:
-        from privtuner.fhe_profiling import ckks_ops
+        from privtuner.fhe_profiling import packing
 
         if self._context is None:
             raise ProtocolError("projection requested before the public context was set up")
@@ -224,21 +249,46 @@ class ProjectionServer:
         else:
             raise ProtocolError(f"direction must be 'forward' or 'backward' (got {direction!r})")
         t0 = time.perf_counter()
-        enc = ckks_ops.deserialize_columns(self._context, payload)
+        enc = packing.deserialize(self._context, payload)
         t1 = time.perf_counter()
         if enc.n_features != weight.shape[0]:
             raise ProtocolError(
                 f"{name} {direction}: {enc.n_features} input features, expected {weight.shape[0]}"
             )
-        out = ckks_ops.project(self._context, enc, weight, bias)
+        lo, hi = header.get("columns") or (0, weight.shape[1])
+        if not 0 <= lo < hi <= weight.shape[1]:
+            raise ProtocolError(f"columns [{lo}, {hi}) outside the {weight.shape[1]} outputs")
+        ranges = _split_columns(lo, hi, self.workers, packing.output_group(enc))
+        pending = []
+        for t, (a, b) in zip(self._pool, ranges[1:], strict=False):
+            sub = {"name": name, "direction": direction, "columns": [a, b]}
+            t._conn.send_bytes(pack_message(MSG_PROJECT, sub, payload))
+            pending.append(t)
+        a, b = ranges[0]
+        out = packing.project(
+            self._context, enc, weight[:, a:b], None if bias is None else bias[a:b]
+        )
+        for t in pending:
+            _, part = _expect_ok(t._receive())
+            out = packing.concat_outputs(out, packing.deserialize(self._context, part))
         t2 = time.perf_counter()
-        data = ckks_ops.serialize_columns(out)
+        data = packing.serialize(out)
         t3 = time.perf_counter()
         self._timers["deserialize_s"] += t1 - t0
         self._timers["project_s"] += t2 - t1
         self._timers["serialize_s"] += t3 - t2
         self._counts[f"n_{direction}"] += 1
+        self._counts[f"n_{packing.packing_of(enc)}"] += 1
         return pack_message(MSG_OK, {"name": name, "direction": direction}, data)
+
+
+def _split_columns(lo: int, hi: int, parts: int, group: int) -> list[tuple[int, int]]:
+    """``[lo, hi)`` cut into at most ``parts`` ranges on multiples of ``group`` (an
+    interleaved projection's partials come in groups of ``k`` outputs)."""
+    groups = math.ceil((hi - lo) / group)
+    parts = max(1, min(parts, groups))
+    cuts = [lo + group * round(i * groups / parts) for i in range(parts)] + [hi]
+    return [(cuts[i], min(cuts[i + 1], hi)) for i in range(parts)]
 
 
 def _context_is_private(ctx: Any) -> bool:
@@ -322,10 +372,15 @@ class InProcessTransport(_TransportBase):
     def _send(self, message: bytes) -> bytes:
         return self.server.handle(message)
 
+    def close(self) -> None:
+        self.server.close()
 
-def _serve(conn: Any, weights: dict[str, tuple[Any, Any]]) -> None:  # pragma: no cover
+
+def _serve(
+    conn: Any, weights: dict[str, tuple[Any, Any]], workers: int = 1
+) -> None:  # pragma: no cover
     """Child-process loop of :class:`ProcessTransport` (runs in the server's process)."""
-    server = ProjectionServer(weights)
+    server = ProjectionServer(weights, workers=workers)
     try:
         while True:
             try:
@@ -336,6 +391,7 @@ def _serve(conn: Any, weights: dict[str, tuple[Any, Any]]) -> None:  # pragma: n
                 return
             conn.send_bytes(server.handle(msg))
     finally:
+        server.close()
         conn.close()
 
 
@@ -353,23 +409,45 @@ class ProcessTransport(_TransportBase):
         self,
         weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
         start_timeout_s: float = 120.0,
+        *,
+        server_workers: int = 1,
     ) -> None:
         super().__init__()
+        import atexit
         import multiprocessing as mp
 
+        if int(server_workers) < 1:
+            raise ProtocolError(f"server workers must be >= 1 (got {server_workers})")
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, dict(weights)), daemon=True)
+        # A server with workers starts processes itself, which a daemonic process may not; it
+        # and they exit when their pipe closes (this process ending or close()).
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(child, dict(weights), int(server_workers)),
+            daemon=int(server_workers) == 1,
+        )
         self._proc.start()
         child.close()
         self._timeout_s = start_timeout_s
+        atexit.register(self.close)
 
     def _send(self, message: bytes) -> bytes:
         self._conn.send_bytes(message)
+        return self._receive()
+
+    def _receive(self) -> bytes:
+        while not self._conn.poll(1.0):  # a server that died never answers: say so
+            if not self._proc.is_alive():
+                raise ProtocolError(
+                    f"the server process exited (code {self._proc.exitcode}) without replying"
+                )
         reply: bytes = self._conn.recv_bytes()
         return reply
 
     def close(self) -> None:
+        if self._conn.closed:
+            return
         if self._proc.is_alive():
             try:
                 self._conn.send_bytes(b"")
@@ -438,16 +516,21 @@ class DeviceClient:
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         scale_gradients: bool = True,
+        packing: str = "interleaved",
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         import torch
 
         from privtuner.fhe_profiling import ckks_ops
+        from privtuner.fhe_profiling import packing as packings
         from privtuner.fhe_profiling.bert import RemoteProjector
 
         self.params = params
+        self.packing = packings.check_packing(packing)
         self.transport = transport
         self.model = model
         self.scale_gradients = scale_gradients
+        self.clock = clock
         t0 = time.perf_counter()
         self._keys = ckks_ops.make_context(params)
         self.keygen_s = time.perf_counter() - t0
@@ -464,30 +547,30 @@ class DeviceClient:
     # ---- the two remote products (called by the autograd function)
 
     def _remote(self, name: str, direction: str, x: NDArray[np.float64]) -> NDArray[np.float64]:
-        from privtuner.fhe_profiling import ckks_ops
+        from privtuner.fhe_profiling import packing
 
-        t0 = time.perf_counter()
-        enc = ckks_ops.encrypt_columns(self._keys, np.asarray(x, dtype=np.float64))
-        t1 = time.perf_counter()
-        up = ckks_ops.serialize_columns(enc)
+        clk = self.clock
+        t0 = clk()
+        enc = packing.encrypt(self._keys, np.asarray(x, dtype=np.float64), self.packing)
+        t1 = clk()
+        up = packing.serialize(enc)
         msg = pack_message(MSG_PROJECT, {"name": name, "direction": direction}, up)
-        t2 = time.perf_counter()
+        t2 = clk()
         reply = self.transport.request(msg)
-        t3 = time.perf_counter()
+        t3 = clk()
         _, payload = _expect_ok(reply)
-        enc_res = ckks_ops.deserialize_columns(self._keys, payload)
-        t4 = time.perf_counter()
-        res = ckks_ops.decrypt_columns(self._keys, enc_res)
-        t5 = time.perf_counter()
+        enc_res = packing.deserialize(self._keys, payload)
+        t4 = clk()
+        res = packing.decrypt(self._keys, enc_res)
+        t5 = clk()
         self._timers["encrypt"] += t1 - t0
         self._timers["serialize"] += t2 - t1
         self._timers["round_trip"] += t3 - t2
         self._timers["deserialize"] += t4 - t3
         self._timers["decrypt"] += t5 - t4
         self._counts[f"projections_{direction}"] += 1
-        blocks = len(enc.blocks)
-        self._counts["ciphertexts_up"] += blocks * int(x.shape[1])
-        self._counts["ciphertexts_down"] += blocks * int(res.shape[1])
+        self._counts["ciphertexts_up"] += enc.n_ciphertexts
+        self._counts["ciphertexts_down"] += enc_res.n_ciphertexts
         return np.asarray(res, dtype=np.float64)
 
     def project_forward(self, name: str, x: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -576,11 +659,12 @@ class DeviceClient:
         return header
 
     def decrypt_for_audit(self, data: bytes) -> NDArray[np.float64]:
-        """Decrypt serialized columns with the device's secret key (tests and audits)."""
-        from privtuner.fhe_profiling import ckks_ops
+        """Decrypt serialized ciphertexts (either packing) with the device's secret key (tests
+        and audits)."""
+        from privtuner.fhe_profiling import packing
 
-        enc = ckks_ops.deserialize_columns(self._keys, data)
-        return np.asarray(ckks_ops.decrypt_columns(self._keys, enc), dtype=np.float64)
+        enc = packing.deserialize(self._keys, data)
+        return np.asarray(packing.decrypt(self._keys, enc), dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- reference

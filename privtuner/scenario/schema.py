@@ -213,6 +213,13 @@ class FheSpec(_Frozen):
         description="Fitted cost model: 'default' (shipped) or a path to a model JSON file "
         "(relative to the YAML file).",
     )
+    packing: Literal["interleaved", "column"] = Field(
+        "interleaved",
+        description="Ciphertext packing of the protocol: 'interleaved' (default; k features "
+        "per ciphertext, two tokens per complex slot: every ciphertext carries N real values) "
+        "or 'column' (the PrivTuner-style baseline: one feature of up to N/2 tokens per "
+        "ciphertext).",
+    )
 
     @field_validator("ring_degrees")
     @classmethod

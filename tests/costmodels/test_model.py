@@ -34,9 +34,12 @@ def model() -> CostModel:
 
 
 def spec(**overrides: object) -> ScenarioSpec:
-    """The default scenario with every catalogue set admitted (no precision floor) unless
-    ``overrides`` say otherwise."""
-    return ScenarioSpec().with_overrides({"fhe.min_precision_bits": 0.0, **overrides})
+    """The default scenario with every catalogue set admitted (no precision floor) in column
+    packing (the hand compositions below are column packing's) unless ``overrides`` say
+    otherwise."""
+    return ScenarioSpec().with_overrides(
+        {"fhe.min_precision_bits": 0.0, "fhe.packing": "column", **overrides}
+    )
 
 
 def test_table_matches_hand_composition(model: CostModel) -> None:
@@ -46,7 +49,7 @@ def test_table_matches_hand_composition(model: CostModel) -> None:
     assert table.rounds == s.workload.rounds
     f = model.reference_frequency_hz
     for i, p in enumerate(table.params):
-        c = op_counts_per_step(s.workload, p)  # per step; two steps per round
+        c = op_counts_per_step(s.workload, p, "column")  # per step; two steps per round
         ev = {op: model.evaluate(op, p) for op in model.curves}
         dev = 2 * (c.encryptions * ev["encrypt"] + c.decryptions * ev["decrypt"]) * f
         srv = 2 * (c.server_macs * ev["project_mac"] + c.server_rescales * ev["rescale"]) * f
@@ -174,12 +177,12 @@ def test_step_costs_with_per_value_and_load_terms(model: CostModel) -> None:
     m = CostModel(curves=curves, reference_frequency_hz=3e9, device_clear_s_per_token=2e-5)
     wl = spec().workload
     p = CkksParams(16384, (48, 28, 48), 28)
-    c = op_counts_per_step(wl, p)
+    c = op_counts_per_step(wl, p, "column")
     up, down = slot_values_per_step(wl)
     ev = {op: m.evaluate(op, p) for op in curves}
     per_enc = (ev["encrypt"] - ev["encrypt_one"]) / (p.slots - 1)
     per_dec = (ev["decrypt"] - ev["decrypt_one"]) / (p.slots - 1)
-    k = step_costs(m, wl, p)
+    k = step_costs(m, wl, p, packing="column")
     assert k["encrypt_s"] == pytest.approx(
         c.encryptions * ev["encrypt_one"] + (up - c.encryptions) * per_enc,
         rel=TOL["same_formula_rel"],
@@ -198,7 +201,7 @@ def test_step_costs_with_per_value_and_load_terms(model: CostModel) -> None:
     )
     assert k["clear_s"] == pytest.approx(wl.tokens_per_step * 2e-5)
     assert k["step_s"] == pytest.approx(k["device_s"] + k["server_s"])
-    two = step_costs(m, wl, p, steps=2)
+    two = step_costs(m, wl, p, steps=2, packing="column")
     assert two["server_s"] == pytest.approx(2 * k["server_s"])
     assert two["encrypt_s"] == pytest.approx(2 * k["encrypt_s"])
     t = build_cost_table(spec(**{"workload.steps_per_round": 2}), m)
@@ -261,7 +264,7 @@ def test_step_costs_sums_kernel_cost_per_block_shape(model: CostModel) -> None:
     assert kernel_op(m, 512, 128) == "project_mac@512x128"
     assert kernel_op(m, 128, 512) == kernel_op(model, 512, 128) == "project_mac"
     macs = kernel_macs_per_step(m, wl, p)
-    c = op_counts_per_step(wl, p)
+    c = op_counts_per_step(wl, p, "column")
     assert sum(macs.values()) == c.server_macs
     # 512 x 128 blocks: ffn_out forward and ffn_in backward of every layer
     n_wide = sum(
@@ -271,10 +274,87 @@ def test_step_costs_sums_kernel_cost_per_block_shape(model: CostModel) -> None:
     )
     assert macs["project_mac@512x128"] == n_wide > 0
     ev = model.evaluate("project_mac", p)
-    plain = step_costs(model, wl, p)["server_s"]
-    shaped = step_costs(m, wl, p)["server_s"]
+    plain = step_costs(model, wl, p, packing="column")["server_s"]
+    shaped = step_costs(m, wl, p, packing="column")["server_s"]
     assert shaped - plain == pytest.approx(n_wide * ev, rel=1e-9)
     assert (
         build_cost_table(spec(), m).server_cycles.sum()
         > build_cost_table(spec(), model).server_cycles.sum()
     )
+
+
+# ----------------------------------------------------------------- interleaved packing
+def test_interleaved_outputs_by_inputs_per_class() -> None:
+    """Default BERT-Tiny step at N = 8192 (T = 512, k = 16; the pooler's 8 tokens: k = 128),
+    tallied by hand: forward q, k, v, o and ffn_in read 128 features (G = 8), ffn_out 512
+    (G = 32), the pooler G = 1; backward swaps d_in and d_out (layer 0 from o on)."""
+    from privtuner.costmodels.model import interleaved_outputs_per_step
+
+    p = CkksParams(8192, (60, 40, 60), 40)
+    got = interleaved_outputs_per_step(ScenarioSpec().workload, p)
+    assert got == {8: 3712, 32: 512, 1: 256}
+    assert sum(got.values()) == op_counts_per_step(ScenarioSpec().workload, p).server_rescales
+
+
+class _Curve:
+    def __init__(self, d_in: int, value: float) -> None:
+        self.provenance = {"d_in": d_in}
+        self.kernel_d_in = d_in
+        self.value = value
+
+
+class _KernelModel:
+    """Only ``project_il`` curves: G = 1, 8, 32 at k = 16."""
+
+    def __init__(self) -> None:
+        self.curves = {
+            "project_il@16x128": _Curve(16, 1.0),
+            "project_il": _Curve(128, 2.0),
+            "project_il@512x128": _Curve(512, 5.0),
+        }
+
+    def evaluate(self, op: str, params: CkksParams) -> float:
+        return self.curves[op].value
+
+
+@pytest.mark.parametrize(
+    ("g", "expected"),
+    [(1, 1.0), (8, 2.0), (32, 5.0), (4, 1.0 + 3 / 7), (20, 2.0 + 12 * 3 / 24), (96, 13.0)],
+)
+def test_interleaved_kernel_interpolates_in_g(g: int, expected: float) -> None:
+    from privtuner.costmodels.model import interleaved_output_s
+
+    p = CkksParams(8192, (60, 40, 60), 40)
+    assert interleaved_output_s(_KernelModel(), p, g) == pytest.approx(expected)  # type: ignore[arg-type]
+
+
+def test_interleaved_step_composition(model: CostModel) -> None:
+    from privtuner.costmodels.model import interleaved_outputs_per_step
+
+    wl = ScenarioSpec().workload
+    p = CkksParams(8192, (60, 40, 60), 40)
+    c = op_counts_per_step(wl, p, "interleaved")
+    ev = {op: model.evaluate(op, p) for op in model.curves}
+    k = step_costs(model, wl, p, packing="interleaved")
+    outs = interleaved_outputs_per_step(wl, p)
+    # one project_il curve (synthetic records: the 128 x 128 block only): flat in G
+    srv = sum(outs.values()) * ev["project_il"] + c.server_rescales * ev["rescale"]
+    assert k["server_s"] == pytest.approx(srv, rel=TOL["same_formula_rel"])
+    assert k["encrypt_s"] == pytest.approx(c.encryptions * ev["encrypt_il"])
+    assert k["decrypt_s"] == pytest.approx(c.decryptions * ev["decrypt_il"])
+    assert k["bytes_up"] == pytest.approx(c.ciphertexts_up * ev["ct_bytes_fresh"])
+    col = step_costs(model, wl, p, packing="column")
+    assert k["bytes_up"] < col["bytes_up"] / 15  # 266 ciphertexts up instead of 4480
+    table = build_cost_table(spec(**{"fhe.packing": "interleaved"}), model)
+    assert table.provenance["packing"] == "interleaved"
+    i = table.params.index(p)
+    assert table.uplink_bits[i] == pytest.approx(8 * k["bytes_up"] * wl.steps_per_round)
+
+
+def test_interleaved_needs_its_curves() -> None:
+    m = fit_records(
+        [r for r in synthetic_records(generate_catalogue(), seed=3) if not r["op"].endswith("_il")]
+    )
+    with pytest.raises(CostModelError, match=r"encrypt_il.*fhe.packing: column"):
+        build_cost_table(spec(**{"fhe.packing": "interleaved"}), m)
+    assert build_cost_table(spec(), m).n_sets > 0  # column packing needs none of them

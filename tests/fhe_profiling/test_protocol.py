@@ -15,7 +15,7 @@ pytest.importorskip("transformers")
 
 from privtuner.costmodels.types import CkksParams  # noqa: E402
 from privtuner.costmodels.workload import op_counts_per_step  # noqa: E402
-from privtuner.fhe_profiling import bert, ckks_ops  # noqa: E402
+from privtuner.fhe_profiling import bert, ckks_ops, packing  # noqa: E402
 from privtuner.fhe_profiling import protocol as proto  # noqa: E402
 from privtuner.scenario.schema import WorkloadSpec  # noqa: E402
 
@@ -49,20 +49,26 @@ class SpyTransport(proto.InProcessTransport):
         return reply
 
 
-def _batch() -> tuple[Any, Any, Any]:
+def _batch(sequences: int = 2, seq_len: int = 6) -> tuple[Any, Any, Any]:
     rng = np.random.default_rng(7)
-    ids = torch.from_numpy(rng.integers(5, TINY.vocab_size, size=(2, 6)))
+    ids = torch.from_numpy(rng.integers(5, TINY.vocab_size, size=(sequences, seq_len)))
     mask = torch.ones_like(ids)
-    mask[1, 4:] = 0
-    return ids, mask, torch.tensor([0, 1])
+    mask[1, seq_len - 2 :] = 0
+    return ids, mask, torch.from_numpy(rng.integers(0, 2, size=sequences))
 
 
-@pytest.fixture(scope="module")
-def run() -> dict[str, Any]:
+#: (packing, sequences, tokens per sequence): 12 tokens do not divide N/2 = 2048 (and the
+#: pooler sees 2); 128 x 16 = 2048 tokens fill every slot of the interleaved ciphertexts.
+RUNS = [("interleaved", 2, 6), ("column", 2, 6), ("interleaved", 128, 16)]
+
+
+@pytest.fixture(scope="module", params=RUNS, ids=[f"{p}-{b}x{t}" for p, b, t in RUNS])
+def run(request: Any) -> dict[str, Any]:
     """One encrypted step (spied) and the plaintext step with the same init and batch."""
+    packing, sequences, seq_len = request.param
     model, weights = bert.init_model(TINY, LORA, seed=3, dtype=torch.float64)
     ref_model = copy.deepcopy(model)
-    ids, mask, labels = _batch()
+    ids, mask, labels = _batch(sequences, seq_len)
     ref = proto.plain_step(ref_model, weights, ids, mask, labels)
     ref_opt = torch.optim.AdamW(
         list(ref_model.trainable_named_parameters().values()), lr=1e-3, weight_decay=0.01
@@ -70,7 +76,7 @@ def run() -> dict[str, Any]:
     ref_opt.step()
     server = proto.ProjectionServer(weights)
     spy = SpyTransport(server)
-    client = proto.DeviceClient(SMALL, spy, model, lr=1e-3, weight_decay=0.01)
+    client = proto.DeviceClient(SMALL, spy, model, lr=1e-3, weight_decay=0.01, packing=packing)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     res = client.train_step(ids, mask, labels)
     return {
@@ -84,6 +90,7 @@ def run() -> dict[str, Any]:
         "client": client,
         "before": before,
         "batch": (ids, mask, labels),
+        "packing": packing,
     }
 
 
@@ -120,12 +127,23 @@ def test_message_and_ciphertext_counts_match_workload_model(run: dict[str, Any])
         lora_rank=2,
         lora_alpha=4.0,
         lora_targets=("query", "value"),
-        batch_size=2,
-        sequence_length_tokens=6,
+        batch_size=int(run["batch"][0].shape[0]),
+        sequence_length_tokens=int(run["batch"][0].shape[1]),
     )
-    c = op_counts_per_step(wl, SMALL)
+    c = op_counts_per_step(wl, SMALL, run["packing"])
     assert res.ciphertexts_up == c.ciphertexts_up == c.encryptions
     assert res.ciphertexts_down == c.ciphertexts_down == c.decryptions
+    # the ciphertexts in the messages themselves, counted by the server's parser
+    up = down = 0
+    for m, r in run["spy"].log:
+        if m[:4] == proto.MSG_PROJECT:
+            up += packing.deserialize(
+                run["server"].context, proto.unpack_message(m)[2]
+            ).n_ciphertexts
+            down += packing.deserialize(
+                run["server"].context, proto.unpack_message(r)[2]
+            ).n_ciphertexts
+    assert (up, down) == (c.ciphertexts_up, c.ciphertexts_down)
     kinds = [m[:4] for m, _ in run["spy"].log]
     assert kinds.count(proto.MSG_SETUP) == 1
     assert kinds.count(proto.MSG_PROJECT) == 23
@@ -188,9 +206,10 @@ def test_server_holds_no_secret_key_and_no_plaintext(run: dict[str, Any]) -> Non
     # 5. a received ciphertext cannot be decrypted with what the server holds
     proj = next(m for m, _ in spy.log if m[:4] == proto.MSG_PROJECT)
     _, _, data = proto.unpack_message(proj)
-    enc = ckks_ops.deserialize_columns(ctx, data)
+    enc = packing.deserialize(ctx, data)
+    assert packing.packing_of(enc) == run["packing"]
     with pytest.raises(ckks_ops.CkksInputError):
-        ckks_ops.decrypt_columns(ctx, enc)  # type: ignore[arg-type]
+        packing.decrypt(ctx, enc)  # type: ignore[arg-type]
     # ... but the device can, and it is the first activation matrix
     x0 = client.decrypt_for_audit(data)
     ids, _, _ = run["batch"]
@@ -211,22 +230,29 @@ def test_server_holds_no_secret_key_and_no_plaintext(run: dict[str, Any]) -> Non
             assert np.float32(v).tobytes() not in m
 
 
-def test_tokens_beyond_half_n_spill_into_blocks() -> None:
+@pytest.mark.parametrize(
+    ("packing_name", "tokens"),
+    [("column", SMALL.slots + 100), ("interleaved", SMALL.poly_modulus_degree + 100)],
+)
+def test_tokens_beyond_one_ciphertext_spill_into_blocks(packing_name: str, tokens: int) -> None:
+    """Column blocks hold N/2 tokens, interleaved ones N (two per slot)."""
     rng = np.random.default_rng(0)
     w = rng.normal(0, 0.3, (8, 5))
     b = rng.normal(0, 0.3, 5)
     server = proto.ProjectionServer({"p": (w, b)})
     spy = SpyTransport(server)
     model, _ = bert.init_model(TINY, LORA, seed=0)
-    client = proto.DeviceClient(SMALL, spy, model)
-    x = rng.normal(0, 1, (SMALL.slots + 100, 8))
+    client = proto.DeviceClient(SMALL, spy, model, packing=packing_name)
+    x = rng.normal(0, 1, (tokens, 8))
     y = client.project_forward("p", x)
     np.testing.assert_allclose(y, x @ w + b, atol=1e-4)
-    gy = rng.normal(0, 1e-3, (SMALL.slots + 100, 5))
+    gy = rng.normal(0, 1e-3, (tokens, 5))
     gx = client.project_backward("p", gy)
     np.testing.assert_allclose(gx, gy @ w.T, atol=1e-7)
     _, _, data = proto.unpack_message(spy.log[-1][0])
-    assert ckks_ops.deserialize_columns(server.context, data).n_blocks == 2
+    enc = packing.deserialize(server.context, data)
+    assert packing.packing_of(enc) == packing_name
+    assert len(enc.blocks) == 2
 
 
 def test_protocol_errors_are_reported() -> None:
@@ -277,3 +303,32 @@ def test_bert_tiny_default_set_within_target(shared_data: Any) -> None:
     )
     assert rec["poly_modulus_degree"] == 8192
     assert rec["max_rel_err"] <= proto.RELATIVE_TOLERANCE, rec
+
+
+def test_split_columns_on_group_boundaries() -> None:
+    assert proto._split_columns(0, 128, 2, 16) == [(0, 64), (64, 128)]
+    assert proto._split_columns(0, 40, 2, 16) == [(0, 16), (16, 40)]  # 3 groups: 1 + 2
+    assert proto._split_columns(0, 5, 4, 8) == [(0, 5)]  # one group: one part
+    assert proto._split_columns(0, 7, 3, 1) == [(0, 2), (2, 5), (5, 7)]
+
+
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_server_workers_split_outputs_and_agree(packing_name: str) -> None:
+    """A server with two processes returns the same products as one (same inputs, same
+    partials order), each worker computing a range of output columns."""
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.3, (8, 24))
+    b = rng.normal(0, 0.3, 24)
+    x = rng.normal(0, 1, (40, 8))
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    outs = []
+    for workers in (1, 2):
+        server = proto.ProjectionServer({"p": (w, b)}, workers=workers)
+        with proto.InProcessTransport(server) as t:
+            client = proto.DeviceClient(SMALL, t, model, packing=packing_name)
+            assert server.workers == workers
+            outs.append(client.project_forward("p", x))
+    np.testing.assert_allclose(outs[0], x @ w + b, atol=1e-4)
+    np.testing.assert_allclose(outs[1], outs[0], atol=1e-4)
+    with pytest.raises(proto.ProtocolError, match="workers must be >= 1"):
+        proto.ProjectionServer({"p": (w, b)}, workers=0)
