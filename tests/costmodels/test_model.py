@@ -221,7 +221,7 @@ def test_shipped_model_invariants() -> None:
     chains = sorted({p.coeff_mod_bit_sizes for p in cat})
     for op, curve in m.curves.items():
         assert math.isfinite(curve.heldout_rel_err) and curve.n_sets >= 10, op
-        if op == "precision_bits":
+        if op in ("precision_bits", "precision_bits_il"):  # falls with N at fixed scale
             continue
         for chain in chains:
             ps = sorted(
