@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from privtuner.arrays import readonly
+
 if TYPE_CHECKING:
     from privtuner.optimizer.core.problem import AllocationProblem, Evaluation
 
@@ -25,6 +27,12 @@ Status = Literal["optimal", "feasible", "infeasible", "error"]
 Termination = Literal["converged", "gap_closed", "iteration_limit", "time_limit", "infeasible"]
 STATUSES = ("optimal", "feasible", "infeasible", "error")
 TERMINATIONS = ("converged", "gap_closed", "iteration_limit", "time_limit", "infeasible")
+
+
+def _empty(dtype: Any = float) -> NDArray[Any]:
+    """An empty read-only array (the fields of a result without an allocation)."""
+    return readonly([], dtype)
+
 
 _ARRAY_FIELDS = (
     "sets",
@@ -45,12 +53,6 @@ _ARRAY_FIELDS = (
     "latency_server_s",
     "latency_s",
 )
-
-
-def _empty(dtype: Any = float) -> NDArray[Any]:
-    a = np.zeros(0, dtype=dtype)
-    a.setflags(write=False)
-    return a
 
 
 def versions() -> dict[str, str]:
