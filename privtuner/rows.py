@@ -173,15 +173,15 @@ _VERSIONS: dict[str, str] = {}
 def versions() -> dict[str, str]:
     """Provenance columns: privtuner, numpy, cvxpy and Python versions (cached)."""
     if not _VERSIONS:
+        from importlib import metadata
+
         import numpy as np
 
         import privtuner
 
-        try:
-            import cvxpy
-
-            cvx = str(cvxpy.__version__)
-        except ImportError:  # pragma: no cover - cvxpy is a core dependency
+        try:  # the installed distribution's version: importing cvxpy takes ~1 s per process
+            cvx = metadata.version("cvxpy")
+        except metadata.PackageNotFoundError:  # pragma: no cover - cvxpy is a core dependency
             cvx = ""
         _VERSIONS.update(
             version_privtuner=privtuner.__version__,
