@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import privtuner.batch.execute as execute
-import privtuner.batch.run as batch_run
+import privtuner.batch.storage as storage
 import privtuner.optimizer as optimizer
 import privtuner.pipeline as pipeline
 from privtuner.batch import read_table, run_batch
@@ -87,8 +87,8 @@ def timed(totals: dict[str, float]) -> Iterator[None]:
     wrap(pipeline, "build_stages", "_build_stages")
     wrap(optimizer, "solve", "solve")
     wrap(execute, "run_task", "_run_task")
-    wrap(batch_run, "write_part", "part_writes")
-    wrap(batch_run, "write_table", "table_write")
+    wrap(storage, "write_part", "part_writes")
+    wrap(storage, "write_table", "table_write")
     try:
         yield
     finally:

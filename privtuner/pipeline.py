@@ -28,7 +28,7 @@ import json
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -108,7 +108,7 @@ class Stages:
     instance: SystemInstance
     costs: CostTable
     problem: AllocationProblem
-    timings_s: dict[str, float] = field(default_factory=dict)
+    timings_s: dict[str, float]
 
     @property
     def total_s(self) -> float:

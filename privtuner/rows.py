@@ -20,6 +20,8 @@ import platform
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from privtuner.arrays import json_safe
+
 # ----------------------------------------------------------------------------- table schema
 
 #: Ordered columns of a results table with their type (``str``, ``int``, ``float``, ``bool``).
@@ -261,23 +263,6 @@ def _num(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _jsonable(x: Any) -> Any:
-    """Recursively convert numpy scalars/arrays and non-finite floats for JSON."""
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_jsonable(v) for v in x.tolist()]
-    if isinstance(x, np.generic):
-        return _jsonable(x.item())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    return x
-
-
 def allocation_records(result: Any) -> list[dict[str, Any]]:
     """Per-device allocation of a :class:`~privtuner.optimizer.SolveResult` as plain dicts:
     :meth:`SolveResult.allocation_rows` (SI units) plus ``ring_degree`` parsed from the set
@@ -285,7 +270,7 @@ def allocation_records(result: Any) -> list[dict[str, Any]]:
     rows = [dict(r) for r in result.allocation_rows()]
     for r in rows:
         r["ring_degree"] = _ring_degree(str(r.get("set_name", "")))
-    return [_jsonable(r) for r in rows]
+    return [json_safe(r) for r in rows]
 
 
 def _ring_degree(set_name: str) -> int | None:
@@ -337,9 +322,9 @@ def result_output_columns(result: Any) -> dict[str, Any]:
         "server_cpu_used_hz": _sum(a.get("server_cpu_hz") for a in alloc),
         "iterations": _int_or_none(result.iterations),
         "nodes": _int_or_none(result.nodes),
-        "history_json": json.dumps(_jsonable(list(result.history or []))),
+        "history_json": json.dumps(json_safe(list(result.history or []))),
         "allocation_json": json.dumps(alloc),
-        "solver_timings_json": json.dumps(_jsonable(dict(result.timings_s or {}))),
+        "solver_timings_json": json.dumps(json_safe(dict(result.timings_s or {}))),
     }
 
 

@@ -10,15 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from privtuner.batch import storage
 from privtuner.batch.executors import iter_dask, iter_local
-from privtuner.batch.storage import (
-    OUTPUT_SUFFIXES,
-    parts_dir_for,
-    read_parts,
-    read_table,
-    write_part,
-    write_table,
-)
 from privtuner.batch.tasks import BatchTask, check_methods, collect_tasks
 from privtuner.errors import PrivtunerError
 from privtuner.rows import normalize_row
@@ -107,7 +100,7 @@ def run_batch(
     ``out`` that are not tasks of this call.
     """
     out = Path(out)
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
+    if out.suffix.lower() not in storage.OUTPUT_SUFFIXES:
         raise PrivtunerError(
             f"--out {out}: unknown table format {out.suffix or '(none)'!r}; use .parquet or .csv"
         )
@@ -122,14 +115,14 @@ def run_batch(
         tasks = collect_tasks(paths, methods=methods, seeds=seeds, options=options)
     tasks = list(tasks)
     check_methods({t.method for t in tasks})
-    parts_dir = parts_dir_for(out)
+    parts_dir = storage.parts_dir_for(out)
 
     # finished rows: the existing table first, then parts (newer parts win)
     finished: dict[str, dict[str, Any]] = {}
     if out.is_file():
-        for r in read_table(out):
+        for r in storage.read_table(out):
             finished[str(r["key"])] = normalize_row(r)
-    for r in read_parts(parts_dir):
+    for r in storage.read_parts(parts_dir):
         finished[str(r["key"])] = r
     todo = [
         t
@@ -146,7 +139,7 @@ def run_batch(
             iter_dask(chunks, jobs, scheduler) if executor == "dask" else iter_local(chunks, jobs)
         )
         for rows in stream:
-            write_part(parts_dir, rows)
+            storage.write_part(parts_dir, rows)
             for r in rows:
                 finished[str(r["key"])] = r
             if bar is not None:
@@ -159,7 +152,7 @@ def run_batch(
     key_set = set(task_keys)
     final_rows = [finished[k] for k in task_keys if k in finished]
     final_rows.extend(r for k, r in finished.items() if k not in key_set)
-    write_table(final_rows, out)
+    storage.write_table(final_rows, out)
     if not keep_parts and parts_dir.is_dir():
         for p in parts_dir.iterdir():
             with contextlib.suppress(OSError):

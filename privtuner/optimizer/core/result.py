@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from privtuner.arrays import readonly
+from privtuner.arrays import json_safe, readonly
 
 if TYPE_CHECKING:
     from privtuner.optimizer.core.problem import AllocationProblem, Evaluation
@@ -67,20 +67,6 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
     }
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_json_safe(v) for v in x.tolist()]
-    if isinstance(x, np.generic):
-        return _json_safe(x.item())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    return x
 
 
 @dataclass(frozen=True)
@@ -304,7 +290,7 @@ class SolveResult:
             },
             "history": self.history,
         }
-        return dict(_json_safe(out))
+        return dict(json_safe(out))
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
