@@ -34,17 +34,10 @@ from pathlib import Path
 from privtuner.costmodels import build_cost_table, fit_records, load_cost_model, read_records
 from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH
 from privtuner.plotting import plot_cost_fits
-from privtuner.scenario import load_scenario
+from privtuner.scenario import load_bundled
 
 SMALL = os.environ.get("PRIVTUNER_NOTEBOOK_SMALL", "0") == "1"
 PROFILE = os.environ.get("PRIVTUNER_NOTEBOOK_PROFILE", "0") == "1"
-
-
-def repo_root() -> Path:
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d / "scenarios" / "default.yaml").is_file():
-            return d
-    raise FileNotFoundError("scenarios/default.yaml not found above the working directory")
 
 
 model = load_cost_model("default")
@@ -78,7 +71,9 @@ for _name, fig in list(figs.items())[: 2 if SMALL else None]:
 # ## Per-round costs of each catalogue set for the default workload
 
 # %%
-spec = load_scenario(repo_root() / "scenarios" / "default.yaml")
+# the bundled default scenario (scenarios/default.yaml in a checkout); load_scenario(path)
+# loads a file of your own
+spec = load_bundled("default")
 table = build_cost_table(spec)
 print(
     f"{'set':<26} {'security':>9} {'dev Gcyc':>9} {'srv Gcyc':>9} {'up Mbit':>9} {'down Mbit':>10}"

@@ -26,28 +26,22 @@
 
 # %%
 import os
-from pathlib import Path
 
-from privtuner.batch import allocation_records
-from privtuner.optimizer import AllocationProblem, available_methods, solve
+from privtuner.optimizer import available_methods, solve
+from privtuner.pipeline import build_problem
 from privtuner.plotting import plot_allocation, plot_bounds, plot_convergence
-from privtuner.scenario import load_scenario
+from privtuner.rows import allocation_records
+from privtuner.scenario import load_bundled
 
 SMALL = os.environ.get("PRIVTUNER_NOTEBOOK_SMALL", "0") == "1"
 
 
-def repo_root() -> Path:
-    """The checkout holding scenarios/default.yaml (the notebook may run from notebooks/)."""
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d / "scenarios" / "default.yaml").is_file():
-            return d
-    raise FileNotFoundError("scenarios/default.yaml not found above the working directory")
-
-
-spec = load_scenario(repo_root() / "scenarios" / "default.yaml")
+# the bundled default scenario (scenarios/default.yaml in a checkout); load_scenario(path)
+# loads a file of your own
+spec = load_bundled("default")
 if SMALL:
     spec = spec.with_overrides({"devices.count": 4})
-problem = AllocationProblem.from_spec(spec)
+problem = build_problem(spec)
 print(
     f"{problem.n_devices} devices, {problem.n_sets} CKKS parameter sets, B = "
     f"{problem.bandwidth_hz / 1e6:g} MHz, deadline {problem.deadline_s:g} s"

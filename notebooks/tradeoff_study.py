@@ -26,27 +26,22 @@
 
 # %%
 import os
-from pathlib import Path
 
-from privtuner.optimizer import AllocationProblem, available_methods
+from privtuner.optimizer import available_methods
+from privtuner.pipeline import build_problem
 from privtuner.plotting import plot_tradeoff
-from privtuner.scenario import load_scenario
+from privtuner.scenario import load_bundled
 from privtuner.studies import default_tradeoff_values, privacy_problem_factory, tradeoff_curve
 
 SMALL = os.environ.get("PRIVTUNER_NOTEBOOK_SMALL", "0") == "1"
 
 
-def repo_root() -> Path:
-    for d in (Path.cwd(), *Path.cwd().parents):
-        if (d / "scenarios" / "default.yaml").is_file():
-            return d
-    raise FileNotFoundError("scenarios/default.yaml not found above the working directory")
-
-
-spec = load_scenario(repo_root() / "scenarios" / "default.yaml")
+# the bundled default scenario (scenarios/default.yaml in a checkout); load_scenario(path)
+# loads a file of your own
+spec = load_bundled("default")
 if SMALL:
     spec = spec.with_overrides({"devices.count": 4})
-problem = AllocationProblem.from_spec(spec)
+problem = build_problem(spec)
 methods = [m for m in ("exact", "ao") if m in available_methods()]
 
 # %% [markdown]
@@ -76,7 +71,7 @@ plot_tradeoff(rows, x=x)
 
 # %%
 cspec = spec.with_overrides({"objective.kind": "constrained", "objective.privacy_min": 0})
-cproblem = AllocationProblem.from_spec(cspec)
+cproblem = build_problem(cspec)
 cfactory, cx = privacy_problem_factory(cproblem)
 requirements = default_tradeoff_values(cproblem, n_points=3 if SMALL else 8)
 crows = tradeoff_curve(cfactory, requirements, methods[0], x=cx)

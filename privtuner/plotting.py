@@ -1,8 +1,8 @@
 """Figures: pure functions from results to :class:`matplotlib.figure.Figure`. Never solves.
 
 Inputs are plain data: rows of a batch results table (:func:`privtuner.batch.read_table`, one
-dict per (scenario, seed, method); see :data:`privtuner.batch.COLUMNS`), per-device allocation
-records (:func:`privtuner.batch.allocation_records`) or a solver ``history`` (list of dicts, one
+dict per (scenario, seed, method); see :data:`privtuner.rows.COLUMNS`), per-device allocation
+records (:func:`privtuner.rows.allocation_records`) or a solver ``history`` (list of dicts, one
 per iteration). Figures are built with the object-oriented API on the Agg canvas (no pyplot
 state, no display needed); :func:`save_figure` writes PNG and PDF.
 
@@ -255,7 +255,7 @@ def plot_scaling(
     """One :func:`plot_energy_vs` figure per swept input of ``rows`` (rows grouped by sweep):
     ``{"energy_vs_<column>": Figure}``. The privacy weight / requirement are left to
     :func:`plot_tradeoff`."""
-    from privtuner.batch import swept_columns
+    from privtuner.rows import swept_columns
 
     by_base: dict[str, list[Mapping[str, Any]]] = {}
     for r in rows:

@@ -4,16 +4,16 @@
   weights, or privacy requirements for the constrained objective);
 * :func:`write_solve_figures`: the figures of ``privtuner solve --plots DIR`` (per-device
   allocation and a small trade-off);
-* :func:`reproduce`: ``privtuner reproduce``: the bundled sweep set
-  (``scenarios/reproduce/*.yaml``) through :func:`privtuner.batch.run_batch`, then every figure
-  with the CSV table of the numbers it shows.
+* :func:`reproduce`: ``privtuner reproduce``: the sweep set bundled in the package
+  (``privtuner/scenario/bundled/reproduce/*.yaml``, read through :mod:`importlib.resources`)
+  through :func:`privtuner.batch.run_batch`, then every figure with the CSV table of the
+  numbers it shows.
 
 Plotting stays pure (:mod:`privtuner.plotting` never solves); solving happens here.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -24,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from privtuner.errors import PrivtunerError
+from privtuner.io import write_csv
 
-#: The bundled sweep set of ``privtuner reproduce`` (in the repository checkout).
-REPRODUCE_DIR = Path(__file__).resolve().parents[1] / "scenarios" / "reproduce"
+#: The bundled sweep set of ``privtuner reproduce`` (folder of
+#: :mod:`privtuner.scenario.resources`).
+REPRODUCE_FOLDER = "reproduce"
 
 #: Baselines of spec section 5.3 (registered by the optimiser).
 BASELINES = (
@@ -61,12 +63,12 @@ def tradeoff_curve(
 
     ``x`` names what the values are (``privacy_weight`` for the weighted objective,
     ``privacy_min`` for the constrained one); each returned row (the columns of
-    :data:`privtuner.batch.COLUMNS` that apply) carries it, so
+    :data:`privtuner.rows.COLUMNS` that apply) carries it, so
     :func:`privtuner.plotting.plot_tradeoff` draws the curve. An infeasible point is a row
     with its status, not an exception.
     """
-    from privtuner.batch import normalize_row, result_output_columns
     from privtuner.optimizer import solve
+    from privtuner.rows import normalize_row, result_output_columns
 
     rows = []
     for w in weights:
@@ -174,8 +176,8 @@ def write_solve_figures(
 
     Returns the written paths. A result without an allocation (infeasible) writes nothing.
     """
-    from privtuner.batch import allocation_records
     from privtuner.plotting import plot_allocation, plot_tradeoff, save_figure
+    from privtuner.rows import allocation_records
 
     out = Path(out_dir)
     if not result.has_allocation:
@@ -217,29 +219,6 @@ def _tradeoff_table(rows: Sequence[Mapping[str, Any]], x: str) -> list[dict[str,
     return [{k: r.get(k) for k in keep} for r in rows]
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Write dict rows as CSV (columns in first-seen order; floats round-trip exactly)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cols: list[str] = []
-    for r in rows:
-        for k in r:
-            if k not in cols:
-                cols.append(k)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(cols)
-        for r in rows:
-            w.writerow(["" if r.get(c) is None else _cell(r.get(c)) for c in cols])
-    return path
-
-
-def _cell(v: Any) -> str:
-    if isinstance(v, float | np.floating):
-        return repr(float(v))
-    return str(v)
-
-
 # ----------------------------------------------------------------------------- reproduce
 
 
@@ -278,16 +257,24 @@ def reproduce(
     with the numbers it shows; ``out_dir/summary.json`` what ran and how long it took.
     Returns that summary.
     """
-    from privtuner.batch import collect_tasks, read_table, run_batch
+    from privtuner.batch import bundled_tasks, collect_tasks, read_table, run_batch
+    from privtuner.scenario.resources import bundled_source
 
     t0 = time.perf_counter()
-    src = Path(scenarios_dir) if scenarios_dir is not None else REPRODUCE_DIR
-    if not src.is_dir():
-        raise PrivtunerError(f"reproduce: scenario folder {src} not found (give --scenarios DIR)")
+    use_methods = list(methods) if methods else list(QUICK_METHODS if quick else REPRODUCE_METHODS)
+    transform = quick_spec if quick else None
+    if scenarios_dir is None:
+        src = bundled_source(REPRODUCE_FOLDER + "/*")
+        tasks = bundled_tasks(REPRODUCE_FOLDER, methods=use_methods, transform=transform)
+    else:
+        src = str(scenarios_dir)
+        if not Path(scenarios_dir).is_dir():
+            raise PrivtunerError(
+                f"reproduce: scenario folder {src} not found (give --scenarios DIR)"
+            )
+        tasks = collect_tasks([scenarios_dir], methods=use_methods, transform=transform)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    use_methods = list(methods) if methods else list(QUICK_METHODS if quick else REPRODUCE_METHODS)
-    tasks = collect_tasks([src], methods=use_methods, transform=quick_spec if quick else None)
     results_path = out / "results.csv"
     summary = run_batch(
         None, results_path, tasks=tasks, jobs=jobs, progress=progress, executor=executor
@@ -301,7 +288,7 @@ def reproduce(
     info = {
         "quick": quick,
         "jobs": jobs,
-        "scenarios_dir": str(src),
+        "scenarios_dir": src,
         "methods": use_methods,
         "batch": summary.to_dict(),
         "batch_wall_s": t_batch,
@@ -348,7 +335,6 @@ def _figure_table(
     tradeoff_axis: Callable[..., str],
 ) -> list[dict[str, Any]]:
     """The numbers behind one figure of :func:`write_result_figures`."""
-    from privtuner.batch import swept_columns
     from privtuner.plotting import (
         TRADEOFF_COLUMNS,
         bounds_row,
@@ -358,6 +344,7 @@ def _figure_table(
         row_ok,
         slug,
     )
+    from privtuner.rows import swept_columns
 
     def by_base() -> dict[str, list[Mapping[str, Any]]]:
         groups: dict[str, list[Mapping[str, Any]]] = {}

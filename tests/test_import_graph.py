@@ -144,3 +144,38 @@ def test_optimizer_layers(layer: str, forbidden: tuple[str, ...]) -> None:
             if d == "privtuner.optimizer" or d.startswith(forbidden) or d.startswith(above):
                 bad.append(f"{mod} -> {d}")
     assert not bad, bad
+
+
+#: Modules below the batch, the CLI and the studies: shared schema and helpers, the pipeline,
+#: the figures. None of them may import those (plotting is fed rows, it never runs a batch).
+SHARED = (
+    "privtuner.arrays",
+    "privtuner.io",
+    "privtuner.rows",
+    "privtuner.pipeline",
+    "privtuner.plotting",
+    "privtuner.scenario",
+    "privtuner.system_sim",
+    "privtuner.costmodels",
+    "privtuner.optimizer",
+)
+
+
+@pytest.mark.parametrize("layer", SHARED)
+def test_no_sideways_arrows(layer: str) -> None:
+    above = ("privtuner.batch", "privtuner.cli", "privtuner.studies")
+    bad = [
+        f"{mod} -> {d}"
+        for mod, deps in import_graph().items()
+        if mod == layer or mod.startswith(layer + ".")
+        for d in deps
+        if d.startswith(above)
+    ]
+    assert not bad, bad
+
+
+def test_helpers_import_nothing_of_the_package() -> None:
+    """The leaf helpers (read-only arrays, atomic files and CSV) depend on no privtuner module."""
+    g = import_graph()
+    assert g["privtuner.arrays"] == set()
+    assert g["privtuner.io"] == set()

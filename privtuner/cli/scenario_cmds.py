@@ -51,11 +51,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from privtuner.pipeline import instance
     from privtuner.scenario import load_scenario
-    from privtuner.system_sim import build_instance
 
     spec = load_scenario(args.file)
-    inst = build_instance(spec, args.seed)
+    inst = instance(spec, args.seed)
     snr_db = inst.snr_equal_share_db()
     rate = inst.rate_equal_share_bps()
     if args.json:

@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 
@@ -54,37 +49,14 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_methods)
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    target = Path(path)
-    folder = target.parent if str(target.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()})
-    return buf.getvalue()
-
-
 def cmd_solve(args: argparse.Namespace) -> int:
     import sys
 
     from privtuner.errors import InfeasibleError, SolverError
-    from privtuner.optimizer import AllocationProblem, solve
+    from privtuner.io import atomic_write_text, csv_text
+    from privtuner.optimizer import solve
     from privtuner.optimizer.core.options import options_from_spec
+    from privtuner.pipeline import build_problem
     from privtuner.scenario import load_scenario
 
     spec = load_scenario(args.file)
@@ -93,7 +65,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"{args.file}: the scenario has a sweep; solve it with 'privtuner batch' "
             "(or remove the sweep)"
         )
-    problem = AllocationProblem.from_spec(spec, args.seed)
+    problem = build_problem(spec, args.seed)
     method = args.method or spec.solver.method
     options: dict[str, Any] = options_from_spec(
         spec.solver, rel_tol=args.rel_tol, time_limit_s=args.time_limit
@@ -104,9 +76,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if result.status == "error":
         raise SolverError(f"method {method!r} found no usable allocation: {result.message}")
     if args.out:
-        _write_atomic(args.out, result.to_json() + "\n")
+        atomic_write_text(args.out, result.to_json() + "\n")
     if args.csv:
-        _write_atomic(args.csv, _csv_text(result.allocation_rows()))
+        atomic_write_text(args.csv, csv_text(result.allocation_rows()))
     if args.plots:
         from privtuner.studies import write_solve_figures
 

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from privtuner.arrays import readonly
+
 
 @dataclass(frozen=True, order=True)
 class CkksParams:
@@ -55,12 +57,6 @@ class CkksParams:
         )
 
 
-def _ro(a: Any) -> NDArray[np.float64]:
-    arr = np.array(a, dtype=float)
-    arr.setflags(write=False)
-    return arr
-
-
 @dataclass(frozen=True)
 class CostTable:
     """Per-round costs of each candidate CKKS set for one workload (arrays ``[n_sets]``).
@@ -96,7 +92,7 @@ class CostTable:
             "security_bits",
             "precision_bits",
         ):
-            arr = _ro(getattr(self, name))
+            arr = readonly(getattr(self, name))
             if arr.shape != (k,):
                 raise ValueError(f"CostTable.{name} must have shape ({k},), got {arr.shape}")
             object.__setattr__(self, name, arr)

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from privtuner.arrays import readonly
 from privtuner.scenario.schema import PerDevice, ScenarioSpec, Uniform
 from privtuner.system_sim.channel import (
     drop_in_disc,
@@ -17,12 +18,6 @@ from privtuner.system_sim.channel import (
     shadowing_db,
 )
 from privtuner.units import db_to_lin, dbm_to_w, lin_to_db
-
-
-def _frozen(a: Any) -> NDArray[np.float64]:
-    arr = np.array(a, dtype=float)
-    arr.setflags(write=False)
-    return arr
 
 
 @dataclass(frozen=True)
@@ -66,11 +61,11 @@ class SystemInstance:
     def subset(self, idx: Any) -> SystemInstance:
         """The instance restricted to devices ``idx`` (same system constants)."""
         return SystemInstance(
-            distance_m=_frozen(self.distance_m[idx]),
-            gain_lin=_frozen(self.gain_lin[idx]),
-            p_max_w=_frozen(self.p_max_w[idx]),
-            f_max_hz=_frozen(self.f_max_hz[idx]),
-            kappa_dev=_frozen(self.kappa_dev[idx]),
+            distance_m=readonly(self.distance_m[idx]),
+            gain_lin=readonly(self.gain_lin[idx]),
+            p_max_w=readonly(self.p_max_w[idx]),
+            f_max_hz=readonly(self.f_max_hz[idx]),
+            kappa_dev=readonly(self.kappa_dev[idx]),
             bandwidth_hz=self.bandwidth_hz,
             noise_w_per_hz=self.noise_w_per_hz,
             server_cpu_hz=self.server_cpu_hz,
@@ -144,11 +139,11 @@ def build_instance(spec: ScenarioSpec, seed: int | None = None) -> SystemInstanc
             if d.kappa is not None:
                 kappa[i] = d.kappa
     return SystemInstance(
-        distance_m=_frozen(distance),
-        gain_lin=_frozen(gain),
-        p_max_w=_frozen(dbm_to_w(p_max_dbm)),
-        f_max_hz=_frozen(f_max),
-        kappa_dev=_frozen(kappa),
+        distance_m=readonly(distance),
+        gain_lin=readonly(gain),
+        p_max_w=readonly(dbm_to_w(p_max_dbm)),
+        f_max_hz=readonly(f_max),
+        kappa_dev=readonly(kappa),
         bandwidth_hz=float(sysm.bandwidth_hz),
         noise_w_per_hz=float(dbm_to_w(sysm.noise_dbm_per_hz)),
         server_cpu_hz=float(spec.server.cpu_hz),

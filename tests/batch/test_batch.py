@@ -202,7 +202,7 @@ def test_kill_at_random_points_then_resume(
     ref = _reference(tmp_path, f, methods)
     out = tmp_path / "r.csv"
     rng = np.random.default_rng(kill_seed)
-    real = batch.solve_point
+    real = batch.execute.solve_point
     kills = 0
     for _ in range(6):  # several kills, each after a random number of solves
         budget = {"left": int(rng.integers(0, 8))}
@@ -213,7 +213,7 @@ def test_kill_at_random_points_then_resume(
             budget["left"] -= 1
             return real(*a, **k)
 
-        monkeypatch.setattr(batch, "solve_point", dying)
+        monkeypatch.setattr(batch.execute, "solve_point", dying)
         try:
             batch.run_batch([f], out, methods=methods, chunk_size=2, progress=False)
         except _Killed:
@@ -223,7 +223,7 @@ def test_kill_at_random_points_then_resume(
         assert len({r["key"] for r in parts}) == len(parts)
         assert not list(batch.parts_dir_for(out).glob("*.bad"))
     assert kills >= 1
-    monkeypatch.setattr(batch, "solve_point", real)
+    monkeypatch.setattr(batch.execute, "solve_point", real)
     batch.run_batch([f], out, methods=methods, progress=False)
     assert batch.comparable(batch.read_table(out)) == ref
 
@@ -257,7 +257,7 @@ def test_kill_during_consolidation_keeps_old_table_and_parts(
             raise _Killed
         os.rename(src, dst)
 
-    monkeypatch.setattr(batch.os, "replace", no_replace)
+    monkeypatch.setattr(os, "replace", no_replace)
     with pytest.raises(_Killed):
         batch.run_batch([f], out, methods=["standin_a", "standin_b"], progress=False)
     monkeypatch.undo()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from privtuner.arrays import readonly
 from privtuner.costmodels.types import CostTable
 from privtuner.errors import CostModelError, SolverError
 from privtuner.optimizer.core.model import device_terms, energy_objective, run_energy_j
@@ -40,12 +41,6 @@ if TYPE_CHECKING:
 FEAS_TOL_REL = 1e-7
 
 ObjectiveKind = Literal["weighted", "constrained"]
-
-
-def _ro(a: ArrayLike, dtype: Any = float) -> NDArray[Any]:
-    arr = np.array(a, dtype=dtype)
-    arr.setflags(write=False)
-    return arr
 
 
 @dataclass(frozen=True)
@@ -137,7 +132,7 @@ class AllocationProblem:
         if n < 1:
             raise SolverError("AllocationProblem.gain_lin must be a non-empty 1-D array")
         for name in ("gain_lin", "p_max_w", "f_max_hz", "kappa_dev"):
-            arr = _ro(getattr(self, name))
+            arr = readonly(getattr(self, name))
             if arr.shape != (n,):
                 problems.append(f"{name}: shape {arr.shape}, expected ({n},)")
             elif not np.all(np.isfinite(arr)):
@@ -179,7 +174,7 @@ class AllocationProblem:
                 problems.append(f"costs.{name}: must be finite and >= 0")
         if c.n_sets < 1:
             problems.append("costs: the cost table has no CKKS set")
-        allowed = _ro(self.allowed, dtype=bool)
+        allowed = readonly(self.allowed, dtype=bool)
         if allowed.shape != (n, c.n_sets):
             problems.append(f"allowed: shape {allowed.shape}, expected ({n}, {c.n_sets})")
         object.__setattr__(self, "allowed", allowed)
@@ -278,7 +273,11 @@ class AllocationProblem:
 
     @classmethod
     def from_spec(cls, spec: ScenarioSpec, seed: int | None = None) -> AllocationProblem:
-        """``build_instance(spec, seed)`` + ``build_cost_table(spec)`` + the spec's objective."""
+        """``build_instance(spec, seed)`` + ``build_cost_table(spec)`` + the spec's objective.
+
+        The same problem as :func:`privtuner.pipeline.build_problem` (which the CLI, the batch
+        and the studies use), without its cost-table cache: the optimiser's core cannot import
+        the pipeline, which imports it."""
         from privtuner.costmodels import build_cost_table
         from privtuner.system_sim import build_instance
 
@@ -405,21 +404,21 @@ class AllocationProblem:
         e_dev_j, e_tx_j, e_srv_j = run_energy_j(self, terms)
         objective = energy_objective(self, terms) + float(np.sum(self.set_constant[ks]))
         return Evaluation(
-            sets=_ro(k, dtype=np.int64),
-            bandwidth_hz=_ro(b),
-            tx_power_w=_ro(p),
-            cpu_hz=_ro(f),
-            server_cpu_hz=_ro(fs),
-            rate_bps=_ro(terms.rate_bps),
-            energy_compute_j=_ro(e_dev_j),
-            energy_tx_j=_ro(e_tx_j),
-            energy_server_j=_ro(e_srv_j),
-            latency_compute_s=_ro(terms.device_s),
-            latency_tx_s=_ro(terms.uplink_s),
-            latency_downlink_s=_ro(terms.downlink_s),
-            latency_server_s=_ro(terms.server_s),
-            privacy=_ro(c.privacy[ks]),
-            security_bits=_ro(c.security_bits[ks]),
+            sets=readonly(k, dtype=np.int64),
+            bandwidth_hz=readonly(b),
+            tx_power_w=readonly(p),
+            cpu_hz=readonly(f),
+            server_cpu_hz=readonly(fs),
+            rate_bps=readonly(terms.rate_bps),
+            energy_compute_j=readonly(e_dev_j),
+            energy_tx_j=readonly(e_tx_j),
+            energy_server_j=readonly(e_srv_j),
+            latency_compute_s=readonly(terms.device_s),
+            latency_tx_s=readonly(terms.uplink_s),
+            latency_downlink_s=readonly(terms.downlink_s),
+            latency_server_s=readonly(terms.server_s),
+            privacy=readonly(c.privacy[ks]),
+            security_bits=readonly(c.security_bits[ks]),
             objective=float(objective),
             violations=violations,
         )

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from privtuner.arrays import json_safe, readonly
+
 if TYPE_CHECKING:
     from privtuner.optimizer.core.problem import AllocationProblem, Evaluation
 
@@ -25,6 +27,12 @@ Status = Literal["optimal", "feasible", "infeasible", "error"]
 Termination = Literal["converged", "gap_closed", "iteration_limit", "time_limit", "infeasible"]
 STATUSES = ("optimal", "feasible", "infeasible", "error")
 TERMINATIONS = ("converged", "gap_closed", "iteration_limit", "time_limit", "infeasible")
+
+
+def _empty(dtype: Any = float) -> NDArray[Any]:
+    """An empty read-only array (the fields of a result without an allocation)."""
+    return readonly([], dtype)
+
 
 _ARRAY_FIELDS = (
     "sets",
@@ -47,12 +55,6 @@ _ARRAY_FIELDS = (
 )
 
 
-def _empty(dtype: Any = float) -> NDArray[Any]:
-    a = np.zeros(0, dtype=dtype)
-    a.setflags(write=False)
-    return a
-
-
 def versions() -> dict[str, str]:
     """Versions of privtuner, Python and the numerical libraries (recorded in every result)."""
     import scipy
@@ -65,20 +67,6 @@ def versions() -> dict[str, str]:
         "numpy": np.__version__,
         "scipy": scipy.__version__,
     }
-
-
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_json_safe(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return [_json_safe(v) for v in x.tolist()]
-    if isinstance(x, np.generic):
-        return _json_safe(x.item())
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    return x
 
 
 @dataclass(frozen=True)
@@ -302,7 +290,7 @@ class SolveResult:
             },
             "history": self.history,
         }
-        return dict(_json_safe(out))
+        return dict(json_safe(out))
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)

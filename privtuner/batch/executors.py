@@ -1,0 +1,72 @@
+"""Where batch chunks run: this process, local worker processes, or a dask cluster.
+
+Each executor yields the rows of each finished chunk (in completion order). Local parallelism
+uses processes (cvxpy is not thread-safe), started with ``spawn``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+from privtuner.batch.execute import run_chunk
+from privtuner.batch.tasks import BatchTask
+
+
+def iter_local(chunks: list[list[BatchTask]], jobs: int) -> Iterator[list[dict[str, Any]]]:
+    if jobs <= 1:
+        for ch in chunks:
+            yield run_chunk(ch)
+        return
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        # keep a bounded number of chunks submitted (2 per worker) so an interrupt loses few
+        pending: set[Future[list[dict[str, Any]]]] = set()
+        it = iter(chunks)
+        try:
+            for ch in itertools.islice(it, 2 * jobs):
+                pending.add(pool.submit(run_chunk, ch))
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield fut.result()
+                    nxt = next(it, None)
+                    if nxt is not None:
+                        pending.add(pool.submit(run_chunk, nxt))
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+
+def iter_dask(
+    chunks: list[list[BatchTask]], jobs: int, scheduler: str | None
+) -> Iterator[list[dict[str, Any]]]:
+    from privtuner.errors import require
+
+    require("dask.distributed", extra="dev", purpose="--executor dask")
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler:
+        client = Client(scheduler)
+    else:
+        cluster = LocalCluster(
+            n_workers=max(1, jobs),
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    try:
+        futures = [client.submit(run_chunk, ch, pure=False) for ch in chunks]
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,222 @@
+"""Batch tasks: scenario files and sweeps expanded into (scenario point, seed, method) tasks.
+
+The row key is ``"<scenario name>|seed=<seed>|method=<method>"``. Tasks are ordered as they are
+expanded (files in the given order, directories sorted, sweep points in file order), so an
+interrupted-and-resumed batch writes the same table as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from privtuner.errors import ScenarioError
+
+#: File name suffixes read as scenario files when a directory is given.
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    """One unit of work: solve scenario point ``spec_json`` with ``seed`` and ``method``.
+
+    Picklable and small (the spec travels as JSON), so it can go to a process or a dask worker.
+    """
+
+    key: str
+    scenario: str
+    sweep_base: str
+    sweep_params_json: str
+    source: str
+    seed: int
+    method: str
+    spec_json: str
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+def task_key(scenario: str, seed: int, method: str) -> str:
+    """Stable row key: ``"<scenario>|seed=<seed>|method=<method>"``."""
+    return f"{scenario}|seed={seed}|method={method}"
+
+
+def discover_scenario_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Scenario files from files and directories (directories: ``*.yaml``/``*.yml``, sorted).
+
+    Raises :class:`ScenarioError` for a path that does not exist or a directory with no
+    scenario file.
+    """
+    files: list[Path] = []
+    problems: list[str] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(
+                q for q in p.iterdir() if q.is_file() and q.suffix.lower() in SCENARIO_SUFFIXES
+            )
+            if not found:
+                problems.append(f"{p}: directory contains no scenario file (*.yaml, *.yml)")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            problems.append(f"{p}: no such file or directory")
+    if problems:
+        raise ScenarioError(problems)
+    # the same file given twice is read once
+    seen: set[Path] = set()
+    unique = []
+    for f in files:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique
+
+
+def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any]]]:
+    """(point spec, sweep combination) pairs in :func:`expand_sweep` order."""
+    from privtuner.scenario import expand_sweep
+
+    points = expand_sweep(spec)
+    if not spec.sweep:
+        return [(points[0], {})]
+    keys = list(spec.sweep)
+    combos = [
+        dict(zip(keys, values, strict=True))
+        for values in itertools.product(*(spec.sweep[k] for k in keys))
+    ]
+    return list(zip(points, combos, strict=True))
+
+
+def tasks_for_spec(
+    spec: Any,
+    *,
+    source: str = "",
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    options: dict[str, Any] | None = None,
+) -> list[BatchTask]:
+    """Tasks of one (possibly sweeping) :class:`~privtuner.scenario.ScenarioSpec`.
+
+    ``methods`` defaults to each point's ``solver.method``; ``seeds`` to each point's ``seed``.
+    ``options`` are extra solver options for every task (the point's ``solver.rel_tol``,
+    ``max_iterations`` and ``time_limit_s`` are always passed).
+    """
+    tasks = []
+    for point, combo in _sweep_points(spec):
+        spec_json = point.model_dump_json()
+        point_methods = list(methods) if methods else [point.solver.method]
+        point_seeds = [int(s) for s in seeds] if seeds is not None else [int(point.seed)]
+        for seed in point_seeds:
+            for method in point_methods:
+                tasks.append(
+                    BatchTask(
+                        key=task_key(point.name, seed, method),
+                        scenario=point.name,
+                        sweep_base=spec.name,
+                        sweep_params_json=json.dumps(combo, sort_keys=False),
+                        source=source,
+                        seed=seed,
+                        method=method,
+                        spec_json=spec_json,
+                        options=tuple(sorted((options or {}).items())),
+                    )
+                )
+    return tasks
+
+
+def collect_tasks(
+    paths: Iterable[str | Path],
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    options: dict[str, Any] | None = None,
+    transform: Callable[[Any], Any] | None = None,
+) -> list[BatchTask]:
+    """Every task of the scenario files and directories in ``paths``, in a stable order.
+
+    ``transform`` (optional) maps each loaded spec before expansion (``reproduce --quick``
+    uses it to shorten sweeps). Every file's problems are collected and raised together as one
+    :class:`ScenarioError`; duplicate row keys (two files producing the same scenario name) are
+    an error too.
+    """
+    from privtuner.scenario import load_scenario
+
+    files = discover_scenario_files(paths)
+    # relative paths are resolved by the loader
+    sources = [(str(f), partial(load_scenario, f)) for f in files]
+    return tasks_from_sources(
+        sources, methods=methods, seeds=seeds, options=options, transform=transform
+    )
+
+
+def bundled_tasks(
+    folder: str,
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    options: dict[str, Any] | None = None,
+    transform: Callable[[Any], Any] | None = None,
+) -> list[BatchTask]:
+    """:func:`collect_tasks` of the scenarios bundled in the package under ``folder``
+    (e.g. ``"reproduce"``; see :mod:`privtuner.scenario.resources`)."""
+    from privtuner.scenario.resources import bundled_names, bundled_source, load_bundled
+
+    sources = [(bundled_source(n), partial(load_bundled, n)) for n in bundled_names(folder)]
+    return tasks_from_sources(
+        sources, methods=methods, seeds=seeds, options=options, transform=transform
+    )
+
+
+def tasks_from_sources(
+    sources: Iterable[tuple[str, Callable[[], Any]]],
+    *,
+    methods: Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    options: dict[str, Any] | None = None,
+    transform: Callable[[Any], Any] | None = None,
+) -> list[BatchTask]:
+    """Tasks of (source label, spec loader) pairs, in order; the problems of every source
+    (and duplicate row keys) are raised together as one :class:`ScenarioError`."""
+    problems: list[str] = []
+    tasks: list[BatchTask] = []
+    for source, load in sources:
+        try:
+            spec = load()
+            if transform is not None:
+                spec = transform(spec)
+            tasks.extend(
+                tasks_for_spec(spec, source=source, methods=methods, seeds=seeds, options=options)
+            )
+        except ScenarioError as exc:
+            problems.extend(exc.lines())
+    seen: dict[str, str] = {}
+    for t in tasks:
+        if t.key in seen:
+            problems.append(
+                f"duplicate row key {t.key!r} (from {seen[t.key]} and {t.source}); give the "
+                "scenarios distinct names"
+            )
+        seen[t.key] = t.source
+    if problems:
+        raise ScenarioError(problems)
+    return tasks
+
+
+def check_methods(methods: Iterable[str]) -> None:
+    """Raise :class:`~privtuner.errors.SolverError` naming any unregistered method (and the
+    valid ones) before a batch starts, rather than writing a table of error rows."""
+    from privtuner.errors import SolverError
+    from privtuner.optimizer import available_methods
+
+    valid = available_methods()
+    bad = sorted({m for m in methods if m not in valid})
+    if bad:
+        raise SolverError(
+            f"unknown method(s) {', '.join(map(repr, bad))}; valid methods: {', '.join(valid)}"
+        )

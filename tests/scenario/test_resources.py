@@ -1,0 +1,60 @@
+"""Bundled scenarios: read through importlib.resources, the same files as scenarios/ in the
+checkout, shipped in the wheel (package data)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from privtuner.errors import ScenarioError
+from privtuner.scenario import bundled_names, load_bundled, load_scenario
+from privtuner.scenario.resources import bundled_source, bundled_text
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLED = REPO / "privtuner" / "scenario" / "bundled"
+
+REPRODUCE = [
+    "reproduce/bandwidth",
+    "reproduce/deadline",
+    "reproduce/devices",
+    "reproduce/power",
+    "reproduce/tradeoff_constrained",
+    "reproduce/tradeoff_weighted",
+]
+
+
+def test_names_and_loading() -> None:
+    assert bundled_names() == ["default"]
+    assert bundled_names("reproduce") == REPRODUCE
+    spec = load_bundled()
+    assert spec.name == "default" and spec.devices.count == 10
+    for name in REPRODUCE:
+        assert load_bundled(name).sweep
+
+
+def test_the_checkout_scenarios_are_the_bundled_files() -> None:
+    """scenarios/default.yaml and scenarios/reproduce/ (what README commands use) are the
+    bundled files, not copies that could drift."""
+    assert (REPO / "scenarios" / "default.yaml").read_text() == bundled_text("default")
+    assert load_scenario(REPO / "scenarios" / "default.yaml") == load_bundled()
+    for name in REPRODUCE:
+        assert (REPO / "scenarios" / f"{name}.yaml").read_text() == bundled_text(name)
+
+
+def test_unknown_names() -> None:
+    with pytest.raises(ScenarioError, match="no bundled scenario 'nope'"):
+        bundled_text("nope")
+    with pytest.raises(ScenarioError, match="no bundled scenario folder"):
+        bundled_names("nope")
+    assert bundled_source("reproduce/power").endswith("bundled/reproduce/power.yaml")
+
+
+def test_package_data_covers_every_bundled_file() -> None:
+    """pyproject's package-data globs match every file under bundled/ (so a wheel has them)."""
+    conf = tomllib.loads((REPO / "pyproject.toml").read_text())
+    globs = conf["tool"]["setuptools"]["package-data"]["privtuner.scenario"]
+    files = {p.relative_to(BUNDLED.parent) for p in BUNDLED.rglob("*") if p.is_file()}
+    covered = {p.relative_to(BUNDLED.parent) for g in globs for p in BUNDLED.parent.glob(g)}
+    assert files and files == covered
