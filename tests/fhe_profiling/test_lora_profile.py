@@ -167,7 +167,9 @@ class SyntheticModel:
         from privtuner.costmodels.workload import op_counts_per_step
 
         n_up, n_down = rec["ciphertexts_up"], rec["ciphertexts_down"]
-        n_mac = op_counts_per_step(lp._record_workload(rec), lp._record_params(rec)).server_macs
+        n_mac = op_counts_per_step(
+            lp._record_workload(rec), lp._record_params(rec), lp.record_packing(rec)
+        ).server_macs
         # server time split half on the MACs, half on the rescales (one per ciphertext down)
         self.costs = {
             "encrypt": bias * (rec["encrypt_s"] + rec["serialize_s"]) / n_up,
@@ -394,6 +396,7 @@ def test_fresh_process_with_warmup_matches_in_process(
         clock="cpu",
         warmup_steps=1,
         fresh_process=True,
+        packings=("column",),
     )
     ref = cpu_records[0]
     assert rec["fresh_process"] is True and rec["warmup_steps"] == 1

@@ -106,17 +106,24 @@ def test_profiler_smoke_n4096(tmp_path) -> None:
         d_out=8,
         kernel_shapes=((16, 8), (8, 32), (32, 8)),
         shape_repeats=1,
+        interleaved_shapes=((32, 8),),
     )
     records = run_profile(tmp_path, sets=[SMOKE], config=cfg, progress=False)
     assert {r["op"] for r in records} == set(RECORD_OPS)
     back = read_records(tmp_path / "records.csv")
-    # one record per op on the base block, plus the kernel on each further block
-    assert len(back) == len(records) == len(RECORD_OPS) + 2
+    # one record per op on the base block, plus each kernel on each further block
+    assert len(back) == len(records) == len(RECORD_OPS) + 2 + 1
+    il = {(r["d_in"], r["d_out"]) for r in back if r["op"] == "project_il"}
+    assert il == {(16, 8), (32, 8)}
     kernel = {(r["d_in"], r["d_out"]): r for r in back if r["op"] == "project_mac"}
     assert set(kernel) == {(16, 8), (8, 32), (32, 8)}
     assert kernel[(8, 32)]["repeats"] == kernel[(32, 8)]["repeats"] == 1
     assert all(r["value"] > 0 for r in kernel.values())
-    assert all((r["d_in"], r["d_out"]) == (16, 8) for r in back if r["op"] != "project_mac")
+    assert all(
+        (r["d_in"], r["d_out"]) == (16, 8)
+        for r in back
+        if r["op"] not in ("project_mac", "project_il")
+    )
     by_op = {r["op"]: r for r in back if (r["d_in"], r["d_out"]) == (16, 8)}
     for op, unit in RECORD_OPS.items():
         r = by_op[op]
@@ -154,7 +161,13 @@ def test_run_profile_cli_prints_summary(tmp_path, capsys) -> None:
     from privtuner.fhe_profiling import profiler
 
     cfg = profiler.ProfileConfig(
-        repeats=1, warmup=0, keygen_repeats=1, d_in=4, d_out=4, kernel_shapes=()
+        repeats=1,
+        warmup=0,
+        keygen_repeats=1,
+        d_in=4,
+        d_out=4,
+        kernel_shapes=(),
+        interleaved_shapes=(),
     )
     orig = profiler.QUICK
     profiler.QUICK = cfg  # keep the smoke test fast

@@ -307,7 +307,7 @@ def test_bert_tiny_default_set_within_target(shared_data: Any) -> None:
 
 def test_split_columns_on_group_boundaries() -> None:
     assert proto._split_columns(0, 128, 2, 16) == [(0, 64), (64, 128)]
-    assert proto._split_columns(0, 40, 2, 16) == [(0, 16), (16, 40)]  # 3 groups: 1 + 2
+    assert proto._split_columns(0, 40, 2, 16) == [(0, 32), (32, 40)]  # 3 groups: 2 + 1
     assert proto._split_columns(0, 5, 4, 8) == [(0, 5)]  # one group: one part
     assert proto._split_columns(0, 7, 3, 1) == [(0, 2), (2, 5), (5, 7)]
 
