@@ -43,6 +43,8 @@ F64 = NDArray[np.float64]
 _LN2 = math.log(2.0)
 #: phase-1 value above which the sets are reported infeasible (relative resource excess)
 INFEASIBLE_MARGIN = 1e-7
+#: lower bound of phase 1's t (the reported t* is max(t*, T_FLOOR); only t* <= 1 matters)
+T_FLOOR = 0.5
 
 RefStatus = Literal["optimal", "infeasible", "failed"]
 
@@ -134,7 +136,7 @@ def _tx_energy(d: _Data, s: F64) -> tuple[F64, F64]:
 
 
 def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
-    """min t: sum b <= t B, sum f_s <= t F_s, deadlines met at p_max and f_max.
+    """min t >= T_FLOOR: sum b <= t B, sum f_s <= t F_s, deadlines met at p_max and f_max.
 
     Variables (x_b, x_fs, log t) with b = e^{x_b}, f_s = e^{x_fs}. Returns (t*, b, f_s,
     converged); t* is the best feasible point's value even when not converged.
@@ -188,7 +190,11 @@ def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
     f0 = np.full(n, d.fs_cap)
     z0 = np.concatenate([np.log(b0), np.log(f0), [math.log(n) + 1e-6]])
     lb_, lf_ = math.log(d.bw), math.log(d.fs_cap)
-    p1_bounds = [(lb_ - 60.0, lb_ + 5.0)] * n + [(lf_ - 60.0, lf_ + 5.0)] * n + [(-60.0, 10.0)]
+    # log t is floored at log(T_FLOOR): phase 1 only decides t* <= 1 and gives phase 2 a
+    # feasible start, and without the floor SLSQP can wander into the degenerate region
+    # where every resource is nearly unused (t -> 0) and stall there (seen on AMD EPYC)
+    p1_bounds = [(lb_ - 60.0, lb_ + 5.0)] * n + [(lf_ - 60.0, lf_ + 5.0)] * n
+    p1_bounds.append((math.log(T_FLOOR), 10.0))
     z0 = np.clip(z0, [b[0] for b in p1_bounds], [b[1] for b in p1_bounds])
     # the start is feasible (t = n): the answer is never worse than it
     best_t, best_b, best_f = float(n), b0, f0
