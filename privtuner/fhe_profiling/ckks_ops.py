@@ -118,16 +118,28 @@ def _sealapi() -> Any:
 class _Scratch:
     """Per-process scratch files: ``sealapi`` objects save and load only through file paths.
 
-    Files live in ``/dev/shm`` (RAM) when available; one file per thread, rewritten per call.
+    Files live in ``/dev/shm`` (RAM) when available, in a folder of this process; one file per
+    thread, rewritten per call. A forked child must not share its parent's files (two
+    processes rewriting one file read each other's ciphertexts): :meth:`reset` runs in every
+    forked child (``os.register_at_fork``) and :meth:`path` also checks the pid, so a child
+    makes its own folder. Only the process that made a folder removes it at exit (a forked
+    child inherits the parent's ``atexit`` handlers).
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the folder, lock and thread paths (a fresh process's state)."""
         self._dir: str | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._ids = itertools.count()
 
     def path(self) -> str:
+        if self._pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C)
+            self.reset()
         p = getattr(self._local, "path", None)
         if p is not None and self._dir is not None and os.path.isdir(self._dir):
             return str(p)
@@ -139,13 +151,20 @@ class _Scratch:
                     else None
                 )
                 self._dir = tempfile.mkdtemp(prefix="privtuner-seal-", dir=base)
-                atexit.register(shutil.rmtree, self._dir, True)
-            p = os.path.join(self._dir, f"{os.getpid()}-{next(self._ids)}.bin")
+                atexit.register(_remove_own_folder, self._dir, self._pid)
+            p = os.path.join(self._dir, f"{self._pid}-{next(self._ids)}.bin")
         self._local.path = p
         return p
 
 
+def _remove_own_folder(path: str, owner_pid: int) -> None:
+    """``atexit``: remove ``path`` if this process made it (not in a forked child)."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 _SCRATCH = _Scratch()
+os.register_at_fork(after_in_child=_SCRATCH.reset)
 
 
 def _save_bytes(obj: Any) -> bytes:

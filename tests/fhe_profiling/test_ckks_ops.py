@@ -253,3 +253,69 @@ def test_naive_baseline_matches(keys_mid: K.CkksKeys) -> None:
     assert got.shape == (4,)
     assert np.max(np.abs(got - x @ w)) < 1e-5  # scale 2^40, rotations add key-switch noise
     assert tm["matmul_s"] > 0
+
+
+#: A fresh interpreter (not pytest's, whose other ``atexit`` handlers a forked child must not
+#: run) encrypts and decrypts before forking, then (1) a multiprocessing 'fork' child does the
+#: same while the parent does too, (2) an ``os.fork`` child does it and exits normally, so its
+#: inherited ``atexit`` handlers run. Prints what the test checks as JSON.
+_FORK_SCRIPT = """
+import json, multiprocessing as mp, os, sys
+import numpy as np
+from privtuner.costmodels.types import CkksParams
+from privtuner.fhe_profiling import ckks_ops as K
+
+keys = K.make_context(CkksParams(4096, (40, 20, 40), 20))
+xs = [np.random.default_rng(i).uniform(-4, 4, size=(16, 2)) for i in range(40)]
+
+def round_trips():
+    return max(
+        float(np.max(np.abs(K.decrypt_columns(keys, K.encrypt_columns(keys, x)) - x)))
+        for x in xs
+    )
+
+out = {"parent_err_before": round_trips()}
+parent_dir = K._SCRATCH._dir
+
+def child(conn):
+    conn.send({"err": round_trips(), "dir": K._SCRATCH._dir, "file": K._SCRATCH.path()})
+    conn.close()
+
+ctx = mp.get_context("fork")
+a, b = ctx.Pipe()
+proc = ctx.Process(target=child, args=(b,))
+proc.start()
+out["parent_err_during"] = round_trips()
+out["child"] = a.recv()
+proc.join()
+out["child_exitcode"] = proc.exitcode
+pid = os.fork()
+if pid == 0:
+    round_trips()
+    sys.exit(0)  # a normal exit: the atexit handlers inherited from the parent run
+out["fork_status"] = os.waitpid(pid, 0)[1]
+out["parent_err_after"] = round_trips()
+out.update(parent_dir=parent_dir, parent_dir_exists=os.path.isdir(parent_dir))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.fhe
+def test_forked_children_get_their_own_scratch_files(seal_mod) -> None:
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    tol = 1e-3  # scale 2^20: fresh-encryption noise ~ 1e-4
+    errs = [out[k] for k in ("parent_err_before", "parent_err_during", "parent_err_after")]
+    assert max(errs) < tol
+    assert out["child_exitcode"] == 0 and out["child"]["err"] < tol
+    assert out["child"]["dir"] != out["parent_dir"]
+    assert not out["child"]["file"].startswith(out["parent_dir"] + "/")
+    assert out["fork_status"] == 0
+    assert out["parent_dir_exists"], "a forked child's atexit removed the parent's folder"
