@@ -262,7 +262,7 @@ class ProjectionServer:
         pending = []
         for t, (a, b) in zip(self._pool, ranges[1:], strict=False):
             sub = {"name": name, "direction": direction, "columns": [a, b]}
-            t._conn.send_bytes(pack_message(MSG_PROJECT, sub, payload))
+            t._post(pack_message(MSG_PROJECT, sub, payload))
             pending.append(t)
         a, b = ranges[0]
         out = packing.project(
@@ -381,6 +381,7 @@ def _serve(
 ) -> None:  # pragma: no cover
     """Child-process loop of :class:`ProcessTransport` (runs in the server's process)."""
     server = ProjectionServer(weights, workers=workers)
+    conn.send_bytes(_READY)
     try:
         while True:
             try:
@@ -401,6 +402,11 @@ class ProcessTransport(_TransportBase):
     The server process imports only numpy, TenSEAL and this module (no torch), so its peak
     memory is its own. ``weights`` are the server's model, handed to it at start-up (not via
     the counted channel).
+
+    Timeouts: the server must be up (its start-up handshake received) within
+    ``start_timeout_s`` of the start, and each reply must arrive within
+    ``receive_timeout_s`` (``None``: wait forever). A server past either is stopped and a
+    :class:`ProtocolError` names the timeout; the transport is closed from then on.
     """
 
     separate_processes = True
@@ -410,6 +416,7 @@ class ProcessTransport(_TransportBase):
         weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
         start_timeout_s: float = 120.0,
         *,
+        receive_timeout_s: float | None = 600.0,
         server_workers: int = 1,
     ) -> None:
         super().__init__()
@@ -418,6 +425,12 @@ class ProcessTransport(_TransportBase):
 
         if int(server_workers) < 1:
             raise ProtocolError(f"server workers must be >= 1 (got {server_workers})")
+        self._start_timeout_s = _check_timeout("start_timeout_s", start_timeout_s)
+        self._receive_timeout_s = (
+            None
+            if receive_timeout_s is None
+            else _check_timeout("receive_timeout_s", receive_timeout_s)
+        )
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         # A server with workers starts processes itself, which a daemonic process may not; it
@@ -427,23 +440,61 @@ class ProcessTransport(_TransportBase):
             args=(child, dict(weights), int(server_workers)),
             daemon=int(server_workers) == 1,
         )
+        self._started_at = time.monotonic()
+        self._ready = False
         self._proc.start()
         child.close()
-        self._timeout_s = start_timeout_s
         atexit.register(self.close)
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id."""
+        return self._proc.pid
+
     def _send(self, message: bytes) -> bytes:
-        self._conn.send_bytes(message)
+        self._post(message)
         return self._receive()
 
+    def _post(self, message: bytes) -> None:
+        """Send ``message`` once the server is up (waits for its start-up handshake)."""
+        if self._conn.closed:
+            raise ProtocolError("the transport is closed (its server was stopped)")
+        if not self._ready:
+            deadline = self._started_at + self._start_timeout_s
+            if self._wait(deadline, "start_timeout_s", self._start_timeout_s) != _READY:
+                self._stop()
+                raise ProtocolError("the server process sent no start-up handshake")
+            self._ready = True
+        self._conn.send_bytes(message)
+
     def _receive(self) -> bytes:
-        while not self._conn.poll(1.0):  # a server that died never answers: say so
-            if not self._proc.is_alive():
+        t = self._receive_timeout_s
+        deadline = math.inf if t is None else time.monotonic() + t
+        return self._wait(deadline, "receive_timeout_s", t)
+
+    def _wait(self, deadline: float, name: str, timeout_s: float | None) -> bytes:
+        """The next message from the server, before ``deadline`` (``time.monotonic``)."""
+        while not self._conn.poll(max(0.0, min(1.0, deadline - time.monotonic()))):
+            if not self._proc.is_alive():  # a server that died never answers: say so
+                code = self._proc.exitcode
+                self._stop()
+                raise ProtocolError(f"the server process exited (code {code}) without replying")
+            if time.monotonic() >= deadline:
+                self._stop()
+                what = "start" if name == "start_timeout_s" else "reply"
                 raise ProtocolError(
-                    f"the server process exited (code {self._proc.exitcode}) without replying"
+                    f"the server process did not {what} within {name} = {timeout_s:g} s; "
+                    f"it was stopped (raise {name} for slower servers or larger projections)"
                 )
         reply: bytes = self._conn.recv_bytes()
         return reply
+
+    def _stop(self) -> None:
+        """Kill the server (it hung or died) and close the pipe."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=10)
+        self._conn.close()
 
     def close(self) -> None:
         if self._conn.closed:
@@ -458,6 +509,18 @@ class ProcessTransport(_TransportBase):
                 self._proc.terminate()
                 self._proc.join()
         self._conn.close()
+
+
+#: The server process's first message on its pipe: it is up (before any request).
+_READY = b"READY"
+
+
+def _check_timeout(name: str, value: float) -> float:
+    """``value`` as a positive finite number of seconds, else a :class:`ProtocolError`."""
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ProtocolError(f"{name} must be a positive number of seconds (got {value!r})")
+    return v
 
 
 def _expect_ok(reply: bytes) -> tuple[dict[str, Any], bytes]:

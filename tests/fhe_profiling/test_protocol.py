@@ -338,3 +338,57 @@ def test_server_workers_split_outputs_and_agree(packing_name: str) -> None:
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-4)
     with pytest.raises(proto.ProtocolError, match="workers must be >= 1"):
         proto.ProjectionServer({"p": (w, b)}, workers=0)
+
+
+def _request_in_thread(t: proto.ProcessTransport, seconds: float) -> tuple[bool, dict[str, Any]]:
+    """``t.request(STAT)`` in a thread; (still blocked after ``seconds``, its outcome)."""
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            out["reply"] = t.request(proto.pack_message(proto.MSG_STATS, {}))
+        except Exception as exc:
+            out["error"] = exc
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    th.join(seconds)
+    return th.is_alive(), out
+
+
+@pytest.mark.parametrize("phase", ["start", "receive"])
+def test_process_transport_times_out_on_a_hung_server(phase: str) -> None:
+    """A server process that is alive but never answers (stopped with SIGSTOP) ends the
+    request after the start or receive timeout, with an error naming it; not a hang."""
+    import os
+    import signal
+
+    t = proto.ProcessTransport(
+        {"p": (np.ones((2, 2)), None)}, start_timeout_s=2.0, receive_timeout_s=1.0
+    )
+    try:
+        if phase == "receive":  # up and answering first
+            header, _ = proto._expect_ok(t.request(proto.pack_message(proto.MSG_STATS, {})))
+            assert header["pid"] == t.pid
+        assert t.pid is not None
+        os.kill(t.pid, signal.SIGSTOP)
+        blocked, out = _request_in_thread(t, 30.0)
+        assert not blocked, "the request still waits for a hung server after 30 s"
+        name = "start_timeout_s = 2 s" if phase == "start" else "receive_timeout_s = 1 s"
+        assert isinstance(out.get("error"), proto.ProtocolError), out
+        assert name in str(out["error"])
+        assert not t._proc.is_alive()  # the hung server was stopped
+        with pytest.raises(proto.ProtocolError, match="transport is closed"):
+            t.request(proto.pack_message(proto.MSG_STATS, {}))
+    finally:
+        if t._proc.is_alive() and t.pid is not None:
+            os.kill(t.pid, signal.SIGKILL)
+        t.close()
+
+
+def test_process_transport_rejects_bad_timeouts() -> None:
+    for kw in ({"start_timeout_s": 0.0}, {"receive_timeout_s": float("nan")}):
+        with pytest.raises(proto.ProtocolError, match=next(iter(kw))):
+            proto.ProcessTransport({"p": (np.ones((2, 2)), None)}, **kw)  # type: ignore[arg-type]
