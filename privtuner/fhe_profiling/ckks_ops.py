@@ -72,6 +72,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from privtuner.costmodels.catalogue import validate_params
 from privtuner.costmodels.types import CkksParams
 from privtuner.errors import ParameterError, PrivtunerError, require
 
@@ -448,6 +449,7 @@ class CkksKeys(_Session):
 
     def __init__(self, params: CkksParams) -> None:
         seal = _sealapi()
+        validate_params(params)
         ctx = _seal_context(_encryption_parameters(params), params)
         super().__init__(params, ctx)
         keygen = seal.KeyGenerator(ctx)
@@ -516,14 +518,18 @@ class PublicCkks(_Session):
 
 def make_context(params: CkksParams) -> CkksKeys:
     """Context and key generation for ``params`` (device side): SEAL context at 128-bit
-    security, secret key, public key. Raises :class:`ParameterError` if SEAL rejects them."""
+    security, secret key, public key. Raises :class:`ParameterError` if
+    :func:`~privtuner.costmodels.catalogue.validate_params` or SEAL rejects them (e.g. a
+    rescaling prime other than the scale, which would decrypt to garbage)."""
     return CkksKeys(params)
 
 
 def load_public_context(data: bytes, params: CkksParams) -> PublicCkks:
     """Server side: rebuild the public context from :meth:`CkksKeys.public_bytes`.
 
-    ``params`` is what the server expects; a mismatch raises :class:`ParameterError`.
+    ``params`` is what the server expects; a mismatch, or a set that
+    :func:`~privtuner.costmodels.catalogue.validate_params` rejects, raises
+    :class:`ParameterError`.
     """
     seal = _sealapi()
     if not data.startswith(_PUBLIC_MAGIC):
@@ -536,6 +542,7 @@ def load_public_context(data: bytes, params: CkksParams) -> PublicCkks:
     got = CkksParams.from_dict(head["params"])
     if got != params:
         raise ParameterError(f"public context is for {got.name}, expected {params.name}")
+    validate_params(params)
     parms_blob = data[off : off + head["parms_bytes"]]
     off += head["parms_bytes"]
     pk_blob = data[off : off + head["pk_bytes"]]

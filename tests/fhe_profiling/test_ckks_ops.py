@@ -319,3 +319,39 @@ def test_forked_children_get_their_own_scratch_files(seal_mod) -> None:
     assert not out["child"]["file"].startswith(out["parent_dir"] + "/")
     assert out["fork_status"] == 0
     assert out["parent_dir_exists"], "a forked child's atexit removed the parent's folder"
+
+
+@pytest.mark.fhe
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        # a rescaling prime of 40 bits with a 20-bit scale: decrypts to garbage if admitted
+        (CkksParams(8192, (60, 40, 60), 20), "rescaling prime q1 = 40 bits differs"),
+        # a scale above the rescaling prime: failed only at the device's decode
+        (CkksParams(8192, (60, 40, 60), 50), "larger than the smallest prime"),
+        (CkksParams(4096, (37, 32, 34), 32), "special prime = 34 bits"),
+    ],
+)
+def test_make_context_validates_params(seal_mod, params: CkksParams, match: str) -> None:
+    with pytest.raises(ParameterError, match=match):
+        K.make_context(params)
+
+
+@pytest.mark.fhe
+def test_server_validates_the_public_context_params(keys_mid: K.CkksKeys) -> None:
+    """Public bytes whose header claims an inconsistent set for the same primes (scale 20
+    on the 60-40-60 chain) are refused by the server even when it expects that set."""
+    import json
+    import struct
+
+    data = keys_mid.public_bytes()
+    off = len(K._PUBLIC_MAGIC)
+    (hlen,) = struct.unpack_from("<I", data, off)
+    head = json.loads(data[off + 4 : off + 4 + hlen])
+    bad = CkksParams(8192, (60, 40, 60), 20)
+    head["params"] = bad.to_dict()
+    new_head = json.dumps(head, sort_keys=True).encode()
+    forged = K._PUBLIC_MAGIC + struct.pack("<I", len(new_head)) + new_head
+    forged += data[off + 4 + hlen :]
+    with pytest.raises(ParameterError, match="rescaling prime q1 = 40 bits differs"):
+        K.load_public_context(forged, bad)

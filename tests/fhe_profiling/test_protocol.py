@@ -392,3 +392,15 @@ def test_process_transport_rejects_bad_timeouts() -> None:
     for kw in ({"start_timeout_s": 0.0}, {"receive_timeout_s": float("nan")}):
         with pytest.raises(proto.ProtocolError, match=next(iter(kw))):
             proto.ProcessTransport({"p": (np.ones((2, 2)), None)}, **kw)  # type: ignore[arg-type]
+
+
+def test_device_client_refuses_an_inconsistent_set_before_sending() -> None:
+    """A hand-built set whose rescaling prime differs from the scale never reaches the
+    server: one clear ParameterError at construction, no message sent."""
+    from privtuner.errors import ParameterError
+
+    model, weights = bert.init_model(TINY, LORA, seed=0)
+    t = SpyTransport(proto.ProjectionServer(weights))
+    with pytest.raises(ParameterError, match="rescaling prime q1 = 40 bits differs"):
+        proto.DeviceClient(CkksParams(8192, (60, 40, 60), 20), t, model)
+    assert t.log == []
