@@ -79,10 +79,12 @@ from privtuner.errors import ParameterError, PrivtunerError, require
 __all__ = [
     "CkksInputError",
     "CkksKeys",
+    "CkksOverflowError",
     "EncryptedColumns",
     "PublicCkks",
     "RawCiphertext",
     "SealCiphertext",
+    "check_headroom",
     "decrypt_columns",
     "deserialize_columns",
     "encrypt_columns",
@@ -90,6 +92,7 @@ __all__ = [
     "make_context",
     "naive_project",
     "project",
+    "projection_bound",
     "serialize_columns",
 ]
 
@@ -109,6 +112,11 @@ _COLUMNS_MAGIC = b"PTCOLS1\n"
 
 class CkksInputError(PrivtunerError, ValueError):
     """A bad argument to a CKKS operation (shape, dtype, non-finite value, wrong party)."""
+
+
+class CkksOverflowError(PrivtunerError, ArithmeticError):
+    """A decrypted value reached the headroom of its level: the result wrapped modulo the
+    primes left (q0 after a projection's rescale) and is wrong (see :func:`check_headroom`)."""
 
 
 # --------------------------------------------------------------------------- SEAL plumbing
@@ -469,6 +477,22 @@ class CkksKeys(_Session):
     def is_private(self) -> bool:
         return True
 
+    def decrypt_checked(
+        self,
+        ct: SealCiphertext,
+        plain: Any,
+        decode: Callable[[Any], Any],
+        slot_bound: float | None = None,
+    ) -> Any:
+        """Decrypt ``ct`` into ``plain`` and ``decode`` it; ``slot_bound`` (a bound on its
+        slots' magnitudes known in advance) and the decoded slots are checked against the
+        headroom of the ciphertext's level (:func:`check_headroom`)."""
+        loaded = self.load_ciphertext(ct)
+        self.decryptor.decrypt(loaded, plain)
+        vals = decode(plain)
+        check_headroom(self, loaded, vals, slot_bound)
+        return vals
+
     def public_bytes(self) -> bytes:
         """Serialized public context: parameters + public key. No secret key, no Galois keys.
 
@@ -639,8 +663,14 @@ def encrypt_columns(keys: CkksKeys, x: Any, *, seeded: bool = True) -> Encrypted
     return EncryptedColumns(n_tokens=t, n_features=d, blocks=blocks)
 
 
-def decrypt_columns(keys: CkksKeys, enc: EncryptedColumns) -> NDArray[np.float64]:
-    """Device: decrypt and decode column-packed ciphertexts back to ``[n_tokens, n_features]``."""
+def decrypt_columns(
+    keys: CkksKeys, enc: EncryptedColumns, *, bound: float | None = None
+) -> NDArray[np.float64]:
+    """Device: decrypt and decode column-packed ciphertexts back to ``[n_tokens, n_features]``.
+
+    Raises :class:`CkksOverflowError` if ``bound`` (a bound on every value, e.g.
+    :func:`projection_bound`) or a decrypted slot reaches the headroom (the result of a
+    projection overflowed q0; every slot is checked, padding included)."""
     if not isinstance(keys, CkksKeys):
         raise CkksInputError("decrypt_columns needs the device's CkksKeys (secret key)")
     seal = _sealapi()
@@ -651,10 +681,66 @@ def decrypt_columns(keys: CkksKeys, enc: EncryptedColumns) -> NDArray[np.float64
         lo = b * keys.slots
         hi = min(lo + keys.slots, enc.n_tokens)
         for j, ct in enumerate(block):
-            keys.decryptor.decrypt(keys.load_ciphertext(ct), plain)
-            vals = keys.encoder.decode_double(plain)
+            vals = keys.decrypt_checked(ct, plain, keys.encoder.decode_double, bound)
             out[lo:hi, j] = vals[: hi - lo]
     return out
+
+
+def headroom_log2(session: _Session, ct: Any) -> float:
+    """log2 of the largest slot magnitude a SEAL ciphertext ``ct`` can hold:
+    ``Q_l / (2 D)``, with ``Q_l`` the product of the primes of its level and ``D`` its scale
+    (after a projection's rescale ``Q_l = q0``: ``2^(q0 - scale - 1)``).
+
+    A slot vector ``z`` encodes to coefficients ``c = D sigma^-1(z)`` with ``|c_i| <= D max|z|``
+    (Cheon, Kim, Kim, Song, ASIACRYPT 2017, canonical embedding), which decrypt correctly while
+    ``|c_i| < Q_l / 2``; so ``max|z| < Q_l / (2 D)`` cannot wrap. A wrapped coefficient shifts
+    every slot by about ``Q_l / D``, twice this headroom.
+    """
+    primes = session.moduli(ct.parms_id())
+    return sum(math.log2(q) for q in primes) - math.log2(float(ct.scale)) - 1.0
+
+
+def check_headroom(
+    session: _Session, ct: Any, values: Any, slot_bound: float | None = None
+) -> None:
+    """Raise :class:`CkksOverflowError` if the slots of ``ct`` may exceed its headroom
+    (:func:`headroom_log2`; for a projection's output ``2^(q0 - scale - 1)``).
+
+    Two checks: ``slot_bound`` (a bound on ``max|z|`` known without decrypting, e.g.
+    :func:`projection_bound`) must be below the headroom, which guarantees no wrap; and every
+    decoded value must be below it. The second alone catches most wraps (a wrapped coefficient
+    shifts every slot by about twice the headroom) but not all: a result nearly constant over
+    all slots can wrap back into range, so the device passes ``slot_bound``.
+    """
+    limit = headroom_log2(session, ct)
+    headroom = f"the headroom 2^{limit:.1f} = {2.0**limit:.3g} (2^(q0 - scale - 1))"
+    fix = "use a set with more bits of q0 above the scale or smaller values"
+    if slot_bound is not None and not (
+        slot_bound == 0.0 or (math.isfinite(slot_bound) and math.log2(slot_bound) < limit)
+    ):
+        raise CkksOverflowError(
+            f"CKKS overflow under {session.params.name}: |X W + b| may reach {slot_bound:.3g} "
+            f"(max_t ||x_t||_2 * max_j ||W_:j||_2 + max |b|), at or above {headroom}; the "
+            f"result may have wrapped modulo q0: {fix}"
+        )
+    arr = np.abs(np.asarray(values))
+    peak = float(np.max(arr)) if arr.size else 0.0
+    if not (np.isfinite(peak) and (peak == 0.0 or math.log2(peak) < limit)):
+        raise CkksOverflowError(
+            f"CKKS overflow under {session.params.name}: a decrypted value of magnitude "
+            f"{peak:.3g} reaches {headroom}; results this large wrap modulo q0 (wrong "
+            f"values): {fix}"
+        )
+
+
+def projection_bound(x: Any, weight_col_l2: float, bias_abs: float = 0.0) -> float:
+    """A bound on every entry of ``X W + b``: ``max_t ||x_t||_2 * max_j ||W_:j||_2 + max|b|``
+    (Cauchy-Schwarz per output; also bounds every partial sum over a subset of the inputs, as
+    the interleaved packing's partials are). ``x [T, d_in]`` is the device's clear input,
+    ``weight_col_l2`` and ``bias_abs`` the server's two numbers for the projection."""
+    arr = np.asarray(x, dtype=np.float64)
+    rows = float(np.max(np.linalg.norm(arr, axis=1))) if arr.size else 0.0
+    return rows * float(weight_col_l2) + float(bias_abs)
 
 
 def _check_layout(enc: EncryptedColumns, slots: int) -> None:

@@ -279,7 +279,28 @@ class ProjectionServer:
         self._timers["serialize_s"] += t3 - t2
         self._counts[f"n_{direction}"] += 1
         self._counts[f"n_{packing.packing_of(enc)}"] += 1
-        return pack_message(MSG_OK, {"name": name, "direction": direction}, data)
+        norms = np.linalg.norm(weight[:, lo:hi], axis=0)
+        bias_abs = 0.0 if bias is None else float(np.max(np.abs(bias[lo:hi])))
+        head = {
+            "name": name,
+            "direction": direction,
+            # the device's overflow check (ckks_ops.projection_bound): two numbers of W, b
+            "w_col_l2_max": float(np.max(norms)),
+            "b_abs_max": bias_abs,
+        }
+        return pack_message(MSG_OK, head, data)
+
+
+def _result_bound(x: NDArray[np.float64], head: Mapping[str, Any]) -> float:
+    """A bound on every entry of the projection's result from the device's clear input and
+    the server's ``w_col_l2_max`` and ``b_abs_max`` (:func:`ckks_ops.projection_bound`)."""
+    from privtuner.fhe_profiling import ckks_ops
+
+    try:
+        w_l2, b_abs = float(head["w_col_l2_max"]), float(head["b_abs_max"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"projection reply without a valid weight bound ({exc})") from exc
+    return ckks_ops.projection_bound(x, w_l2, b_abs)
 
 
 def _split_columns(lo: int, hi: int, parts: int, group: int) -> list[tuple[int, int]]:
@@ -621,10 +642,10 @@ class DeviceClient:
         t2 = clk()
         reply = self.transport.request(msg)
         t3 = clk()
-        _, payload = _expect_ok(reply)
+        head, payload = _expect_ok(reply)
         enc_res = packing.deserialize(self._keys, payload)
         t4 = clk()
-        res = packing.decrypt(self._keys, enc_res)
+        res = packing.decrypt(self._keys, enc_res, bound=_result_bound(x, head))
         t5 = clk()
         self._timers["encrypt"] += t1 - t0
         self._timers["serialize"] += t2 - t1

@@ -355,3 +355,45 @@ def test_server_validates_the_public_context_params(keys_mid: K.CkksKeys) -> Non
     forged += data[off + 4 + hlen :]
     with pytest.raises(ParameterError, match="rescaling prime q1 = 40 bits differs"):
         K.load_public_context(forged, bad)
+
+
+@pytest.mark.fhe
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_result_overflow_is_detected_on_decrypt(keys_small: K.CkksKeys, packing_name: str) -> None:
+    """(40, 20, 40) s20 leaves the headroom 2^(q0 - scale - 1) = 2^19: a result bound at 4x
+    it is refused, and so are decrypted values at 4x it; at a quarter, all is well."""
+    from privtuner.fhe_profiling import packing
+
+    rng = np.random.default_rng(12)
+    x = rng.uniform(0.5, 1.0, size=(6, 4))
+    enc = packing.encrypt(keys_small, x, packing_name)
+    headroom = 2.0 ** (40 - 20 - 1)
+    for factor in (0.25, 4.0):
+        # every entry of X W is about factor * headroom; the bound is at most 2x that
+        w = np.full((4, 2), factor * headroom / float(np.max(x.sum(axis=1))))
+        bound = K.projection_bound(x, float(np.max(np.linalg.norm(w, axis=0))))
+        y = packing.project(keys_small, enc, w)
+        if factor < 1:
+            got = packing.decrypt(keys_small, y, bound=bound)
+            out_scale = y.blocks[0][0].raw(keys_small).scale
+            assert np.max(np.abs(got - x @ w)) < ckks_tol(4096, 20, out_scale, w, x)
+        else:
+            with pytest.raises(K.CkksOverflowError, match=r"may reach .* headroom 2\^19"):
+                packing.decrypt(keys_small, y, bound=bound)
+            with pytest.raises(K.CkksOverflowError, match=r"decrypted value .* headroom 2\^19"):
+                packing.decrypt(keys_small, y)
+
+
+@pytest.mark.fhe
+def test_a_wrap_back_into_range_needs_the_bound(keys_small: K.CkksKeys) -> None:
+    """A result constant over every slot at 1.3x the headroom: its constant coefficient
+    1.3 q0 / 2 wraps to -0.7 q0 / 2, every slot decrypts to about -0.7x the headroom (wrong,
+    yet in range). Only the bound from the clear input and ||W|| says so."""
+    x = np.ones((keys_small.slots, 1))
+    headroom = 2.0 ** (40 - 20 - 1)
+    w = np.array([[1.3 * headroom]])
+    y = K.project(keys_small, K.encrypt_columns(keys_small, x), w)
+    wrapped = K.decrypt_columns(keys_small, y)  # no bound: the decoded values look fine
+    assert np.max(np.abs(wrapped - x @ w)) > headroom
+    with pytest.raises(K.CkksOverflowError, match=r"\|X W \+ b\| may reach 6.82e\+05"):
+        K.decrypt_columns(keys_small, y, bound=K.projection_bound(x, 1.3 * headroom))

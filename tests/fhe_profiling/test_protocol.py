@@ -404,3 +404,18 @@ def test_device_client_refuses_an_inconsistent_set_before_sending() -> None:
     with pytest.raises(ParameterError, match="rescaling prime q1 = 40 bits differs"):
         proto.DeviceClient(CkksParams(8192, (60, 40, 60), 20), t, model)
     assert t.log == []
+
+
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_device_detects_result_overflow(packing_name: str) -> None:
+    """SMALL leaves 2^(37 - 32 - 1) = 16 of headroom: a projection whose |X W + b| is about
+    100 wraps modulo q0; the device raises instead of returning the wrapped values."""
+    rng = np.random.default_rng(9)
+    w = np.full((8, 4), 2.0)
+    x = rng.uniform(5.0, 7.0, (10, 8))  # |X W| ~ 100
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    with proto.InProcessTransport(proto.ProjectionServer({"p": (w, None)})) as t:
+        client = proto.DeviceClient(SMALL, t, model, packing=packing_name)
+        np.testing.assert_allclose(client.project_forward("p", x / 16), x @ w / 16, atol=1e-3)
+        with pytest.raises(ckks_ops.CkksOverflowError, match=r"may reach .* headroom 2\^4"):
+            client.project_forward("p", x)
