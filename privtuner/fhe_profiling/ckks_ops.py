@@ -406,6 +406,8 @@ class _Session:
     """SEAL context, encoder and evaluator shared by both parties (no key material)."""
 
     params: CkksParams
+    #: SEAL ``PublicKey`` (set by both subclasses; :func:`_rescale` encrypts zero with it)
+    public_key: Any
 
     def __init__(self, params: CkksParams, context: Any) -> None:
         seal = _sealapi()

@@ -241,9 +241,9 @@ class ProjectionServer:
         name, direction = header.get("name"), header.get("direction")
         if name not in self._weights:
             raise ProtocolError(f"unknown projection {name!r}; known: {sorted(self._weights)}")
-        w, wt, b = self._weights[name]
+        w, wt, b0 = self._weights[name]
         if direction == "forward":
-            weight, bias = w, b
+            weight, bias = w, b0
         elif direction == "backward":
             weight, bias = wt, None
         else:
@@ -260,13 +260,13 @@ class ProjectionServer:
             raise ProtocolError(f"columns [{lo}, {hi}) outside the {weight.shape[1]} outputs")
         ranges = _split_columns(lo, hi, self.workers, packing.output_group(enc))
         pending = []
-        for t, (a, b) in zip(self._pool, ranges[1:], strict=False):
-            sub = {"name": name, "direction": direction, "columns": [a, b]}
+        for t, (c0, c1) in zip(self._pool, ranges[1:], strict=False):
+            sub = {"name": name, "direction": direction, "columns": [c0, c1]}
             t._post(pack_message(MSG_PROJECT, sub, payload))
             pending.append(t)
-        a, b = ranges[0]
+        c0, c1 = ranges[0]
         out = packing.project(
-            self._context, enc, weight[:, a:b], None if bias is None else bias[a:b]
+            self._context, enc, weight[:, c0:c1], None if bias is None else bias[c0:c1]
         )
         for t in pending:
             _, part = _expect_ok(t._receive())
@@ -434,7 +434,7 @@ class ProcessTransport(_TransportBase):
 
     def __init__(
         self,
-        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]],
         start_timeout_s: float = 120.0,
         *,
         receive_timeout_s: float | None = 600.0,
