@@ -35,6 +35,13 @@ so releasing decrypted results to third parties would need noise flooding (Li-Mi
 Eurocrypt 2021) — here decrypted values never leave the device; (3) no protection against a
 malicious (deviating) server, which could return wrong products.
 
+Overflow: a result entry must stay below the headroom ``2^(q0 - scale - 1)`` of its set, or it
+wraps modulo q0 and decrypts to wrong values. Each projection reply carries two numbers of the
+server's weights (``max_j ||W_:j||_2`` and ``max |b|`` over the columns computed, nothing the
+limit (1) above does not already concede); the device bounds ``|X W + b|`` by
+``max_t ||x_t||_2 max_j ||W_:j||_2 + max |b|`` from its clear input and refuses the result
+(:class:`ckks_ops.CkksOverflowError`) when the bound or a decrypted value reaches the headroom.
+
 Messages: ``kind (4 bytes) | header length (u32, big-endian) | JSON header | payload``.
 """
 
