@@ -10,7 +10,12 @@ therefore needs three primes: ``[q0, q_scale, special]``:
 * ``special``: SEAL's key-switching prime (last in the chain), sized like ``q0``.
 
 So ``q0 = special = min(scale + integer_bits, 60)`` and log2 Q = 2 q0 + scale. Every set must
-satisfy SEAL's limit at the requested security (``security.max_log2_q``).
+satisfy SEAL's limit at the requested security (``security.max_log2_q``), never below 128 bits.
+
+:func:`validate_params` holds every set to the same rules, the catalogue's and hand-built ones
+alike (the CKKS context of ``fhe_profiling.ckks_ops`` calls it on both parties): security
+>= 128 bits, every middle prime of the scale's bits, q0 and the special prime at least
+:data:`MIN_INTEGER_BITS` above the scale.
 """
 
 from __future__ import annotations
@@ -38,15 +43,40 @@ DEFAULT_INTEGER_BITS = 20
 #: Default spacing of scale bits in the catalogue.
 DEFAULT_STEP_BITS = 4
 
+#: Fewest bits of room for the integer part (q0 - scale, and special - scale) any set may have:
+#: results |X W + b| < 2^(q0 - scale - 1) >= 16. The catalogue uses :data:`DEFAULT_INTEGER_BITS`
+#: (less only where q0 reaches 60 bits); the device checks each decrypted result against its
+#: set's headroom (``fhe_profiling``: :class:`CkksOverflowError`).
+MIN_INTEGER_BITS = 5
+
+#: Lowest security level any entry point accepts [bits] (SEAL's own floor, ``sec_level_type
+#: tc128``; the scenario schema's ``fhe.min_security_bits`` has the same bound).
+MIN_SECURITY_BITS = 128.0
+
+
+def check_min_security_bits(min_security_bits: float) -> float:
+    """``min_security_bits`` as a float, or a :class:`ParameterError` if below 128 bits."""
+    level = float(min_security_bits)
+    if not level >= MIN_SECURITY_BITS:  # also rejects NaN
+        raise ParameterError(
+            f"min_security_bits = {min_security_bits:g} is below {MIN_SECURITY_BITS:g} bits; "
+            f"SEAL and the catalogue accept only >= {MIN_SECURITY_BITS:g}-bit sets"
+        )
+    return level
+
 
 def validate_params(params: CkksParams, min_security_bits: float = 128.0) -> None:
     """Raise :class:`~privtuner.errors.ParameterError` if ``params`` is malformed or insecure.
 
-    Checks, in order: N in :data:`ALLOWED_RING_DEGREES`; chain length >= 3
-    (``[q0, q_scale..., special]``); each prime in [20, 60] bits; scale bits no larger than any
-    prime and smaller than q0 (room for the integer part); total log2 Q <= SEAL's limit for N at
-    ``min_security_bits`` (``security.max_log2_q``). The message names N, the bits and the limit.
+    Checks, in order: ``min_security_bits`` >= 128 (:data:`MIN_SECURITY_BITS`); N in
+    :data:`ALLOWED_RING_DEGREES`; chain length >= 3 (``[q0, q_scale..., special]``); each prime
+    in [20, 60] bits; scale bits no larger than any prime; every middle (rescaling) prime of
+    exactly the scale bits (a rescale divides by it, so the result keeps the scale); q0 and the
+    special prime at least :data:`MIN_INTEGER_BITS` above the scale (room for the integer part);
+    total log2 Q <= SEAL's limit for N at ``min_security_bits`` (``security.max_log2_q``). The
+    message names the set, the parameter, its bits and the limit.
     """
+    min_security_bits = check_min_security_bits(min_security_bits)
     n = params.poly_modulus_degree
     name = params.name
     if n not in ALLOWED_RING_DEGREES:
@@ -71,17 +101,33 @@ def validate_params(params: CkksParams, min_security_bits: float = 128.0) -> Non
         raise ParameterError(
             f"{name}: scale of {scale} bits is larger than the smallest prime ({min(bits)} bits)"
         )
-    if scale >= bits[0]:
-        raise ParameterError(
-            f"{name}: scale of {scale} bits leaves no room for the integer part in "
-            f"q0 = {bits[0]} bits (q0 must exceed the scale)"
-        )
+    _check_chain(params)
     limit = max_log2_q(n, min_security_bits)
     if params.log2_q > limit:
         raise ParameterError(
             f"{name}: total log2 Q = {params.log2_q} bits exceeds the limit of {limit} bits for "
             f"N={n} at {min_security_bits:g}-bit security"
         )
+
+
+def _check_chain(params: CkksParams) -> None:
+    """Middle primes == scale bits; q0 and special >= scale + :data:`MIN_INTEGER_BITS`."""
+    bits, scale, name = params.coeff_mod_bit_sizes, params.scale_bits, params.name
+    for k, b in enumerate(bits[1:-1], start=1):
+        if b != scale:
+            raise ParameterError(
+                f"{name}: rescaling prime q{k} = {b} bits differs from scale_bits = {scale}; "
+                "every middle prime of the chain must have the scale's bits (a rescale divides "
+                "by it)"
+            )
+    for label, b in (("q0", bits[0]), ("special prime", bits[-1])):
+        room = b - scale
+        if room < MIN_INTEGER_BITS:
+            raise ParameterError(
+                f"{name}: {label} = {b} bits leaves {'no' if room <= 0 else 'too little'} room "
+                f"for the integer part above scale_bits = {scale} ({room} bits; at least "
+                f"{MIN_INTEGER_BITS} needed: {label} >= scale_bits + {MIN_INTEGER_BITS})"
+            )
 
 
 def chain_for_scale(scale_bits: int, integer_bits: int = DEFAULT_INTEGER_BITS) -> tuple[int, ...]:
@@ -116,8 +162,15 @@ def generate_catalogue(
     ``ring_degrees`` and scale in :func:`scale_grid` (``step_bits`` apart, both ends included),
     kept only if :func:`validate_params` accepts them at ``min_security_bits``; sorted by
     (N, scale). With the defaults: 19 sets (N = 4096 only admits scale 20: 3*24 + 40 > 109).
-    Raises :class:`ParameterError` if nothing is left, with the reason for each N.
+    Raises :class:`ParameterError` if nothing is left, with the reason for each N, and if
+    ``min_security_bits`` < 128 or ``integer_bits`` < :data:`MIN_INTEGER_BITS`.
     """
+    min_security_bits = check_min_security_bits(min_security_bits)
+    if int(integer_bits) < MIN_INTEGER_BITS:
+        raise ParameterError(
+            f"integer_bits = {integer_bits} is below {MIN_INTEGER_BITS} "
+            "(q0 - scale bits of room for the integer part of a result)"
+        )
     degrees = sorted(set(int(n) for n in ring_degrees))
     if not degrees:
         raise ParameterError("ring_degrees is empty")
@@ -155,10 +208,13 @@ def catalogue_by_name(params: Sequence[CkksParams]) -> dict[str, CkksParams]:
 __all__ = [
     "ALLOWED_RING_DEGREES",
     "HE_STANDARD_MAX_LOG2_Q",
+    "MIN_INTEGER_BITS",
+    "MIN_SECURITY_BITS",
     "PRIME_BITS_MAX",
     "PRIME_BITS_MIN",
     "catalogue_by_name",
     "chain_for_scale",
+    "check_min_security_bits",
     "generate_catalogue",
     "scale_grid",
     "validate_params",

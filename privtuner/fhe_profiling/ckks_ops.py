@@ -72,16 +72,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from privtuner.costmodels.catalogue import validate_params
 from privtuner.costmodels.types import CkksParams
 from privtuner.errors import ParameterError, PrivtunerError, require
 
 __all__ = [
     "CkksInputError",
     "CkksKeys",
+    "CkksOverflowError",
     "EncryptedColumns",
     "PublicCkks",
     "RawCiphertext",
     "SealCiphertext",
+    "check_headroom",
     "decrypt_columns",
     "deserialize_columns",
     "encrypt_columns",
@@ -89,6 +92,7 @@ __all__ = [
     "make_context",
     "naive_project",
     "project",
+    "projection_bound",
     "serialize_columns",
 ]
 
@@ -110,6 +114,11 @@ class CkksInputError(PrivtunerError, ValueError):
     """A bad argument to a CKKS operation (shape, dtype, non-finite value, wrong party)."""
 
 
+class CkksOverflowError(PrivtunerError, ArithmeticError):
+    """A decrypted value reached the headroom of its level: the result wrapped modulo the
+    primes left (q0 after a projection's rescale) and is wrong (see :func:`check_headroom`)."""
+
+
 # --------------------------------------------------------------------------- SEAL plumbing
 def _sealapi() -> Any:
     return require("tenseal.sealapi", purpose="CKKS operations")
@@ -118,16 +127,28 @@ def _sealapi() -> Any:
 class _Scratch:
     """Per-process scratch files: ``sealapi`` objects save and load only through file paths.
 
-    Files live in ``/dev/shm`` (RAM) when available; one file per thread, rewritten per call.
+    Files live in ``/dev/shm`` (RAM) when available, in a folder of this process; one file per
+    thread, rewritten per call. A forked child must not share its parent's files (two
+    processes rewriting one file read each other's ciphertexts): :meth:`reset` runs in every
+    forked child (``os.register_at_fork``) and :meth:`path` also checks the pid, so a child
+    makes its own folder. Only the process that made a folder removes it at exit (a forked
+    child inherits the parent's ``atexit`` handlers).
     """
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the folder, lock and thread paths (a fresh process's state)."""
         self._dir: str | None = None
+        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._local = threading.local()
         self._ids = itertools.count()
 
     def path(self) -> str:
+        if self._pid != os.getpid():  # forked without the at-fork hook (e.g. os.fork in C)
+            self.reset()
         p = getattr(self._local, "path", None)
         if p is not None and self._dir is not None and os.path.isdir(self._dir):
             return str(p)
@@ -139,13 +160,20 @@ class _Scratch:
                     else None
                 )
                 self._dir = tempfile.mkdtemp(prefix="privtuner-seal-", dir=base)
-                atexit.register(shutil.rmtree, self._dir, True)
-            p = os.path.join(self._dir, f"{os.getpid()}-{next(self._ids)}.bin")
+                atexit.register(_remove_own_folder, self._dir, self._pid)
+            p = os.path.join(self._dir, f"{self._pid}-{next(self._ids)}.bin")
         self._local.path = p
         return p
 
 
+def _remove_own_folder(path: str, owner_pid: int) -> None:
+    """``atexit``: remove ``path`` if this process made it (not in a forked child)."""
+    if os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 _SCRATCH = _Scratch()
+os.register_at_fork(after_in_child=_SCRATCH.reset)
 
 
 def _save_bytes(obj: Any) -> bytes:
@@ -378,6 +406,8 @@ class _Session:
     """SEAL context, encoder and evaluator shared by both parties (no key material)."""
 
     params: CkksParams
+    #: SEAL ``PublicKey`` (set by both subclasses; :func:`_rescale` encrypts zero with it)
+    public_key: Any
 
     def __init__(self, params: CkksParams, context: Any) -> None:
         seal = _sealapi()
@@ -429,6 +459,7 @@ class CkksKeys(_Session):
 
     def __init__(self, params: CkksParams) -> None:
         seal = _sealapi()
+        validate_params(params)
         ctx = _seal_context(_encryption_parameters(params), params)
         super().__init__(params, ctx)
         keygen = seal.KeyGenerator(ctx)
@@ -447,6 +478,22 @@ class CkksKeys(_Session):
 
     def is_private(self) -> bool:
         return True
+
+    def decrypt_checked(
+        self,
+        ct: SealCiphertext,
+        plain: Any,
+        decode: Callable[[Any], Any],
+        slot_bound: float | None = None,
+    ) -> Any:
+        """Decrypt ``ct`` into ``plain`` and ``decode`` it; ``slot_bound`` (a bound on its
+        slots' magnitudes known in advance) and the decoded slots are checked against the
+        headroom of the ciphertext's level (:func:`check_headroom`)."""
+        loaded = self.load_ciphertext(ct)
+        self.decryptor.decrypt(loaded, plain)
+        vals = decode(plain)
+        check_headroom(self, loaded, vals, slot_bound)
+        return vals
 
     def public_bytes(self) -> bytes:
         """Serialized public context: parameters + public key. No secret key, no Galois keys.
@@ -497,14 +544,18 @@ class PublicCkks(_Session):
 
 def make_context(params: CkksParams) -> CkksKeys:
     """Context and key generation for ``params`` (device side): SEAL context at 128-bit
-    security, secret key, public key. Raises :class:`ParameterError` if SEAL rejects them."""
+    security, secret key, public key. Raises :class:`ParameterError` if
+    :func:`~privtuner.costmodels.catalogue.validate_params` or SEAL rejects them (e.g. a
+    rescaling prime other than the scale, which would decrypt to garbage)."""
     return CkksKeys(params)
 
 
 def load_public_context(data: bytes, params: CkksParams) -> PublicCkks:
     """Server side: rebuild the public context from :meth:`CkksKeys.public_bytes`.
 
-    ``params`` is what the server expects; a mismatch raises :class:`ParameterError`.
+    ``params`` is what the server expects; a mismatch, or a set that
+    :func:`~privtuner.costmodels.catalogue.validate_params` rejects, raises
+    :class:`ParameterError`.
     """
     seal = _sealapi()
     if not data.startswith(_PUBLIC_MAGIC):
@@ -517,6 +568,7 @@ def load_public_context(data: bytes, params: CkksParams) -> PublicCkks:
     got = CkksParams.from_dict(head["params"])
     if got != params:
         raise ParameterError(f"public context is for {got.name}, expected {params.name}")
+    validate_params(params)
     parms_blob = data[off : off + head["parms_bytes"]]
     off += head["parms_bytes"]
     pk_blob = data[off : off + head["pk_bytes"]]
@@ -613,8 +665,14 @@ def encrypt_columns(keys: CkksKeys, x: Any, *, seeded: bool = True) -> Encrypted
     return EncryptedColumns(n_tokens=t, n_features=d, blocks=blocks)
 
 
-def decrypt_columns(keys: CkksKeys, enc: EncryptedColumns) -> NDArray[np.float64]:
-    """Device: decrypt and decode column-packed ciphertexts back to ``[n_tokens, n_features]``."""
+def decrypt_columns(
+    keys: CkksKeys, enc: EncryptedColumns, *, bound: float | None = None
+) -> NDArray[np.float64]:
+    """Device: decrypt and decode column-packed ciphertexts back to ``[n_tokens, n_features]``.
+
+    Raises :class:`CkksOverflowError` if ``bound`` (a bound on every value, e.g.
+    :func:`projection_bound`) or a decrypted slot reaches the headroom (the result of a
+    projection overflowed q0; every slot is checked, padding included)."""
     if not isinstance(keys, CkksKeys):
         raise CkksInputError("decrypt_columns needs the device's CkksKeys (secret key)")
     seal = _sealapi()
@@ -625,10 +683,66 @@ def decrypt_columns(keys: CkksKeys, enc: EncryptedColumns) -> NDArray[np.float64
         lo = b * keys.slots
         hi = min(lo + keys.slots, enc.n_tokens)
         for j, ct in enumerate(block):
-            keys.decryptor.decrypt(keys.load_ciphertext(ct), plain)
-            vals = keys.encoder.decode_double(plain)
+            vals = keys.decrypt_checked(ct, plain, keys.encoder.decode_double, bound)
             out[lo:hi, j] = vals[: hi - lo]
     return out
+
+
+def headroom_log2(session: _Session, ct: Any) -> float:
+    """log2 of the largest slot magnitude a SEAL ciphertext ``ct`` can hold:
+    ``Q_l / (2 D)``, with ``Q_l`` the product of the primes of its level and ``D`` its scale
+    (after a projection's rescale ``Q_l = q0``: ``2^(q0 - scale - 1)``).
+
+    A slot vector ``z`` encodes to coefficients ``c = D sigma^-1(z)`` with ``|c_i| <= D max|z|``
+    (Cheon, Kim, Kim, Song, ASIACRYPT 2017, canonical embedding), which decrypt correctly while
+    ``|c_i| < Q_l / 2``; so ``max|z| < Q_l / (2 D)`` cannot wrap. A wrapped coefficient shifts
+    every slot by about ``Q_l / D``, twice this headroom.
+    """
+    primes = session.moduli(ct.parms_id())
+    return sum(math.log2(q) for q in primes) - math.log2(float(ct.scale)) - 1.0
+
+
+def check_headroom(
+    session: _Session, ct: Any, values: Any, slot_bound: float | None = None
+) -> None:
+    """Raise :class:`CkksOverflowError` if the slots of ``ct`` may exceed its headroom
+    (:func:`headroom_log2`; for a projection's output ``2^(q0 - scale - 1)``).
+
+    Two checks: ``slot_bound`` (a bound on ``max|z|`` known without decrypting, e.g.
+    :func:`projection_bound`) must be below the headroom, which guarantees no wrap; and every
+    decoded value must be below it. The second alone catches most wraps (a wrapped coefficient
+    shifts every slot by about twice the headroom) but not all: a result nearly constant over
+    all slots can wrap back into range, so the device passes ``slot_bound``.
+    """
+    limit = headroom_log2(session, ct)
+    headroom = f"the headroom 2^{limit:.1f} = {2.0**limit:.3g} (2^(q0 - scale - 1))"
+    fix = "use a set with more bits of q0 above the scale or smaller values"
+    if slot_bound is not None and not (
+        slot_bound == 0.0 or (math.isfinite(slot_bound) and math.log2(slot_bound) < limit)
+    ):
+        raise CkksOverflowError(
+            f"CKKS overflow under {session.params.name}: |X W + b| may reach {slot_bound:.3g} "
+            f"(max_t ||x_t||_2 * max_j ||W_:j||_2 + max |b|), at or above {headroom}; the "
+            f"result may have wrapped modulo q0: {fix}"
+        )
+    arr = np.abs(np.asarray(values))
+    peak = float(np.max(arr)) if arr.size else 0.0
+    if not (np.isfinite(peak) and (peak == 0.0 or math.log2(peak) < limit)):
+        raise CkksOverflowError(
+            f"CKKS overflow under {session.params.name}: a decrypted value of magnitude "
+            f"{peak:.3g} reaches {headroom}; results this large wrap modulo q0 (wrong "
+            f"values): {fix}"
+        )
+
+
+def projection_bound(x: Any, weight_col_l2: float, bias_abs: float = 0.0) -> float:
+    """A bound on every entry of ``X W + b``: ``max_t ||x_t||_2 * max_j ||W_:j||_2 + max|b|``
+    (Cauchy-Schwarz per output; also bounds every partial sum over a subset of the inputs, as
+    the interleaved packing's partials are). ``x [T, d_in]`` is the device's clear input,
+    ``weight_col_l2`` and ``bias_abs`` the server's two numbers for the projection."""
+    arr = np.asarray(x, dtype=np.float64)
+    rows = float(np.max(np.linalg.norm(arr, axis=1))) if arr.size else 0.0
+    return rows * float(weight_col_l2) + float(bias_abs)
 
 
 def _check_layout(enc: EncryptedColumns, slots: int) -> None:

@@ -240,8 +240,14 @@ def encrypt_interleaved(
     return EncryptedInterleaved(lay, blocks)
 
 
-def decrypt_interleaved(keys: CkksKeys, enc: EncryptedInterleaved) -> NDArray[np.float64]:
-    """Device: decrypt, decode and (for partials) sum back to ``[n_tokens, n_features]``."""
+def decrypt_interleaved(
+    keys: CkksKeys, enc: EncryptedInterleaved, *, bound: float | None = None
+) -> NDArray[np.float64]:
+    """Device: decrypt, decode and (for partials) sum back to ``[n_tokens, n_features]``.
+
+    Raises :class:`ckks_ops.CkksOverflowError` if ``bound`` (on every real value of the result
+    and of each partial; a complex slot holds two: ``|z| <= sqrt(2) bound``) or a decoded slot
+    reaches the ciphertext's headroom (:func:`ckks_ops.check_headroom`)."""
     if not isinstance(keys, CkksKeys):
         raise CkksInputError("decrypt_interleaved needs the device's CkksKeys (secret key)")
     seal = _ops._sealapi()
@@ -250,11 +256,13 @@ def decrypt_interleaved(keys: CkksKeys, enc: EncryptedInterleaved) -> NDArray[np
     k, rows, groups = lay.k, lay.rows, lay.n_groups
     out = np.empty((lay.n_tokens, lay.n_features), dtype=np.float64)
     plain = seal.Plaintext()
+    slot_bound = None if bound is None else math.sqrt(2.0) * bound
     for b, block in enumerate(enc.blocks):
         z = np.zeros((rows, groups, k), dtype=np.complex128)
         for i, ct in enumerate(block):
-            keys.decryptor.decrypt(keys.load_ciphertext(ct), plain)
-            vals = np.asarray(keys.encoder.decode_complex(plain)).reshape(rows, k)
+            vals = np.asarray(
+                keys.decrypt_checked(ct, plain, keys.encoder.decode_complex, slot_bound)
+            ).reshape(rows, k)
             if lay.partials:
                 g, d = divmod(i, k)
                 z[:, g, :] += np.roll(vals, d, axis=1)

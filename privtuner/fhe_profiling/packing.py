@@ -68,11 +68,13 @@ def encrypt(keys: CkksKeys, x: Any, packing: str = DEFAULT_PACKING, **kw: Any) -
     return ckks_ops.encrypt_columns(keys, x, **kw)
 
 
-def decrypt(keys: CkksKeys, enc: Encrypted) -> NDArray[Any]:
-    """Device: decrypt (and, for interleaved partials, sum) back to ``[T, d]``."""
+def decrypt(keys: CkksKeys, enc: Encrypted, *, bound: float | None = None) -> NDArray[Any]:
+    """Device: decrypt (and, for interleaved partials, sum) back to ``[T, d]``; ``bound`` (on
+    every value, :func:`ckks_ops.projection_bound`) and the decrypted values are checked
+    against the headroom (:class:`ckks_ops.CkksOverflowError`)."""
     if isinstance(enc, EncryptedInterleaved):
-        return interleaved.decrypt_interleaved(keys, enc)
-    return ckks_ops.decrypt_columns(keys, enc)
+        return interleaved.decrypt_interleaved(keys, enc, bound=bound)
+    return ckks_ops.decrypt_columns(keys, enc, bound=bound)
 
 
 def project(

@@ -35,6 +35,13 @@ so releasing decrypted results to third parties would need noise flooding (Li-Mi
 Eurocrypt 2021) — here decrypted values never leave the device; (3) no protection against a
 malicious (deviating) server, which could return wrong products.
 
+Overflow: a result entry must stay below the headroom ``2^(q0 - scale - 1)`` of its set, or it
+wraps modulo q0 and decrypts to wrong values. Each projection reply carries two numbers of the
+server's weights (``max_j ||W_:j||_2`` and ``max |b|`` over the columns computed, nothing the
+limit (1) above does not already concede); the device bounds ``|X W + b|`` by
+``max_t ||x_t||_2 max_j ||W_:j||_2 + max |b|`` from its clear input and refuses the result
+(:class:`ckks_ops.CkksOverflowError`) when the bound or a decrypted value reaches the headroom.
+
 Messages: ``kind (4 bytes) | header length (u32, big-endian) | JSON header | payload``.
 """
 
@@ -241,9 +248,9 @@ class ProjectionServer:
         name, direction = header.get("name"), header.get("direction")
         if name not in self._weights:
             raise ProtocolError(f"unknown projection {name!r}; known: {sorted(self._weights)}")
-        w, wt, b = self._weights[name]
+        w, wt, b0 = self._weights[name]
         if direction == "forward":
-            weight, bias = w, b
+            weight, bias = w, b0
         elif direction == "backward":
             weight, bias = wt, None
         else:
@@ -260,13 +267,13 @@ class ProjectionServer:
             raise ProtocolError(f"columns [{lo}, {hi}) outside the {weight.shape[1]} outputs")
         ranges = _split_columns(lo, hi, self.workers, packing.output_group(enc))
         pending = []
-        for t, (a, b) in zip(self._pool, ranges[1:], strict=False):
-            sub = {"name": name, "direction": direction, "columns": [a, b]}
-            t._conn.send_bytes(pack_message(MSG_PROJECT, sub, payload))
+        for t, (c0, c1) in zip(self._pool, ranges[1:], strict=False):
+            sub = {"name": name, "direction": direction, "columns": [c0, c1]}
+            t._post(pack_message(MSG_PROJECT, sub, payload))
             pending.append(t)
-        a, b = ranges[0]
+        c0, c1 = ranges[0]
         out = packing.project(
-            self._context, enc, weight[:, a:b], None if bias is None else bias[a:b]
+            self._context, enc, weight[:, c0:c1], None if bias is None else bias[c0:c1]
         )
         for t in pending:
             _, part = _expect_ok(t._receive())
@@ -279,7 +286,28 @@ class ProjectionServer:
         self._timers["serialize_s"] += t3 - t2
         self._counts[f"n_{direction}"] += 1
         self._counts[f"n_{packing.packing_of(enc)}"] += 1
-        return pack_message(MSG_OK, {"name": name, "direction": direction}, data)
+        norms = np.linalg.norm(weight[:, lo:hi], axis=0)
+        bias_abs = 0.0 if bias is None else float(np.max(np.abs(bias[lo:hi])))
+        head = {
+            "name": name,
+            "direction": direction,
+            # the device's overflow check (ckks_ops.projection_bound): two numbers of W, b
+            "w_col_l2_max": float(np.max(norms)),
+            "b_abs_max": bias_abs,
+        }
+        return pack_message(MSG_OK, head, data)
+
+
+def _result_bound(x: NDArray[np.float64], head: Mapping[str, Any]) -> float:
+    """A bound on every entry of the projection's result from the device's clear input and
+    the server's ``w_col_l2_max`` and ``b_abs_max`` (:func:`ckks_ops.projection_bound`)."""
+    from privtuner.fhe_profiling import ckks_ops
+
+    try:
+        w_l2, b_abs = float(head["w_col_l2_max"]), float(head["b_abs_max"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ProtocolError(f"projection reply without a valid weight bound ({exc})") from exc
+    return ckks_ops.projection_bound(x, w_l2, b_abs)
 
 
 def _split_columns(lo: int, hi: int, parts: int, group: int) -> list[tuple[int, int]]:
@@ -381,6 +409,7 @@ def _serve(
 ) -> None:  # pragma: no cover
     """Child-process loop of :class:`ProcessTransport` (runs in the server's process)."""
     server = ProjectionServer(weights, workers=workers)
+    conn.send_bytes(_READY)
     try:
         while True:
             try:
@@ -401,15 +430,21 @@ class ProcessTransport(_TransportBase):
     The server process imports only numpy, TenSEAL and this module (no torch), so its peak
     memory is its own. ``weights`` are the server's model, handed to it at start-up (not via
     the counted channel).
+
+    Timeouts: the server must be up (its start-up handshake received) within
+    ``start_timeout_s`` of the start, and each reply must arrive within
+    ``receive_timeout_s`` (``None``: wait forever). A server past either is stopped and a
+    :class:`ProtocolError` names the timeout; the transport is closed from then on.
     """
 
     separate_processes = True
 
     def __init__(
         self,
-        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64]]],
+        weights: Mapping[str, tuple[NDArray[np.float64], NDArray[np.float64] | None]],
         start_timeout_s: float = 120.0,
         *,
+        receive_timeout_s: float | None = 600.0,
         server_workers: int = 1,
     ) -> None:
         super().__init__()
@@ -418,6 +453,12 @@ class ProcessTransport(_TransportBase):
 
         if int(server_workers) < 1:
             raise ProtocolError(f"server workers must be >= 1 (got {server_workers})")
+        self._start_timeout_s = _check_timeout("start_timeout_s", start_timeout_s)
+        self._receive_timeout_s = (
+            None
+            if receive_timeout_s is None
+            else _check_timeout("receive_timeout_s", receive_timeout_s)
+        )
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         # A server with workers starts processes itself, which a daemonic process may not; it
@@ -427,23 +468,61 @@ class ProcessTransport(_TransportBase):
             args=(child, dict(weights), int(server_workers)),
             daemon=int(server_workers) == 1,
         )
+        self._started_at = time.monotonic()
+        self._ready = False
         self._proc.start()
         child.close()
-        self._timeout_s = start_timeout_s
         atexit.register(self.close)
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's id."""
+        return self._proc.pid
+
     def _send(self, message: bytes) -> bytes:
-        self._conn.send_bytes(message)
+        self._post(message)
         return self._receive()
 
+    def _post(self, message: bytes) -> None:
+        """Send ``message`` once the server is up (waits for its start-up handshake)."""
+        if self._conn.closed:
+            raise ProtocolError("the transport is closed (its server was stopped)")
+        if not self._ready:
+            deadline = self._started_at + self._start_timeout_s
+            if self._wait(deadline, "start_timeout_s", self._start_timeout_s) != _READY:
+                self._stop()
+                raise ProtocolError("the server process sent no start-up handshake")
+            self._ready = True
+        self._conn.send_bytes(message)
+
     def _receive(self) -> bytes:
-        while not self._conn.poll(1.0):  # a server that died never answers: say so
-            if not self._proc.is_alive():
+        t = self._receive_timeout_s
+        deadline = math.inf if t is None else time.monotonic() + t
+        return self._wait(deadline, "receive_timeout_s", t)
+
+    def _wait(self, deadline: float, name: str, timeout_s: float | None) -> bytes:
+        """The next message from the server, before ``deadline`` (``time.monotonic``)."""
+        while not self._conn.poll(max(0.0, min(1.0, deadline - time.monotonic()))):
+            if not self._proc.is_alive():  # a server that died never answers: say so
+                code = self._proc.exitcode
+                self._stop()
+                raise ProtocolError(f"the server process exited (code {code}) without replying")
+            if time.monotonic() >= deadline:
+                self._stop()
+                what = "start" if name == "start_timeout_s" else "reply"
                 raise ProtocolError(
-                    f"the server process exited (code {self._proc.exitcode}) without replying"
+                    f"the server process did not {what} within {name} = {timeout_s:g} s; "
+                    f"it was stopped (raise {name} for slower servers or larger projections)"
                 )
         reply: bytes = self._conn.recv_bytes()
         return reply
+
+    def _stop(self) -> None:
+        """Kill the server (it hung or died) and close the pipe."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join(timeout=10)
+        self._conn.close()
 
     def close(self) -> None:
         if self._conn.closed:
@@ -458,6 +537,18 @@ class ProcessTransport(_TransportBase):
                 self._proc.terminate()
                 self._proc.join()
         self._conn.close()
+
+
+#: The server process's first message on its pipe: it is up (before any request).
+_READY = b"READY"
+
+
+def _check_timeout(name: str, value: float) -> float:
+    """``value`` as a positive finite number of seconds, else a :class:`ProtocolError`."""
+    v = float(value)
+    if not (math.isfinite(v) and v > 0):
+        raise ProtocolError(f"{name} must be a positive number of seconds (got {value!r})")
+    return v
 
 
 def _expect_ok(reply: bytes) -> tuple[dict[str, Any], bytes]:
@@ -558,10 +649,10 @@ class DeviceClient:
         t2 = clk()
         reply = self.transport.request(msg)
         t3 = clk()
-        _, payload = _expect_ok(reply)
+        head, payload = _expect_ok(reply)
         enc_res = packing.deserialize(self._keys, payload)
         t4 = clk()
-        res = packing.decrypt(self._keys, enc_res)
+        res = packing.decrypt(self._keys, enc_res, bound=_result_bound(x, head))
         t5 = clk()
         self._timers["encrypt"] += t1 - t0
         self._timers["serialize"] += t2 - t1

@@ -6,6 +6,7 @@ import pytest
 
 from privtuner.costmodels.catalogue import (
     ALLOWED_RING_DEGREES,
+    MIN_INTEGER_BITS,
     chain_for_scale,
     generate_catalogue,
     scale_grid,
@@ -79,6 +80,10 @@ def test_insecure_set_rejected_with_n_bits_limit() -> None:
         (CkksParams(8192, (40, 15, 40), 15), r"\[15\]"),
         (CkksParams(8192, (50, 30, 50), 35), "larger than the smallest prime"),
         (CkksParams(8192, (30, 30, 30), 30), "no room for the integer part"),
+        (CkksParams(8192, (60, 40, 60), 20), "rescaling prime q1 = 40 bits differs from scale"),
+        (CkksParams(8192, (50, 30, 34, 50), 30), "rescaling prime q2 = 34 bits"),
+        (CkksParams(8192, (34, 30, 50), 30), r"q0 = 34 bits leaves too little room.*4 bits"),
+        (CkksParams(8192, (50, 30, 33), 30), r"special prime = 33 bits leaves too little"),
     ],
 )
 def test_malformed_sets_rejected(params: CkksParams, match: str) -> None:
@@ -97,3 +102,27 @@ def test_seal_accepts_every_catalogue_chain() -> None:
     for p in generate_catalogue():
         primes = sealapi.CoeffModulus.Create(p.poly_modulus_degree, list(p.coeff_mod_bit_sizes))
         assert [q.bit_count() for q in primes] == list(p.coeff_mod_bit_sizes)
+
+
+def test_security_below_128_bits_refused_everywhere() -> None:
+    """The parameter API refuses what the scenario schema refuses (min_security_bits < 128)."""
+    with pytest.raises(ParameterError, match="min_security_bits = 80 is below 128"):
+        generate_catalogue(min_security_bits=80)
+    with pytest.raises(ParameterError, match="min_security_bits = 100 is below 128"):
+        validate_params(CkksParams(8192, (60, 40, 60), 40), 100)
+    with pytest.raises(ParameterError, match="min_security_bits"):
+        validate_params(CkksParams(8192, (60, 40, 60), 40), float("nan"))
+
+
+def test_catalogue_sets_pass_the_chain_rules_over_the_schema_scale_range() -> None:
+    """Every generated set, up to the schema's largest scale (60 bits), passes the checks
+    hand-built sets get: the catalogue drops scales whose q0 (capped at 60) leaves too little
+    room; too few integer bits are refused."""
+    cat = generate_catalogue(scale_bits_range=(20, 60), step_bits=1)
+    for p in cat:
+        validate_params(p)
+    assert max(p.scale_bits for p in cat) == 60 - MIN_INTEGER_BITS
+    deep = CkksParams(8192, (50, 30, 30, 50), 30)  # two rescaling primes of the scale
+    validate_params(deep)
+    with pytest.raises(ParameterError, match="integer_bits = 4 is below 5"):
+        generate_catalogue(integer_bits=4)

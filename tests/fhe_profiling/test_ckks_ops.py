@@ -253,3 +253,147 @@ def test_naive_baseline_matches(keys_mid: K.CkksKeys) -> None:
     assert got.shape == (4,)
     assert np.max(np.abs(got - x @ w)) < 1e-5  # scale 2^40, rotations add key-switch noise
     assert tm["matmul_s"] > 0
+
+
+#: A fresh interpreter (not pytest's, whose other ``atexit`` handlers a forked child must not
+#: run) encrypts and decrypts before forking, then (1) a multiprocessing 'fork' child does the
+#: same while the parent does too, (2) an ``os.fork`` child does it and exits normally, so its
+#: inherited ``atexit`` handlers run. Prints what the test checks as JSON.
+_FORK_SCRIPT = """
+import json, multiprocessing as mp, os, sys
+import numpy as np
+from privtuner.costmodels.types import CkksParams
+from privtuner.fhe_profiling import ckks_ops as K
+
+keys = K.make_context(CkksParams(4096, (40, 20, 40), 20))
+xs = [np.random.default_rng(i).uniform(-4, 4, size=(16, 2)) for i in range(40)]
+
+def round_trips():
+    return max(
+        float(np.max(np.abs(K.decrypt_columns(keys, K.encrypt_columns(keys, x)) - x)))
+        for x in xs
+    )
+
+out = {"parent_err_before": round_trips()}
+parent_dir = K._SCRATCH._dir
+
+def child(conn):
+    conn.send({"err": round_trips(), "dir": K._SCRATCH._dir, "file": K._SCRATCH.path()})
+    conn.close()
+
+ctx = mp.get_context("fork")
+a, b = ctx.Pipe()
+proc = ctx.Process(target=child, args=(b,))
+proc.start()
+out["parent_err_during"] = round_trips()
+out["child"] = a.recv()
+proc.join()
+out["child_exitcode"] = proc.exitcode
+pid = os.fork()
+if pid == 0:
+    round_trips()
+    sys.exit(0)  # a normal exit: the atexit handlers inherited from the parent run
+out["fork_status"] = os.waitpid(pid, 0)[1]
+out["parent_err_after"] = round_trips()
+out.update(parent_dir=parent_dir, parent_dir_exists=os.path.isdir(parent_dir))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.fhe
+def test_forked_children_get_their_own_scratch_files(seal_mod) -> None:
+    import json
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    tol = 1e-3  # scale 2^20: fresh-encryption noise ~ 1e-4
+    errs = [out[k] for k in ("parent_err_before", "parent_err_during", "parent_err_after")]
+    assert max(errs) < tol
+    assert out["child_exitcode"] == 0 and out["child"]["err"] < tol
+    assert out["child"]["dir"] != out["parent_dir"]
+    assert not out["child"]["file"].startswith(out["parent_dir"] + "/")
+    assert out["fork_status"] == 0
+    assert out["parent_dir_exists"], "a forked child's atexit removed the parent's folder"
+
+
+@pytest.mark.fhe
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        # a rescaling prime of 40 bits with a 20-bit scale: decrypts to garbage if admitted
+        (CkksParams(8192, (60, 40, 60), 20), "rescaling prime q1 = 40 bits differs"),
+        # a scale above the rescaling prime: failed only at the device's decode
+        (CkksParams(8192, (60, 40, 60), 50), "larger than the smallest prime"),
+        (CkksParams(4096, (37, 32, 34), 32), "special prime = 34 bits"),
+    ],
+)
+def test_make_context_validates_params(seal_mod, params: CkksParams, match: str) -> None:
+    with pytest.raises(ParameterError, match=match):
+        K.make_context(params)
+
+
+@pytest.mark.fhe
+def test_server_validates_the_public_context_params(keys_mid: K.CkksKeys) -> None:
+    """Public bytes whose header claims an inconsistent set for the same primes (scale 20
+    on the 60-40-60 chain) are refused by the server even when it expects that set."""
+    import json
+    import struct
+
+    data = keys_mid.public_bytes()
+    off = len(K._PUBLIC_MAGIC)
+    (hlen,) = struct.unpack_from("<I", data, off)
+    head = json.loads(data[off + 4 : off + 4 + hlen])
+    bad = CkksParams(8192, (60, 40, 60), 20)
+    head["params"] = bad.to_dict()
+    new_head = json.dumps(head, sort_keys=True).encode()
+    forged = K._PUBLIC_MAGIC + struct.pack("<I", len(new_head)) + new_head
+    forged += data[off + 4 + hlen :]
+    with pytest.raises(ParameterError, match="rescaling prime q1 = 40 bits differs"):
+        K.load_public_context(forged, bad)
+
+
+@pytest.mark.fhe
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_result_overflow_is_detected_on_decrypt(keys_small: K.CkksKeys, packing_name: str) -> None:
+    """(40, 20, 40) s20 leaves the headroom 2^(q0 - scale - 1) = 2^19: a result bound at 4x
+    it is refused, and so are decrypted values at 4x it; at a quarter, all is well."""
+    from privtuner.fhe_profiling import packing
+
+    rng = np.random.default_rng(12)
+    x = rng.uniform(0.5, 1.0, size=(6, 4))
+    enc = packing.encrypt(keys_small, x, packing_name)
+    headroom = 2.0 ** (40 - 20 - 1)
+    for factor in (0.25, 4.0):
+        # every entry of X W is about factor * headroom; the bound is at most 2x that
+        w = np.full((4, 2), factor * headroom / float(np.max(x.sum(axis=1))))
+        bound = K.projection_bound(x, float(np.max(np.linalg.norm(w, axis=0))))
+        y = packing.project(keys_small, enc, w)
+        if factor < 1:
+            got = packing.decrypt(keys_small, y, bound=bound)
+            out_scale = y.blocks[0][0].raw(keys_small).scale
+            assert np.max(np.abs(got - x @ w)) < ckks_tol(4096, 20, out_scale, w, x)
+        else:
+            with pytest.raises(K.CkksOverflowError, match=r"may reach .* headroom 2\^19"):
+                packing.decrypt(keys_small, y, bound=bound)
+            with pytest.raises(K.CkksOverflowError, match=r"decrypted value .* headroom 2\^19"):
+                packing.decrypt(keys_small, y)
+
+
+@pytest.mark.fhe
+def test_a_wrap_back_into_range_needs_the_bound(keys_small: K.CkksKeys) -> None:
+    """A result constant over every slot at 1.3x the headroom: its constant coefficient
+    1.3 q0 / 2 wraps to -0.7 q0 / 2, every slot decrypts to about -0.7x the headroom (wrong,
+    yet in range). Only the bound from the clear input and ||W|| says so."""
+    x = np.ones((keys_small.slots, 1))
+    headroom = 2.0 ** (40 - 20 - 1)
+    w = np.array([[1.3 * headroom]])
+    y = K.project(keys_small, K.encrypt_columns(keys_small, x), w)
+    wrapped = K.decrypt_columns(keys_small, y)  # no bound: the decoded values look fine
+    assert np.max(np.abs(wrapped - x @ w)) > headroom
+    with pytest.raises(K.CkksOverflowError, match=r"\|X W \+ b\| may reach 6.82e\+05"):
+        K.decrypt_columns(keys_small, y, bound=K.projection_bound(x, 1.3 * headroom))

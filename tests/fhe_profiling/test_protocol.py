@@ -338,3 +338,84 @@ def test_server_workers_split_outputs_and_agree(packing_name: str) -> None:
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-4)
     with pytest.raises(proto.ProtocolError, match="workers must be >= 1"):
         proto.ProjectionServer({"p": (w, b)}, workers=0)
+
+
+def _request_in_thread(t: proto.ProcessTransport, seconds: float) -> tuple[bool, dict[str, Any]]:
+    """``t.request(STAT)`` in a thread; (still blocked after ``seconds``, its outcome)."""
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def go() -> None:
+        try:
+            out["reply"] = t.request(proto.pack_message(proto.MSG_STATS, {}))
+        except Exception as exc:
+            out["error"] = exc
+
+    th = threading.Thread(target=go, daemon=True)
+    th.start()
+    th.join(seconds)
+    return th.is_alive(), out
+
+
+@pytest.mark.parametrize("phase", ["start", "receive"])
+def test_process_transport_times_out_on_a_hung_server(phase: str) -> None:
+    """A server process that is alive but never answers (stopped with SIGSTOP) ends the
+    request after the start or receive timeout, with an error naming it; not a hang."""
+    import os
+    import signal
+
+    t = proto.ProcessTransport(
+        {"p": (np.ones((2, 2)), None)}, start_timeout_s=2.0, receive_timeout_s=1.0
+    )
+    try:
+        if phase == "receive":  # up and answering first
+            header, _ = proto._expect_ok(t.request(proto.pack_message(proto.MSG_STATS, {})))
+            assert header["pid"] == t.pid
+        assert t.pid is not None
+        os.kill(t.pid, signal.SIGSTOP)
+        blocked, out = _request_in_thread(t, 30.0)
+        assert not blocked, "the request still waits for a hung server after 30 s"
+        name = "start_timeout_s = 2 s" if phase == "start" else "receive_timeout_s = 1 s"
+        assert isinstance(out.get("error"), proto.ProtocolError), out
+        assert name in str(out["error"])
+        assert not t._proc.is_alive()  # the hung server was stopped
+        with pytest.raises(proto.ProtocolError, match="transport is closed"):
+            t.request(proto.pack_message(proto.MSG_STATS, {}))
+    finally:
+        if t._proc.is_alive() and t.pid is not None:
+            os.kill(t.pid, signal.SIGKILL)
+        t.close()
+
+
+def test_process_transport_rejects_bad_timeouts() -> None:
+    for kw in ({"start_timeout_s": 0.0}, {"receive_timeout_s": float("nan")}):
+        with pytest.raises(proto.ProtocolError, match=next(iter(kw))):
+            proto.ProcessTransport({"p": (np.ones((2, 2)), None)}, **kw)  # type: ignore[arg-type]
+
+
+def test_device_client_refuses_an_inconsistent_set_before_sending() -> None:
+    """A hand-built set whose rescaling prime differs from the scale never reaches the
+    server: one clear ParameterError at construction, no message sent."""
+    from privtuner.errors import ParameterError
+
+    model, weights = bert.init_model(TINY, LORA, seed=0)
+    t = SpyTransport(proto.ProjectionServer(weights))
+    with pytest.raises(ParameterError, match="rescaling prime q1 = 40 bits differs"):
+        proto.DeviceClient(CkksParams(8192, (60, 40, 60), 20), t, model)
+    assert t.log == []
+
+
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_device_detects_result_overflow(packing_name: str) -> None:
+    """SMALL leaves 2^(37 - 32 - 1) = 16 of headroom: a projection whose |X W + b| is about
+    100 wraps modulo q0; the device raises instead of returning the wrapped values."""
+    rng = np.random.default_rng(9)
+    w = np.full((8, 4), 2.0)
+    x = rng.uniform(5.0, 7.0, (10, 8))  # |X W| ~ 100
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    with proto.InProcessTransport(proto.ProjectionServer({"p": (w, None)})) as t:
+        client = proto.DeviceClient(SMALL, t, model, packing=packing_name)
+        np.testing.assert_allclose(client.project_forward("p", x / 16), x @ w / 16, atol=1e-3)
+        with pytest.raises(ckks_ops.CkksOverflowError, match=r"may reach .* headroom 2\^4"):
+            client.project_forward("p", x)

@@ -1,5 +1,6 @@
 """Every notebook (jupytext percent .py) converts to .ipynb and executes on small settings
-(``PRIVTUNER_NOTEBOOK_SMALL=1``) with nbclient. The executed .ipynb go to a temp folder."""
+(``PRIVTUNER_NOTEBOOK_SMALL=1``) with nbclient, in a temp folder outside the checkout (the
+executed .ipynb go there too)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,9 @@ def test_notebook_executes(path: Path, tmp_path: Path, monkeypatch: pytest.Monke
         nb,
         timeout=120,
         kernel_name="python3",
-        resources={"metadata": {"path": str(REPO / "notebooks")}},
+        # run outside the checkout: a notebook finds its data through the package
+        # (importlib.resources), never through a path relative to the repository
+        resources={"metadata": {"path": str(tmp_path)}},
     )
     client.execute()
     out = tmp_path / f"{path.stem}.ipynb"
