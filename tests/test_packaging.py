@@ -43,7 +43,10 @@ def _clean_env() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the fresh venv's python, the folder to run in): the wheel installed, nothing else."""
-    pytest.importorskip("setuptools", minversion="77.0.3")  # the build backend, offline
+    import setuptools  # the build backend, offline (the dev extra pins >= 77.0.3)
+
+    major, minor = (int(v) for v in setuptools.__version__.split(".")[:2])
+    assert (major, minor) >= (77, 0), f"setuptools {setuptools.__version__} < 77.0.3"
     root = tmp_path_factory.mktemp("packaging")
     env = _clean_env()
     src = root / "src"
