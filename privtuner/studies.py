@@ -57,6 +57,7 @@ def tradeoff_curve(
     method: str = "exact",
     *,
     x: str = "privacy_weight",
+    progress: bool = False,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Solve ``problem_factory(w)`` for each ``w`` in ``weights`` with ``method``.
@@ -71,7 +72,7 @@ def tradeoff_curve(
     from privtuner.rows import normalize_row, result_output_columns
 
     rows = []
-    for w in weights:
+    for w in _progress(weights, progress, f"trade-off ({method})"):
         problem = problem_factory(float(w))
         t0 = time.perf_counter()
         result = solve(problem, method, **options)
@@ -97,6 +98,15 @@ def tradeoff_curve(
         row["time_solve_s"] = time.perf_counter() - t0
         rows.append(normalize_row(row))
     return rows
+
+
+def _progress(items: Sequence[Any], enabled: bool, desc: str) -> Any:
+    """``items`` with a tqdm progress bar on stderr when ``enabled``."""
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="solve" if "trade" in desc else "figure", leave=False)
 
 
 def _base_allowed(problem: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -164,11 +174,15 @@ def write_solve_figures(
     weights: Sequence[float] | None = None,
     method: str | None = None,
     n_points: int = 7,
+    source: str = "",
+    progress: bool = False,
     **options: Any,
 ) -> list[Path]:
     """Figures of one solved scenario (``privtuner solve --plots DIR``):
 
-    * ``allocation.png/.pdf`` (+ ``allocation.csv``): the per-device allocation of ``result``;
+    * ``allocation.png/.pdf`` (+ ``allocation.csv`` and its ``allocation.provenance.json``,
+      the same files as ``solve --csv``, :func:`write_allocation`): the per-device allocation
+      of ``result``;
     * ``tradeoff.png/.pdf`` (+ ``tradeoff.csv``): total energy and chosen sets vs the privacy
       weight (or the privacy requirement for the constrained objective), re-solving
       ``problem`` with ``method`` (default ``result.method``) at ``weights`` (default
@@ -187,7 +201,7 @@ def write_solve_figures(
     alloc = allocation_records(result)
     fig = plot_allocation(alloc, title=f"{problem.name}: {result.method} (seed {result.seed})")
     paths += save_figure(fig, out, "allocation")
-    paths.append(write_csv(alloc, out / "allocation.csv"))
+    paths += write_allocation(result, out / "allocation.csv", source=source)
     method = method or result.method
     factory, x = privacy_problem_factory(problem)
     values = (
@@ -195,10 +209,24 @@ def write_solve_figures(
         if weights is not None
         else default_tradeoff_values(problem, n_points, method, **options)
     )
-    rows = tradeoff_curve(factory, values, method, x=x, **options)
+    rows = tradeoff_curve(factory, values, method, x=x, progress=progress, **options)
     paths += save_figure(plot_tradeoff(rows, x=x), out, "tradeoff")
     paths.append(write_csv(_tradeoff_table(rows, x), out / "tradeoff.csv"))
     return paths
+
+
+def write_allocation(result: Any, path: str | Path, *, source: str = "") -> list[Path]:
+    """The planner's allocation CSV (:func:`privtuner.rows.planner_rows`: one row per device,
+    units and per-run / per-round in the column names, rounded) and its provenance sidecar
+    ``<stem>.provenance.json`` (:func:`privtuner.rows.provenance`: scenario, method, seed,
+    status, gap, totals, column meanings, versions). Returns both paths."""
+    from privtuner.io import atomic_write_text
+    from privtuner.rows import PLANNER_COLUMNS, planner_rows, provenance, sidecar_path
+
+    csv_path = write_csv(planner_rows(result), path, list(PLANNER_COLUMNS))
+    meta = provenance(result, source=source)
+    side = atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2) + "\n")
+    return [csv_path, side]
 
 
 def _tradeoff_table(rows: Sequence[Mapping[str, Any]], x: str) -> list[dict[str, Any]]:
@@ -213,6 +241,7 @@ def _tradeoff_table(rows: Sequence[Mapping[str, Any]], x: str) -> list[dict[str,
         "energy_server_j",
         "objective",
         "security_bits_mean",
+        "security_bits_uncapped_mean",
         "privacy_total",
         "sets_summary",
     )
