@@ -41,6 +41,7 @@ def register(sub: Any) -> None:
         help="write the per-device allocation figure and an energy-privacy trade-off figure "
         "(re-solved over privacy weights) with their CSV tables",
     )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar for --plots")
     p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
     p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
     p.set_defaults(func=cmd_solve)
@@ -101,7 +102,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
         from privtuner.studies import write_solve_figures
 
         written = write_solve_figures(
-            problem, result, args.plots, source=str(args.file), progress=True, **options
+            problem,
+            result,
+            args.plots,
+            source=str(args.file),
+            progress=not args.no_progress,
+            **options,
         )
         print(f"wrote {len(written)} figure/table files to {args.plots}", file=sys.stderr)
     if not args.json:
