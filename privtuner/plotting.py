@@ -8,14 +8,20 @@ state, no display needed); :func:`save_figure` writes PNG and PDF.
 
 Kinds (``privtuner plot --kind``):
 
-* ``tradeoff``: total energy [J] and mean security [bits] vs the privacy weight w_P (weighted
-  objective) or the privacy requirement Phi_min (constrained), with the CKKS set chosen for
-  each device (spec section 4, objective (a)/(b));
-* ``scaling``: total energy [J] vs each swept input (number of devices, total bandwidth,
-  maximum power, deadline, ...) for every method (exact, ao, baselines), mean +- std over seeds;
+* ``tradeoff``: total energy per run [J] and mean (capped) security [bits] vs the privacy
+  weight w_P (weighted objective) or the privacy requirement Phi_min (constrained), with the
+  CKKS set chosen for each device (spec section 4, objective (a)/(b));
+* ``pareto``: total energy vs achieved security per method, with the Pareto front;
+* ``scaling``: total energy [J] (or another column), the objective and the objective gap to
+  the best method vs each swept input (number of devices, total bandwidth, maximum power,
+  deadline, ...) for every method (exact, ao, baselines);
 * ``convergence``: objective vs iteration of ``ao`` (spec 5.1) from the result history;
 * ``bounds``: lower and upper bound vs iteration of ``exact`` (spec 5.2);
 * ``allocation``: per-device bars: bandwidth, transmit power, CPU, server CPU, CKKS set.
+
+Aggregated points are means over the seeds with an allocation, error bars +-1 sample standard
+deviation (ddof=1), stated in each figure's caption with n per point; proposed methods
+(:data:`PROPOSED_METHODS`) are drawn solid, baselines dashed.
 """
 
 from __future__ import annotations
@@ -217,8 +223,8 @@ def _plot_methods(
         st = _style(m, methods)
         x = d["x"] * scale_x
         ok = np.isfinite(d["mean"])
-        same = [p for p in drawn if _same_curve(agg[p], d)]
-        label = f"{m} (= {same[0]}, drawn over it)" if same else m
+        same = [p for p in drawn if _same_curve(agg[p], d)] if np.any(ok) else []
+        label = (f"{m} (= {same[0]}, drawn over it)" if same else m) + _missing_note(ok)
         drawn.append(m)
         ax.errorbar(
             x[ok],
@@ -256,6 +262,14 @@ def _plot_methods(
                     fontsize="x-small",
                     color=st["color"],
                 )
+
+
+def _missing_note(ok: np.ndarray[Any, np.dtype[np.bool_]]) -> str:
+    """Legend note for points where no run of a method had an allocation (not drawn)."""
+    k, n = int(np.sum(~ok)), int(ok.size)
+    if k == 0:
+        return ""
+    return " (no allocation at any point)" if k == n else f" (no allocation at {k} of {n} points)"
 
 
 def error_bar_caption(agg: Mapping[str, Mapping[str, NDArrayF]]) -> str:
@@ -517,6 +531,9 @@ def plot_tradeoff(
     _plot_methods(ax_s, agg_s, xscale, order)
     ax_s.set_ylabel("mean security of chosen sets\n(capped at 256) [bits]")
     ax_s.grid(True, alpha=0.3)
+    over = [c for c in ax_s.containers if "drawn over" in str(c.get_label())]
+    if over:  # say which curves hide others here (the energy legend cannot)
+        ax_s.legend(handles=over, fontsize="x-small")
     _caption(fig, error_bar_caption(agg_e))
     if agg_e:
         _set_x_scale(ax_e, np.concatenate([d["x"] * xscale for d in agg_e.values()]))
@@ -623,7 +640,7 @@ def plot_pareto(
             d["energy"][idx],
             xerr=d["security_std"][idx],
             yerr=d["energy_std"][idx],
-            label=m,
+            label=m + _missing_note(ok),
             capsize=2,
             ms=5,
             **st,
@@ -637,7 +654,7 @@ def plot_pareto(
             ax.step(
                 s_all[front],
                 e_all[front],
-                where="post",
+                where="pre",
                 color="k",
                 lw=0.8,
                 alpha=0.7,
