@@ -162,6 +162,17 @@ def test_csv_for_planners_capped_security_provenance_and_device_ids(
     # --plots writes the same table (same columns, same values)
     assert (plots / "allocation.csv").read_text() == alloc.read_text()
     assert (plots / "allocation.provenance.json").is_file()
+    # the batch's per-device allocation carries the names too
+    table = work / "b.csv"
+    proc = _run(
+        ["batch", str(scen), "--methods", "exact", "--out", str(table), "--no-progress"], work
+    )
+    assert proc.returncode == 0, proc.stderr
+    with table.open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    alloc_json = json.loads(row["allocation_json"])
+    assert [a["device_id"] for a in alloc_json] == ["site-A", "site-B", "site-C"]
+    assert float(row["security_bits_mean"]) <= 256.0 < float(row["security_bits_uncapped_mean"])
 
 
 def test_csv_row_errors_name_the_file_line(tmp_path: Path) -> None:
