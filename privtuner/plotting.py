@@ -279,7 +279,7 @@ def error_bar_caption(agg: Mapping[str, Mapping[str, NDArrayF]]) -> str:
     if ns.size == 0:
         n_text = "no run with an allocation"
     elif ns.min() == ns.max():
-        n_text = f"n = {int(ns.min())} runs (seeds) per point"
+        n_text = f"n = {int(ns.min())} run{'s' if ns.min() > 1 else ''} (seeds) per point"
     else:
         n_text = f"n = {int(ns.min())}-{int(ns.max())} runs (seeds) per point"
     return (
