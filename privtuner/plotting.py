@@ -995,18 +995,9 @@ def result_to_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     ``privtuner plot result.json --kind allocation|convergence|bounds`` works."""
     dev = result.get("devices", {}) or {}
     names = list(dev.get("set_names", []) or [])
+    # every per-device array of the result (bandwidth_hz, ..., latency_s)
     keys = [
-        "bandwidth_hz",
-        "tx_power_w",
-        "cpu_hz",
-        "server_cpu_hz",
-        "security_bits",
-        "security_bits_uncapped",
-        "privacy",
-        "energy_compute_j",
-        "energy_tx_j",
-        "energy_server_j",
-        "latency_s",
+        k for k, v in dev.items() if isinstance(v, list) and k not in ("set_names", "device_ids")
     ]
     ids = list(dev.get("device_ids", []) or [])
     alloc = []

@@ -450,15 +450,24 @@ def planner_rows(result: Any) -> list[dict[str, Any]]:
     """The allocation of a :class:`~privtuner.optimizer.SolveResult` as the planner's CSV rows
     (:data:`PLANNER_COLUMNS`, rounded to the digits listed there). Empty without an
     allocation."""
+    return planner_records(allocation_records(result))
+
+
+def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per-device allocation records in SI units (:func:`allocation_records`, a results
+    row's ``allocation_json``) as planner CSV rows (:data:`PLANNER_COLUMNS`, rounded)."""
     from privtuner.units import w_to_dbm
 
     out = []
-    for rec in allocation_records(result):
-        p_w = rec.get("tx_power_w")
-        rec["tx_power_dbm"] = float(w_to_dbm(p_w)) if p_w else None
+    for rec in records:
+        full = dict(rec)
+        p_w = _num(full.get("tx_power_w"))
+        full["tx_power_dbm"] = float(w_to_dbm(p_w)) if p_w else None
+        if full.get("ring_degree") is None:
+            full["ring_degree"] = _ring_degree(str(full.get("set_name", "")))
         row = {}
         for col, (_, digits) in PLANNER_COLUMNS.items():
-            row[col] = significant(rec.get(_PLANNER_SOURCE.get(col, col)), digits)
+            row[col] = significant(full.get(_PLANNER_SOURCE.get(col, col)), digits)
         out.append(row)
     return out
 

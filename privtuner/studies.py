@@ -391,7 +391,7 @@ def figure_table(
         tradeoff_axis,
         with_objective_gap,
     )
-    from privtuner.rows import swept_columns
+    from privtuner.rows import planner_records, swept_columns
 
     def agg_rows(group: Sequence[Mapping[str, Any]], x: str) -> list[dict[str, Any]]:
         group = with_objective_gap(group)
@@ -443,10 +443,10 @@ def figure_table(
         ]
     elif kind == "allocation":
         pick = allocation_row(rows)
-        if pick is not None:
+        if pick is not None:  # the planner's columns, as solve --csv / --plots write them
             return [
                 {"scenario": pick.get("scenario"), "method": pick.get("method"), **a}
-                for a in row_allocation(pick)
+                for a in planner_records(row_allocation(pick))
             ]
     return []
 

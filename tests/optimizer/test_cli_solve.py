@@ -162,6 +162,15 @@ def test_csv_for_planners_capped_security_provenance_and_device_ids(
     # --plots writes the same table (same columns, same values)
     assert (plots / "allocation.csv").read_text() == alloc.read_text()
     assert (plots / "allocation.provenance.json").is_file()
+    # privtuner plot on the saved result writes the same planner columns and values
+    proc = _run(["plot", str(out), "--kind", "allocation", "--out", str(work / "p2")], work)
+    assert proc.returncode == 0, proc.stderr
+    with (work / "p2" / "allocation.csv").open() as fh:
+        replot = [
+            {k: v for k, v in r.items() if k not in ("scenario", "method")}
+            for r in csv.DictReader(fh)
+        ]
+    assert replot == rows
     # the batch's per-device allocation carries the names too
     table = work / "b.csv"
     proc = _run(
