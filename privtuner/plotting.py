@@ -8,14 +8,20 @@ state, no display needed); :func:`save_figure` writes PNG and PDF.
 
 Kinds (``privtuner plot --kind``):
 
-* ``tradeoff``: total energy [J] and mean security [bits] vs the privacy weight w_P (weighted
-  objective) or the privacy requirement Phi_min (constrained), with the CKKS set chosen for
-  each device (spec section 4, objective (a)/(b));
-* ``scaling``: total energy [J] vs each swept input (number of devices, total bandwidth,
-  maximum power, deadline, ...) for every method (exact, ao, baselines), mean +- std over seeds;
+* ``tradeoff``: total energy per run [J] and mean (capped) security [bits] vs the privacy
+  weight w_P (weighted objective) or the privacy requirement Phi_min (constrained), with the
+  CKKS set chosen for each device (spec section 4, objective (a)/(b));
+* ``pareto``: total energy vs achieved security per method, with the Pareto front;
+* ``scaling``: total energy [J] (or another column), the objective and the objective gap to
+  the best method vs each swept input (number of devices, total bandwidth, maximum power,
+  deadline, ...) for every method (exact, ao, baselines);
 * ``convergence``: objective vs iteration of ``ao`` (spec 5.1) from the result history;
 * ``bounds``: lower and upper bound vs iteration of ``exact`` (spec 5.2);
 * ``allocation``: per-device bars: bandwidth, transmit power, CPU, server CPU, CKKS set.
+
+Aggregated points are means over the seeds with an allocation, error bars +-1 sample standard
+deviation (ddof=1), stated in each figure's caption with n per point; proposed methods
+(:data:`PROPOSED_METHODS`) are drawn solid, baselines dashed.
 """
 
 from __future__ import annotations
@@ -56,8 +62,15 @@ COLUMN_AXES: dict[str, tuple[str, float]] = {
     "lora_rank": ("LoRA rank r [-]", 1.0),
     "min_security_bits": ("minimum security [bits]", 1.0),
     "min_precision_bits": ("minimum precision [bits]", 1.0),
-    "energy_j": ("total energy [J]", 1.0),
+    "energy_j": ("total energy per run [J]", 1.0),
     "objective": ("objective [-]", 1.0),
+    "objective_gap_pct": ("objective above the best method [%]", 1.0),
+    "gap": ("certified relative optimality gap [-]", 1.0),
+    "security_bits_min": ("lowest security of chosen sets [bits]", 1.0),
+    "energy_compute_j": ("device compute energy [J]", 1.0),
+    "energy_tx_j": ("uplink energy [J]", 1.0),
+    "energy_server_j": ("server energy [J]", 1.0),
+    "latency_max_s": ("slowest device latency per round [s]", 1.0),
     "security_bits_mean": ("mean security of chosen sets [bits]", 1.0),
     "time_solve_s": ("solve time [s]", 1.0),
 }
@@ -79,6 +92,12 @@ METHOD_ORDER = (
     "comp_only",
 )
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "*", "h")
+
+#: The methods this project proposes (drawn solid, filled, thick); every other is a baseline
+#: (dashed, hollow markers, thin).
+PROPOSED_METHODS = ("exact", "enumerate", "ao")
+_PROPOSED_COLORS = ("#0b4f9c", "#6a3d9a", "#c0392b")
+_BASELINE_COLORS = ("#2ca02c", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22", "#e377c2")
 
 
 def _axis(column: str, privacy_metric: str | None = None) -> tuple[str, float]:
@@ -109,8 +128,17 @@ def _ordered_methods(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _style(method: str, methods: Sequence[str]) -> dict[str, Any]:
+    """Line and marker style of ``method``: proposed methods (:data:`PROPOSED_METHODS`) solid
+    with filled markers, baselines dashed with hollow markers, each its own colour/marker."""
     i = methods.index(method) if method in methods else 0
-    return {"marker": _MARKERS[i % len(_MARKERS)], "color": f"C{i % 10}"}
+    marker = _MARKERS[i % len(_MARKERS)]
+    if method in PROPOSED_METHODS:
+        color = _PROPOSED_COLORS[PROPOSED_METHODS.index(method)]
+        return {"marker": marker, "color": color, "ls": "-", "lw": 2.0, "mfc": color}
+    base = [m for m in methods if m not in PROPOSED_METHODS]
+    j = base.index(method) if method in base else i
+    color = _BASELINE_COLORS[j % len(_BASELINE_COLORS)]
+    return {"marker": marker, "color": color, "ls": "--", "lw": 1.1, "mfc": "white"}
 
 
 def _f(v: Any) -> float:
@@ -129,9 +157,10 @@ def row_ok(r: Mapping[str, Any]) -> bool:
 def aggregate(
     rows: Iterable[Mapping[str, Any]], x: str, y: str = "energy_j"
 ) -> dict[str, dict[str, NDArrayF]]:
-    """Per method: sorted ``x`` values and mean, std of ``y`` over the rows (seeds) at each x
-    that carry an allocation, with ``n_ok`` / ``n_all`` counts (failed rows are counted, not
-    averaged). Returns ``{method: {"x", "mean", "std", "n_ok", "n_all"}}``."""
+    """Per method: sorted ``x`` values and mean, sample standard deviation (ddof=1; 0 for a
+    single run) of ``y`` over the rows (seeds) at each x that carry an allocation, with
+    ``n_ok`` / ``n_all`` counts (failed rows are counted, not averaged). Returns
+    ``{method: {"x", "mean", "std", "n_ok", "n_all"}}``."""
     groups: dict[str, dict[float, list[float]]] = {}
     totals: dict[str, dict[float, int]] = {}
     rows = list(rows)
@@ -154,7 +183,7 @@ def aggregate(
         out[m] = {
             "x": np.array(xs, dtype=float),
             "mean": np.array([np.mean(v) if v else np.nan for v in vals], dtype=float),
-            "std": np.array([np.std(v) if len(v) > 1 else 0.0 for v in vals], dtype=float),
+            "std": np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals], dtype=float),
             "n_ok": np.array([len(v) for v in vals], dtype=float),
             "n_all": np.array([totals[m][xv] for xv in xs], dtype=float),
         }
@@ -173,24 +202,37 @@ def _set_x_scale(ax: Axes, xs: NDArrayF) -> None:
             ax.set_xscale("log")
 
 
+def _same_curve(a: Mapping[str, NDArrayF], b: Mapping[str, NDArrayF]) -> bool:
+    """Two aggregated curves at the same x with the same means (to 1e-9 relative)."""
+    if a["x"].shape != b["x"].shape or not np.array_equal(a["x"], b["x"]):
+        return False
+    return bool(np.allclose(a["mean"], b["mean"], rtol=1e-9, atol=0.0, equal_nan=True))
+
+
 def _plot_methods(
     ax: Axes,
     agg: Mapping[str, Mapping[str, NDArrayF]],
     scale_x: float,
     methods: Sequence[str],
 ) -> None:
+    """Mean +- std per method; a curve equal to one drawn before it says so in its label
+    (``"ao (= exact)"``); where some runs had no allocation, a hollow black ring and the
+    fraction ``k/n`` of such runs next to the point."""
+    drawn: list[str] = []
     for m, d in agg.items():
         st = _style(m, methods)
         x = d["x"] * scale_x
         ok = np.isfinite(d["mean"])
+        same = [p for p in drawn if _same_curve(agg[p], d)] if np.any(ok) else []
+        label = (f"{m} (= {same[0]}, drawn over it)" if same else m) + _missing_note(ok)
+        drawn.append(m)
         ax.errorbar(
             x[ok],
             d["mean"][ok],
             yerr=d["std"][ok],
-            label=m,
+            label=label,
             capsize=2,
-            lw=1.4,
-            ms=5,
+            ms=5 if not same else 8,
             **st,
         )
         partial = ok & (d["n_ok"] < d["n_all"])
@@ -205,6 +247,97 @@ def _plot_methods(
                 mec="k",
                 mew=1.0,
             )
+            for xv, yv, k, n in zip(
+                x[partial],
+                d["mean"][partial],
+                d["n_ok"][partial],
+                d["n_all"][partial],
+                strict=True,
+            ):
+                ax.annotate(
+                    f"{int(n - k)}/{int(n)}",
+                    (xv, yv),
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                    fontsize="x-small",
+                    color=st["color"],
+                )
+
+
+def _missing_note(ok: np.ndarray[Any, np.dtype[np.bool_]]) -> str:
+    """Legend note for points where no run of a method had an allocation (not drawn)."""
+    k, n = int(np.sum(~ok)), int(ok.size)
+    if k == 0:
+        return ""
+    return " (no allocation at any point)" if k == n else f" (no allocation at {k} of {n} points)"
+
+
+def error_bar_caption(agg: Mapping[str, Mapping[str, NDArrayF]]) -> str:
+    """What the points and error bars of an aggregated figure are, with n per point."""
+    ns = np.concatenate([d["n_ok"] for d in agg.values()]) if agg else np.zeros(0)
+    ns = ns[ns > 0]
+    if ns.size == 0:
+        n_text = "no run with an allocation"
+    elif ns.min() == ns.max():
+        n_text = f"n = {int(ns.min())} run{'s' if ns.min() > 1 else ''} (seeds) per point"
+    else:
+        n_text = f"n = {int(ns.min())}-{int(ns.max())} runs (seeds) per point"
+    return (
+        f"Points: mean over the runs with an allocation ({n_text}); error bars: +-1 sample "
+        "standard deviation (ddof=1; none for n = 1). Black ring and k/n: k of the n runs "
+        "at that point infeasible or without allocation. Solid: proposed methods; dashed: "
+        "baselines."
+    )
+
+
+def _caption(fig: Figure, text: str) -> None:
+    fig.supxlabel(text, fontsize="x-small", wrap=True)
+
+
+def _set_y_scale(ax: Axes, agg: Mapping[str, Mapping[str, NDArrayF]], log_y: bool | None) -> None:
+    means = np.concatenate([d["mean"] for d in agg.values()]) if agg else np.zeros(0)
+    means = means[np.isfinite(means) & (means > 0)]
+    if log_y is None:
+        log_y = bool(means.size and means.max() / means.min() > 30)
+    if log_y and means.size:
+        ax.set_yscale("log")
+
+
+def _methods_axes(
+    ax: Axes,
+    rows: Sequence[Mapping[str, Any]],
+    x: str,
+    y: str,
+    order: Sequence[str],
+    *,
+    log_x: bool | None,
+    log_y: bool | None,
+) -> dict[str, dict[str, NDArrayF]]:
+    """One panel: ``y`` vs ``x`` per method (mean +- std), labelled with units."""
+    agg = aggregate(rows, x, y)
+    metric = next((str(r.get("privacy_metric")) for r in rows if r.get("privacy_metric")), None)
+    xlabel, xscale = _axis(x, metric)
+    _plot_methods(ax, agg, xscale, order)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(_axis(y)[0])
+    if agg:
+        xs = np.concatenate([d["x"] * xscale for d in agg.values()])
+        if log_x is None:
+            _set_x_scale(ax, xs)
+        elif log_x:
+            ax.set_xscale("log" if np.all(xs > 0) else "symlog")
+        _set_y_scale(ax, agg, log_y)
+    ax.grid(True, alpha=0.3)
+    return agg
+
+
+def _legend(ax: Axes, rows: Sequence[Mapping[str, Any]]) -> None:
+    n_fail = sum(1 for r in rows if not row_ok(r))
+    ax.legend(
+        title=f"{n_fail} of {len(rows)} runs without allocation" if n_fail else None,
+        fontsize="small",
+        title_fontsize="small",
+    )
 
 
 def plot_energy_vs(
@@ -214,65 +347,123 @@ def plot_energy_vs(
     methods: Sequence[str] | None = None,
     y: str = "energy_j",
     title: str | None = None,
+    log_x: bool | None = None,
     log_y: bool | None = None,
 ) -> Figure:
     """Total energy [J] (or ``y``) vs input column ``x`` for each method: mean +- std over the
-    seeds that returned an allocation; a hollow black marker where some seeds did not
-    (infeasible or error; counted in the legend title)."""
+    seeds that returned an allocation; a hollow black marker and k/n where k of n seeds did
+    not (infeasible or error; counted in the legend title). The caption defines the error
+    bars. ``log_x`` / ``log_y``: None chooses from the data's range."""
     rows = [r for r in rows if methods is None or r.get("method") in methods]
     order = _ordered_methods(rows)
-    agg = aggregate(rows, x, y)
-    metric = next((str(r.get("privacy_metric")) for r in rows if r.get("privacy_metric")), None)
-    xlabel, xscale = _axis(x, metric)
-    ylabel, _ = _axis(y)
-    fig = _new_figure()
+    fig = _new_figure(6.4, 4.6)
     ax = fig.add_subplot()
-    _plot_methods(ax, agg, xscale, order)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if agg:
-        _set_x_scale(ax, np.concatenate([d["x"] * xscale for d in agg.values()]))
-        means = np.concatenate([d["mean"] for d in agg.values()])
-        means = means[np.isfinite(means) & (means > 0)]
-        if log_y is None:
-            log_y = bool(means.size and means.max() / means.min() > 30)
-        if log_y:
-            ax.set_yscale("log")
-    n_fail = sum(1 for r in rows if not row_ok(r))
-    ax.legend(
-        title=f"{n_fail} of {len(rows)} runs without allocation" if n_fail else None,
-        fontsize="small",
-        title_fontsize="small",
-    )
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title or f"total energy vs {xlabel.split(' [')[0]}")
+    agg = _methods_axes(ax, rows, x, y, order, log_x=log_x, log_y=log_y)
+    _legend(ax, rows)
+    xname = ax.get_xlabel().split(" [")[0]
+    ax.set_title(title or f"{_axis(y)[0].split(' [')[0]} vs {xname}")
+    _caption(fig, error_bar_caption(agg))
+    return fig
+
+
+def with_objective_gap(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with ``objective_gap_pct``: the run's objective above the best objective of any
+    method on the same scenario point and seed, in % of that best's magnitude (0 for the
+    best). Methods that optimise the same weighted objective compare fairly on it, where
+    energy alone would penalise a method for buying privacy."""
+    best: dict[tuple[Any, Any], float] = {}
+    for r in rows:
+        if row_ok(r) and math.isfinite(_f(r.get("objective"))):
+            k = (r.get("scenario"), r.get("seed"))
+            best[k] = min(best.get(k, math.inf), _f(r.get("objective")))
+    out = []
+    for r in rows:
+        row = dict(r)
+        b = best.get((r.get("scenario"), r.get("seed")), math.nan)
+        obj = _f(r.get("objective"))
+        row["objective_gap_pct"] = (
+            100.0 * (obj - b) / max(abs(b), 1e-12)
+            if row_ok(r) and math.isfinite(obj) and math.isfinite(b)
+            else None
+        )
+        out.append(row)
+    return out
+
+
+def plot_method_panels(
+    rows: Sequence[Mapping[str, Any]],
+    x: str,
+    *,
+    methods: Sequence[str] | None = None,
+    y: str = "energy_j",
+    title: str | None = None,
+    log_x: bool | None = None,
+    log_y: bool | None = None,
+) -> Figure:
+    """Methods compared vs input ``x`` in three panels side by side: ``y`` (total energy
+    [J] by default), the objective the methods minimise, and each run's objective gap to the
+    best method on the same point and seed [%] (:func:`with_objective_gap`)."""
+    rows = with_objective_gap([r for r in rows if methods is None or r.get("method") in methods])
+    order = _ordered_methods(rows)
+    fig = _new_figure(14.0, 4.8)
+    axes = fig.subplots(1, 3, sharex=True)
+    agg = _methods_axes(axes[0], rows, x, y, order, log_x=log_x, log_y=log_y)
+    _methods_axes(axes[1], rows, x, "objective", order, log_x=log_x, log_y=False)
+    _methods_axes(axes[2], rows, x, "objective_gap_pct", order, log_x=log_x, log_y=False)
+    axes[0].set_title(_axis(y)[0].split(" [")[0], fontsize="medium")
+    axes[1].set_title("objective (what the methods minimise)", fontsize="medium")
+    axes[2].set_title("objective gap to the best method", fontsize="medium")
+    _legend(axes[0], rows)
+    xname = axes[0].get_xlabel().split(" [")[0]
+    fig.suptitle(title or f"methods vs {xname}")
+    _caption(fig, error_bar_caption(agg))
     return fig
 
 
 def plot_scaling(
-    rows: Sequence[Mapping[str, Any]], *, methods: Sequence[str] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    methods: Sequence[str] | None = None,
+    y: str = "energy_j",
+    log_x: bool | None = None,
+    log_y: bool | None = None,
 ) -> dict[str, Figure]:
-    """One :func:`plot_energy_vs` figure per swept input of ``rows`` (rows grouped by sweep):
-    ``{"energy_vs_<column>": Figure}``. The privacy weight / requirement are left to
+    """One :func:`plot_method_panels` figure per swept input of ``rows`` (rows grouped by
+    sweep): ``{"energy_vs_<column>": Figure}``. The privacy weight / requirement are left to
     :func:`plot_tradeoff`."""
     from privtuner.rows import swept_columns
 
-    by_base: dict[str, list[Mapping[str, Any]]] = {}
-    for r in rows:
-        by_base.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
     figs: dict[str, Figure] = {}
-    for base, group in by_base.items():
+    for base, group in group_by_base(rows).items():
         for col in swept_columns(group):
             if col in TRADEOFF_COLUMNS:  # drawn by plot_tradeoff
                 continue
-            name = f"energy_vs_{col}"
-            if name in figs:
-                name = f"{name}_{slug(base)}"
+            name = scaling_stem(col, base, figs)
             label = _axis(col)[0].split(" [")[0]
-            figs[name] = plot_energy_vs(
-                group, col, methods=methods, title=f"{base}: total energy vs {label}"
+            figs[name] = plot_method_panels(
+                group,
+                col,
+                methods=methods,
+                y=y,
+                log_x=log_x,
+                log_y=log_y,
+                title=f"{base}: methods vs {label}",
             )
     return figs
+
+
+def group_by_base(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Rows grouped by sweep (``sweep_base``, else the scenario name), in first-seen order."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
+    return groups
+
+
+def scaling_stem(col: str, base: str, taken: Mapping[str, Any]) -> str:
+    """File stem of the scaling figure of ``col`` (the sweep's name added when taken)."""
+    name = f"energy_vs_{col}"
+    return f"{name}_{slug(base)}" if name in taken else name
 
 
 def slug(text: str) -> str:
@@ -332,14 +523,18 @@ def plot_tradeoff(
     ax_e, ax_s, ax_d = fig.subplots(3, 1, sharex=True, height_ratios=[1.2, 1.0, 1.3])
     agg_e = aggregate(rows, x, "energy_j")
     _plot_methods(ax_e, agg_e, xscale, order)
-    ax_e.set_ylabel("total energy [J]")
+    ax_e.set_ylabel("total energy per run [J]")
     ax_e.set_title("energy-privacy trade-off")
     ax_e.grid(True, alpha=0.3)
     ax_e.legend(fontsize="small", ncol=2)
     agg_s = aggregate(rows, x, "security_bits_mean")
     _plot_methods(ax_s, agg_s, xscale, order)
-    ax_s.set_ylabel("mean security of chosen sets [bits]")
+    ax_s.set_ylabel("mean security of chosen sets\n(capped at 256) [bits]")
     ax_s.grid(True, alpha=0.3)
+    over = [c for c in ax_s.containers if "drawn over" in str(c.get_label())]
+    if over:  # say which curves hide others here (the energy legend cannot)
+        ax_s.legend(handles=over, fontsize="x-small")
+    _caption(fig, error_bar_caption(agg_e))
     if agg_e:
         _set_x_scale(ax_e, np.concatenate([d["x"] * xscale for d in agg_e.values()]))
     # panel 3: chosen set per device
@@ -368,7 +563,7 @@ def plot_tradeoff(
         ds = [p[1] for p in pts if p[2] == name]
         ax_d.scatter(xs, ds, marker="s", s=28, color=f"C{j % 10}", label=name)
     ax_d.set_ylabel("device [index]")
-    ax_d.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_d.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=12))
     ax_d.set_xlabel(xlabel)
     if set_method:
         ax_d.set_title(
@@ -379,6 +574,101 @@ def plot_tradeoff(
     if names:
         ax_d.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax_d.grid(True, alpha=0.3)
+    return fig
+
+
+def pareto_points(rows: Sequence[Mapping[str, Any]], x: str) -> dict[str, dict[str, NDArrayF]]:
+    """Per method, one point per trade-off value ``x``: mean achieved security
+    (``security_bits_mean``, capped) and mean total energy over the runs with an allocation,
+    their sample standard deviations (ddof=1) and run counts:
+    ``{method: {"x", "security", "security_std", "energy", "energy_std", "n_ok", "n_all"}}``."""
+    sec = aggregate(rows, x, "security_bits_mean")
+    eng = aggregate(rows, x, "energy_j")
+    return {
+        m: {
+            "x": d["x"],
+            "security": sec[m]["mean"],
+            "security_std": sec[m]["std"],
+            "energy": d["mean"],
+            "energy_std": d["std"],
+            "n_ok": d["n_ok"],
+            "n_all": d["n_all"],
+        }
+        for m, d in eng.items()
+        if m in sec
+    }
+
+
+def pareto_front(security: NDArrayF, energy: NDArrayF) -> NDArrayF:
+    """Indices of the non-dominated points (no other point has at least the security for at
+    most the energy, one of them strictly), sorted by security."""
+    ok = np.flatnonzero(np.isfinite(security) & np.isfinite(energy))
+    order = ok[np.lexsort((energy[ok], -security[ok]))]  # security down, energy up
+    front: list[int] = []
+    best = math.inf
+    for i in order:
+        if energy[i] < best:
+            front.append(int(i))
+            best = float(energy[i])
+    return np.array(sorted(front, key=lambda i: security[i]), dtype=np.int64)
+
+
+def plot_pareto(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    x: str | None = None,
+    methods: Sequence[str] | None = None,
+    log_y: bool | None = None,
+) -> Figure:
+    """Energy vs achieved security, methods compared (each method's points are its trade-off
+    values ``x``: privacy weight or requirement, mean over seeds with +-1 std bars in both
+    directions), and the Pareto front over all methods (black step line): the least energy
+    for at least that much security."""
+    rows = [r for r in rows if methods is None or r.get("method") in methods]
+    x = x or tradeoff_axis(rows)
+    order = _ordered_methods(rows)
+    pts = pareto_points(rows, x)
+    fig = _new_figure(6.8, 5.0)
+    ax = fig.add_subplot()
+    all_s, all_e = [], []
+    for m, d in pts.items():
+        st = _style(m, order)
+        ok = np.isfinite(d["security"]) & np.isfinite(d["energy"])
+        idx = np.flatnonzero(ok)[np.argsort(d["security"][ok], kind="stable")]
+        ax.errorbar(
+            d["security"][idx],
+            d["energy"][idx],
+            xerr=d["security_std"][idx],
+            yerr=d["energy_std"][idx],
+            label=m + _missing_note(ok),
+            capsize=2,
+            ms=5,
+            **st,
+        )
+        all_s.append(d["security"][idx])
+        all_e.append(d["energy"][idx])
+    if all_s:
+        s_all, e_all = np.concatenate(all_s), np.concatenate(all_e)
+        front = pareto_front(s_all, e_all)
+        if front.size:
+            ax.step(
+                s_all[front],
+                e_all[front],
+                where="pre",
+                color="k",
+                lw=0.8,
+                alpha=0.7,
+                label="Pareto front (all methods)",
+                zorder=0,
+            )
+        _set_y_scale(ax, {"all": {"mean": e_all}}, log_y)
+    ax.set_xlabel("achieved mean security of chosen sets (capped at 256) [bits]")
+    ax.set_ylabel("total energy per run [J]")
+    metric = next((str(r.get("privacy_metric")) for r in rows if r.get("privacy_metric")), None)
+    ax.set_title(f"energy vs security, one point per {_axis(x, metric)[0].split(' [')[0]}")
+    ax.grid(True, alpha=0.3)
+    _legend(ax, rows)
+    _caption(fig, error_bar_caption(aggregate(rows, x, "energy_j")))
     return fig
 
 
@@ -479,7 +769,7 @@ def plot_allocation(
     def col(key: str) -> NDArrayF:
         return np.array([_f(a.get(key)) for a in alloc], dtype=float)
 
-    fig = _new_figure(7.2, 9.0)
+    fig = _new_figure(max(7.2, min(16.0, 0.16 * len(alloc) + 3.0)), 9.0)
     axes = fig.subplots(6, 1, sharex=True)
     b = col("bandwidth_hz") / 1e3
     panels = [
@@ -496,10 +786,12 @@ def plot_allocation(
     uniq = sorted(set(names), key=_set_sort_key)
     colors = [f"C{uniq.index(n) % 10}" for n in names]
     ax = axes[4]
-    ax.bar(dev, col("security_bits"), color=colors)
+    from privtuner.costmodels.privacy import SECURITY_CAP_BITS
+
+    ax.bar(dev, np.minimum(col("security_bits"), SECURITY_CAP_BITS), color=colors)
     for j, n in enumerate(uniq):
         ax.bar([np.nan], [np.nan], color=f"C{j % 10}", label=n)
-    ax.set_ylabel("set security [bits]", fontsize="small")
+    ax.set_ylabel("set security\n(capped) [bits]", fontsize="small")
     if uniq:
         ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(True, axis="y", alpha=0.3)
@@ -508,14 +800,34 @@ def plot_allocation(
     ax.bar(dev, e_c, label="device compute", color="C0")
     ax.bar(dev, e_t, bottom=e_c, label="uplink", color="C1")
     ax.bar(dev, e_s, bottom=e_c + e_t, label="server", color="C2")
-    ax.set_ylabel("energy [J]", fontsize="small")
+    ax.set_ylabel("energy per run [J]", fontsize="small")
     ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     ax.grid(True, axis="y", alpha=0.3)
-    ax.set_xlabel("device [index]")
-    if len(dev) <= 30:
-        ax.set_xticks(dev)
+    _device_ticks(ax, dev, [str(a.get("device_id") or "") for a in alloc])
     axes[0].set_title(title)
     return fig
+
+
+#: Most device tick labels drawn on an allocation figure (every k-th device beyond).
+MAX_DEVICE_TICKS = 25
+
+
+def _device_ticks(ax: Axes, dev: NDArrayF, ids: Sequence[str]) -> None:
+    """Integer device ticks, at most :data:`MAX_DEVICE_TICKS` (every k-th device beyond);
+    named devices (``device_id``) labelled by name, turned vertical."""
+    n = len(dev)
+    step = max(1, math.ceil(n / MAX_DEVICE_TICKS))
+    pos = dev[::step]
+    named = any(ids)
+    if named:
+        labels = [ids[i] or str(int(dev[i])) for i in range(0, n, step)]
+        ax.set_xticks(pos, labels, rotation=90, fontsize="x-small")
+        ax.set_xlabel("device [device_id]")
+    else:
+        ax.set_xticks(pos, [str(int(d)) for d in pos], fontsize="small" if n < 15 else "x-small")
+        ax.set_xlabel("device [index]")
+    if n:
+        ax.set_xlim(float(np.min(dev)) - 0.6, float(np.max(dev)) + 0.6)
 
 
 def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
@@ -532,7 +844,28 @@ def save_figure(fig: Figure, out_dir: str | Path, stem: str) -> list[Path]:
 
 # ----------------------------------------------------------------------------- from results
 
-PLOT_KINDS = ("tradeoff", "scaling", "convergence", "bounds", "allocation")
+PLOT_KINDS = ("tradeoff", "pareto", "scaling", "convergence", "bounds", "allocation")
+
+
+def select_rows(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    methods: Sequence[str] | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+) -> list[Mapping[str, Any]]:
+    """Rows of ``methods`` (all if None), of the sweep or scenario named ``scenario`` (its
+    ``sweep_base`` or ``scenario`` column), and of ``seed``."""
+    out = []
+    for r in rows:
+        if methods is not None and r.get("method") not in methods:
+            continue
+        if scenario is not None and scenario not in (r.get("sweep_base"), r.get("scenario")):
+            continue
+        if seed is not None and r.get("seed") != seed:
+            continue
+        out.append(r)
+    return out
 
 
 def _best_row(rows: Sequence[Mapping[str, Any]], method: str | None) -> Mapping[str, Any] | None:
@@ -562,16 +895,27 @@ def bounds_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
 
 
 def figures_from_results(
-    rows: Sequence[Mapping[str, Any]], kind: str, *, methods: Sequence[str] | None = None
+    rows: Sequence[Mapping[str, Any]],
+    kind: str,
+    *,
+    methods: Sequence[str] | None = None,
+    scenario: str | None = None,
+    seed: int | None = None,
+    y: str = "energy_j",
+    log_x: bool | None = None,
+    log_y: bool | None = None,
 ) -> dict[str, Figure]:
     """Figures of ``kind`` (:data:`PLOT_KINDS`) from results rows: ``{file stem: Figure}``.
 
     * tradeoff: one figure per sweep base whose privacy weight/requirement varies;
-    * scaling: :func:`plot_scaling`;
+    * pareto: energy vs achieved security per method, for the same sweeps (:func:`plot_pareto`);
+    * scaling: :func:`plot_scaling` (``y``, objective and objective gap vs each swept input);
     * convergence: the ``ao`` histories of :func:`convergence_rows` (the 8 longest);
     * bounds: the ``exact`` row with the longest history (:func:`bounds_row`);
     * allocation: the first row with an allocation (``exact`` preferred).
 
+    ``methods`` / ``scenario`` / ``seed`` select rows (:func:`select_rows`); ``y``,
+    ``log_x``, ``log_y`` apply to the scaling figures (``log_y`` to pareto too).
     Raises :class:`~privtuner.errors.PrivtunerError` when the rows hold nothing to plot for
     ``kind`` (the message says what is missing).
     """
@@ -579,23 +923,36 @@ def figures_from_results(
 
     if kind not in PLOT_KINDS:
         raise PrivtunerError(f"--kind {kind!r}: unknown plot kind; valid: {', '.join(PLOT_KINDS)}")
-    rows = [r for r in rows if methods is None or r.get("method") in methods]
+    if y not in COLUMN_AXES:
+        raise PrivtunerError(
+            f"--y {y!r}: not a plottable results column; valid: {', '.join(sorted(COLUMN_AXES))}"
+        )
+    rows = select_rows(rows, methods=methods, scenario=scenario, seed=seed)
+    if not rows:
+        raise PrivtunerError(
+            "no rows left after selecting "
+            + ", ".join(
+                f"{k} {v!r}"
+                for k, v in (("methods", methods), ("scenario", scenario), ("seed", seed))
+                if v is not None
+            )
+        )
     figs: dict[str, Figure] = {}
-    if kind == "tradeoff":
-        by_base: dict[str, list[Mapping[str, Any]]] = {}
-        for r in rows:
-            by_base.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
-        for base, group in by_base.items():
+    if kind in ("tradeoff", "pareto"):
+        for base, group in group_by_base(rows).items():
             x = tradeoff_axis(group)
             if len({r.get(x) for r in group}) > 1:
-                figs[f"tradeoff_{slug(base)}"] = plot_tradeoff(group, x=x)
+                if kind == "tradeoff":
+                    figs[f"tradeoff_{slug(base)}"] = plot_tradeoff(group, x=x)
+                else:
+                    figs[f"pareto_{slug(base)}"] = plot_pareto(group, x=x, log_y=log_y)
         if not figs:
             raise PrivtunerError(
                 "no trade-off in these results: need rows whose privacy_weight (or privacy_min "
                 "for the constrained objective) varies within one sweep"
             )
     elif kind == "scaling":
-        figs = plot_scaling(rows)
+        figs = plot_scaling(rows, y=y, log_x=log_x, log_y=log_y)
         if not figs:
             raise PrivtunerError(
                 "no swept input in these results: need a sweep over e.g. devices.count, "
@@ -617,7 +974,7 @@ def figures_from_results(
         else:
             raise PrivtunerError("no 'exact' row with an iteration history in these results")
     else:
-        row = _best_row(rows, "exact") or _best_row(rows, None)
+        row = allocation_row(rows)
         if row is None:
             raise PrivtunerError("no row with an allocation (status optimal/feasible)")
         figs["allocation"] = plot_allocation(
@@ -627,26 +984,27 @@ def figures_from_results(
     return figs
 
 
+def allocation_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The row the allocation figure shows: the first ``exact`` row with an allocation, else
+    the first row with one."""
+    return _best_row(rows, "exact") or _best_row(rows, None)
+
+
 def result_to_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A saved SolveResult JSON (``SolveResult.to_dict()``) as one results-table-like row, so
     ``privtuner plot result.json --kind allocation|convergence|bounds`` works."""
     dev = result.get("devices", {}) or {}
     names = list(dev.get("set_names", []) or [])
+    # every per-device array of the result (bandwidth_hz, ..., latency_s)
     keys = [
-        "bandwidth_hz",
-        "tx_power_w",
-        "cpu_hz",
-        "server_cpu_hz",
-        "security_bits",
-        "privacy",
-        "energy_compute_j",
-        "energy_tx_j",
-        "energy_server_j",
-        "latency_s",
+        k for k, v in dev.items() if isinstance(v, list) and k not in ("set_names", "device_ids")
     ]
+    ids = list(dev.get("device_ids", []) or [])
     alloc = []
     for i, name in enumerate(names):
         a: dict[str, Any] = {"device": i, "set_name": name}
+        if i < len(ids) and ids[i]:
+            a["device_id"] = ids[i]
         for k in keys:
             vals = dev.get(k) or []
             a[k] = vals[i] if i < len(vals) else None

@@ -8,6 +8,8 @@ holds what they share and nothing that solves or writes files:
 * :func:`spec_input_columns` (inputs from a scenario point), :func:`result_output_columns`
   and :func:`allocation_records` (outputs from a :class:`~privtuner.optimizer.SolveResult`),
   :func:`versions` (provenance);
+* :data:`PLANNER_COLUMNS`, :func:`planner_rows` and :func:`provenance`: the allocation CSV a
+  planner hands on (``solve --csv`` and ``solve --plots``) and its sidecar JSON;
 * :func:`normalize_row` (every column, typed), :func:`comparable` (without what differs
   between runs), :func:`sweep_values` / :func:`swept_columns` (the sweep axes of rows).
 """
@@ -18,6 +20,7 @@ import json
 import math
 import platform
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from privtuner.arrays import json_safe
@@ -81,6 +84,7 @@ COLUMNS: dict[str, type] = {
     "privacy_total": float,
     "security_bits_mean": float,
     "security_bits_min": float,
+    "security_bits_uncapped_mean": float,
     "ring_degree_mean": float,
     "sets": str,
     "sets_summary": str,
@@ -291,6 +295,9 @@ def result_output_columns(result: Any) -> dict[str, Any]:
     """The output columns of a results row from a SolveResult (see :data:`COLUMNS`)."""
     alloc = allocation_records(result)
     sec = [a["security_bits"] for a in alloc if a.get("security_bits") is not None]
+    raw = [
+        a["security_bits_uncapped"] for a in alloc if a.get("security_bits_uncapped") is not None
+    ]
     ring = [a["ring_degree"] for a in alloc if a.get("ring_degree") is not None]
     counts: dict[str, int] = {}
     for a in alloc:
@@ -313,6 +320,7 @@ def result_output_columns(result: Any) -> dict[str, Any]:
         "privacy_total": _num(result.total_privacy) if has else None,
         "security_bits_mean": float(sum(sec) / len(sec)) if sec else None,
         "security_bits_min": float(min(sec)) if sec else None,
+        "security_bits_uncapped_mean": float(sum(raw) / len(raw)) if raw else None,
         "ring_degree_mean": float(sum(ring) / len(ring)) if ring else None,
         "sets": ",".join(str(a["set_name"]) for a in alloc),
         "sets_summary": ";".join(f"{k}x{v}" for k, v in sorted(counts.items())),
@@ -384,3 +392,136 @@ def swept_columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
             if col and col != "seed" and col not in keys:
                 keys.append(col)
     return [c for c in keys if len({r.get(c) for r in rows}) > 1]
+
+
+# ----------------------------------------------------------------------------- planner CSV
+
+#: Columns of the planner's allocation CSV (``solve --csv``, ``solve --plots``): name ->
+#: (meaning with unit, significant digits kept; 0 = as is). Energies are for the whole
+#: fine-tuning run, latencies per round; ``security_bits`` is what the default privacy
+#: metric optimises (capped at 256 bits), ``security_bits_uncapped`` the raw estimate.
+PLANNER_COLUMNS: dict[str, tuple[str, int]] = {
+    "device": ("device index in the scenario (0-based)", 0),
+    "device_id": ("device name from the scenario's devices.csv (empty if none)", 0),
+    "set_name": ("chosen CKKS parameter set", 0),
+    "ring_degree": ("ring degree N of the set", 0),
+    "security_bits": ("security of the set [bits], capped at 256 (what the solver uses)", 4),
+    "security_bits_uncapped": ("raw HE-standard estimate [bits], extrapolated past 256", 4),
+    "privacy": ("privacy value Phi of the set under the scenario's privacy metric", 6),
+    "bandwidth_hz": ("uplink bandwidth b_n [Hz]", 9),
+    "tx_power_w": ("transmit power p_n [W]", 6),
+    "tx_power_dbm": ("transmit power p_n [dBm]", 5),
+    "cpu_hz": ("device CPU frequency f_n [Hz]", 9),
+    "server_cpu_hz": ("server CPU frequency for the device f_s,n [Hz]", 9),
+    "rate_bps": ("uplink rate [bit/s]", 6),
+    "energy_compute_j_per_run": ("device compute energy over the run [J]", 6),
+    "energy_tx_j_per_run": ("uplink transmit energy over the run [J]", 6),
+    "energy_server_j_per_run": ("server energy for the device over the run [J]", 6),
+    "energy_j_per_run": ("total energy for the device over the run [J]", 6),
+    "latency_compute_s_per_round": ("device compute latency per round [s]", 6),
+    "latency_tx_s_per_round": ("uplink latency per round [s]", 6),
+    "latency_downlink_s_per_round": ("downlink latency per round [s]", 6),
+    "latency_server_s_per_round": ("server latency per round [s]", 6),
+    "latency_s_per_round": ("total latency per round [s] (<= the deadline)", 6),
+}
+
+#: Planner column -> SolveResult per-device field (where the names differ).
+_PLANNER_SOURCE = {
+    "energy_compute_j_per_run": "energy_compute_j",
+    "energy_tx_j_per_run": "energy_tx_j",
+    "energy_server_j_per_run": "energy_server_j",
+    "energy_j_per_run": "energy_j",
+    "latency_compute_s_per_round": "latency_compute_s",
+    "latency_tx_s_per_round": "latency_tx_s",
+    "latency_downlink_s_per_round": "latency_downlink_s",
+    "latency_server_s_per_round": "latency_server_s",
+    "latency_s_per_round": "latency_s",
+}
+
+
+def significant(x: Any, digits: int) -> Any:
+    """``x`` rounded to ``digits`` significant digits (non-floats and ``digits=0`` as is)."""
+    if digits <= 0 or not isinstance(x, float) or not math.isfinite(x) or x == 0.0:
+        return x
+    return float(f"{x:.{digits}g}")
+
+
+def planner_rows(result: Any) -> list[dict[str, Any]]:
+    """The allocation of a :class:`~privtuner.optimizer.SolveResult` as the planner's CSV rows
+    (:data:`PLANNER_COLUMNS`, rounded to the digits listed there). Empty without an
+    allocation."""
+    return planner_records(allocation_records(result))
+
+
+def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per-device allocation records in SI units (:func:`allocation_records`, a results
+    row's ``allocation_json``) as planner CSV rows (:data:`PLANNER_COLUMNS`, rounded)."""
+    from privtuner.units import w_to_dbm
+
+    out = []
+    for rec in records:
+        full = dict(rec)
+        p_w = _num(full.get("tx_power_w"))
+        full["tx_power_dbm"] = float(w_to_dbm(p_w)) if p_w else None
+        if full.get("ring_degree") is None:
+            full["ring_degree"] = _ring_degree(str(full.get("set_name", "")))
+        row = {}
+        for col, (_, digits) in PLANNER_COLUMNS.items():
+            row[col] = significant(full.get(_PLANNER_SOURCE.get(col, col)), digits)
+        out.append(row)
+    return out
+
+
+def device_ids(spec: Any) -> tuple[str, ...]:
+    """The ``device_id`` of each explicit device of a scenario point (empty text where a row
+    has none), or ``()`` when no device is named."""
+    explicit = getattr(spec.devices, "explicit", None) or []
+    ids = tuple(str(getattr(d, "device_id", None) or "") for d in explicit)
+    return ids if any(ids) else ()
+
+
+def provenance(result: Any, *, scenario: str = "", source: str = "") -> dict[str, Any]:
+    """What the allocation CSV came from (its sidecar JSON): scenario, method, seed, status,
+    gap, objective, totals with units, the columns' meanings and the versions."""
+    rows = allocation_records(result)
+
+    def total(key: str) -> float | None:
+        return _sum(r.get(key) for r in rows)
+
+    return json_safe(
+        {
+            "scenario": scenario or result.problem_name,
+            "scenario_file": source,
+            "method": result.method,
+            "seed": result.seed,
+            "status": result.status,
+            "termination": result.termination,
+            "objective": result.objective,
+            "lower_bound": result.lower_bound,
+            "gap": result.gap,
+            "n_devices": result.n_devices,
+            "totals": {
+                "energy_j_per_run": total("energy_j"),
+                "energy_compute_j_per_run": total("energy_compute_j"),
+                "energy_tx_j_per_run": total("energy_tx_j"),
+                "energy_server_j_per_run": total("energy_server_j"),
+                "bandwidth_hz": total("bandwidth_hz"),
+                "server_cpu_hz": total("server_cpu_hz"),
+                "latency_max_s_per_round": max(
+                    (r["latency_s"] for r in rows if r.get("latency_s") is not None),
+                    default=None,
+                ),
+            },
+            "reasons": list(result.reasons),
+            "suggestions": list(getattr(result, "suggestions", ())),
+            "columns": {k: v[0] for k, v in PLANNER_COLUMNS.items()},
+            "versions": dict(result.versions or {}),
+        }
+    )
+
+
+def sidecar_path(csv_path: str | Path) -> Path:
+    """The provenance sidecar of an allocation CSV: ``allocation.csv`` ->
+    ``allocation.provenance.json`` (same folder)."""
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".provenance.json")

@@ -57,6 +57,7 @@ def tradeoff_curve(
     method: str = "exact",
     *,
     x: str = "privacy_weight",
+    progress: bool = False,
     **options: Any,
 ) -> list[dict[str, Any]]:
     """Solve ``problem_factory(w)`` for each ``w`` in ``weights`` with ``method``.
@@ -71,7 +72,7 @@ def tradeoff_curve(
     from privtuner.rows import normalize_row, result_output_columns
 
     rows = []
-    for w in weights:
+    for w in _progress(weights, progress, f"trade-off ({method})", "solve"):
         problem = problem_factory(float(w))
         t0 = time.perf_counter()
         result = solve(problem, method, **options)
@@ -97,6 +98,17 @@ def tradeoff_curve(
         row["time_solve_s"] = time.perf_counter() - t0
         rows.append(normalize_row(row))
     return rows
+
+
+def _progress(items: Sequence[Any], enabled: bool, desc: str, unit: str) -> Any:
+    """``items`` with a tqdm progress bar on stderr when ``enabled``."""
+    if not enabled:
+        return items
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
 def _base_allowed(problem: Any) -> np.ndarray[Any, np.dtype[np.bool_]]:
@@ -164,11 +176,15 @@ def write_solve_figures(
     weights: Sequence[float] | None = None,
     method: str | None = None,
     n_points: int = 7,
+    source: str = "",
+    progress: bool = False,
     **options: Any,
 ) -> list[Path]:
     """Figures of one solved scenario (``privtuner solve --plots DIR``):
 
-    * ``allocation.png/.pdf`` (+ ``allocation.csv``): the per-device allocation of ``result``;
+    * ``allocation.png/.pdf`` (+ ``allocation.csv`` and its ``allocation.provenance.json``,
+      the same files as ``solve --csv``, :func:`write_allocation`): the per-device allocation
+      of ``result``;
     * ``tradeoff.png/.pdf`` (+ ``tradeoff.csv``): total energy and chosen sets vs the privacy
       weight (or the privacy requirement for the constrained objective), re-solving
       ``problem`` with ``method`` (default ``result.method``) at ``weights`` (default
@@ -187,7 +203,7 @@ def write_solve_figures(
     alloc = allocation_records(result)
     fig = plot_allocation(alloc, title=f"{problem.name}: {result.method} (seed {result.seed})")
     paths += save_figure(fig, out, "allocation")
-    paths.append(write_csv(alloc, out / "allocation.csv"))
+    paths += write_allocation(result, out / "allocation.csv", source=source)
     method = method or result.method
     factory, x = privacy_problem_factory(problem)
     values = (
@@ -195,10 +211,24 @@ def write_solve_figures(
         if weights is not None
         else default_tradeoff_values(problem, n_points, method, **options)
     )
-    rows = tradeoff_curve(factory, values, method, x=x, **options)
+    rows = tradeoff_curve(factory, values, method, x=x, progress=progress, **options)
     paths += save_figure(plot_tradeoff(rows, x=x), out, "tradeoff")
     paths.append(write_csv(_tradeoff_table(rows, x), out / "tradeoff.csv"))
     return paths
+
+
+def write_allocation(result: Any, path: str | Path, *, source: str = "") -> list[Path]:
+    """The planner's allocation CSV (:func:`privtuner.rows.planner_rows`: one row per device,
+    units and per-run / per-round in the column names, rounded) and its provenance sidecar
+    ``<stem>.provenance.json`` (:func:`privtuner.rows.provenance`: scenario, method, seed,
+    status, gap, totals, column meanings, versions). Returns both paths."""
+    from privtuner.io import atomic_write_text
+    from privtuner.rows import PLANNER_COLUMNS, planner_rows, provenance, sidecar_path
+
+    csv_path = write_csv(planner_rows(result), path, list(PLANNER_COLUMNS))
+    meta = provenance(result, source=source)
+    side = atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2) + "\n")
+    return [csv_path, side]
 
 
 def _tradeoff_table(rows: Sequence[Mapping[str, Any]], x: str) -> list[dict[str, Any]]:
@@ -213,6 +243,7 @@ def _tradeoff_table(rows: Sequence[Mapping[str, Any]], x: str) -> list[dict[str,
         "energy_server_j",
         "objective",
         "security_bits_mean",
+        "security_bits_uncapped_mean",
         "privacy_total",
         "sets_summary",
     )
@@ -283,7 +314,7 @@ def reproduce(
     keys = {t.key for t in tasks}
     rows = [r for r in read_table(results_path) if r.get("key") in keys]
     fig_dir = out / "figures"
-    written = write_result_figures(rows, fig_dir)
+    written = write_result_figures(rows, fig_dir, progress=progress)
     wall = time.perf_counter() - t0
     info = {
         "quick": quick,
@@ -300,120 +331,122 @@ def reproduce(
     return info
 
 
-def write_result_figures(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Every figure the rows support (trade-off, scaling, convergence, bounds, allocation),
-    each as PNG + PDF with a CSV of the plotted numbers. Kinds the rows cannot support are
-    skipped (e.g. no ``ao`` rows: no convergence figure)."""
-    from privtuner.plotting import (
-        PLOT_KINDS,
-        aggregate,
-        figures_from_results,
-        save_figure,
-        tradeoff_axis,
-    )
+def write_result_figures(
+    rows: Sequence[Mapping[str, Any]],
+    out_dir: str | Path,
+    *,
+    kinds: Sequence[str] | None = None,
+    strict: bool = False,
+    progress: bool = False,
+    **plot_options: Any,
+) -> list[Path]:
+    """Figures of ``kinds`` (default every kind of :data:`privtuner.plotting.PLOT_KINDS`),
+    each as PNG + PDF with a CSV of the plotted numbers (``<stem>.csv``). Kinds the rows
+    cannot support are skipped (e.g. no ``ao`` rows: no convergence figure), or raise with
+    ``strict`` (``privtuner plot``). ``plot_options`` go to
+    :func:`privtuner.plotting.figures_from_results` (methods, scenario, seed, y, log_x,
+    log_y). ``progress``: a progress bar over the kinds on stderr."""
+    from privtuner.plotting import PLOT_KINDS, figures_from_results, save_figure, select_rows
 
     out = Path(out_dir)
     written: list[Path] = []
-    for kind in PLOT_KINDS:
+    picked = select_rows(
+        rows,
+        methods=plot_options.get("methods"),
+        scenario=plot_options.get("scenario"),
+        seed=plot_options.get("seed"),
+    )
+    for kind in _progress(list(kinds or PLOT_KINDS), progress, "figures", "kind"):
         try:
-            figs = figures_from_results(rows, kind)
+            figs = figures_from_results(rows, kind, **plot_options)
         except PrivtunerError:
+            if strict:
+                raise
             continue
         for stem, fig in figs.items():
             written += save_figure(fig, out, stem)
-            table = _figure_table(rows, kind, stem, aggregate, tradeoff_axis)
+            table = figure_table(picked, kind, stem, y=plot_options.get("y", "energy_j"))
             if table:
                 written.append(write_csv(table, out / f"{stem}.csv"))
     return written
 
 
-def _figure_table(
-    rows: Sequence[Mapping[str, Any]],
-    kind: str,
-    stem: str,
-    aggregate: Callable[..., Any],
-    tradeoff_axis: Callable[..., str],
+def figure_table(
+    rows: Sequence[Mapping[str, Any]], kind: str, stem: str, *, y: str = "energy_j"
 ) -> list[dict[str, Any]]:
-    """The numbers behind one figure of :func:`write_result_figures`."""
+    """The numbers behind one figure of :func:`write_result_figures` (rows already
+    selected): per method and x, the means, sample standard deviations (ddof=1) and the
+    counts ``n_ok`` / ``n_runs`` / ``fraction_without_allocation`` of every aggregated point."""
     from privtuner.plotting import (
         TRADEOFF_COLUMNS,
+        aggregate,
+        allocation_row,
         bounds_row,
         convergence_rows,
+        group_by_base,
         row_allocation,
         row_history,
-        row_ok,
+        scaling_stem,
         slug,
+        tradeoff_axis,
+        with_objective_gap,
     )
-    from privtuner.rows import swept_columns
-
-    def by_base() -> dict[str, list[Mapping[str, Any]]]:
-        groups: dict[str, list[Mapping[str, Any]]] = {}
-        for r in rows:
-            groups.setdefault(str(r.get("sweep_base") or r.get("scenario")), []).append(r)
-        return groups
+    from privtuner.rows import planner_records, swept_columns
 
     def agg_rows(group: Sequence[Mapping[str, Any]], x: str) -> list[dict[str, Any]]:
-        e = aggregate(group, x, "energy_j")
-        s = aggregate(group, x, "security_bits_mean")
+        group = with_objective_gap(group)
+        ys = (y, "objective", "objective_gap_pct", "security_bits_mean")
+        aggs = {col: aggregate(group, x, col) for col in dict.fromkeys(ys)}
         table = []
-        for m, d in e.items():
+        for m, d in aggs[y].items():
             for i, xv in enumerate(d["x"]):
-                table.append(
-                    {
-                        x: float(xv),
-                        "method": m,
-                        "energy_mean_j": _fin(d["mean"][i]),
-                        "energy_std_j": _fin(d["std"][i]),
-                        "security_bits_mean": _fin(s[m]["mean"][i]) if m in s else None,
-                        "n_ok": int(d["n_ok"][i]),
-                        "n_runs": int(d["n_all"][i]),
-                    }
+                row: dict[str, Any] = {x: float(xv), "method": m}
+                for col, agg in aggs.items():
+                    if m in agg:
+                        row[f"{col}_mean"] = _fin(agg[m]["mean"][i])
+                        row[f"{col}_std"] = _fin(agg[m]["std"][i])
+                n_ok, n_all = int(d["n_ok"][i]), int(d["n_all"][i])
+                row.update(
+                    n_ok=n_ok,
+                    n_runs=n_all,
+                    fraction_without_allocation=(n_all - n_ok) / n_all if n_all else None,
                 )
+                table.append(row)
         return table
 
-    if kind == "tradeoff":
-        for base, group in by_base().items():
-            if stem == f"tradeoff_{slug(base)}":
+    if kind in ("tradeoff", "pareto"):
+        for base, group in group_by_base(rows).items():
+            if stem == f"{kind}_{slug(base)}":
                 return agg_rows(group, tradeoff_axis(group))
     elif kind == "scaling":
-        for base, group in by_base().items():
+        taken: dict[str, None] = {}
+        for base, group in group_by_base(rows).items():
             for col in swept_columns(group):
                 if col in TRADEOFF_COLUMNS:
                     continue
-                if stem in (f"energy_vs_{col}", f"energy_vs_{col}_{slug(base)}"):
+                name = scaling_stem(col, base, taken)
+                taken[name] = None
+                if stem == name:
                     return agg_rows(group, col)
-    elif kind == "convergence":
-        table = []
-        for r in convergence_rows(rows):
-            for i, h in enumerate(row_history(r)):
-                table.append(
-                    {
-                        "scenario": r.get("scenario"),
-                        "seed": r.get("seed"),
-                        "iteration": i + 1,
-                        **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
-                    }
-                )
-        return table
-    elif kind == "bounds":
-        brow = bounds_row(rows)
-        if brow is not None:
-            return [
-                {
-                    "scenario": brow.get("scenario"),
-                    "seed": brow.get("seed"),
-                    "iteration": i + 1,
-                    **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
-                }
-                for i, h in enumerate(row_history(brow))
-            ]
+    elif kind in ("convergence", "bounds"):
+        picked = convergence_rows(rows) if kind == "convergence" else [bounds_row(rows)]
+        return [
+            {
+                "scenario": r.get("scenario"),
+                "seed": r.get("seed"),
+                "iteration": i + 1,
+                **{k: v for k, v in h.items() if not isinstance(v, list | dict)},
+            }
+            for r in picked
+            if r is not None
+            for i, h in enumerate(row_history(r))
+        ]
     elif kind == "allocation":
-        ok = [r for r in rows if row_ok(r)]
-        pick = next((r for r in ok if r.get("method") == "exact"), ok[0] if ok else None)
-        if pick is not None:
+        pick = allocation_row(rows)
+        if pick is not None:  # the planner's columns, as solve --csv / --plots write them
             return [
                 {"scenario": pick.get("scenario"), "method": pick.get("method"), **a}
-                for a in row_allocation(pick)
+                for a in planner_records(row_allocation(pick))
             ]
     return []
 

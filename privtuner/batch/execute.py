@@ -28,9 +28,11 @@ def solve_point(spec: Any, seed: int, method: str, options: dict[str, Any]) -> t
     """Build and solve one scenario point; returns (SolveResult, problem build time [s])."""
     from privtuner.optimizer import solve
     from privtuner.pipeline import build_stages
+    from privtuner.rows import device_ids
 
     stages = build_stages(spec, seed)
-    return solve(stages.problem, method, **options), stages.total_s
+    result = solve(stages.problem, method, **options)
+    return result.replace(device_ids=device_ids(spec)), stages.total_s
 
 
 def run_task(task: BatchTask) -> dict[str, Any]:

@@ -68,7 +68,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _closed_stdout()
+
+
+#: Exit status after the reader of stdout went away (128 + SIGPIPE, as a shell reports it).
+EXIT_BROKEN_PIPE = 141
+
+
+def _closed_stdout() -> int:
+    """The reader of our output closed the pipe (``privtuner simulate FILE | head``): stop
+    quietly. Later writes and the interpreter's final flush go to /dev/null, so no
+    ``BrokenPipeError`` traceback is printed at exit."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 def run() -> None:  # pragma: no cover - console entry
-    sys.exit(main())
+    try:
+        code = main()
+        sys.stdout.flush()  # a closed pipe shows up here for buffered output
+    except BrokenPipeError:
+        code = _closed_stdout()
+    sys.exit(code)

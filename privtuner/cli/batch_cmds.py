@@ -63,10 +63,25 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--kind",
         required=True,
-        choices=("tradeoff", "scaling", "convergence", "bounds", "allocation"),
+        choices=("tradeoff", "pareto", "scaling", "convergence", "bounds", "allocation"),
     )
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--methods", type=_csv_list, default=None, help="only these methods")
+    p.add_argument("--scenario", default=None, help="only this sweep (sweep_base) or scenario")
+    p.add_argument("--seed", type=int, default=None, help="only this seed")
+    p.add_argument(
+        "--y",
+        default="energy_j",
+        metavar="COLUMN",
+        help="quantity of the scaling figures' first panel (default energy_j; e.g. "
+        "energy_tx_j, security_bits_mean, latency_max_s, time_solve_s)",
+    )
+    log = p.add_mutually_exclusive_group()
+    log.add_argument("--log-y", dest="log_y", action="store_const", const=True, default=None)
+    log.add_argument("--linear-y", dest="log_y", action="store_const", const=False)
+    logx = p.add_mutually_exclusive_group()
+    logx.add_argument("--log-x", dest="log_x", action="store_const", const=True, default=None)
+    logx.add_argument("--linear-x", dest="log_x", action="store_const", const=False)
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
@@ -118,7 +133,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     from privtuner.batch import read_table
     from privtuner.errors import PrivtunerError
-    from privtuner.plotting import figures_from_results, result_to_rows, save_figure
+    from privtuner.plotting import result_to_rows
+    from privtuner.studies import write_result_figures
 
     path = Path(args.results)
     if path.suffix.lower() == ".json":
@@ -131,10 +147,20 @@ def cmd_plot(args: argparse.Namespace) -> int:
         rows = result_to_rows(data)
     else:
         rows = read_table(path)
-    figs = figures_from_results(rows, args.kind, methods=args.methods)
-    for stem, fig in figs.items():
-        for p in save_figure(fig, args.out, stem):
-            print(p)
+    written = write_result_figures(
+        rows,
+        args.out,
+        kinds=[args.kind],
+        strict=True,
+        methods=args.methods,
+        scenario=args.scenario,
+        seed=args.seed,
+        y=args.y,
+        log_x=args.log_x,
+        log_y=args.log_y,
+    )
+    for p in written:
+        print(p)
     return 0
 
 

@@ -88,6 +88,12 @@ class ExplicitDevice(_Frozen):
         None, gt=0, le=1e11, description="Max device CPU frequency [Hz]."
     )
     kappa: float | None = Field(None, gt=0, le=1e-20, description="Device switched capacitance.")
+    device_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The planner's name of the device, passed through to every output.",
+    )
 
     @model_validator(mode="after")
     def _one_channel(self) -> ExplicitDevice:
@@ -115,7 +121,7 @@ class DevicesSpec(_Frozen):
     csv: str | None = Field(
         None,
         description="CSV file of explicit devices, relative to the YAML file; columns: "
-        "distance_m or gain_db, optional p_max_dbm, f_max_hz, kappa.",
+        "distance_m or gain_db, optional p_max_dbm, f_max_hz, kappa, device_id (text).",
     )
 
     @field_validator("p_max_dbm")

@@ -118,12 +118,14 @@ def validate_model(
     problems: list[str] = []
     data = dict(data)
     devices = data.get("devices")
+    csv_lines: list[int] = []  # file line of each CSV device row
+    devices_csv = devices.get("csv") if isinstance(devices, dict) else None
     if isinstance(devices, dict) and devices.get("csv") is not None:
         csv_path = devices["csv"]
         if not isinstance(csv_path, str):
             problems.append(f"devices.csv: must be a path string (got {_fmt_value(csv_path)})")
         else:
-            rows, csv_problems = read_devices_csv(csv_path, base_dir or Path.cwd())
+            rows, csv_problems = read_devices_csv(csv_path, base_dir or Path.cwd(), csv_lines)
             problems.extend(csv_problems)
             devices = {k: v for k, v in devices.items() if k != "csv"}
             if not csv_problems:
@@ -146,19 +148,43 @@ def validate_model(
     try:
         spec = root.model_validate(data)
     except ValidationError as exc:
-        problems.extend(format_validation_error(exc, root))
+        lines = format_validation_error(exc, root)
+        if csv_lines:
+            lines = [_csv_row_line(p, csv_lines, str(devices_csv)) for p in lines]
+        problems.extend(lines)
         raise ScenarioError(problems, source) from None
     if problems:
         raise ScenarioError(problems, source)
     return spec
 
 
-def read_devices_csv(path_text: str, base_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read an explicit device CSV (header row; numeric cells; empty cell = scenario default)."""
+def _csv_row_line(problem: str, lines: list[int], csv_name: str) -> str:
+    """``devices.explicit.<i>.<field>: ...`` of a CSV device row as
+    ``devices.csv (<file>) line <n>: <field>: ...`` (the file's own line number)."""
+    head, sep, rest = problem.partition(": ")
+    parts = head.split(".")
+    if not (sep and parts[:2] == ["devices", "explicit"] and len(parts) >= 3):
+        return problem
+    if not (parts[2].isdigit() and int(parts[2]) < len(lines)):
+        return problem
+    field = ".".join(parts[3:])
+    where = f"devices.csv ({Path(csv_name).name}) line {lines[int(parts[2])]}"
+    return f"{where}: {field + ': ' if field else ''}{rest}"
+
+
+#: Text (not numeric) columns of a device CSV.
+TEXT_COLUMNS = ("device_id",)
+
+
+def read_devices_csv(
+    path_text: str, base_dir: Path, lines: list[int] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Read an explicit device CSV (header row; numeric cells, ``device_id`` text; empty cell
+    = scenario default). ``lines``, when given, receives each row's line number in the file."""
     path = (base_dir / path_text).resolve()
     if not path.is_file():
         return [], [f"devices.csv: file not found: {path}"]
-    allowed = {"distance_m", "gain_db", "p_max_dbm", "f_max_hz", "kappa"}
+    allowed = {"distance_m", "gain_db", "p_max_dbm", "f_max_hz", "kappa", *TEXT_COLUMNS}
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
     with path.open(newline="", encoding="utf-8") as fh:
@@ -170,10 +196,15 @@ def read_devices_csv(path_text: str, base_dir: Path) -> tuple[list[dict[str, Any
                 f"devices.csv ({path.name}): unknown column(s) {unknown}; valid columns: "
                 f"{', '.join(sorted(allowed))}"
             ]
-        for i, raw in enumerate(reader, start=2):
+        for raw in reader:
+            # the row's first line: where it ends less the line breaks inside quoted cells
+            i = reader.line_num - sum(c.count("\n") for c in raw.values() if isinstance(c, str))
             row: dict[str, Any] = {}
             for key, cell in raw.items():
                 if cell is None or cell.strip() == "":
+                    continue
+                if key in TEXT_COLUMNS:
+                    row[key] = cell.strip()
                     continue
                 try:
                     value = float(cell)
@@ -191,6 +222,8 @@ def read_devices_csv(path_text: str, base_dir: Path) -> tuple[list[dict[str, Any
                     continue
                 row[key] = value
             rows.append(row)
+            if lines is not None:
+                lines.append(i)
     if not rows and not problems:
         problems.append(f"devices.csv ({path.name}): no device rows")
     return rows, problems

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,7 +65,7 @@ def test_solve_writes_json_and_csv(tmp_path: Path, model_path: Path) -> None:
     assert result["gap"] <= 1e-6
     with alloc.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 3 and {"bandwidth_hz", "set_name", "energy_j"} <= set(rows[0])
+    assert len(rows) == 3 and {"bandwidth_hz", "set_name", "energy_j_per_run"} <= set(rows[0])
     total_b = sum(float(r["bandwidth_hz"]) for r in rows)
     assert total_b <= 1e7 * (1 + 1e-9)
     # --json prints what the API returns, same objective
@@ -74,17 +76,160 @@ def test_solve_writes_json_and_csv(tmp_path: Path, model_path: Path) -> None:
     assert abs(enum["objective"] - result["objective"]) <= 1e-6 * abs(result["objective"])
 
 
-def test_infeasible_exits_1_with_reasons_and_writes_nothing(
+def test_infeasible_writes_result_with_reasons_and_hints_and_exits_1(
     tmp_path: Path, model_path: Path
 ) -> None:
     work = model_path.parent.parent / "case_bad"
     work.mkdir(exist_ok=True)
     scen = _scenario(work, model_path, 2.0)
     out = work / "r.json"
-    proc = _run(["solve", str(scen), "--out", str(out)], work)
+    proc = _run(["solve", str(scen), "--out", str(out), "--json"], work)
     assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    # the three devices miss the deadline alone with different numbers: one line each
     assert "infeasible: device 0: deadline 2 s unreachable" in proc.stderr
-    assert not out.exists()
+    hints = [ln for ln in proc.stderr.splitlines() if ln.startswith("hint: to make it feasible")]
+    assert any("objective.deadline_s: a per-round deadline of at least" in h for h in hints)
+    # the result is written (and printed) with its status, reasons and suggestions
+    saved = json.loads(out.read_text())
+    printed = json.loads(proc.stdout)
+    assert saved == printed
+    assert saved["status"] == "infeasible" and saved["devices"]["bandwidth_hz"] == []
+    assert any(r.startswith("device 0: deadline 2 s unreachable") for r in saved["reasons"])
+    assert len(saved["suggestions"]) == len(hints) >= 3
+    # the suggested deadline is the threshold: just above it solves, just below it does not
+    line = next(s for s in saved["suggestions"] if s.startswith("objective.deadline_s"))
+    deadline = float(line.split("at least ")[1].split(" s")[0])
+    assert deadline > 2.0
+    ok = _run(["solve", str(_scenario(work, model_path, deadline * 1.01)), "--json"], work)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] == "optimal"
+    bad = _run(["solve", str(_scenario(work, model_path, deadline * 0.98))], work)
+    assert bad.returncode == 1 and "infeasible:" in bad.stderr
+
+
+def test_csv_for_planners_capped_security_provenance_and_device_ids(
+    tmp_path: Path, model_path: Path
+) -> None:
+    work = model_path.parent.parent / "case_csv"
+    work.mkdir(exist_ok=True)
+    (work / "devices.csv").write_text(
+        "device_id,distance_m,gain_db\nsite-A,120,\n\nsite-B,,-95\nsite-C,300,\n"
+    )
+    rel = Path("..") / model_path.parent.name / model_path.name
+    scen = work / "s.yaml"
+    scen.write_text(
+        "schema_version: 1\nname: csvtest\nseed: 3\ndevices:\n  csv: devices.csv\n"
+        f"fhe:\n  cost_model: {rel}\n  ring_degrees: [8192, 16384, 32768]\n"
+        "objective:\n  deadline_s: 1000\n  privacy_weight: 1000\n"
+    )
+    alloc, out, plots = work / "a.csv", work / "r.json", work / "plots"
+    args = ["solve", str(scen), "--csv", str(alloc), "--out", str(out), "--plots", str(plots)]
+    proc = _run(args, work)
+    assert proc.returncode == 0, proc.stderr
+    # one warning line: the devices given by distance get random shadowing and fading
+    notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("note:")]
+    assert len(notes) == 1 and "shadowing" in notes[0] and "fading" in notes[0]
+    with alloc.open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["device_id"] for r in rows] == ["site-A", "site-B", "site-C"]
+    for col in ("energy_j_per_run", "latency_s_per_round", "tx_power_dbm", "tx_power_w"):
+        assert col in rows[0]
+    assert not {"energy_j", "latency_s"} & set(rows[0])
+    for r in rows:
+        dbm = 10 * math.log10(float(r["tx_power_w"]) * 1e3)
+        assert float(r["tx_power_dbm"]) == pytest.approx(dbm, abs=1e-3)
+        # the CSV shows the capped security the objective uses; the raw estimate beside it
+        assert float(r["security_bits"]) == min(float(r["security_bits_uncapped"]), 256.0)
+        assert float(r["security_bits"]) == pytest.approx(float(r["privacy"]), rel=1e-3)
+    # a large privacy weight picks sets whose raw estimate is above the cap
+    assert max(float(r["security_bits_uncapped"]) for r in rows) > 256.0
+    # the result JSON and the table say the same
+    result = json.loads(out.read_text())
+    assert result["devices"]["device_ids"] == ["site-A", "site-B", "site-C"]
+    assert max(result["devices"]["security_bits"]) <= 256.0
+    table = [ln.split() for ln in proc.stdout.splitlines() if ln.strip().startswith("site-")]
+    assert [t[0] for t in table] == ["site-A", "site-B", "site-C"]
+    assert all(float(t[2]) <= 256.0 for t in table)
+    assert "J per run" in proc.stdout and "s per round" in proc.stdout
+    # provenance sidecar
+    meta = json.loads((work / "a.provenance.json").read_text())
+    assert meta["scenario"] == "csvtest" and meta["method"] == "exact" and meta["seed"] == 3
+    assert meta["status"] == result["status"] and meta["gap"] == result["gap"]
+    assert meta["versions"]["privtuner"] and set(meta["columns"]) == set(rows[0])
+    total = sum(float(r["energy_j_per_run"]) for r in rows)
+    assert meta["totals"]["energy_j_per_run"] == pytest.approx(total, rel=1e-5)
+    # --plots writes the same table (same columns, same values)
+    assert (plots / "allocation.csv").read_text() == alloc.read_text()
+    assert (plots / "allocation.provenance.json").is_file()
+    # privtuner plot on the saved result writes the same planner columns and values
+    proc = _run(["plot", str(out), "--kind", "allocation", "--out", str(work / "p2")], work)
+    assert proc.returncode == 0, proc.stderr
+    with (work / "p2" / "allocation.csv").open() as fh:
+        replot = [
+            {k: v for k, v in r.items() if k not in ("scenario", "method")}
+            for r in csv.DictReader(fh)
+        ]
+    assert replot == rows
+    # the batch's per-device allocation carries the names too
+    table = work / "b.csv"
+    proc = _run(
+        ["batch", str(scen), "--methods", "exact", "--out", str(table), "--no-progress"], work
+    )
+    assert proc.returncode == 0, proc.stderr
+    with table.open() as fh:
+        (row,) = list(csv.DictReader(fh))
+    alloc_json = json.loads(row["allocation_json"])
+    assert [a["device_id"] for a in alloc_json] == ["site-A", "site-B", "site-C"]
+    assert float(row["security_bits_mean"]) <= 256.0 < float(row["security_bits_uncapped_mean"])
+
+
+def test_csv_row_errors_name_the_file_line(tmp_path: Path) -> None:
+    """Both the CSV reader's and the schema's problems name the file line (blank lines
+    counted), not a 0-based row index."""
+    (tmp_path / "d.csv").write_text("distance_m,device_id\n100,ok\n\nfar,bad\n")
+    (tmp_path / "s.yaml").write_text("name: x\ndevices:\n  csv: d.csv\n")
+    proc = _run(["validate", "s.yaml"], tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: s.yaml: devices.csv (d.csv) line 4: distance_m: must be a number (got 'far')"
+    )
+    (tmp_path / "d.csv").write_text('device_id,distance_m\nok,100\n\n"two\nlines",-5\n')
+    proc = _run(["validate", "s.yaml"], tmp_path)
+    assert proc.stderr.strip() == (
+        "error: s.yaml: devices.csv (d.csv) line 4: distance_m: must be greater than 0 (got -5)"
+    )
+
+
+def test_unwritable_output_fails_before_solving(tmp_path: Path, model_path: Path) -> None:
+    work = model_path.parent.parent / "case_path"
+    work.mkdir(exist_ok=True)
+    scen = _scenario(work, model_path, 1000.0)
+    out = work / "r.json"
+    proc = _run(["solve", str(scen), "--out", str(out), "--csv", "/proc/nope/x.csv"], work)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: --csv /proc/nope/x.csv: cannot write there (No such file or directory)"
+    )
+    assert not out.exists()  # checked before solving: nothing written half-way
+    proc = _run(["solve", str(scen), "--plots", str(scen)], work)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == f"error: --plots {scen}: is a file; give a folder"
+
+
+def test_simulate_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text("name: big\ndevices:\n  count: 20000\n")
+    proc = subprocess.run(
+        f"{sys.executable} -m privtuner simulate big.yaml | head -n 1",
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert proc.stdout.startswith("# big: 20000 devices")
+    assert proc.stderr == ""
 
 
 def test_unknown_method_and_methods_list(tmp_path: Path, model_path: Path) -> None:

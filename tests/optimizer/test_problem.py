@@ -141,6 +141,6 @@ def test_result_serialises() -> None:
     rows = r.allocation_rows()
     assert len(rows) == 3 and rows[0]["set_name"] == r.set_names[0]
     assert "objective" in r.table()
-    inf = SolveResult.infeasible(p, method="exact", reasons=["device 0: x"])
+    inf = SolveResult.make_infeasible(p, method="exact", reasons=["device 0: x"])
     assert json.loads(inf.to_json())["reasons"] == ["device 0: x"]
     assert "device 0: x" in inf.table()

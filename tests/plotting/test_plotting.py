@@ -3,6 +3,7 @@ showing the numbers of the table; PNG and PDF written; no solving."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def _row(
         "objective_kind": "weighted",
         "privacy_metric": "security_bits",
         "energy_j": energy if ok else None,
+        "objective": energy - 0.01 * sum(SEC[s] for s in sets) if ok else None,
+        "energy_tx_j": sum(a["energy_tx_j"] for a in alloc) * (1 + rng.random()) if ok else None,
         "security_bits_mean": float(np.mean([SEC[s] for s in sets])) if ok else None,
         "allocation_json": json.dumps(alloc if ok else []),
         "history_json": json.dumps(
@@ -143,22 +146,51 @@ def test_energy_vs_shows_mean_over_seeds_and_marks_failures(rows: list[dict[str,
     fig = plotting.plot_energy_vs(dev, "n_devices")
     (ax,) = _axes_labelled(fig)
     assert ax.get_xlabel() == "number of devices K [-]"
-    assert ax.get_ylabel() == "total energy [J]"
-    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert ax.get_ylabel() == "total energy per run [J]"
+    lines = {c.get_label(): c for c in ax.containers}
     assert set(lines) == {"exact", "ao", "equal_bandwidth"}
     for m in ("exact", "ao"):
-        x, y = lines[m].get_data()
-        for xv, yv in zip(x, y, strict=True):
+        x, y = lines[m].lines[0].get_data()
+        (bars,) = lines[m].lines[2]
+        for xv, yv, seg in zip(x, y, bars.get_segments(), strict=True):
             vals = [
                 r["energy_j"]
                 for r in dev
                 if r["method"] == m and r["n_devices"] == xv and r["status"] == "optimal"
             ]
             assert yv == pytest.approx(np.mean(vals))
-    # the ao point at 20 devices lacks a seed: a hollow marker on it, and the legend says so
+            # error bars: sample standard deviation (ddof=1)
+            half = (seg[1][1] - seg[0][1]) / 2
+            assert half == pytest.approx(np.std(vals, ddof=1))
+    # the ao point at 20 devices lacks a seed: a hollow marker and "1/3" on it, and the
+    # legend says so
     hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "none"]
     assert len(hollow) == 1 and list(hollow[0].get_xdata()) == [20.0]
+    notes = [t for t in ax.texts if t.get_text() == "1/3"]
+    assert len(notes) == 1 and notes[0].xy[0] == 20.0
     assert "1 of 27 runs without allocation" in ax.get_legend().get_title().get_text()
+    # the caption defines the bars and n per point (2 runs where one seed failed)
+    caption = " ".join(t.get_text() for t in fig.texts)
+    assert "ddof=1" in caption and "n = 2-3 runs (seeds) per point" in caption
+
+
+def test_proposed_methods_stand_out_and_equal_curves_say_so(rows: list[dict[str, Any]]) -> None:
+    dev = [dict(r) for r in rows if r["sweep_base"] == "devices"]
+    exact = {(r["seed"], r["n_devices"]): r["energy_j"] for r in dev if r["method"] == "exact"}
+    for r in dev:  # fixed_largest_n finds the same energies as exact
+        if r["method"] == "equal_bandwidth":
+            r["method"] = "fixed_largest_n"
+            r["energy_j"] = exact[(r["seed"], r["n_devices"])]
+    fig = plotting.plot_energy_vs(dev, "n_devices")
+    ax = fig.axes[0]
+    cont = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(cont) == {"exact", "ao", "fixed_largest_n (= exact, drawn over it)"}
+    line_exact = cont["exact"]
+    line_base = cont["fixed_largest_n (= exact, drawn over it)"]
+    assert line_exact.get_linestyle() == "-" and line_base.get_linestyle() == "--"
+    assert line_exact.get_linewidth() > line_base.get_linewidth()
+    assert line_base.get_markerfacecolor() == "white"
+    assert line_exact.get_markerfacecolor() == line_exact.get_color()
 
 
 def test_scaling_one_figure_per_swept_input(rows: list[dict[str, Any]], tmp_path: Path) -> None:
@@ -166,15 +198,106 @@ def test_scaling_one_figure_per_swept_input(rows: list[dict[str, Any]], tmp_path
     # the privacy-weight sweep is a trade-off figure, not a scaling one
     assert set(figs) == {"energy_vs_n_devices", "energy_vs_bandwidth_hz"}
     fig = figs["energy_vs_bandwidth_hz"]
-    (ax,) = _axes_labelled(fig)
-    assert ax.get_xlabel() == "total bandwidth B [MHz]"
-    x = ax.get_lines()[0].get_xdata()
+    ax_e, ax_o, ax_g = _axes_labelled(fig)
+    assert ax_e.get_xlabel() == "total bandwidth B [MHz]"
+    x = ax_e.get_lines()[0].get_xdata()
     assert list(x) == [5.0, 10.0, 20.0]  # MHz
+    # objective and objective-gap panels beside the energy panel
+    assert ax_o.get_ylabel() == "objective [-]"
+    assert ax_g.get_ylabel() == "objective above the best method [%]"
+    bw = [r for r in rows if r["sweep_base"] == "bandwidth"]
+    gaps = {c.get_label(): c.lines[0].get_ydata() for c in ax_g.containers}
+    for m, ys in gaps.items():
+        for xv, yv in zip([5e6, 1e7, 2e7], ys, strict=True):
+            per_seed = []
+            for seed in (0, 1, 2):
+                here = [r for r in bw if r["bandwidth_hz"] == xv and r["seed"] == seed]
+                best = min(r["objective"] for r in here)
+                mine = next(r["objective"] for r in here if r["method"] == m)
+                per_seed.append(100 * (mine - best) / abs(best))
+            assert yv == pytest.approx(np.mean(per_seed))
+    assert min(min(v) for v in gaps.values()) >= 0.0
     paths = plotting.save_figure(fig, tmp_path, "s")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
     assert all(p.stat().st_size > 1000 for p in paths)
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert paths[1].read_bytes()[:5] == b"%PDF-"
+
+
+def test_pareto_front_and_figure(rows: list[dict[str, Any]]) -> None:
+    rng = np.random.default_rng(4)
+    sec, eng = rng.uniform(100, 300, 40), rng.uniform(1, 10, 40)
+    front = set(plotting.pareto_front(sec, eng).tolist())
+    for i in range(40):  # brute force: on the front iff no other point dominates it
+        dominated = any(
+            sec[j] >= sec[i] and eng[j] <= eng[i] and (sec[j] > sec[i] or eng[j] < eng[i])
+            for j in range(40)
+        )
+        assert (i in front) == (not dominated)
+    tr = [r for r in rows if r["sweep_base"] == "tradeoff"]
+    figs = plotting.figures_from_results(tr, "pareto")
+    (ax,) = _axes_labelled(figs["pareto_tradeoff"])
+    assert ax.get_xlabel().startswith("achieved mean security")
+    assert ax.get_ylabel() == "total energy per run [J]"
+    pts = plotting.pareto_points(tr, "privacy_weight")
+    cont = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert set(cont) == {"exact", "ao", "equal_bandwidth"}
+    for m, line in cont.items():
+        xs, ys = line.get_data()
+        order = np.argsort(pts[m]["security"], kind="stable")
+        assert list(xs) == pytest.approx(list(pts[m]["security"][order]))
+        assert list(ys) == pytest.approx(list(pts[m]["energy"][order]))
+    assert any(ln.get_label() == "Pareto front (all methods)" for ln in ax.get_lines())
+
+
+def _read_csv(path: Path) -> list[dict[str, Any]]:
+    """A figure's CSV table, numbers as floats."""
+
+    def num(v: str) -> Any:
+        try:
+            return float(v)
+        except ValueError:
+            return v
+
+    with path.open() as fh:
+        return [{k: num(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _overlaps(fig: Figure, ax: Axes) -> int:
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.get_xticklabels() if t.get_text()]
+    return sum(boxes[i].overlaps(boxes[i + 1]) for i in range(len(boxes) - 1))
+
+
+@pytest.mark.parametrize("n", [25, 60, 250])
+def test_allocation_device_ticks_readable(n: int) -> None:
+    alloc = [
+        {
+            "device": i,
+            "set_name": SETS[i % 3],
+            "security_bits": SEC[SETS[i % 3]],
+            "bandwidth_hz": 1e5,
+            "tx_power_w": 0.1,
+            "cpu_hz": 1e9,
+            "server_cpu_hz": 1e9,
+            "energy_compute_j": 1.0,
+            "energy_tx_j": 1.0,
+            "energy_server_j": 1.0,
+        }
+        for i in range(n)
+    ]
+    fig = plotting.plot_allocation(alloc)
+    ax = fig.axes[5]
+    labels = [t.get_text() for t in ax.get_xticklabels()]
+    assert labels and all(t.isdigit() for t in labels) and len(labels) <= 25
+    assert _overlaps(fig, ax) == 0
+    # the security bars show the capped security the solver uses
+    assert max(p.get_height() for p in fig.axes[4].patches if np.isfinite(p.get_height())) <= 256
+    named = [dict(a, device_id=f"site-{i:03d}-north") for i, a in enumerate(alloc)]
+    fig = plotting.plot_allocation(named)
+    ax = fig.axes[5]
+    assert ax.get_xticklabels()[1].get_text().startswith("site-")
+    assert _overlaps(fig, ax) == 0
 
 
 def test_tradeoff_marks_the_set_of_every_device(rows: list[dict[str, Any]]) -> None:
@@ -280,3 +403,77 @@ def test_cost_fit_figures_reuse_the_cost_model_plot() -> None:
     for fig in figs.values():
         assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
         fig.canvas.draw()
+
+
+def test_plot_command_writes_tables_and_honours_options(
+    rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    from privtuner.cli import main
+
+    table = write_table(rows, tmp_path / "t.csv")
+    out = tmp_path / "figs"
+    code = main(
+        [
+            "plot",
+            str(table),
+            "--kind",
+            "scaling",
+            "--out",
+            str(out),
+            "--y",
+            "energy_tx_j",
+            "--log-y",
+            "--scenario",
+            "bandwidth",
+            "--methods",
+            "exact,ao",
+        ]
+    )
+    assert code == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "energy_vs_bandwidth_hz.csv",
+        "energy_vs_bandwidth_hz.pdf",
+        "energy_vs_bandwidth_hz.png",
+    ]
+    back = _read_csv(out / "energy_vs_bandwidth_hz.csv")
+    assert {r["method"] for r in back} == {"exact", "ao"}
+    for r in back:
+        runs = [
+            q["energy_tx_j"]
+            for q in rows
+            if q["sweep_base"] == "bandwidth"
+            and q["method"] == r["method"]
+            and q["bandwidth_hz"] == r["bandwidth_hz"]
+        ]
+        assert r["energy_tx_j_mean"] == pytest.approx(np.mean(runs))
+        assert r["energy_tx_j_std"] == pytest.approx(np.std(runs, ddof=1))
+        assert r["n_runs"] == 3 and r["fraction_without_allocation"] == 0.0
+    # the seed option: one run per point, no error bars
+    assert main(["plot", str(table), "--kind", "pareto", "--out", str(out), "--seed", "1"]) == 0
+    pareto = _read_csv(out / "pareto_tradeoff.csv")
+    assert {r["n_runs"] for r in pareto} == {1}
+    assert main(["plot", str(table), "--kind", "scaling", "--out", str(out), "--y", "nope"]) == 1
+
+
+def test_figure_tables_show_the_infeasible_fraction(
+    rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    from privtuner.studies import write_result_figures
+
+    written = write_result_figures(rows, tmp_path, kinds=["scaling"])
+    table = _read_csv(tmp_path / "energy_vs_n_devices.csv")
+    ao20 = next(r for r in table if r["method"] == "ao" and r["n_devices"] == 20)
+    assert ao20["n_ok"] == 2 and ao20["n_runs"] == 3
+    assert ao20["fraction_without_allocation"] == pytest.approx(1 / 3)
+    assert tmp_path / "energy_vs_n_devices.csv" in written
+
+
+def test_figure_phase_shows_progress(
+    rows: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from privtuner.studies import write_result_figures
+
+    write_result_figures(rows, tmp_path, kinds=["scaling", "bounds"], progress=True)
+    err = capsys.readouterr().err
+    assert "figures" in err and "2/2" in err

@@ -135,12 +135,16 @@ def solve(problem: AllocationProblem, method: str = "exact", **options: Any) -> 
     if info.check_feasibility:
         reasons = [r for check in _PRESOLVE for r in check(problem)]
         if reasons:
-            res = SolveResult.infeasible(problem, method=method, reasons=reasons, seed=opts["seed"])
+            res = SolveResult.make_infeasible(
+                problem, method=method, reasons=reasons, seed=opts["seed"]
+            )
             return _finish(res, t0, opts)
     try:
         res = info.fn(problem, **opts)
     except InfeasibleError as exc:
-        res = SolveResult.infeasible(problem, method=method, reasons=exc.reasons, seed=opts["seed"])
+        res = SolveResult.make_infeasible(
+            problem, method=method, reasons=exc.reasons, seed=opts["seed"]
+        )
     if res.status in ("optimal", "feasible") and not (res.max_violation <= FEAS_TOL_REL):
         bad = {k: v for k, v in res.violations.items() if not v <= FEAS_TOL_REL}
         res = res.replace(

@@ -19,6 +19,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from privtuner.arrays import json_safe, readonly
+from privtuner.costmodels.privacy import SECURITY_CAP_BITS
+from privtuner.units import w_to_dbm
 
 if TYPE_CHECKING:
     from privtuner.optimizer.core.problem import AllocationProblem, Evaluation
@@ -41,6 +43,7 @@ _ARRAY_FIELDS = (
     "cpu_hz",
     "server_cpu_hz",
     "security_bits",
+    "security_bits_uncapped",
     "privacy",
     "rate_bps",
     "energy_compute_j",
@@ -53,6 +56,41 @@ _ARRAY_FIELDS = (
     "latency_server_s",
     "latency_s",
 )
+
+
+def fold_device_reasons(reasons: list[str] | tuple[str, ...]) -> list[str]:
+    """Reasons ``"device <i>: <text>"`` with the same text folded into one line
+    ``"devices 0, 3, 7 (3 devices): <text>"`` (first-seen order; other reasons kept as they
+    are). A list of many devices is cut after 12 indices."""
+    groups: dict[str, list[str]] = {}
+    order: list[tuple[str, str]] = []
+    for r in reasons:
+        head, sep, text = r.partition(": ")
+        if sep and head.startswith("device ") and head[7:].isdigit():
+            if text not in groups:
+                groups[text] = []
+                order.append(("dev", text))
+            groups[text].append(head[7:])
+        else:
+            order.append(("raw", r))
+    out = []
+    for kind, text in order:
+        if kind == "raw":
+            out.append(text)
+            continue
+        ids = groups[text]
+        if len(ids) == 1:
+            out.append(f"device {ids[0]}: {text}")
+        else:
+            shown = ", ".join(ids[:12]) + (", ..." if len(ids) > 12 else "")
+            out.append(f"devices {shown} ({len(ids)} devices): {text}")
+    return out
+
+
+def _dbm(p_w: float) -> float:
+    """Transmit power in dBm (-inf for 0 W, without a warning)."""
+    with np.errstate(divide="ignore"):
+        return float(w_to_dbm(p_w))
 
 
 def versions() -> dict[str, str]:
@@ -76,6 +114,13 @@ class SolveResult:
     Energies are for the whole run [J]; latencies per round [s]. ``lower_bound`` is a certified
     lower bound on the optimal objective (``None`` if the method does not certify one) and
     ``gap = (objective - lower_bound) / max(|objective|, |lower_bound|)``.
+
+    ``security_bits`` is the estimate capped at 256 bits, the figure the default privacy
+    metric optimises (:data:`privtuner.costmodels.privacy.SECURITY_CAP_BITS`);
+    ``security_bits_uncapped`` the raw HE-standard extrapolation beyond the table's top.
+    ``device_ids`` are the planner's names of the devices (``devices.csv`` column
+    ``device_id``), empty when none were given. ``suggestions`` say what would make an
+    infeasible instance feasible.
     """
 
     method: str
@@ -90,6 +135,7 @@ class SolveResult:
     cpu_hz: NDArray[np.float64] = field(default_factory=_empty)
     server_cpu_hz: NDArray[np.float64] = field(default_factory=_empty)
     security_bits: NDArray[np.float64] = field(default_factory=_empty)
+    security_bits_uncapped: NDArray[np.float64] = field(default_factory=_empty)
     privacy: NDArray[np.float64] = field(default_factory=_empty)
     rate_bps: NDArray[np.float64] = field(default_factory=_empty)
     energy_compute_j: NDArray[np.float64] = field(default_factory=_empty)
@@ -117,6 +163,8 @@ class SolveResult:
     options: dict[str, Any] = field(default_factory=dict)
     reasons: tuple[str, ...] = ()
     message: str = ""
+    device_ids: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -153,7 +201,8 @@ class SolveResult:
             tx_power_w=ev.tx_power_w,
             cpu_hz=ev.cpu_hz,
             server_cpu_hz=ev.server_cpu_hz,
-            security_bits=ev.security_bits,
+            security_bits=readonly(np.minimum(ev.security_bits, SECURITY_CAP_BITS)),
+            security_bits_uncapped=ev.security_bits,
             privacy=ev.privacy,
             rate_bps=ev.rate_bps,
             energy_compute_j=ev.energy_compute_j,
@@ -206,7 +255,7 @@ class SolveResult:
         )
 
     @classmethod
-    def infeasible(
+    def make_infeasible(
         cls,
         problem: AllocationProblem,
         *,
@@ -256,6 +305,22 @@ class SolveResult:
     def has_allocation(self) -> bool:
         return self.sets.shape[0] > 0
 
+    @property
+    def feasible(self) -> bool:
+        """True when the result carries a feasible allocation (status optimal or feasible)."""
+        return self.status in ("optimal", "feasible") and self.has_allocation
+
+    @property
+    def success(self) -> bool:
+        """Same as :attr:`feasible`: the solve produced an allocation that can be used."""
+        return self.feasible
+
+    def device_label(self, i: int) -> str:
+        """Device ``i``'s planner name (``device_id``, white space folded to single spaces)
+        if given, else its index."""
+        name = self.device_ids[i] if i < len(self.device_ids) else ""
+        return " ".join(name.split()) or str(i)
+
     def replace(self, **changes: Any) -> SolveResult:
         from dataclasses import replace
 
@@ -283,8 +348,10 @@ class SolveResult:
             "versions": self.versions,
             "options": self.options,
             "reasons": list(self.reasons),
+            "suggestions": list(self.suggestions),
             "message": self.message,
             "devices": {
+                "device_ids": list(self.device_ids),
                 "set_names": list(self.set_names),
                 **{name: getattr(self, name) for name in _ARRAY_FIELDS},
             },
@@ -296,38 +363,29 @@ class SolveResult:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def allocation_rows(self) -> list[dict[str, Any]]:
-        """One dict per device (what a planner hands on; the CLI's CSV)."""
+        """One dict per device in SI units, unrounded (the batch's ``allocation_json``; the
+        planner's CSV is :func:`privtuner.rows.planner_rows`). ``device_id`` only when the
+        scenario named its devices."""
         rows = []
         for i in range(self.sets.shape[0]):
-            rows.append(
+            row: dict[str, Any] = {"device": i}
+            if self.device_ids:
+                row["device_id"] = self.device_ids[i]
+            row.update(
                 {
-                    "device": i,
                     "set_index": int(self.sets[i]),
                     "set_name": self.set_names[i],
-                    "security_bits": float(self.security_bits[i]),
-                    "privacy": float(self.privacy[i]),
-                    "bandwidth_hz": float(self.bandwidth_hz[i]),
-                    "tx_power_w": float(self.tx_power_w[i]),
-                    "cpu_hz": float(self.cpu_hz[i]),
-                    "server_cpu_hz": float(self.server_cpu_hz[i]),
-                    "rate_bps": float(self.rate_bps[i]),
-                    "energy_compute_j": float(self.energy_compute_j[i]),
-                    "energy_tx_j": float(self.energy_tx_j[i]),
-                    "energy_server_j": float(self.energy_server_j[i]),
-                    "energy_j": float(self.energy_j[i]),
-                    "latency_compute_s": float(self.latency_compute_s[i]),
-                    "latency_tx_s": float(self.latency_tx_s[i]),
-                    "latency_downlink_s": float(self.latency_downlink_s[i]),
-                    "latency_server_s": float(self.latency_server_s[i]),
-                    "latency_s": float(self.latency_s[i]),
+                    **{name: float(getattr(self, name)[i]) for name in _ARRAY_FIELDS[1:]},
                 }
             )
+            rows.append(row)
         return rows
 
     def summary_lines(self) -> list[str]:
         lines = [f"method {self.method}: status {self.status} ({self.termination})"]
         if self.status == "infeasible":
-            lines += [f"  infeasible: {r}" for r in self.reasons]
+            lines += [f"  infeasible: {r}" for r in fold_device_reasons(self.reasons)]
+            lines += [f"  to make it feasible: {s}" for s in self.suggestions]
             return lines
         if not self.has_allocation:
             if self.message:
@@ -352,20 +410,26 @@ class SolveResult:
         return lines
 
     def table(self, max_rows: int = 50) -> str:
-        """A readable text table: summary then one row per device (first ``max_rows``)."""
+        """A readable text table: summary then one row per device (first ``max_rows``) and a
+        totals line with units. ``sec_bits`` is the capped security the objective uses;
+        energies are per run, latencies per round."""
         lines = self.summary_lines()
         if not self.has_allocation:
             return "\n".join(lines)
+        width = max([5, *(len(self.device_label(i)) for i in range(min(self.n_devices, max_rows)))])
+        width = min(width, 16)
         head = (
-            f"{'dev':>5} {'set':<28} {'sec_bits':>8} {'b_kHz':>10} {'p_mW':>9} {'f_GHz':>7} "
-            f"{'fs_GHz':>7} {'E_cmp_J':>10} {'E_tx_J':>10} {'E_srv_J':>10} {'T_s':>8}"
+            f"{'dev':>{width}} {'set':<28} {'sec_bits':>8} {'b_kHz':>10} {'p_dBm':>6} "
+            f"{'f_GHz':>7} {'fs_GHz':>7} {'E_cmp_J':>10} {'E_tx_J':>10} {'E_srv_J':>10} "
+            f"{'T_s':>8}"
         )
-        lines += ["", head]
+        lines += ["", "energies E_* per run [J], latency T per round [s]", head]
         n = self.sets.shape[0]
         for i in range(min(n, max_rows)):
             lines.append(
-                f"{i:>5} {self.set_names[i]:<28.28} {self.security_bits[i]:>8.1f} "
-                f"{self.bandwidth_hz[i] / 1e3:>10.3f} {self.tx_power_w[i] * 1e3:>9.3f} "
+                f"{self.device_label(i):>{width}.{width}} {self.set_names[i]:<28.28} "
+                f"{self.security_bits[i]:>8.1f} {self.bandwidth_hz[i] / 1e3:>10.3f} "
+                f"{_dbm(self.tx_power_w[i]):>6.2f} "
                 f"{self.cpu_hz[i] / 1e9:>7.4f} {self.server_cpu_hz[i] / 1e9:>7.4f} "
                 f"{self.energy_compute_j[i]:>10.4g} {self.energy_tx_j[i]:>10.4g} "
                 f"{self.energy_server_j[i]:>10.4g} {self.latency_s[i]:>8.4f}"
@@ -373,9 +437,18 @@ class SolveResult:
         if n > max_rows:
             lines.append(f"... {n - max_rows} more devices (use --csv for all)")
         lines.append(
-            f"{'total':>5} {'':<28} {'':>8} {np.sum(self.bandwidth_hz) / 1e3:>10.3f} {'':>9} "
-            f"{'':>7} {np.sum(self.server_cpu_hz) / 1e9:>7.4f} "
+            f"{'total':>{width}} {'':<28} {'':>8} {np.sum(self.bandwidth_hz) / 1e3:>10.3f} "
+            f"{'':>6} {'':>7} {np.sum(self.server_cpu_hz) / 1e9:>7.4f} "
             f"{np.sum(self.energy_compute_j):>10.4g} {np.sum(self.energy_tx_j):>10.4g} "
             f"{np.sum(self.energy_server_j):>10.4g} {np.max(self.latency_s):>8.4f}"
+        )
+        lines.append(
+            f"totals: energy {self.total_energy_j:.6g} J per run; bandwidth "
+            f"{np.sum(self.bandwidth_hz) / 1e3:.6g} kHz; server CPU "
+            f"{np.sum(self.server_cpu_hz) / 1e9:.6g} GHz; slowest device "
+            f"{np.max(self.latency_s):.6g} s per round; security "
+            f"{np.min(self.security_bits):.1f}-{np.max(self.security_bits):.1f} bits (capped at "
+            f"{SECURITY_CAP_BITS:g}; uncapped estimate up to "
+            f"{np.max(self.security_bits_uncapped):.1f})"
         )
         return "\n".join(lines)
