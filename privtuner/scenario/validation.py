@@ -13,13 +13,17 @@ this module imports no scenario module.
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from privtuner.errors import ScenarioError
+from privtuner.errors import ScenarioError, short
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,7 +72,11 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> list
     for err, loc in zip(errors, paths, strict=True):
         if err["type"] in {"model_type", "dict_type"} and paths.count(loc) > 1:
             continue  # the other union member's error says more
-        path = ".".join(str(p) for p in loc) or "<root>"
+        if isinstance(err.get("input"), dict) and any(
+            len(q) > len(loc) and q[: len(loc)] == loc for q in paths
+        ):
+            continue  # a number-or-mapping union: the error inside the mapping says more
+        path = ".".join(short(str(p)) for p in loc) or "<root>"
         etype = err["type"]
         if etype == "extra_forbidden":
             parent = _model_at(root, loc[:-1])
@@ -153,62 +161,156 @@ def validate_model(
     return spec
 
 
+#: Largest devices CSV read [bytes] (about 100,000 device rows).
+MAX_CSV_BYTES = 10_000_000
+#: Problems listed per CSV file; the rest are counted.
+MAX_CSV_PROBLEMS = 20
+#: Folders of pseudo-files that stat as regular files but are not data (never read).
+_PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
+_COLUMNS = ("distance_m", "gain_db", "p_max_dbm", "f_max_hz", "kappa")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
+
+
+def read_user_text(path: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file given by a user (a scenario or devices CSV).
+
+    Refuses, with :class:`OSError` or :class:`ValueError` whose message is meant for the
+    user: a path that cannot be a file name (NUL, unencodable characters, too long), a
+    symlink loop, anything but a regular file (folder, fifo, device, ``/proc`` and
+    ``/sys`` pseudo-files), a file over ``max_bytes``, and text that is not UTF-8. A UTF-8
+    byte order mark (as spreadsheet programs write) is dropped."""
+    try:
+        os.fsencode(str(path))
+        real = Path(os.path.realpath(path, strict=True))
+        st = real.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError("file not found") from None
+    except (OSError, RuntimeError, UnicodeError, ValueError) as exc:
+        raise OSError(_os_reason(exc)) from None
+    if str(real).startswith(tuple(r + "/" for r in _PSEUDO_ROOTS)) or not stat.S_ISREG(st.st_mode):
+        raise OSError("not a regular file")
+    with real.open("rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(f"file is larger than the limit of {max_bytes} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def _os_reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    if isinstance(exc, RuntimeError):
+        return "symlink loop"
+    if isinstance(exc, UnicodeError):
+        return "the path has characters that cannot be a file name"
+    if "null" in str(exc):
+        return "the path contains a NUL character"
+    return short(str(exc))
+
+
+def _column_label(index: int, name: str) -> str:
+    """A header cell for a message: the name if it looks like one, else only its position
+    (file contents are never echoed)."""
+    return repr(name) if _NAME_RE.fullmatch(name) else f"column {index + 1} (not a column name)"
+
+
 def read_devices_csv(path_text: str, base_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read an explicit device CSV (header row; numeric cells; empty cell = scenario default)."""
-    path = (base_dir / path_text).resolve()
-    if not path.is_file():
+    """Read an explicit device CSV (header row; numeric cells; empty cell = scenario default).
+
+    Problems name the file and its line (``devices.csv (d.csv) line 5: ...``); at most
+    :data:`MAX_CSV_PROBLEMS` are listed."""
+    path = base_dir / path_text
+    where = f"devices.csv ({short(path.name, 60)})"
+    try:
+        text = read_user_text(path, MAX_CSV_BYTES)
+    except FileNotFoundError:
         return [], [f"devices.csv: file not found: {path}"]
-    allowed = {"distance_m", "gain_db", "p_max_dbm", "f_max_hz", "kappa"}
+    except (OSError, ValueError) as exc:
+        return [], [f"{where}: cannot read {path}: {exc}"]
+    try:
+        return _parse_devices_csv(text, where)
+    except csv.Error as exc:
+        return [], [f"{where}: not a valid CSV file: {short(str(exc))}"]
+
+
+def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], list[str]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    unknown = [_column_label(i, h) for i, h in enumerate(header) if h not in _COLUMNS]
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        return [], [
+            f"{where}: unknown column(s) {listed}; valid columns: {', '.join(sorted(_COLUMNS))}"
+        ]
+    if len(set(header)) != len(header):
+        return [], [f"{where}: a column appears twice in the header"]
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        unknown = [h for h in header if h not in allowed]
-        if unknown:
-            return [], [
-                f"devices.csv ({path.name}): unknown column(s) {unknown}; valid columns: "
-                f"{', '.join(sorted(allowed))}"
-            ]
-        for i, raw in enumerate(reader, start=2):
-            row: dict[str, Any] = {}
-            for key, cell in raw.items():
-                if cell is None or cell.strip() == "":
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    problems.append(
-                        f"devices.csv ({path.name}) line {i}: {key}: must be a number "
-                        f"(got {cell!r})"
-                    )
-                    continue
-                if not math.isfinite(value):
-                    problems.append(
-                        f"devices.csv ({path.name}) line {i}: {key}: must be a finite number "
-                        f"(got {cell!r})"
-                    )
-                    continue
-                row[key] = value
+    for cells in reader:
+        line = f"{where} line {reader.line_num}"
+        if len(cells) > len(header):
+            problems.append(f"{line}: {len(cells)} fields, the header has {len(header)}")
+            continue
+        row: dict[str, Any] = {}
+        for key, cell in zip(header, cells, strict=False):
+            problem = _cell_value(cell, row, key)
+            if problem:
+                problems.append(f"{line}: {key}: {problem}")
+        if cells:
             rows.append(row)
     if not rows and not problems:
-        problems.append(f"devices.csv ({path.name}): no device rows")
+        problems.append(f"{where}: no device rows")
+    if len(problems) > MAX_CSV_PROBLEMS:
+        more = len(problems) - MAX_CSV_PROBLEMS
+        problems = [*problems[:MAX_CSV_PROBLEMS], f"{where}: {more} more problem(s) not shown"]
     return rows, problems
+
+
+def _cell_value(cell: str, row: dict[str, Any], key: str) -> str | None:
+    """Put the number in ``cell`` into ``row[key]`` (empty: nothing); a problem, or None."""
+    if cell.strip() == "":
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        return f"must be a number (got {short(repr(cell), 40)})"
+    if not math.isfinite(value):
+        return f"must be a finite number (got {short(repr(cell), 40)})"
+    row[key] = value
+    return None
+
+
+#: Scenarios one sweep may expand to (the product of its value-list lengths).
+MAX_SWEEP_POINTS = 10_000
 
 
 def _check_sweep(sweep: Any, root: type[BaseModel]) -> list[str]:
     if not isinstance(sweep, dict) or not sweep:
         return ["sweep: must be a non-empty mapping of dotted path -> list of values"]
     problems = []
+    points = math.prod(len(v) for v in sweep.values() if isinstance(v, list))
+    if points > MAX_SWEEP_POINTS:
+        problems.append(
+            f"sweep: {points} points (the product of the value-list lengths) exceed the limit "
+            f"of {MAX_SWEEP_POINTS}"
+        )
     for key, values in sweep.items():
         if not isinstance(key, str) or not key:
             problems.append(f"sweep: keys must be dotted paths (got {_fmt_value(key)})")
         elif key.startswith("sweep") or key in {"schema_version"}:
-            problems.append(f"sweep.{key}: cannot sweep this field")
+            problems.append(f"sweep.{short(key)}: cannot sweep this field")
         elif not isinstance(values, list) or not values:
-            problems.append(f"sweep.{key}: must be a non-empty list of values")
+            problems.append(f"sweep.{short(key)}: must be a non-empty list of values")
         elif _model_at(root, tuple(key.split(".")[:-1])) is None and "." in key:
-            problems.append(f"sweep.{key}: unknown section {key.rsplit('.', 1)[0]!r}")
+            section = short(repr(key.rsplit(".", 1)[0]))
+            problems.append(f"sweep.{short(key)}: unknown section {section}")
     return problems
 
 
