@@ -8,6 +8,7 @@ Schema generated from these models, for editors.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +22,18 @@ from pydantic import (
 )
 
 SCHEMA_VERSION = 1
+
+#: Ring degrees N of the CKKS catalogue.
+RING_DEGREES = (4096, 8192, 16384, 32768)
+#: ``$id`` of the JSON Schema of this schema version.
+SCHEMA_ID = f"urn:privtuner:scenario-schema:{SCHEMA_VERSION}"
+#: How numbers are read: stated in the JSON Schema (editors and other tools read it).
+NUMBER_RULE = (
+    "Numbers are read as YAML 1.2 writes them: 1e7, 2.4e9 and -3E-2 are numbers (PyYAML's "
+    "default YAML 1.1 resolver reads an exponent without a dot as a string; parse with "
+    "privtuner.scenario.parse_yaml_text, or any YAML 1.2 parser, before checking a file "
+    "against this schema). Numbers are never given as strings or booleans."
+)
 
 #: Longest scenario name (also of a sweep point's generated name) [characters].
 NAME_MAX_CHARS = 200
@@ -291,10 +304,9 @@ class FheSpec(_Frozen):
     @field_validator("ring_degrees")
     @classmethod
     def _degrees(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        allowed = (4096, 8192, 16384, 32768)
-        bad = [n for n in v if n not in allowed]
+        bad = [n for n in v if n not in RING_DEGREES]
         if bad:
-            raise ValueError(f"ring degrees must be among {list(allowed)} (got {bad})")
+            raise ValueError(f"ring degrees must be among {list(RING_DEGREES)} (got {bad})")
         return tuple(sorted(set(v)))
 
     @model_validator(mode="after")
@@ -375,3 +387,28 @@ class ScenarioSpec(_Frozen):
         from privtuner.scenario.validation import apply_overrides
 
         return apply_overrides(self, overrides)
+
+
+def scenario_json_schema(
+    methods: Sequence[str] = (), metrics: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a scenario file: what the loader accepts, with
+    ``methods`` and ``metrics`` (the registered solver methods and privacy metrics, which
+    ``privtuner validate`` checks) as enums of ``solver.method`` and
+    ``objective.privacy_metric``. Rules between fields (``min_distance_m < cell_radius_m``,
+    ``low <= high``, the scale range, one channel per explicit device, the sweep's size) are
+    stated in the descriptions; ``privtuner validate`` enforces them."""
+    body = ScenarioSpec.model_json_schema()
+    body["description"] = f"{body.get('description', '')} {NUMBER_RULE}".strip()
+    defs = body["$defs"]
+    if methods:
+        defs["SolverSpec"]["properties"]["method"]["enum"] = sorted(methods)
+    if metrics:
+        defs["ObjectiveSpec"]["properties"]["privacy_metric"]["enum"] = sorted(metrics)
+    defs["FheSpec"]["properties"]["ring_degrees"]["items"]["enum"] = list(RING_DEGREES)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "x-schema-version": SCHEMA_VERSION,
+        **body,
+    }

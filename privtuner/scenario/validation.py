@@ -144,7 +144,8 @@ def validate_model(
         model = fhe["cost_model"]
         if model != "default" and not Path(model).is_absolute():
             # resolved once here, like devices.csv, so every caller sees an absolute path
-            data["fhe"] = {**fhe, "cost_model": str((base_dir / model).resolve())}
+            # (textually: a path that cannot be a file is reported when the model is loaded)
+            data["fhe"] = {**fhe, "cost_model": os.path.abspath(base_dir / model)}
     sweep = data.get("sweep")
     if sweep is not None:
         sweep_problems = _check_sweep(sweep, root)

@@ -66,7 +66,7 @@ def test_validate_ok_and_sweep_count(cli) -> None:
 def test_validate_missing_file(cli) -> None:
     proc = cli("validate", "nope.yaml")
     assert proc.returncode == 1
-    assert "file not found: nope.yaml" in proc.stderr
+    assert "nope.yaml: no such file or directory" in proc.stderr
 
 
 def test_schema_is_json_schema(cli) -> None:
