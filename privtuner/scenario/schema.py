@@ -406,9 +406,31 @@ def scenario_json_schema(
     if metrics:
         defs["ObjectiveSpec"]["properties"]["privacy_metric"]["enum"] = sorted(metrics)
     defs["FheSpec"]["properties"]["ring_degrees"]["items"]["enum"] = list(RING_DEGREES)
+    _json_bounds(body)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "x-schema-version": SCHEMA_VERSION,
         **body,
     }
+
+
+_BOUND_KEYWORDS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusiveMinimum",
+    "lt": "exclusiveMaximum",
+}
+
+
+def _json_bounds(node: Any) -> None:
+    """Bounds pydantic leaves under its own names (``ge``, ``le``: in an optional field's
+    union member) renamed to JSON Schema keywords, in place."""
+    if isinstance(node, dict):
+        for key in [k for k in node if k in _BOUND_KEYWORDS]:
+            node[_BOUND_KEYWORDS[key]] = node.pop(key)
+        for value in node.values():
+            _json_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _json_bounds(value)
