@@ -166,7 +166,7 @@ def check_solvable(
         ("objective.privacy_metric", lambda: get_privacy_metric(spec.objective.privacy_metric)),
         ("fhe.cost_model", lambda: load_cost_model(spec.fhe.cost_model)),
     ]
-    problems = []
+    problems: list[str] = []
     for field, check in checks:
         try:
             check()

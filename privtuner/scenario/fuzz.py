@@ -313,7 +313,8 @@ def _with_csv(text: str) -> str:
         return text
     if not isinstance(data, dict):
         return text
-    devices = data.get("devices") if isinstance(data.get("devices"), dict) else {}
+    devices = data.get("devices")
+    devices = devices if isinstance(devices, dict) else {}
     data["devices"] = {
         **{k: v for k, v in devices.items() if k not in {"count", "explicit"}},
         "csv": "devices.csv",

@@ -110,7 +110,7 @@ def _check_size(text: str) -> None:
         elif isinstance(event, yaml.ScalarEvent):
             size, anchor = 1, event.anchor
         elif isinstance(event, yaml.AliasEvent):
-            size, anchor = anchors.get(event.anchor, 1), None
+            size, anchor = anchors.get(event.anchor or "", 1), None
         else:
             continue
         if anchor is not None:
