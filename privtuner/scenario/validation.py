@@ -124,6 +124,7 @@ def validate_model(
             [f"<root>: must be a mapping of sections (got {type(data).__name__})"], source
         )
     problems: list[str] = []
+    csv_rows: tuple[str, list[int]] | None = None  # the CSV's label and each row's file line
     data = dict(data)
     devices = data.get("devices")
     if isinstance(devices, dict) and devices.get("csv") is not None:
@@ -131,7 +132,8 @@ def validate_model(
         if not isinstance(csv_path, str):
             problems.append(f"devices.csv: must be a path string (got {_fmt_value(csv_path)})")
         else:
-            rows, csv_problems = read_devices_csv(csv_path, base_dir or Path.cwd())
+            rows, csv_problems, row_lines = read_devices_csv_lines(csv_path, base_dir or Path.cwd())
+            csv_rows = (csv_label(csv_path), row_lines)
             problems.extend(csv_problems)
             devices = {k: v for k, v in devices.items() if k != "csv"}
             if not csv_problems:
@@ -155,7 +157,10 @@ def validate_model(
     try:
         spec = root.model_validate(data)
     except ValidationError as exc:
-        problems.extend(format_validation_error(exc, root))
+        lines = format_validation_error(exc, root)
+        if csv_rows is not None:
+            lines = [_at_csv_line(line, *csv_rows) for line in lines]
+        problems.extend(lines)
         raise ScenarioError(problems, source) from None
     if problems:
         raise ScenarioError(problems, source)
@@ -220,26 +225,51 @@ def _column_label(index: int, name: str) -> str:
     return repr(name) if _NAME_RE.fullmatch(name) else f"column {index + 1} (not a column name)"
 
 
+_EXPLICIT_RE = re.compile(r"devices\.explicit\.(\d+)(?:\.(\w+))?: (.*)")
+
+
+def _at_csv_line(problem: str, label: str, row_lines: list[int]) -> str:
+    """A problem of ``devices.explicit.<i>`` read from a CSV, named by the CSV's file line
+    (``devices.csv (d.csv) line 5: distance_m: ...``), as its parse errors are."""
+    m = _EXPLICIT_RE.fullmatch(problem)
+    if m is None or int(m[1]) >= len(row_lines):
+        return problem
+    column = f"{m[2]}: " if m[2] else ""
+    return f"{label} line {row_lines[int(m[1])]}: {column}{m[3]}"
+
+
 def read_devices_csv(path_text: str, base_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, problems, _ = read_devices_csv_lines(path_text, base_dir)
+    return rows, problems
+
+
+def read_devices_csv_lines(
+    path_text: str, base_dir: Path
+) -> tuple[list[dict[str, Any]], list[str], list[int]]:
     """Read an explicit device CSV (header row; numeric cells; empty cell = scenario default).
 
     Problems name the file and its line (``devices.csv (d.csv) line 5: ...``); at most
     :data:`MAX_CSV_PROBLEMS` are listed."""
     path = base_dir / path_text
-    where = f"devices.csv ({short(path.name, 60)})"
+    where = csv_label(str(path))
     try:
         text = read_user_text(path, MAX_CSV_BYTES)
     except FileNotFoundError:
-        return [], [f"devices.csv: file not found: {path}"]
+        return [], [f"devices.csv: file not found: {path}"], []
     except (OSError, ValueError) as exc:
-        return [], [f"{where}: cannot read {path}: {exc}"]
+        return [], [f"{where}: cannot read {path}: {exc}"], []
     try:
         return _parse_devices_csv(text, where)
     except csv.Error as exc:
-        return [], [f"{where}: not a valid CSV file: {short(str(exc))}"]
+        return [], [f"{where}: not a valid CSV file: {short(str(exc))}"], []
 
 
-def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], list[str]]:
+def csv_label(path_text: str) -> str:
+    """``devices.csv (NAME)``: how problems of a devices CSV name it."""
+    return f"devices.csv ({short(Path(path_text).name, 60)})"
+
+
+def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], list[str], list[int]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header = next(reader, [])
     unknown = [_column_label(i, h) for i, h in enumerate(header) if h not in _COLUMNS]
@@ -247,12 +277,12 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
         listed = ", ".join(unknown[:5]) + (
             f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         )
-        return [], [
-            f"{where}: unknown column(s) {listed}; valid columns: {', '.join(sorted(_COLUMNS))}"
-        ]
+        valid = ", ".join(sorted(_COLUMNS))
+        return [], [f"{where}: unknown column(s) {listed}; valid columns: {valid}"], []
     if len(set(header)) != len(header):
-        return [], [f"{where}: a column appears twice in the header"]
+        return [], [f"{where}: a column appears twice in the header"], []
     rows: list[dict[str, Any]] = []
+    lines: list[int] = []  # the file line of each row
     problems: list[str] = []
     for cells in reader:
         line = f"{where} line {reader.line_num}"
@@ -266,12 +296,13 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
                 problems.append(f"{line}: {key}: {problem}")
         if cells:
             rows.append(row)
+            lines.append(reader.line_num)
     if not rows and not problems:
         problems.append(f"{where}: no device rows")
     if len(problems) > MAX_CSV_PROBLEMS:
         more = len(problems) - MAX_CSV_PROBLEMS
         problems = [*problems[:MAX_CSV_PROBLEMS], f"{where}: {more} more problem(s) not shown"]
-    return rows, problems
+    return rows, problems, lines
 
 
 def _cell_value(cell: str, row: dict[str, Any], key: str) -> str | None:

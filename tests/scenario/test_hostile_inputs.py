@@ -267,3 +267,13 @@ def test_failing_sweep_points_are_counted_beyond_ten() -> None:
     err = _error(expand_sweep, load_scenario_text(f"sweep: {{seed: [{values}]}}"))
     assert len(err.problems) == 11
     assert err.problems[-1] == "sweep: 20 more sweep point(s) have problems"
+
+
+def test_csv_row_errors_name_the_file_line(tmp_path: Path) -> None:
+    # a blank line (skipped) between rows: the file line, not the 0-based device index
+    csv = "distance_m,gain_db\n100,\n,\n\n-5,\n"
+    err = _error(load_scenario, _scenario_with_csv(tmp_path, csv))
+    assert err.problems == [
+        "devices.csv (d.csv) line 3: give exactly one of distance_m or gain_db",
+        "devices.csv (d.csv) line 5: distance_m: must be greater than or equal to 0.1 (got -5)",
+    ]
