@@ -50,6 +50,15 @@ def _file(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
             "fhe: {cost_model: nope.json}",
             "fhe.cost_model: cost model file not found: ",
         ),
+        (
+            "fhe: {packing: interleaved}",
+            "fhe: cost model lacks curves for encrypt_il, decrypt_il, project_il needed by "
+            "fhe.packing 'interleaved'",
+        ),
+        (
+            "fhe: {ring_degrees: [4096], scale_bits_min: 40}",
+            "fhe: no CKKS parameter set satisfies ring_degrees=[4096]",
+        ),
     ],
 )
 def test_validate_refuses_what_solve_refuses(
