@@ -5,7 +5,12 @@
 * Every problem of a file is collected and reported together, one line each:
   ``devices.p_max_dbm: must be in [-30, 40] (got 55)``; unknown keys list the valid ones.
 * ``devices.csv`` is read relative to the YAML file into ``devices.explicit``.
-* ``sweep:`` expands as a cartesian product of dotted-path values into named scenarios.
+* ``sweep:`` expands as a cartesian product of dotted-path values into named scenarios
+  (unique names within the name limit).
+* Files come from other people: only regular UTF-8 files are read (a byte order mark is
+  allowed), documents are bounded (:data:`MAX_DOCUMENT_BYTES`, :data:`MAX_DEPTH`,
+  :data:`MAX_NODES` with aliases expanded; a sweep at ``validation.MAX_SWEEP_POINTS``),
+  merge keys (``<<: *base``) are accepted, and every problem is one bounded line.
 """
 
 from __future__ import annotations

@@ -6,7 +6,9 @@ this module imports no scenario module.
 
 * every problem of a document is reported together, one line each:
   ``devices.p_max_dbm: must be in [-30, 40] (got 55)``; unknown keys list the valid ones;
-* ``devices.csv`` is read relative to the YAML file into ``devices.explicit``;
+* ``devices.csv`` is read relative to the YAML file into ``devices.explicit``
+  (:func:`read_user_text`: regular files only, never ``/proc`` or a fifo; its contents are
+  never echoed beyond a column name that looks like one; problems name the file line);
 * dotted-path overrides (sweeps, the CLI) are applied and the result validated again.
 """
 
