@@ -29,7 +29,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     schema, every sweep point, and every check ``solve`` runs that needs no solving
     (:func:`privtuner.pipeline.check_solvable`)."""
     from privtuner.batch.tasks import discover_scenario_files
-    from privtuner.errors import ScenarioError
+    from privtuner.errors import ScenarioError, short
+    from privtuner.scenario.validation import os_reason
 
     problems: list[str] = []
     for arg in args.files:
@@ -37,6 +38,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             files = discover_scenario_files([arg])
         except ScenarioError as exc:
             problems.extend(exc.lines())
+            continue
+        except (OSError, ValueError) as exc:  # a name the OS refuses (too long, ...)
+            problems.append(f"{short(arg)}: cannot read: {os_reason(exc)}")
             continue
         for f in files:
             try:
@@ -57,7 +61,10 @@ def _validate_file(path: Any) -> int:
     from privtuner.scenario import expand_sweep, load_scenario
 
     spec = load_scenario(path)
-    points = expand_sweep(spec)
+    try:
+        points = expand_sweep(spec)
+    except ScenarioError as exc:  # named by the file, not by the scenario's name
+        raise ScenarioError(exc.problems, str(path)) from None
     problems: list[str] = []
     for point in points:
         try:

@@ -194,7 +194,7 @@ def read_user_text(path: Path, max_bytes: int) -> str:
     except FileNotFoundError:
         raise FileNotFoundError("file not found") from None
     except (OSError, RuntimeError, UnicodeError, ValueError) as exc:
-        raise OSError(_os_reason(exc)) from None
+        raise OSError(os_reason(exc)) from None
     if str(real).startswith(tuple(r + "/" for r in _PSEUDO_ROOTS)) or not stat.S_ISREG(st.st_mode):
         raise OSError("not a regular file")
     with real.open("rb") as fh:
@@ -209,7 +209,8 @@ def read_user_text(path: Path, max_bytes: int) -> str:
         ) from None
 
 
-def _os_reason(exc: BaseException) -> str:
+def os_reason(exc: BaseException) -> str:
+    """Why a path could not be read, for a user (``file name too long``, ``symlink loop``)."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror[:1].lower() + exc.strerror[1:]
     if isinstance(exc, RuntimeError):

@@ -141,3 +141,21 @@ def test_cli_error_lines_are_escaped_and_bounded(
     assert "unknown method 'ex\\nakt\\u2028zzz" in err[0]  # escaped, on one line
     assert len(err[0]) < 900  # the file, then the problem cut at 500 characters
     assert err[0].endswith("...")
+
+
+def test_validate_names_the_file_of_a_sweep_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = _file(tmp_path, "sweep: {system.bandwidth_hz: [1.00000001e7, 1.00000002e7]}")
+    rc, _, err = _validate(capsys, p)
+    assert rc == 1
+    assert err == [
+        f"error: {p}: sweep: two points get the same name scenario[system.bandwidth_hz=1e7] "
+        "(values that differ only beyond 6 significant digits)"
+    ]
+
+
+def test_validate_path_over_the_os_limit(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = _validate(capsys, Path("n" * 300))
+    assert rc == 1
+    assert err == ["error: " + "n" * 77 + "...: cannot read: file name too long"]
