@@ -5,6 +5,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+#: Longest problem line the CLI prints (characters, after escaping); longer ones end in "...".
+MAX_LINE_CHARS = 500
+#: Longest echo of a user-given key or value inside a message (characters).
+MAX_ECHO_CHARS = 80
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def one_line(text: str, limit: int = MAX_LINE_CHARS) -> str:
+    """``text`` as one bounded line: control and line-separator characters escaped
+    (``\\n``, ``\\x00``, ``\\u2028``), lone surrogates escaped, cut to ``limit`` characters
+    with an ellipsis."""
+    out = "".join(
+        _escape_char(ch)
+        if (ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ch in "\u2028\u2029")
+        or 0xD800 <= ord(ch) <= 0xDFFF
+        else ch
+        for ch in text
+    )
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def short(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """A user-given key or value for a message: one line, at most ``limit`` characters."""
+    return one_line(text, limit)
+
 
 class PrivtunerError(Exception):
     """Base class of every error privtuner raises on purpose (bad input, infeasibility, ...)."""
@@ -21,8 +50,8 @@ class ScenarioError(PrivtunerError):
     """
 
     def __init__(self, problems: Sequence[str], source: str | None = None) -> None:
-        self.problems = list(problems)
-        self.source = source
+        self.problems = [one_line(p) for p in problems]
+        self.source = None if source is None else one_line(source, 300)
         prefix = f"{source}: " if source else ""
         super().__init__("\n".join(prefix + p for p in self.problems))
 

@@ -28,6 +28,7 @@ import json
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,3 +141,56 @@ def build_problem(
     """The :class:`~privtuner.optimizer.AllocationProblem` of scenario point ``spec`` and
     ``seed`` (default ``spec.seed``): equal to ``AllocationProblem.from_spec(spec, seed)``."""
     return build_stages(spec, seed, cache=cache).problem
+
+
+def check_solvable(
+    spec: ScenarioSpec, method: str | None = None, source: str | None = None
+) -> None:
+    """Every check ``solve`` runs on scenario point ``spec`` that needs no solving (what
+    ``privtuner validate`` runs): the method, its options, the privacy metric, the cost model
+    file, the packing's curves and the catalogue filters (an empty allowed catalogue), the
+    drawn instance and the problem's assembly.
+
+    Raises :class:`~privtuner.errors.ScenarioError` with one line per problem, each naming
+    the field path (``solver.method: unknown method 'exakt'; valid methods: ...``), prefixed
+    by ``source``.
+    """
+    from privtuner.costmodels import get_privacy_metric, load_cost_model
+    from privtuner.errors import PrivtunerError, ScenarioError
+    from privtuner.optimizer import solver_info
+    from privtuner.optimizer.core.options import SolveOptions, options_from_spec
+
+    checks: list[tuple[str, Callable[[], object]]] = [
+        ("solver.method", lambda: solver_info(method or spec.solver.method)),
+        ("solver", lambda: SolveOptions(**options_from_spec(spec.solver))),
+        ("objective.privacy_metric", lambda: get_privacy_metric(spec.objective.privacy_metric)),
+        ("fhe.cost_model", lambda: load_cost_model(spec.fhe.cost_model)),
+    ]
+    problems: list[str] = []
+    for field, check in checks:
+        try:
+            check()
+        except PrivtunerError as exc:
+            problems.extend(f"{field}: {line}" for line in exc.lines())
+    if not problems:
+        try:
+            stages = build_stages(spec)
+        except PrivtunerError as exc:
+            problems.extend(f"fhe: {line}" for line in exc.lines())
+        else:
+            if not stages.problem.allowed.any():
+                problems.append(_empty_catalogue(spec, stages.costs))
+    if problems:
+        raise ScenarioError(problems, source)
+
+
+def _empty_catalogue(spec: ScenarioSpec, costs: CostTable) -> str:
+    fhe, obj = spec.fhe, spec.objective
+    floor = f", objective.privacy_min {obj.privacy_min:g}" if obj.kind == "constrained" else ""
+    return (
+        f"fhe: no CKKS set of the catalogue is allowed (fhe.min_security_bits "
+        f"{fhe.min_security_bits:g}, min_precision_bits {fhe.min_precision_bits:g}, ring_degrees "
+        f"{list(fhe.ring_degrees)}, scale bits {fhe.scale_bits_min}-{fhe.scale_bits_max}{floor}; "
+        f"best security {float(costs.security_bits.max()):g} bits, best "
+        f"{costs.privacy_metric} {float(costs.privacy.max()):g})"
+    )

@@ -55,15 +55,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from privtuner.errors import PrivtunerError
+    from privtuner.errors import PrivtunerError, one_line
 
     try:
         return int(args.func(args) or 0)
     except PrivtunerError as exc:
         if args.debug:
             raise
-        for line in exc.lines():
-            print(f"error: {line}", file=sys.stderr)
+        for line in exc.lines():  # one bounded line each (control characters escaped)
+            print(f"error: {one_line(line, 1000)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

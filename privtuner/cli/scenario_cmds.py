@@ -9,7 +9,9 @@ from typing import Any
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="validate scenario files (all problems, one per line)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "files", nargs="+", metavar="PATH", help="scenario files or folders (*.yaml, *.yml)"
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("schema", help="print the JSON Schema of scenario files (for editors)")
@@ -23,28 +25,64 @@ def register(sub: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from privtuner.errors import ScenarioError
-    from privtuner.scenario import expand_sweep, load_scenario
+    """Validate files and folders (``*.yaml``/``*.yml`` inside, as ``batch`` reads them): the
+    schema, every sweep point, and every check ``solve`` runs that needs no solving
+    (:func:`privtuner.pipeline.check_solvable`)."""
+    from privtuner.batch.tasks import discover_scenario_files
+    from privtuner.errors import ScenarioError, short
+    from privtuner.scenario.validation import os_reason
 
     problems: list[str] = []
-    for f in args.files:
+    for arg in args.files:
         try:
-            spec = load_scenario(f)
-            points = expand_sweep(spec)
+            files = discover_scenario_files([arg])
         except ScenarioError as exc:
             problems.extend(exc.lines())
             continue
-        extra = f" ({len(points)} sweep points)" if spec.sweep else ""
-        print(f"{f}: ok{extra}")
+        except (OSError, ValueError) as exc:  # a name the OS refuses (too long, ...)
+            problems.append(f"{short(arg)}: cannot read: {os_reason(exc)}")
+            continue
+        for f in files:
+            try:
+                n_points = _validate_file(f)
+            except ScenarioError as exc:
+                problems.extend(exc.lines())
+                continue
+            print(f"{f}: ok" + (f" ({n_points} sweep points)" if n_points else ""))
     if problems:
         raise ScenarioError(problems)
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    from privtuner.scenario.schema import ScenarioSpec
+def _validate_file(path: Any) -> int:
+    """Load, expand and check one scenario file; its number of sweep points (0: no sweep)."""
+    from privtuner.errors import ScenarioError
+    from privtuner.pipeline import check_solvable
+    from privtuner.scenario import expand_sweep, load_scenario
 
-    print(json.dumps(ScenarioSpec.model_json_schema(), indent=2))
+    spec = load_scenario(path)
+    try:
+        points = expand_sweep(spec)
+    except ScenarioError as exc:  # named by the file, not by the scenario's name
+        raise ScenarioError(exc.problems, str(path)) from None
+    problems: list[str] = []
+    for point in points:
+        try:
+            check_solvable(point, source=f"{path}: {point.name}" if spec.sweep else str(path))
+        except ScenarioError as exc:
+            problems.extend(exc.lines())
+    if problems:
+        raise ScenarioError(problems)
+    return len(points) if spec.sweep else 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from privtuner.costmodels.privacy import privacy_metric_names
+    from privtuner.optimizer import available_methods
+    from privtuner.scenario.schema import scenario_json_schema
+
+    schema = scenario_json_schema(list(available_methods()), privacy_metric_names())
+    print(json.dumps(schema, indent=2))
     return 0
 
 

@@ -666,9 +666,19 @@ class FittedCurve:
             )
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             raise CostModelError(f"malformed fitted curve {d.get('op', '?')!r}: {exc!r}") from exc
-        missing = [k for k in curve.curve_form.coef_names if k not in curve.coefficients]
+        form = curve.curve_form
+        missing = [k for k in form.coef_names if k not in curve.coefficients]
         if missing:
             raise CostModelError(f"fitted curve {curve.op!r}: missing coefficients {missing}")
+        bad = [k for k in form.coef_names if not math.isfinite(curve.coefficients[k])]
+        if bad:
+            raise CostModelError(f"fitted curve {curve.op!r}: coefficient(s) {bad} not finite")
+        c = curve.coefficients[form.coef_names[0]]
+        if form.kind == "power" and not c > 0:
+            raise CostModelError(
+                f"fitted curve {curve.op!r}: a power law c * prod v^a needs c > 0 "
+                f"(got {form.coef_names[0]} = {c:g})"
+            )
         return curve
 
 
@@ -911,7 +921,11 @@ def load_cost_model(source: str | Path = "default") -> CostModel:
         path = Path(source)
         if not path.is_file():
             raise CostModelError(f"cost model file not found: {path}")
-    return CostModel.from_json(path.read_text(), source=str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CostModelError(f"{path}: cannot read the cost model ({exc})") from None
+    return CostModel.from_json(text, source=str(path))
 
 
 def _provenance(recs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

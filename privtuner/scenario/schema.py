@@ -7,11 +7,36 @@ Schema generated from these models, for editors.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
+
+#: Ring degrees N of the CKKS catalogue.
+RING_DEGREES = (4096, 8192, 16384, 32768)
+#: ``$id`` of the JSON Schema of this schema version.
+SCHEMA_ID = f"urn:privtuner:scenario-schema:{SCHEMA_VERSION}"
+#: How numbers are read: stated in the JSON Schema (editors and other tools read it).
+NUMBER_RULE = (
+    "Numbers are read as YAML 1.2 writes them: 1e7, 2.4e9 and -3E-2 are numbers (PyYAML's "
+    "default YAML 1.1 resolver reads an exponent without a dot as a string; parse with "
+    "privtuner.scenario.parse_yaml_text, or any YAML 1.2 parser, before checking a file "
+    "against this schema). Numbers are never given as strings or booleans."
+)
+
+#: Longest scenario name (also of a sweep point's generated name) [characters].
+NAME_MAX_CHARS = 200
 
 
 class _Frozen(BaseModel):
@@ -20,7 +45,25 @@ class _Frozen(BaseModel):
     )
 
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+def _kind(v: Any) -> str:
+    return {bool: "a boolean", str: "a string"}.get(type(v), f"a {type(v).__name__}")
+
+
+def _number(v: Any) -> Any:
+    """Strict numbers: an int or float as written, never a boolean (``true`` is not 1 Hz) or a
+    string (``"1e7"``: write numbers unquoted)."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"must be a number, not {_kind(v)}")
+    return v
+
+
+#: A number (int or float, no boolean or string); finite (the models refuse inf and nan).
+Float = Annotated[float, BeforeValidator(_number)]
+#: An integer (an integral float such as ``1e3`` is accepted; no boolean or string).
+Int = Annotated[int, BeforeValidator(_number)]
+#: A boolean written as ``true``/``false`` (no ``yes``, ``1`` or ``"true"``).
+Bool = Annotated[bool, Strict()]
+FiniteFloat = Annotated[Float, Field(allow_inf_nan=False)]
 
 
 class Uniform(_Frozen):
@@ -37,29 +80,45 @@ class Uniform(_Frozen):
 
 
 # A per-device parameter: one number for every device, or a uniform distribution.
-PerDevice = float | Uniform
+PerDevice = Float | Uniform
+
+
+def _per_device_schema(lo: float, hi: float) -> dict[str, Any]:
+    """The JSON Schema of a per-device parameter in ``[lo, hi]`` (the bounds the field
+    validators enforce): a number, or ``{low, high}`` with both in range."""
+    bounded = {"type": "number", "minimum": lo, "maximum": hi}
+    uniform = {
+        "type": "object",
+        "properties": {"low": bounded, "high": bounded},
+        "required": ["low", "high"],
+        "additionalProperties": False,
+        "description": "Uniform distribution in [low, high] (high >= low), seeded.",
+    }
+    return {"anyOf": [bounded, uniform]}
 
 
 class SystemSpec(_Frozen):
     """Radio system: FDMA uplink and channel model (spec section 4)."""
 
-    bandwidth_hz: float = Field(1.0e7, gt=0, le=1e11, description="Total uplink bandwidth B [Hz].")
-    noise_dbm_per_hz: float = Field(
+    bandwidth_hz: Float = Field(
+        1.0e7, ge=1e3, le=1e11, description="Total uplink bandwidth B [Hz]."
+    )
+    noise_dbm_per_hz: Float = Field(
         -174.0, ge=-220, le=-100, description="Noise power spectral density N0 [dBm/Hz]."
     )
-    cell_radius_m: float = Field(
-        500.0, gt=0, le=1e5, description="Radius of the disc devices are dropped in [m]."
+    cell_radius_m: Float = Field(
+        500.0, ge=1, le=1e5, description="Radius of the disc devices are dropped in [m]."
     )
-    min_distance_m: float = Field(
-        10.0, gt=0, le=1e5, description="Minimum device-server distance of the random drop [m]."
+    min_distance_m: Float = Field(
+        10.0, ge=0.1, le=1e5, description="Minimum device-server distance of the random drop [m]."
     )
-    path_loss_intercept_db: float = Field(
+    path_loss_intercept_db: Float = Field(
         128.1, ge=0, le=300, description="Path loss at 1 km: PL = a + b log10(d_km) [dB]."
     )
-    path_loss_slope_db: float = Field(
+    path_loss_slope_db: Float = Field(
         37.6, ge=0, le=100, description="Path-loss slope b per decade of distance [dB]."
     )
-    shadowing_db: float = Field(
+    shadowing_db: Float = Field(
         8.0, ge=0, le=30, description="Std. dev. of log-normal shadowing [dB]; 0 disables it."
     )
     fading: Literal["rayleigh", "none"] = Field(
@@ -79,15 +138,17 @@ class SystemSpec(_Frozen):
 class ExplicitDevice(_Frozen):
     """One device given explicitly: ``distance_m`` (channel drawn from it) or ``gain_db``."""
 
-    distance_m: float | None = Field(None, gt=0, le=1e5, description="Distance to server [m].")
-    gain_db: float | None = Field(
+    distance_m: Float | None = Field(None, ge=0.1, le=1e5, description="Distance to server [m].")
+    gain_db: Float | None = Field(
         None, ge=-250, le=0, description="Channel power gain g [dB] (path loss, shadowing, fading)."
     )
-    p_max_dbm: float | None = Field(None, ge=-30, le=40, description="Max transmit power [dBm].")
-    f_max_hz: float | None = Field(
-        None, gt=0, le=1e11, description="Max device CPU frequency [Hz]."
+    p_max_dbm: Float | None = Field(None, ge=-30, le=40, description="Max transmit power [dBm].")
+    f_max_hz: Float | None = Field(
+        None, ge=1e6, le=1e11, description="Max device CPU frequency [Hz]."
     )
-    kappa: float | None = Field(None, gt=0, le=1e-20, description="Device switched capacitance.")
+    kappa: Float | None = Field(
+        None, ge=1e-35, le=1e-20, description="Device switched capacitance."
+    )
     device_id: str | None = Field(
         None,
         min_length=1,
@@ -109,11 +170,21 @@ class DevicesSpec(_Frozen):
     Explicit devices take these values where they leave a column empty.
     """
 
-    count: int | None = Field(10, ge=1, le=1_000_000, description="Number of devices K.")
-    p_max_dbm: PerDevice = Field(23.0, description="Max transmit power p_max [dBm] (<= 40).")
-    f_max_hz: PerDevice = Field(1.5e9, description="Max device CPU frequency f_max [Hz].")
+    count: Int | None = Field(10, ge=1, le=1_000_000, description="Number of devices K.")
+    p_max_dbm: PerDevice = Field(
+        23.0,
+        description="Max transmit power p_max [dBm] (<= 40).",
+        json_schema_extra=_per_device_schema(-30.0, 40.0),
+    )
+    f_max_hz: PerDevice = Field(
+        1.5e9,
+        description="Max device CPU frequency f_max [Hz].",
+        json_schema_extra=_per_device_schema(1e6, 1e11),
+    )
     kappa: PerDevice = Field(
-        1e-28, description="Device switched capacitance kappa_d [J/(cycle Hz^2)]."
+        1e-28,
+        description="Device switched capacitance kappa_d [J/(cycle Hz^2)].",
+        json_schema_extra=_per_device_schema(1e-35, 1e-20),
     )
     explicit: list[ExplicitDevice] | None = Field(
         None, description="Explicit device list (replaces the random drop)."
@@ -148,6 +219,8 @@ class DevicesSpec(_Frozen):
             raise ValueError("give at most one of explicit or csv")
         if self.explicit is not None and len(self.explicit) == 0:
             raise ValueError("explicit device list is empty")
+        if self.explicit is None and self.csv is None and self.count is None:
+            raise ValueError("count is required for a random drop (give count, explicit or csv)")
         return self
 
 
@@ -161,10 +234,14 @@ def _check_range(v: PerDevice, lo: float, hi: float) -> None:
 class ServerSpec(_Frozen):
     """Edge server (spec section 4)."""
 
-    cpu_hz: float = Field(5.0e10, gt=0, le=1e14, description="Total server CPU frequency F_s [Hz].")
-    kappa: float = Field(1e-28, gt=0, le=1e-20, description="Server switched capacitance kappa_s.")
-    downlink_rate_bps: float = Field(
-        1.0e8, gt=0, le=1e12, description="Fixed downlink rate per device [bit/s] (latency only)."
+    cpu_hz: Float = Field(
+        5.0e10, ge=1e6, le=1e14, description="Total server CPU frequency F_s [Hz]."
+    )
+    kappa: Float = Field(
+        1e-28, ge=1e-35, le=1e-20, description="Server switched capacitance kappa_s."
+    )
+    downlink_rate_bps: Float = Field(
+        1.0e8, ge=1e3, le=1e12, description="Fixed downlink rate per device [bit/s] (latency only)."
     )
 
 
@@ -174,21 +251,21 @@ LoraTarget = Literal["query", "key", "value", "attention_output", "ffn_in", "ffn
 class WorkloadSpec(_Frozen):
     """Fine-tuning workload: BERT-Tiny dims, LoRA, tokens per step (spec section 1)."""
 
-    num_layers: int = Field(2, ge=1, le=48, description="Transformer layers L.")
-    hidden_size: int = Field(128, ge=8, le=8192, description="Hidden size H.")
-    intermediate_size: int = Field(512, ge=8, le=32768, description="FFN inner size.")
-    num_heads: int = Field(2, ge=1, le=128, description="Attention heads A.")
-    vocab_size: int = Field(30522, ge=2, le=1_000_000, description="Vocabulary size.")
-    include_pooler: bool = Field(True, description="Count the pooler projection (H x H).")
-    lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank r.")
-    lora_alpha: float = Field(16.0, gt=0, le=1e4, description="LoRA alpha (scaling alpha/r).")
+    num_layers: Int = Field(2, ge=1, le=48, description="Transformer layers L.")
+    hidden_size: Int = Field(128, ge=8, le=8192, description="Hidden size H.")
+    intermediate_size: Int = Field(512, ge=8, le=32768, description="FFN inner size.")
+    num_heads: Int = Field(2, ge=1, le=128, description="Attention heads A.")
+    vocab_size: Int = Field(30522, ge=2, le=1_000_000, description="Vocabulary size.")
+    include_pooler: Bool = Field(True, description="Count the pooler projection (H x H).")
+    lora_rank: Int = Field(8, ge=1, le=1024, description="LoRA rank r.")
+    lora_alpha: Float = Field(16.0, gt=0, le=1e4, description="LoRA alpha (scaling alpha/r).")
     lora_targets: tuple[LoraTarget, ...] = Field(
         ("query", "value"), min_length=1, description="Projections that carry LoRA adapters."
     )
-    batch_size: int = Field(8, ge=1, le=4096, description="Sequences per step.")
-    sequence_length_tokens: int = Field(64, ge=1, le=8192, description="Tokens per sequence.")
-    steps_per_round: int = Field(1, ge=1, le=100_000, description="Local steps per round E_r.")
-    rounds: int = Field(10, ge=1, le=1_000_000, description="Fine-tuning rounds.")
+    batch_size: Int = Field(8, ge=1, le=4096, description="Sequences per step.")
+    sequence_length_tokens: Int = Field(64, ge=1, le=8192, description="Tokens per sequence.")
+    steps_per_round: Int = Field(1, ge=1, le=100_000, description="Local steps per round E_r.")
+    rounds: Int = Field(10, ge=1, le=1_000_000, description="Fine-tuning rounds.")
 
     @property
     def tokens_per_step(self) -> int:
@@ -199,15 +276,15 @@ class WorkloadSpec(_Frozen):
 class FheSpec(_Frozen):
     """CKKS catalogue restrictions (spec section 2)."""
 
-    ring_degrees: tuple[int, ...] = Field(
+    ring_degrees: tuple[Int, ...] = Field(
         (4096, 8192, 16384, 32768), min_length=1, description="Allowed ring degrees N."
     )
-    scale_bits_min: int = Field(20, ge=14, le=60, description="Smallest scale (bits).")
-    scale_bits_max: int = Field(40, ge=14, le=60, description="Largest scale (bits).")
-    min_security_bits: float = Field(
+    scale_bits_min: Int = Field(20, ge=14, le=60, description="Smallest scale (bits).")
+    scale_bits_max: Int = Field(40, ge=14, le=60, description="Largest scale (bits).")
+    min_security_bits: Float = Field(
         128.0, ge=128, le=512, description="Minimum classical security [bits] (>= 128)."
     )
-    min_precision_bits: float = Field(
+    min_precision_bits: Float = Field(
         20.0,
         ge=0,
         le=60,
@@ -233,10 +310,9 @@ class FheSpec(_Frozen):
     @field_validator("ring_degrees")
     @classmethod
     def _degrees(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        allowed = (4096, 8192, 16384, 32768)
-        bad = [n for n in v if n not in allowed]
+        bad = [n for n in v if n not in RING_DEGREES]
         if bad:
-            raise ValueError(f"ring degrees must be among {list(allowed)} (got {bad})")
+            raise ValueError(f"ring degrees must be among {list(RING_DEGREES)} (got {bad})")
         return tuple(sorted(set(v)))
 
     @model_validator(mode="after")
@@ -257,8 +333,8 @@ class ObjectiveSpec(_Frozen):
         description="weighted: min sum w_E E - w_P Phi; constrained: min sum E "
         "s.t. Phi >= privacy_min.",
     )
-    energy_weight: float = Field(1.0, ge=0, le=1e9, description="w_E [1/J].")
-    privacy_weight: float = Field(
+    energy_weight: Float = Field(1.0, ge=0, le=1e9, description="w_E [1/J].")
+    privacy_weight: Float = Field(
         20.0,
         ge=0,
         le=1e9,
@@ -268,12 +344,12 @@ class ObjectiveSpec(_Frozen):
     privacy_metric: str = Field(
         "security_bits", description="Privacy metric Phi by name (security_bits, log2_n)."
     )
-    privacy_min: float = Field(
+    privacy_min: Float = Field(
         128.0, ge=0, le=1e6, description="Phi_min for kind=constrained (unit of the metric)."
     )
-    deadline_s: float = Field(
+    deadline_s: Float = Field(
         800.0,
-        gt=0,
+        ge=1e-3,
         le=1e6,
         description="Per-round latency limit T_max [s] (compute + uplink + downlink + server); "
         "the default instance needs >= ~602 s.",
@@ -284,17 +360,21 @@ class SolverSpec(_Frozen):
     """Solver choice and tolerances."""
 
     method: str = Field("exact", description="exact, ao, enumerate, or a baseline name.")
-    rel_tol: float = Field(1e-6, gt=0, lt=1, description="Relative optimality gap / AO tolerance.")
-    max_iterations: int = Field(100, ge=1, le=1_000_000, description="Iteration cap.")
-    time_limit_s: float = Field(300.0, gt=0, le=1e6, description="Wall-clock limit [s].")
+    rel_tol: Float = Field(
+        1e-6, ge=1e-12, lt=1, description="Relative optimality gap / AO tolerance."
+    )
+    max_iterations: Int = Field(100, ge=1, le=1_000_000, description="Iteration cap.")
+    time_limit_s: Float = Field(300.0, ge=1e-3, le=1e6, description="Wall-clock limit [s].")
 
 
 class ScenarioSpec(_Frozen):
     """A whole scenario file (what the user wrote), after validation."""
 
     schema_version: Literal[1] = Field(1, description="Scenario schema version (1).")
-    name: str = Field("scenario", min_length=1, max_length=200, description="Scenario name.")
-    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seed of every random draw.")
+    name: str = Field(
+        "scenario", min_length=1, max_length=NAME_MAX_CHARS, description="Scenario name."
+    )
+    seed: Int = Field(0, ge=0, le=2**63 - 1, description="Seed of every random draw.")
     system: SystemSpec = SystemSpec()
     devices: DevicesSpec = DevicesSpec()
     server: ServerSpec = ServerSpec()
@@ -313,3 +393,50 @@ class ScenarioSpec(_Frozen):
         from privtuner.scenario.validation import apply_overrides
 
         return apply_overrides(self, overrides)
+
+
+def scenario_json_schema(
+    methods: Sequence[str] = (), metrics: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a scenario file: what the loader accepts, with
+    ``methods`` and ``metrics`` (the registered solver methods and privacy metrics, which
+    ``privtuner validate`` checks) as enums of ``solver.method`` and
+    ``objective.privacy_metric``. Rules between fields (``min_distance_m < cell_radius_m``,
+    ``low <= high``, the scale range, one channel per explicit device, the sweep's size) are
+    stated in the descriptions; ``privtuner validate`` enforces them."""
+    body = ScenarioSpec.model_json_schema()
+    body["description"] = f"{body.get('description', '')} {NUMBER_RULE}".strip()
+    defs = body["$defs"]
+    if methods:
+        defs["SolverSpec"]["properties"]["method"]["enum"] = sorted(methods)
+    if metrics:
+        defs["ObjectiveSpec"]["properties"]["privacy_metric"]["enum"] = sorted(metrics)
+    defs["FheSpec"]["properties"]["ring_degrees"]["items"]["enum"] = list(RING_DEGREES)
+    _json_bounds(body)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "x-schema-version": SCHEMA_VERSION,
+        **body,
+    }
+
+
+_BOUND_KEYWORDS = {
+    "ge": "minimum",
+    "le": "maximum",
+    "gt": "exclusiveMinimum",
+    "lt": "exclusiveMaximum",
+}
+
+
+def _json_bounds(node: Any) -> None:
+    """Bounds pydantic leaves under its own names (``ge``, ``le``: in an optional field's
+    union member) renamed to JSON Schema keywords, in place."""
+    if isinstance(node, dict):
+        for key in [k for k in node if k in _BOUND_KEYWORDS]:
+            node[_BOUND_KEYWORDS[key]] = node.pop(key)
+        for value in node.values():
+            _json_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _json_bounds(value)

@@ -6,20 +6,26 @@ this module imports no scenario module.
 
 * every problem of a document is reported together, one line each:
   ``devices.p_max_dbm: must be in [-30, 40] (got 55)``; unknown keys list the valid ones;
-* ``devices.csv`` is read relative to the YAML file into ``devices.explicit``;
+* ``devices.csv`` is read relative to the YAML file into ``devices.explicit``
+  (:func:`read_user_text`: regular files only, never ``/proc`` or a fifo; its contents are
+  never echoed beyond a column name that looks like one; problems name the file line);
 * dotted-path overrides (sweeps, the CLI) are applied and the result validated again.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
+import re
+import stat
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
-from privtuner.errors import ScenarioError
+from privtuner.errors import ScenarioError, short
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -68,7 +74,11 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> list
     for err, loc in zip(errors, paths, strict=True):
         if err["type"] in {"model_type", "dict_type"} and paths.count(loc) > 1:
             continue  # the other union member's error says more
-        path = ".".join(str(p) for p in loc) or "<root>"
+        if isinstance(err.get("input"), dict) and any(
+            len(q) > len(loc) and q[: len(loc)] == loc for q in paths
+        ):
+            continue  # a number-or-mapping union: the error inside the mapping says more
+        path = ".".join(short(str(p)) for p in loc) or "<root>"
         etype = err["type"]
         if etype == "extra_forbidden":
             parent = _model_at(root, loc[:-1])
@@ -116,16 +126,16 @@ def validate_model(
             [f"<root>: must be a mapping of sections (got {type(data).__name__})"], source
         )
     problems: list[str] = []
+    csv_rows: tuple[str, list[int]] | None = None  # the CSV's label and each row's file line
     data = dict(data)
     devices = data.get("devices")
-    csv_lines: list[int] = []  # file line of each CSV device row
-    devices_csv = devices.get("csv") if isinstance(devices, dict) else None
     if isinstance(devices, dict) and devices.get("csv") is not None:
         csv_path = devices["csv"]
         if not isinstance(csv_path, str):
             problems.append(f"devices.csv: must be a path string (got {_fmt_value(csv_path)})")
         else:
-            rows, csv_problems = read_devices_csv(csv_path, base_dir or Path.cwd(), csv_lines)
+            rows, csv_problems, row_lines = read_devices_csv_lines(csv_path, base_dir or Path.cwd())
+            csv_rows = (csv_label(csv_path), row_lines)
             problems.extend(csv_problems)
             devices = {k: v for k, v in devices.items() if k != "csv"}
             if not csv_problems:
@@ -138,7 +148,8 @@ def validate_model(
         model = fhe["cost_model"]
         if model != "default" and not Path(model).is_absolute():
             # resolved once here, like devices.csv, so every caller sees an absolute path
-            data["fhe"] = {**fhe, "cost_model": str((base_dir / model).resolve())}
+            # (textually: a path that cannot be a file is reported when the model is loaded)
+            data["fhe"] = {**fhe, "cost_model": os.path.abspath(base_dir / model)}
     sweep = data.get("sweep")
     if sweep is not None:
         sweep_problems = _check_sweep(sweep, root)
@@ -149,8 +160,8 @@ def validate_model(
         spec = root.model_validate(data)
     except ValidationError as exc:
         lines = format_validation_error(exc, root)
-        if csv_lines:
-            lines = [_csv_row_line(p, csv_lines, str(devices_csv)) for p in lines]
+        if csv_rows is not None:
+            lines = [_at_csv_line(line, *csv_rows) for line in lines]
         problems.extend(lines)
         raise ScenarioError(problems, source) from None
     if problems:
@@ -158,90 +169,190 @@ def validate_model(
     return spec
 
 
-def _csv_row_line(problem: str, lines: list[int], csv_name: str) -> str:
-    """``devices.explicit.<i>.<field>: ...`` of a CSV device row as
-    ``devices.csv (<file>) line <n>: <field>: ...`` (the file's own line number)."""
-    head, sep, rest = problem.partition(": ")
-    parts = head.split(".")
-    if not (sep and parts[:2] == ["devices", "explicit"] and len(parts) >= 3):
-        return problem
-    if not (parts[2].isdigit() and int(parts[2]) < len(lines)):
-        return problem
-    field = ".".join(parts[3:])
-    where = f"devices.csv ({Path(csv_name).name}) line {lines[int(parts[2])]}"
-    return f"{where}: {field + ': ' if field else ''}{rest}"
-
-
-#: Text (not numeric) columns of a device CSV.
+#: Largest devices CSV read [bytes] (about 100,000 device rows).
+MAX_CSV_BYTES = 10_000_000
+#: Problems listed per CSV file; the rest are counted.
+MAX_CSV_PROBLEMS = 20
+#: Folders of pseudo-files that stat as regular files but are not data (never read).
+_PSEUDO_ROOTS = ("/proc", "/sys", "/dev")
+#: Text (not numeric) columns of a device CSV: the planner's device name, passed through.
 TEXT_COLUMNS = ("device_id",)
+_COLUMNS = ("distance_m", "gain_db", "p_max_dbm", "f_max_hz", "kappa", *TEXT_COLUMNS)
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
 
 
-def read_devices_csv(
-    path_text: str, base_dir: Path, lines: list[int] | None = None
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Read an explicit device CSV (header row; numeric cells, ``device_id`` text; empty cell
-    = scenario default). ``lines``, when given, receives each row's line number in the file."""
-    path = (base_dir / path_text).resolve()
-    if not path.is_file():
-        return [], [f"devices.csv: file not found: {path}"]
-    allowed = {"distance_m", "gain_db", "p_max_dbm", "f_max_hz", "kappa", *TEXT_COLUMNS}
-    rows: list[dict[str, Any]] = []
-    problems: list[str] = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
-        unknown = [h for h in header if h not in allowed]
-        if unknown:
-            return [], [
-                f"devices.csv ({path.name}): unknown column(s) {unknown}; valid columns: "
-                f"{', '.join(sorted(allowed))}"
-            ]
-        for raw in reader:
-            # the row's first line: where it ends less the line breaks inside quoted cells
-            i = reader.line_num - sum(c.count("\n") for c in raw.values() if isinstance(c, str))
-            row: dict[str, Any] = {}
-            for key, cell in raw.items():
-                if cell is None or cell.strip() == "":
-                    continue
-                if key in TEXT_COLUMNS:
-                    row[key] = cell.strip()
-                    continue
-                try:
-                    value = float(cell)
-                except ValueError:
-                    problems.append(
-                        f"devices.csv ({path.name}) line {i}: {key}: must be a number "
-                        f"(got {cell!r})"
-                    )
-                    continue
-                if not math.isfinite(value):
-                    problems.append(
-                        f"devices.csv ({path.name}) line {i}: {key}: must be a finite number "
-                        f"(got {cell!r})"
-                    )
-                    continue
-                row[key] = value
-            rows.append(row)
-            if lines is not None:
-                lines.append(i)
-    if not rows and not problems:
-        problems.append(f"devices.csv ({path.name}): no device rows")
+def read_user_text(path: Path, max_bytes: int) -> str:
+    """The UTF-8 text of a regular file given by a user (a scenario or devices CSV).
+
+    Refuses, with :class:`OSError` or :class:`ValueError` whose message is meant for the
+    user: a path that cannot be a file name (NUL, unencodable characters, too long), a
+    symlink loop, anything but a regular file (folder, fifo, device, ``/proc`` and
+    ``/sys`` pseudo-files), a file over ``max_bytes``, and text that is not UTF-8. A UTF-8
+    byte order mark (as spreadsheet programs write) is dropped."""
+    try:
+        os.fsencode(str(path))
+        real = Path(os.path.realpath(path, strict=True))
+        st = real.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError("file not found") from None
+    except (OSError, RuntimeError, UnicodeError, ValueError) as exc:
+        raise OSError(os_reason(exc)) from None
+    if str(real).startswith(tuple(r + "/" for r in _PSEUDO_ROOTS)) or not stat.S_ISREG(st.st_mode):
+        raise OSError("not a regular file")
+    with real.open("rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(f"file is larger than the limit of {max_bytes} bytes")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
+
+
+def os_reason(exc: BaseException) -> str:
+    """Why a path could not be read, for a user (``file name too long``, ``symlink loop``)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[:1].lower() + exc.strerror[1:]
+    if isinstance(exc, RuntimeError):
+        return "symlink loop"
+    if isinstance(exc, UnicodeError):
+        return "the path has characters that cannot be a file name"
+    if "null" in str(exc):
+        return "the path contains a NUL character"
+    return short(str(exc))
+
+
+def _column_label(index: int, name: str) -> str:
+    """A header cell for a message: the name if it looks like one, else only its position
+    (file contents are never echoed)."""
+    return repr(name) if _NAME_RE.fullmatch(name) else f"column {index + 1} (not a column name)"
+
+
+_EXPLICIT_RE = re.compile(r"devices\.explicit\.(\d+)(?:\.(\w+))?: (.*)")
+
+
+def _at_csv_line(problem: str, label: str, row_lines: list[int]) -> str:
+    """A problem of ``devices.explicit.<i>`` read from a CSV, named by the CSV's file line
+    (``devices.csv (d.csv) line 5: distance_m: ...``), as its parse errors are."""
+    m = _EXPLICIT_RE.fullmatch(problem)
+    if m is None or int(m[1]) >= len(row_lines):
+        return problem
+    column = f"{m[2]}: " if m[2] else ""
+    return f"{label} line {row_lines[int(m[1])]}: {column}{m[3]}"
+
+
+def read_devices_csv(path_text: str, base_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    rows, problems, _ = read_devices_csv_lines(path_text, base_dir)
     return rows, problems
+
+
+def read_devices_csv_lines(
+    path_text: str, base_dir: Path
+) -> tuple[list[dict[str, Any]], list[str], list[int]]:
+    """Read an explicit device CSV (header row; numeric cells, ``device_id`` text; empty cell =
+    scenario default).
+
+    Problems name the file and its line (``devices.csv (d.csv) line 5: ...``); at most
+    :data:`MAX_CSV_PROBLEMS` are listed."""
+    path = base_dir / path_text
+    where = csv_label(str(path))
+    try:
+        text = read_user_text(path, MAX_CSV_BYTES)
+    except FileNotFoundError:
+        return [], [f"devices.csv: file not found: {path}"], []
+    except (OSError, ValueError) as exc:
+        return [], [f"{where}: cannot read {path}: {exc}"], []
+    try:
+        return _parse_devices_csv(text, where)
+    except csv.Error as exc:
+        return [], [f"{where}: not a valid CSV file: {short(str(exc))}"], []
+
+
+def csv_label(path_text: str) -> str:
+    """``devices.csv (NAME)``: how problems of a devices CSV name it."""
+    return f"devices.csv ({short(Path(path_text).name, 60)})"
+
+
+def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], list[str], list[int]]:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, [])
+    unknown = [_column_label(i, h) for i, h in enumerate(header) if h not in _COLUMNS]
+    if unknown:
+        listed = ", ".join(unknown[:5]) + (
+            f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        )
+        valid = ", ".join(sorted(_COLUMNS))
+        return [], [f"{where}: unknown column(s) {listed}; valid columns: {valid}"], []
+    if len(set(header)) != len(header):
+        return [], [f"{where}: a column appears twice in the header"], []
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []  # the file line of each row
+    problems: list[str] = []
+    for cells in reader:
+        line = f"{where} line {reader.line_num}"
+        if len(cells) > len(header):
+            problems.append(f"{line}: {len(cells)} fields, the header has {len(header)}")
+            continue
+        row: dict[str, Any] = {}
+        for key, cell in zip(header, cells, strict=False):
+            problem = _cell_value(cell, row, key)
+            if problem:
+                problems.append(f"{line}: {key}: {problem}")
+        if cells:
+            rows.append(row)
+            lines.append(reader.line_num)
+    if not rows and not problems:
+        problems.append(f"{where}: no device rows")
+    if len(problems) > MAX_CSV_PROBLEMS:
+        more = len(problems) - MAX_CSV_PROBLEMS
+        problems = [*problems[:MAX_CSV_PROBLEMS], f"{where}: {more} more problem(s) not shown"]
+    return rows, problems, lines
+
+
+def _cell_value(cell: str, row: dict[str, Any], key: str) -> str | None:
+    """Put the number in ``cell`` into ``row[key]`` (a text column: the stripped text; empty:
+    nothing); a problem, or None."""
+    if cell.strip() == "":
+        return None
+    if key in TEXT_COLUMNS:
+        row[key] = cell.strip()
+        return None
+    try:
+        value = float(cell)
+    except ValueError:
+        return f"must be a number (got {short(repr(cell), 40)})"
+    if not math.isfinite(value):
+        return f"must be a finite number (got {short(repr(cell), 40)})"
+    row[key] = value
+    return None
+
+
+#: Scenarios one sweep may expand to (the product of its value-list lengths).
+MAX_SWEEP_POINTS = 10_000
 
 
 def _check_sweep(sweep: Any, root: type[BaseModel]) -> list[str]:
     if not isinstance(sweep, dict) or not sweep:
         return ["sweep: must be a non-empty mapping of dotted path -> list of values"]
     problems = []
+    points = math.prod(len(v) for v in sweep.values() if isinstance(v, list))
+    if points > MAX_SWEEP_POINTS:
+        problems.append(
+            f"sweep: {points} points (the product of the value-list lengths) exceed the limit "
+            f"of {MAX_SWEEP_POINTS}"
+        )
     for key, values in sweep.items():
         if not isinstance(key, str) or not key:
             problems.append(f"sweep: keys must be dotted paths (got {_fmt_value(key)})")
         elif key.startswith("sweep") or key in {"schema_version"}:
-            problems.append(f"sweep.{key}: cannot sweep this field")
+            problems.append(f"sweep.{short(key)}: cannot sweep this field")
         elif not isinstance(values, list) or not values:
-            problems.append(f"sweep.{key}: must be a non-empty list of values")
+            problems.append(f"sweep.{short(key)}: must be a non-empty list of values")
         elif _model_at(root, tuple(key.split(".")[:-1])) is None and "." in key:
-            problems.append(f"sweep.{key}: unknown section {key.rsplit('.', 1)[0]!r}")
+            section = short(repr(key.rsplit(".", 1)[0]))
+            problems.append(f"sweep.{short(key)}: unknown section {section}")
     return problems
 
 

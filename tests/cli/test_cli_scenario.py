@@ -66,7 +66,7 @@ def test_validate_ok_and_sweep_count(cli) -> None:
 def test_validate_missing_file(cli) -> None:
     proc = cli("validate", "nope.yaml")
     assert proc.returncode == 1
-    assert "file not found: nope.yaml" in proc.stderr
+    assert "nope.yaml: no such file or directory" in proc.stderr
 
 
 def test_schema_is_json_schema(cli) -> None:
@@ -109,3 +109,29 @@ def test_help_lists_commands(cli) -> None:
     assert proc.returncode == 0
     for cmd in ("validate", "schema", "simulate"):
         assert cmd in proc.stdout
+
+
+# (command, file bytes, text the single error line must hold): files that ended in a
+# traceback in simulate/solve (issue 14, "Hostile scenario files")
+HOSTILE = [
+    ("simulate", b"devices: {count: }\n", "devices: count is required for a random drop"),
+    ("solve", b"system: {bandwidth_hz: 5e-324}\n", "system.bandwidth_hz: must be greater"),
+    ("simulate", b"name: caf\xe9\n", "not UTF-8 text (byte 0xe9 at offset 9)"),
+    ("simulate", b"a: " + b"[" * 20000 + b"]" * 20000 + b"\n", "nesting deeper than the limit"),
+    ("simulate", b"devices: {csv: /proc/self/environ}\n", "not a regular file"),
+    ("solve", b"seed: !!float abc\n", "could not convert string to float: 'abc'"),
+    ("simulate", b"system: {bandwidth_hz: true}\n", "must be a number, not a boolean"),
+]
+
+
+@pytest.mark.parametrize(("command", "content", "text"), HOSTILE)
+def test_hostile_files_give_one_line(
+    tmp_path: Path, cli, command: str, content: bytes, text: str
+) -> None:
+    f = tmp_path / "hostile.yaml"
+    f.write_bytes(content)
+    proc = cli(command, str(f))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith(f"error: {f}: ") and text in line, line

@@ -149,7 +149,7 @@ def test_sweep_bad_value_reported_with_point() -> None:
     with pytest.raises(ScenarioError) as exc:
         expand_sweep(load_scenario_text("sweep:\n  system.bandwidth_hz: [1e6, -5]\n"))
     assert "system.bandwidth_hz=-5" in str(exc.value)
-    assert "greater than 0" in str(exc.value)
+    assert "greater than or equal to 1000" in str(exc.value)
 
 
 def test_sweep_unknown_section() -> None:
