@@ -290,8 +290,10 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
     rows: list[dict[str, Any]] = []
     lines: list[int] = []  # the file line of each row
     problems: list[str] = []
+    start = reader.line_num + 1  # a row's first line (a quoted cell may span lines)
     for cells in reader:
-        line = f"{where} line {reader.line_num}"
+        line_no, start = start, reader.line_num + 1
+        line = f"{where} line {line_no}"
         if len(cells) > len(header):
             problems.append(f"{line}: {len(cells)} fields, the header has {len(header)}")
             continue
@@ -302,7 +304,7 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
                 problems.append(f"{line}: {key}: {problem}")
         if cells:
             rows.append(row)
-            lines.append(reader.line_num)
+            lines.append(line_no)
     if not rows and not problems:
         problems.append(f"{where}: no device rows")
     if len(problems) > MAX_CSV_PROBLEMS:
