@@ -197,8 +197,8 @@ def test_csv_row_errors_name_the_file_line(tmp_path: Path) -> None:
     (tmp_path / "d.csv").write_text('device_id,distance_m\nok,100\n\n"two\nlines",-5\n')
     proc = _run(["validate", "s.yaml"], tmp_path)
     assert proc.stderr.strip() == (
-        "error: s.yaml: devices.csv (d.csv) line 4: distance_m: must be greater than or equal to 0.1 "
-        "(got -5)"
+        "error: s.yaml: devices.csv (d.csv) line 4: distance_m: "
+        "must be greater than or equal to 0.1 (got -5)"
     )
 
 
