@@ -550,15 +550,14 @@ def test_tradeoff_curve_and_solve_figures(tmp_path: Path, model_path: Path) -> N
 @pytest.mark.slow
 def test_cli_reproduce_quick(tmp_path: Path) -> None:
     """``privtuner reproduce --quick`` on the bundled sweep set (real optimiser, shipped
-    cost model): exits 0 in well under a minute and writes the figures with their CSV."""
+    cost model): exits 0 and writes the figures with their CSV (its run time is a benchmark
+    matter, not asserted here)."""
     from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH
     from privtuner.optimizer import available_methods
     from privtuner.studies import QUICK_METHODS
 
-    missing = [m for m in QUICK_METHODS if m not in available_methods()]
-    if missing or not DEFAULT_MODEL_PATH.is_file():
-        pytest.skip(f"needs the shipped cost model and methods {missing or QUICK_METHODS}")
-    t0 = time.perf_counter()
+    assert DEFAULT_MODEL_PATH.is_file()
+    assert set(QUICK_METHODS) <= set(available_methods())
     run = subprocess.run(
         [
             sys.executable,
@@ -576,9 +575,7 @@ def test_cli_reproduce_quick(tmp_path: Path) -> None:
         timeout=300,
         check=False,
     )
-    wall = time.perf_counter() - t0
     assert run.returncode == 0, run.stderr
-    assert wall < 90, f"reproduce --quick took {wall:.0f} s"
     info = json.loads((tmp_path / "summary.json").read_text())
     figs = set(info["figures"])
     for stem in ("tradeoff_tradeoff-weighted", "energy_vs_n_devices", "energy_vs_deadline_s"):

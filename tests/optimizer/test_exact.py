@@ -3,8 +3,6 @@ fixed-set convex problem, KKT conditions, monotonicity properties."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -57,11 +55,9 @@ def _compare(seed: int, count: int) -> tuple[int, float]:
 def test_exact_equals_enumerate_200() -> None:
     """200 random instances (1-4 devices, 1-6 sets, weighted and constrained, some
     infeasible): same status, same objective (rel 1e-6), lower bound below it."""
-    t0 = time.perf_counter()
     feasible, worst = _compare(seed=77, count=200)
     assert feasible >= 100
     assert worst <= TOL["objective_rel"]
-    assert time.perf_counter() - t0 < 120
 
 
 @pytest.mark.slow

@@ -18,15 +18,12 @@ def _load_and_draw(path: Path) -> None:
 
 
 def test_fuzz_share_raises_only_scenario_errors() -> None:
-    t0 = time.perf_counter()
     report = run_fuzz(300, seed=20261205, target=_load_and_draw, time_limit_s=10)
     summary = report.to_dict()
     assert summary["cases"] == 300
     assert summary["foreign_exceptions"] == 0, summary["examples"]
     assert summary["hangs"] == 0, summary["examples"]
-    assert summary["max_case_s"] < 5, summary
     assert summary["accepted"] > 0 and summary["scenario_errors"] > 0
-    assert time.perf_counter() - t0 < 120
 
 
 def test_cases_are_seeded() -> None:
