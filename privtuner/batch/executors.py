@@ -1,17 +1,52 @@
 """Where batch chunks run: this process, local worker processes, or a dask cluster.
 
 Each executor yields the rows of each finished chunk (in completion order). Local parallelism
-uses processes (cvxpy is not thread-safe), started with ``spawn``.
+uses processes (cvxpy is not thread-safe), started with ``spawn``; each worker exits when the
+batch process dies, even by SIGKILL (:func:`exit_with_parent`).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from privtuner.batch.execute import run_chunk
 from privtuner.batch.tasks import BatchTask
+
+
+def exit_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when process ``parent_pid`` (the batch) dies.
+
+    On Linux the kernel sends SIGKILL on the parent's death (``prctl(PR_SET_PDEATHSIG)``);
+    elsewhere a daemon thread polls :func:`os.getppid` every 0.5 s. A parent already gone
+    (reparented before this ran) ends the worker at once.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0) != 0:
+            _start_parent_watchdog(parent_pid)
+    else:
+        _start_parent_watchdog(parent_pid)
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _start_parent_watchdog(parent_pid: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="privtuner-parent-watchdog", daemon=True).start()
 
 
 def iter_local(chunks: list[list[BatchTask]], jobs: int) -> Iterator[list[dict[str, Any]]]:
@@ -23,7 +58,12 @@ def iter_local(chunks: list[list[BatchTask]], jobs: int) -> Iterator[list[dict[s
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=ctx,
+        initializer=exit_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         # keep a bounded number of chunks submitted (2 per worker) so an interrupt loses few
         pending: set[Future[list[dict[str, Any]]]] = set()
         it = iter(chunks)

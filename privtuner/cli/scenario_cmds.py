@@ -23,6 +23,7 @@ def register(sub: Any) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from privtuner.batch.tasks import spec_problems
     from privtuner.errors import ScenarioError
     from privtuner.scenario import expand_sweep, load_scenario
 
@@ -31,8 +32,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
         try:
             spec = load_scenario(f)
             points = expand_sweep(spec)
+            # what a batch would turn into error rows (over-long or repeated point names)
+            point_problems = spec_problems(spec)
         except ScenarioError as exc:
             problems.extend(exc.lines())
+            continue
+        if point_problems:
+            problems.extend(f"{f}: {p}" for p in point_problems)
             continue
         extra = f" ({len(points)} sweep points)" if spec.sweep else ""
         print(f"{f}: ok{extra}")

@@ -142,6 +142,8 @@ class DevicesSpec(_Frozen):
             raise ValueError("give at most one of explicit or csv")
         if self.explicit is not None and len(self.explicit) == 0:
             raise ValueError("explicit device list is empty")
+        if self.count is None and self.explicit is None and self.csv is None:
+            raise ValueError("count is empty; give a number of devices, explicit or csv")
         return self
 
 
