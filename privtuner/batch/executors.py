@@ -18,6 +18,15 @@ from typing import Any
 
 from privtuner.batch.execute import run_chunk
 from privtuner.batch.tasks import BatchTask
+from privtuner.errors import PrivtunerError
+
+#: How long to try to reach a ``--scheduler`` address before giving up [s].
+SCHEDULER_CONNECT_TIMEOUT_S = 5.0
+
+
+def _one_line(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def exit_with_parent(parent_pid: int) -> None:
@@ -85,14 +94,23 @@ def iter_local(chunks: list[list[BatchTask]], jobs: int) -> Iterator[list[dict[s
 def iter_dask(
     chunks: list[list[BatchTask]], jobs: int, scheduler: str | None
 ) -> Iterator[list[dict[str, Any]]]:
+    """Rows of each chunk run on dask: on the scheduler at address ``scheduler`` (reached
+    now, within :data:`SCHEDULER_CONNECT_TIMEOUT_S`, so an unreachable one fails before any
+    work), or on a LocalCluster of ``jobs`` worker processes on loopback."""
     from privtuner.errors import require
 
     require("dask.distributed", extra="dev", purpose="--executor dask")
-    from dask.distributed import Client, LocalCluster, as_completed
+    from dask.distributed import Client, LocalCluster
 
     cluster = None
     if scheduler:
-        client = Client(scheduler)
+        try:
+            client = Client(scheduler, timeout=SCHEDULER_CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise PrivtunerError(
+                f"--scheduler {scheduler}: cannot connect to a dask scheduler within "
+                f"{SCHEDULER_CONNECT_TIMEOUT_S:g} s ({_one_line(exc)})"
+            ) from None
     else:
         cluster = LocalCluster(
             n_workers=max(1, jobs),
@@ -102,10 +120,23 @@ def iter_dask(
             dashboard_address=None,
         )
         client = Client(cluster)
+    return _dask_rows(client, cluster, chunks)
+
+
+def _dask_rows(client: Any, cluster: Any, chunks: list[list[BatchTask]]) -> Iterator[Any]:
+    from dask.distributed import as_completed
+
     try:
         futures = [client.submit(run_chunk, ch, pure=False) for ch in chunks]
         for fut in as_completed(futures):
-            yield fut.result()
+            try:  # run_chunk turns every task problem into a row: this is the cluster
+                rows = fut.result()
+            except Exception as exc:
+                raise PrivtunerError(
+                    f"--executor dask: lost a chunk on the cluster ({_one_line(exc)}); the "
+                    "finished rows are kept and a rerun resumes"
+                ) from None
+            yield rows
     finally:
         client.close()
         if cluster is not None:

@@ -123,13 +123,11 @@ def run_batch(
         ]
         size = chunk_size or default_chunk_size(len(todo), jobs)
         chunks = _chunks(todo, size)
+        stream = (
+            iter_dask(chunks, jobs, scheduler) if executor == "dask" else iter_local(chunks, jobs)
+        )
         bar = _progress_bar(len(todo), progress, out.name)
         try:
-            stream = (
-                iter_dask(chunks, jobs, scheduler)
-                if executor == "dask"
-                else iter_local(chunks, jobs)
-            )
             for rows in stream:
                 _write_or_explain(storage.write_part, parts_dir, rows, out=out)
                 finished.update((str(r["key"]), r) for r in rows)

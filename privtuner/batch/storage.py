@@ -41,14 +41,12 @@ def check_output(out: str | Path) -> Path:
     """Check, before any work, that ``out`` is a table path that can be written (known
     suffix; not a folder; its folder writable; its parts folder not a file)."""
     out = Path(out)
-    if out.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise PrivtunerError(
-            f"--out {out}: unknown table format {out.suffix or '(none)'!r}; use .parquet or .csv"
-        )
     reason = unwritable_reason(out)
     parts = parts_dir_for(out)
     if reason is None and parts.exists() and not parts.is_dir():
         reason = f"{parts} (its parts folder) is not a folder"
+    if reason is None and out.suffix.lower() not in OUTPUT_SUFFIXES:
+        reason = f"unknown table format {out.suffix or '(none)'!r}; use .parquet or .csv"
     if reason is not None:
         raise PrivtunerError(f"--out {out}: {reason}")
     return out

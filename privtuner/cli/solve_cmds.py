@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from privtuner.cli.argtypes import seed
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -18,7 +20,7 @@ def register(sub: Any) -> None:
         default=None,
         help="solver (default: the scenario's solver.method; see 'privtuner methods')",
     )
-    p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
+    p.add_argument("--seed", type=seed, default=None, help="override the scenario seed")
     p.add_argument("--rel-tol", type=float, default=None, help="override solver.rel_tol")
     p.add_argument(
         "--time-limit",
@@ -59,6 +61,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from privtuner.pipeline import build_problem
     from privtuner.scenario import load_scenario
 
+    _check_output_paths(args)
     spec = load_scenario(args.file)
     if spec.sweep:
         raise SolverError(
@@ -94,6 +97,21 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(result.table(max_rows=args.max_rows))
     sys.stdout.flush()
     return 0
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an output path that cannot be written before solving (one line each)."""
+    from privtuner.errors import PrivtunerError
+    from privtuner.io import unwritable_reason
+
+    for flag, path, folder in (
+        ("--out", args.out, False),
+        ("--csv", args.csv, False),
+        ("--plots", args.plots, True),
+    ):
+        reason = unwritable_reason(path, folder=folder) if path else None
+        if reason:
+            raise PrivtunerError(f"{flag} {path}: {reason}")
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
