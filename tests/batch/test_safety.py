@@ -7,6 +7,7 @@ Uses the stand-in solvers and the synthetic cost model of :mod:`test_batch`.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -65,10 +66,21 @@ def _batch_script(tmp_path: Path, f: Path, out: Path, method: str, **kw: object)
             sys.path.insert(0, {str(HERE)!r})
             import test_batch
             test_batch.register_stand_ins()
+            import os
+            import time
+            from pathlib import Path
             from privtuner.optimizer import register_solver
-            register_solver("standin_sleepy", "0.5 s a task", check_feasibility=False)(
-                test_batch._uniform_set_solver("standin_sleepy", sleep_s=0.5)
-            )
+            solver = test_batch._uniform_set_solver("standin_gated")
+            gate = Path({str(tmp_path / "gate")!r})
+
+            def gated(problem, **opts):  # waits until the test opens the gate
+                (gate.parent / f"started-{{os.getpid()}}").touch()
+                t_end = time.monotonic() + 120
+                while not gate.exists() and time.monotonic() < t_end:
+                    time.sleep(0.01)
+                return solver(problem, **opts)
+
+            register_solver("standin_gated", "waits for a file", check_feasibility=False)(gated)
             from privtuner.batch import run_batch
             if __name__ == "__main__":
                 run_batch([{str(f)!r}], {str(out)!r}, methods=[{method!r}], chunk_size=1,
@@ -79,14 +91,13 @@ def _batch_script(tmp_path: Path, f: Path, out: Path, method: str, **kw: object)
     return script
 
 
-def _wait_for_part(proc: subprocess.Popen[bytes], out: Path, timeout_s: float = 60) -> None:
-    parts = batch.parts_dir_for(out)
+def _wait_for(path: Path, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
-        if parts.is_dir() and any(parts.glob("part-*.jsonl")):
+        if path.exists():
             return
         time.sleep(0.01)
-    raise AssertionError("the batch wrote no part in time (or ended)")
+    raise AssertionError(f"{path} did not appear in time (or the process ended)")
 
 
 # ----------------------------------------------------------------------------- one writer
@@ -99,16 +110,17 @@ def test_second_writer_is_refused_and_no_row_is_lost(tmp_path: Path, model_path:
     second = sweep_file(tmp_path / "b", model_path, name="second", seeds="[0]")
     out = tmp_path / "mix.csv"
     proc = subprocess.Popen(
-        [sys.executable, str(_batch_script(tmp_path, first, out, "standin_sleepy"))], cwd=REPO
+        [sys.executable, str(_batch_script(tmp_path, first, out, "standin_gated"))], cwd=REPO
     )
     try:
-        _wait_for_part(proc, out)
+        _wait_for(batch.lock_path_for(out), proc)  # the first batch holds the table
         line = _one_error_line(
             _cli("batch", str(second), "--methods", "equal_bandwidth", "--out", str(out))
         )
         assert f"another batch (pid {proc.pid}) is writing this table" in line
         with pytest.raises(PrivtunerError, match="another batch"):
             batch.run_batch([second], out, methods=["standin_a"], progress=False)
+        (tmp_path / "gate").touch()
         assert proc.wait(timeout=120) == 0
     finally:
         proc.kill()
@@ -127,18 +139,17 @@ def test_lock_of_a_killed_batch_does_not_block(tmp_path: Path, model_path: Path)
     f = sweep_file(tmp_path / "sc", model_path)
     out = tmp_path / "r.csv"
     proc = subprocess.Popen(
-        [sys.executable, str(_batch_script(tmp_path, f, out, "standin_slow"))], cwd=REPO
+        [sys.executable, str(_batch_script(tmp_path, f, out, "standin_gated"))], cwd=REPO
     )
     try:
-        _wait_for_part(proc, out)
-        assert batch.lock_path_for(out).is_file()
+        _wait_for(batch.lock_path_for(out), proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
         proc.kill()
     assert batch.lock_path_for(out).is_file()  # stale file, no live lock
-    s = batch.run_batch([f], out, methods=["standin_slow"], progress=False)
-    assert s.n_skipped >= 1 and s.n_table_rows == 12
+    s = batch.run_batch([f], out, methods=["standin_a"], progress=False)
+    assert s.n_run == s.n_table_rows == 12
 
 
 # ----------------------------------------------------------------------------- foreign --out
@@ -318,14 +329,17 @@ def _alive(pid: int) -> bool:
 def test_killed_parallel_batch_leaves_no_process(tmp_path: Path, model_path: Path) -> None:
     """SIGKILL of a ``jobs=2`` batch: its workers (and the resource tracker) end within a few
     seconds; before, they lived on, reparented, for minutes."""
-    f = sweep_file(tmp_path / "sc", model_path, seeds=str(list(range(20))))
+    f = sweep_file(tmp_path / "sc", model_path)
     out = tmp_path / "r.csv"
     proc = subprocess.Popen(
-        [sys.executable, str(_batch_script(tmp_path, f, out, "equal_bandwidth", jobs=2))],
+        [sys.executable, str(_batch_script(tmp_path, f, out, "standin_gated", jobs=2))],
         cwd=REPO,
     )
     try:
-        _wait_for_part(proc, out, timeout_s=120)
+        deadline = time.monotonic() + 120  # both workers inside a task
+        while len(list(tmp_path.glob("started-*"))) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None and len(list(tmp_path.glob("started-*"))) == 2
         kids = _children(proc.pid)
         assert len(kids) >= 2, kids
         os.kill(proc.pid, signal.SIGKILL)
@@ -339,3 +353,157 @@ def test_killed_parallel_batch_leaves_no_process(tmp_path: Path, model_path: Pat
     for k in left:  # clean up what a failing run leaked
         os.kill(k, signal.SIGKILL)
     assert not left, f"processes left behind: {sorted(left)}"
+
+
+# ----------------------------------------------------------------------------- summary counts
+
+
+def test_cli_reports_rows_written_and_table_total(tmp_path: Path, model_path: Path) -> None:
+    """A second batch into the same table: it said ``6 rows`` although the file held 12."""
+    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    out = tmp_path / "r.csv"
+    args = ["batch", str(f), "--methods", "equal_bandwidth", "--out", str(out), "--no-progress"]
+    first = _cli(*args)
+    assert first.returncode == 0, first.stderr
+    assert "6 rows written this run (0 of 6 already done), 6 rows in the table" in first.stdout
+    second = _cli(*args, "--seeds", "5")
+    assert second.returncode == 0, second.stderr
+    assert "6 rows written this run (0 of 6 already done), 12 rows in the table" in second.stdout
+    assert len(batch.read_table(out)) == 12
+    again = _cli(*args, "--seeds", "5", "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["n_run"], summary["n_skipped"], summary["n_table_rows"]) == (0, 6, 12)
+
+
+# ----------------------------------------------------------------------------- output faults
+
+
+def _unwritable_outs(tmp_path: Path) -> list[tuple[Path, str]]:
+    """(output path, the reason in its error line): each is refused before any work."""
+    tmp_path.mkdir()
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "plain").write_text("x")
+    cases = [
+        (tmp_path / "folder.csv", "is a folder; give a file path"),
+        (tmp_path / "plain" / "r.csv", f"{tmp_path / 'plain'} is not a folder"),
+        (tmp_path / "r.xlsx", "unknown table format '.xlsx'; use .parquet or .csv"),
+    ]
+    if sys.platform.startswith("linux"):  # read-only even for root
+        cases.append((Path("/sys/r.csv"), "cannot write in folder /sys (Permission denied)"))
+    return cases
+
+
+def test_unwritable_out_is_refused_before_any_work(tmp_path: Path, model_path: Path) -> None:
+    from test_batch import CALLS
+
+    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    for out, reason in _unwritable_outs(tmp_path / "outs"):
+        CALLS.clear()
+        with pytest.raises(PrivtunerError) as info:
+            batch.run_batch([f], out, methods=["standin_a"], progress=False)
+        assert str(info.value) == f"--out {out}: {reason}"
+        assert CALLS == []  # nothing solved
+
+
+def test_unwritable_out_cli_one_line(tmp_path: Path, model_path: Path) -> None:
+    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    (tmp_path / "folder.csv").mkdir()
+    line = _one_error_line(_cli("batch", str(f), "--out", str(tmp_path / "folder.csv")))
+    assert line == f"error: --out {tmp_path / 'folder.csv'}: is a folder; give a file path"
+
+
+def test_write_fault_mid_batch_is_one_line(
+    tmp_path: Path, model_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills (or a folder made read-only) during the run: one line, and the rows
+    written so far stay for a rerun."""
+    import errno
+
+    from privtuner.batch import storage
+
+    f = sweep_file(tmp_path / "sc", model_path)
+    out = tmp_path / "r.csv"
+    real = storage.write_part
+    written: list[int] = []
+
+    def full_after_two(parts_dir: Path, rows: list[dict[str, object]]) -> Path:
+        if len(written) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        written.append(len(rows))
+        return real(parts_dir, rows)
+
+    monkeypatch.setattr(storage, "write_part", full_after_two)
+    with pytest.raises(PrivtunerError) as info:
+        batch.run_batch([f], out, methods=["standin_a"], chunk_size=2, progress=False)
+    parts = batch.parts_dir_for(out)
+    assert str(info.value) == (
+        f"--out {out}: cannot write (No space left on device); finished rows are kept in "
+        f"{parts} and a rerun resumes from them"
+    )
+    monkeypatch.setattr(storage, "write_part", real)
+    s = batch.run_batch([f], out, methods=["standin_a"], progress=False)
+    assert (s.n_skipped, s.n_table_rows) == (4, 12)
+
+
+@pytest.mark.parametrize(
+    ("flag", "make", "reason"),
+    [
+        ("--out", "folder", "is a folder; give a file path"),
+        ("--csv", "below_file", "is not a folder"),
+        ("--plots", "file", "is a file, not a folder"),
+        ("--csv", "/sys/a.csv", "cannot write in folder /sys (Permission denied)"),
+        ("--csv", "/proc/nope/x.csv", "cannot write in folder /proc (No such file or directory)"),
+    ],
+)
+def test_solve_checks_output_paths_before_solving(
+    tmp_path: Path, flag: str, make: str, reason: str
+) -> None:
+    """Before, ``solve`` ran the whole solve and then failed with a traceback."""
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    path = {
+        "folder": str(tmp_path / "folder"),
+        "below_file": str(tmp_path / "file" / "a.csv"),
+        "file": str(tmp_path / "file"),
+    }.get(make, make)
+    if path.startswith(("/sys", "/proc")) and not sys.platform.startswith("linux"):
+        pytest.skip("Linux pseudo file systems")
+    t0 = time.perf_counter()
+    line = _one_error_line(_cli("solve", str(REPO / "scenarios" / "default.yaml"), flag, path))
+    assert line.startswith(f"error: {flag} {path}: ") and line.endswith(reason)
+    assert time.perf_counter() - t0 < 60
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["solve", "X", "--seed", "-1"], "argument --seed: must be in [0, 2**63 - 1] (got -1)"),
+        (["simulate", "X", "--seed", "-1"], "argument --seed: must be in [0, 2**63 - 1] (got -1)"),
+        (["solve", "X", "--seed", "one"], "argument --seed: must be an integer (got 'one')"),
+        (["batch", "X", "--out", "o.csv", "--seeds", "0,-1"], "argument --seeds: must be in"),
+        (["batch", "X", "--out", "o.csv", "--chunk-size", "-1"], "--chunk-size: must be >= 1"),
+        (["batch", "X", "--out", "o.csv", "--chunk-size", "0"], "--chunk-size: must be >= 1"),
+        (["batch", "X", "--out", "o.csv", "--jobs", "0"], "argument --jobs: must be >= 1"),
+    ],
+)
+def test_bad_cli_values_refused_at_the_argument(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    """Before: ``--seed -1`` a numpy ValueError traceback, ``--seeds -1`` exit 0 with every
+    row ``error``, ``--chunk-size -1`` a KeyError."""
+    args = [str(REPO / "scenarios" / "default.yaml") if a == "X" else a for a in args]
+    args = [str(tmp_path / a) if a == "o.csv" else a for a in args]
+    line = _one_error_line(_cli(*args))
+    assert line.startswith(f"error: privtuner {args[0]}: ") and expected in line
+    assert line.endswith(f"(see 'privtuner {args[0]} -h')")
+    assert not (tmp_path / "o.csv").exists()
+
+
+def test_library_refuses_bad_batch_arguments(tmp_path: Path, model_path: Path) -> None:
+    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    out = tmp_path / "r.csv"
+    with pytest.raises(PrivtunerError, match=r"--chunk-size -1: must be >= 1"):
+        batch.run_batch([f], out, methods=["standin_a"], chunk_size=-1, progress=False)
+    with pytest.raises(PrivtunerError, match=r"--seeds -1: seeds must be integers"):
+        batch.run_batch([f], out, methods=["standin_a"], seeds=[0, -1], progress=False)
+    assert not out.exists()
