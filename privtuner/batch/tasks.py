@@ -87,15 +87,16 @@ MAX_NAME_CHARS = 200
 def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
     """(point spec, sweep combination, problem) triples in :func:`expand_sweep` order.
 
-    ``problem`` is ``""``, or why the point cannot become rows of its own: a generated name
-    over :data:`MAX_NAME_CHARS` characters, or a name equal to an earlier point's (values that
-    print alike under ``%g``); such a point is an error row (one per repeated name).
+    ``problem`` is ``""``, or why the point cannot be solved or become rows of its own: a
+    constant objective (refused by the solver), a generated name over :data:`MAX_NAME_CHARS`
+    characters, or a name equal to an earlier point's (values that print alike under
+    ``%g``); such a point is an error row (one per repeated name).
     """
     from privtuner.scenario import expand_sweep
 
     points = expand_sweep(spec)
     if not spec.sweep:
-        return [(points[0], {}, "")]
+        return [(points[0], {}, _point_problem(spec, points[0]))]
     keys = list(spec.sweep)
     combos = [
         dict(zip(keys, values, strict=True))
@@ -104,24 +105,32 @@ def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
     first: dict[str, dict[str, Any]] = {}
     out: list[tuple[Any, dict[str, Any], str]] = []
     for point, combo in zip(points, combos, strict=True):
-        problem = ""
-        if len(point.name) > MAX_NAME_CHARS:
-            problem = (
-                f"sweep point name has {len(point.name)} characters (at most "
-                f"{MAX_NAME_CHARS}); shorten name ({len(spec.name)} characters) or the sweep"
-            )
         if point.name in first:
             problem = (
                 f"sweep values {_short(first[point.name])} and {_short(combo)} give the same "
-                f"point name "
-                f"{point.name!r}; make the swept values differ in their first 6 digits"
+                f"point name {point.name!r}; make the swept values differ in their first 6 "
+                "digits"
             )
             # one row per key: the earlier point's row carries the problem
             out = [(p, c, problem if p.name == point.name else q) for p, c, q in out]
             continue
         first[point.name] = combo
-        out.append((point, combo, problem))
+        out.append((point, combo, _point_problem(spec, point)))
     return out
+
+
+def _point_problem(spec: Any, point: Any) -> str:
+    """Why one expanded point cannot be solved ("" when it can)."""
+    from privtuner.optimizer.core.problem import constant_objective_reason
+
+    if len(point.name) > MAX_NAME_CHARS:
+        return (
+            f"sweep point name has {len(point.name)} characters (at most {MAX_NAME_CHARS}); "
+            f"shorten name ({len(spec.name)} characters) or the sweep"
+        )
+    o = point.objective
+    constant = constant_objective_reason(o.kind, o.energy_weight, o.privacy_weight)
+    return f"objective: {constant}" if constant else ""
 
 
 def spec_problems(spec: Any) -> list[str]:

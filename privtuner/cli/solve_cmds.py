@@ -45,6 +45,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
     p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="infeasible: list every device that fails (default: a count and the worst)",
+    )
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("methods", help="list the registered solver methods")
@@ -75,7 +80,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     )
     result = solve(problem, method, **options)
     if result.status == "infeasible":
-        raise InfeasibleError(list(result.reasons))
+        reasons = list(result.reasons)
+        raise InfeasibleError((args.verbose and _all_reasons(problem)) or reasons)
     if result.status == "error":
         raise SolverError(f"method {method!r} found no usable allocation: {result.message}")
     if args.out:
@@ -97,6 +103,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(result.table(max_rows=args.max_rows))
     sys.stdout.flush()
     return 0
+
+
+def _all_reasons(problem: Any) -> list[str]:
+    """Every infeasibility reason, one per device (the solve result summarises them)."""
+    from privtuner.optimizer.methods.exact.feasibility import explain_infeasibility
+
+    return explain_infeasibility(problem, max_listed=None)
 
 
 def _check_output_paths(args: argparse.Namespace) -> None:
