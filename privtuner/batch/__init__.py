@@ -13,6 +13,9 @@ Crash safety (a kill at any moment loses at most the rows in flight):
 * a rerun reads the finished rows (from ``out`` and from the parts), skips their keys, runs the
   rest, then writes ``out`` atomically (temporary file + :func:`os.replace`) and removes the
   parts;
+* one batch at a time writes ``out`` (:func:`~privtuner.batch.storage.output_lock`, a
+  ``flock`` that dies with its process); a file at ``out`` that is not a results table is
+  never overwritten; worker processes end when the batch process dies;
 * an error in one task (infeasible scenario, solver failure, any exception) becomes a row with
   ``status`` ``"infeasible"`` or ``"error"`` and a ``message``; it never stops the batch.
 

@@ -100,6 +100,10 @@ def run_batch(
     Returns a :class:`BatchSummary`. Resumable: rows already in ``out`` or in its parts are
     skipped; the final table holds, in task order, every task's row, then any earlier rows of
     ``out`` that are not tasks of this call.
+
+    Raises :class:`PrivtunerError` before any work when ``out`` cannot be written, is not a
+    privtuner results table, or is being written by another batch (``out`` is locked for
+    the whole run, see :func:`storage.output_lock`).
     """
     out = storage.check_output(out)
     _check_arguments(executor, jobs, chunk_size, seeds)

@@ -108,6 +108,7 @@ def output_lock(out: str | Path) -> Iterator[Path]:
     import fcntl
 
     lock = lock_path_for(out)
+    lock.parent.mkdir(parents=True, exist_ok=True)  # a missing folder of --out is created
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:

@@ -405,6 +405,14 @@ def test_unwritable_out_is_refused_before_any_work(tmp_path: Path, model_path: P
         assert CALLS == []  # nothing solved
 
 
+def test_out_in_a_missing_folder_is_created(tmp_path: Path, model_path: Path) -> None:
+    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    out = tmp_path / "new" / "deeper" / "r.csv"
+    s = batch.run_batch([f], out, methods=["standin_a"], progress=False)
+    assert s.n_table_rows == 6 and len(batch.read_table(out)) == 6
+    assert sorted(p.name for p in out.parent.iterdir()) == ["r.csv"]  # no lock, no parts left
+
+
 def test_unwritable_out_cli_one_line(tmp_path: Path, model_path: Path) -> None:
     f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
     (tmp_path / "folder.csv").mkdir()
