@@ -4,6 +4,8 @@
   written under a temporary name in its own folder, flushed to disk (``fsync``) and renamed
   over the target with :func:`os.replace` (atomic on POSIX), so a reader (or a rerun after a
   kill) sees either the old file or the complete new one, never a half-written one.
+* :func:`unwritable_reason`: before any work, why an output path cannot be written (a folder
+  where a file is wanted, a read-only folder, ...), or ``None``.
 * :func:`csv_cell` / :func:`csv_text` / :func:`write_csv`: CSV whose floats read back to the
   same bits (``repr``: the shortest round-trip form), missing values as empty cells.
 """
@@ -14,6 +16,7 @@ import contextlib
 import csv
 import io
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +43,36 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def unwritable_reason(path: str | Path, *, folder: bool = False) -> str | None:
+    """Why output ``path`` cannot be written, as a short phrase, or ``None`` when it can.
+
+    ``path`` is a file (a folder of files when ``folder``) that must not be the other kind,
+    in a folder (or below the nearest existing folder: missing folders are created when
+    writing) where a file can be created; that is tried with a probe file, so read-only
+    mounts and permissions are seen as they are (also for root).
+    """
+    p = Path(path)
+    if p.exists() or p.is_symlink():
+        if folder and not p.is_dir():
+            return "is a file, not a folder"
+        if not folder and p.is_dir():
+            return "is a folder; give a file path"
+        if not folder and not p.is_file():
+            return "is not a regular file"
+    where = p if folder else p.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        return f"{where} is not a folder"
+    try:
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".privtuner-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"cannot write in folder {where} ({exc.strerror or exc})"
+    return None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

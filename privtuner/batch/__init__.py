@@ -13,6 +13,9 @@ Crash safety (a kill at any moment loses at most the rows in flight):
 * a rerun reads the finished rows (from ``out`` and from the parts), skips their keys, runs the
   rest, then writes ``out`` atomically (temporary file + :func:`os.replace`) and removes the
   parts;
+* one batch at a time writes ``out`` (:func:`~privtuner.batch.storage.output_lock`, a
+  ``flock`` that dies with its process); a file at ``out`` that is not a results table is
+  never overwritten; worker processes end when the batch process dies;
 * an error in one task (infeasible scenario, solver failure, any exception) becomes a row with
   ``status`` ``"infeasible"`` or ``"error"`` and a ``message``; it never stops the batch.
 
@@ -33,6 +36,9 @@ from privtuner.batch.execute import run_chunk, run_task, solve_point
 from privtuner.batch.run import BatchSummary, default_chunk_size, run_batch
 from privtuner.batch.storage import (
     OUTPUT_SUFFIXES,
+    check_output,
+    lock_path_for,
+    output_lock,
     parts_dir_for,
     read_parts,
     read_table,
@@ -46,6 +52,7 @@ from privtuner.batch.tasks import (
     check_methods,
     collect_tasks,
     discover_scenario_files,
+    spec_problems,
     task_key,
     tasks_for_spec,
     tasks_from_sources,
@@ -76,11 +83,14 @@ __all__ = [
     "build_problem",
     "bundled_tasks",
     "check_methods",
+    "check_output",
     "collect_tasks",
     "comparable",
     "default_chunk_size",
     "discover_scenario_files",
+    "lock_path_for",
     "normalize_row",
+    "output_lock",
     "parts_dir_for",
     "read_parts",
     "read_table",
@@ -90,6 +100,7 @@ __all__ = [
     "run_task",
     "solve_point",
     "spec_input_columns",
+    "spec_problems",
     "sweep_values",
     "swept_columns",
     "task_key",

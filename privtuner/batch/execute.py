@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from privtuner.batch.tasks import BatchTask
-from privtuner.errors import InfeasibleError, PrivtunerError
+from privtuner.errors import InfeasibleError, PrivtunerError, ScenarioError
 from privtuner.rows import (
     COLUMNS,
     normalize_row,
@@ -42,7 +42,6 @@ def run_task(task: BatchTask) -> dict[str, Any]:
     from privtuner.scenario.schema import ScenarioSpec
 
     t0 = time.perf_counter()
-    spec = ScenarioSpec.model_validate_json(task.spec_json)
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
     row.update(
         key=task.key,
@@ -53,13 +52,15 @@ def run_task(task: BatchTask) -> dict[str, Any]:
         seed=task.seed,
         method=task.method,
     )
-    row.update(spec_input_columns(spec))
     row.update(versions())
-
-    options = options_from_spec(spec.solver)
-    options.update(dict(task.options))
     t_build = 0.0
-    try:
+    try:  # everything of the task, its spec included: a bad point is a row, never an abort
+        if task.problem:
+            raise ScenarioError([task.problem])
+        spec = ScenarioSpec.model_validate_json(task.spec_json)
+        row.update(spec_input_columns(spec))
+        options = options_from_spec(spec.solver)
+        options.update(dict(task.options))
         t1 = time.perf_counter()
         result, t_build = solve_point(spec, task.seed, task.method, options)
         t_solve = time.perf_counter() - t1 - t_build
@@ -70,8 +71,8 @@ def run_task(task: BatchTask) -> dict[str, Any]:
     except PrivtunerError as exc:
         row.update(status="error", message=f"{type(exc).__name__}: {exc}".replace("\n", "; "))
     except Exception as exc:  # a bug or numerical failure: keep the batch going, record it
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        row.update(status="error", message=last.replace("\n", "; "))
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        row.update(status="error", message=" ".join(text.split())[:500])
     row.update(time_build_s=t_build, time_total_s=time.perf_counter() - t0)
     return normalize_row(row)
 

@@ -14,7 +14,6 @@ from privtuner.batch import storage
 from privtuner.batch.executors import iter_dask, iter_local
 from privtuner.batch.tasks import BatchTask, check_methods, collect_tasks
 from privtuner.errors import PrivtunerError
-from privtuner.rows import normalize_row
 
 
 @dataclass
@@ -31,6 +30,8 @@ class BatchSummary:
     jobs: int
     executor: str
     status_counts: dict[str, int] = field(default_factory=dict)
+    #: rows in the written table: this call's tasks plus earlier rows of other tasks
+    n_table_rows: int = 0
 
     @property
     def tasks_per_s(self) -> float:
@@ -49,6 +50,7 @@ class BatchSummary:
             "jobs": self.jobs,
             "executor": self.executor,
             "status_counts": dict(self.status_counts),
+            "n_table_rows": self.n_table_rows,
         }
 
 
@@ -98,16 +100,13 @@ def run_batch(
     Returns a :class:`BatchSummary`. Resumable: rows already in ``out`` or in its parts are
     skipped; the final table holds, in task order, every task's row, then any earlier rows of
     ``out`` that are not tasks of this call.
+
+    Raises :class:`PrivtunerError` before any work when ``out`` cannot be written, is not a
+    privtuner results table, or is being written by another batch (``out`` is locked for
+    the whole run, see :func:`storage.output_lock`).
     """
-    out = Path(out)
-    if out.suffix.lower() not in storage.OUTPUT_SUFFIXES:
-        raise PrivtunerError(
-            f"--out {out}: unknown table format {out.suffix or '(none)'!r}; use .parquet or .csv"
-        )
-    if executor not in ("local", "dask"):
-        raise PrivtunerError(f"--executor {executor!r}: unknown executor; valid: local, dask")
-    if jobs < 1:
-        raise PrivtunerError(f"--jobs {jobs}: must be >= 1")
+    out = storage.check_output(out)
+    _check_arguments(executor, jobs, chunk_size, seeds)
     t_start = time.perf_counter()
     if tasks is None:
         if paths is None:
@@ -117,48 +116,38 @@ def run_batch(
     check_methods({t.method for t in tasks})
     parts_dir = storage.parts_dir_for(out)
 
-    # finished rows: the existing table first, then parts (newer parts win)
-    finished: dict[str, dict[str, Any]] = {}
-    if out.is_file():
-        for r in storage.read_table(out):
-            finished[str(r["key"])] = normalize_row(r)
-    for r in storage.read_parts(parts_dir):
-        finished[str(r["key"])] = r
-    todo = [
-        t
-        for t in tasks
-        if t.key not in finished or (retry_errors and finished[t.key].get("status") == "error")
-    ]
-    n_skipped = len(tasks) - len(todo)
-
-    size = chunk_size or default_chunk_size(len(todo), jobs)
-    chunks = _chunks(todo, size)
-    bar = _progress_bar(len(todo), progress, out.name)
-    try:
+    with storage.output_lock(out):
+        # finished rows: the existing table first, then parts (newer parts win)
+        finished = {str(r["key"]): r for r in storage.read_own_table(out)}
+        finished.update((str(r["key"]), r) for r in storage.read_parts(parts_dir))
+        todo = [
+            t
+            for t in tasks
+            if t.key not in finished or (retry_errors and finished[t.key].get("status") == "error")
+        ]
+        size = chunk_size or default_chunk_size(len(todo), jobs)
+        chunks = _chunks(todo, size)
         stream = (
             iter_dask(chunks, jobs, scheduler) if executor == "dask" else iter_local(chunks, jobs)
         )
-        for rows in stream:
-            storage.write_part(parts_dir, rows)
-            for r in rows:
-                finished[str(r["key"])] = r
+        bar = _progress_bar(len(todo), progress, out.name)
+        try:
+            for rows in stream:
+                _write_or_explain(storage.write_part, parts_dir, rows, out=out)
+                finished.update((str(r["key"]), r) for r in rows)
+                if bar is not None:
+                    bar.update(len(rows))
+        finally:
             if bar is not None:
-                bar.update(len(rows))
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
 
-    task_keys = [t.key for t in tasks]
-    key_set = set(task_keys)
-    final_rows = [finished[k] for k in task_keys if k in finished]
-    final_rows.extend(r for k, r in finished.items() if k not in key_set)
-    storage.write_table(final_rows, out)
-    if not keep_parts and parts_dir.is_dir():
-        for p in parts_dir.iterdir():
-            with contextlib.suppress(OSError):
-                p.unlink()
-        with contextlib.suppress(OSError):
-            parts_dir.rmdir()
+        task_keys = [t.key for t in tasks]
+        key_set = set(task_keys)
+        final_rows = [finished[k] for k in task_keys if k in finished]
+        final_rows.extend(r for k, r in finished.items() if k not in key_set)
+        _write_or_explain(storage.write_table, final_rows, out, out=out)
+        if not keep_parts:
+            _remove_parts(parts_dir)
 
     counts: dict[str, int] = {}
     for k in task_keys:
@@ -167,7 +156,7 @@ def run_batch(
     return BatchSummary(
         out=out,
         n_tasks=len(tasks),
-        n_skipped=n_skipped,
+        n_skipped=len(tasks) - len(todo),
         n_run=len(todo),
         n_errors=counts.get("error", 0),
         n_infeasible=counts.get("infeasible", 0),
@@ -175,7 +164,44 @@ def run_batch(
         jobs=jobs,
         executor=executor,
         status_counts=counts,
+        n_table_rows=len(final_rows),
     )
+
+
+def _check_arguments(
+    executor: str, jobs: int, chunk_size: int | None, seeds: Sequence[int] | None
+) -> None:
+    if executor not in ("local", "dask"):
+        raise PrivtunerError(f"--executor {executor!r}: unknown executor; valid: local, dask")
+    if jobs < 1:
+        raise PrivtunerError(f"--jobs {jobs}: must be >= 1")
+    if chunk_size is not None and chunk_size < 1:
+        raise PrivtunerError(f"--chunk-size {chunk_size}: must be >= 1")
+    bad = [s for s in seeds or () if not 0 <= int(s) <= 2**63 - 1]
+    if bad:
+        raise PrivtunerError(f"--seeds {bad[0]}: seeds must be integers in [0, 2**63 - 1]")
+
+
+def _write_or_explain(write: Any, *args: Any, out: Path) -> None:
+    """Run a table/part write; an OSError (disk full, folder made read-only mid-run) becomes
+    one line (the parts written so far stay, so a rerun resumes)."""
+    try:
+        write(*args)
+    except OSError as exc:
+        raise PrivtunerError(
+            f"--out {out}: cannot write ({exc.strerror or exc}); finished rows are kept in "
+            f"{storage.parts_dir_for(out)} and a rerun resumes from them"
+        ) from None
+
+
+def _remove_parts(parts_dir: Path) -> None:
+    if not parts_dir.is_dir():
+        return
+    for p in parts_dir.iterdir():
+        with contextlib.suppress(OSError):
+            p.unlink()
+    with contextlib.suppress(OSError):
+        parts_dir.rmdir()
 
 
 def _progress_bar(total: int, enabled: bool, desc: str) -> Any:

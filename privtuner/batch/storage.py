@@ -15,7 +15,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +26,115 @@ from privtuner.io import (
     atomic_write_text,
     csv_columns,
     csv_text,
+    unwritable_reason,
 )
 from privtuner.rows import COLUMNS, coerce, normalize_row
 
 #: Output formats by file suffix.
 OUTPUT_SUFFIXES = (".parquet", ".csv")
+
+#: Columns every privtuner results table has; an existing ``--out`` without them is foreign.
+IDENTITY_COLUMNS = ("key", "scenario", "seed", "method", "status")
+
+
+def check_output(out: str | Path) -> Path:
+    """Check, before any work, that ``out`` is a table path that can be written (known
+    suffix; not a folder; its folder writable; its parts folder not a file)."""
+    out = Path(out)
+    reason = unwritable_reason(out)
+    parts = parts_dir_for(out)
+    if reason is None and parts.exists() and not parts.is_dir():
+        reason = f"{parts} (its parts folder) is not a folder"
+    if reason is None and out.suffix.lower() not in OUTPUT_SUFFIXES:
+        reason = f"unknown table format {out.suffix or '(none)'!r}; use .parquet or .csv"
+    if reason is not None:
+        raise PrivtunerError(f"--out {out}: {reason}")
+    return out
+
+
+def read_own_table(out: str | Path) -> list[dict[str, Any]]:
+    """The rows of an existing output ``out`` that a batch extends; none if it does not exist.
+
+    A file that is not a privtuner results table (unreadable in its format, or without the
+    :data:`IDENTITY_COLUMNS`) raises :class:`PrivtunerError`: a batch never overwrites it.
+    """
+    out = Path(out)
+    if not out.exists():
+        return []
+    refuse = f"--out {out}: not a privtuner results table ({{}}); refusing to overwrite it"
+    try:
+        columns = table_columns(out)
+    except PrivtunerError:
+        raise
+    except Exception:  # csv.Error, pyarrow's ArrowInvalid, UnicodeDecodeError ...
+        raise PrivtunerError(refuse.format(f"cannot read it as {out.suffix[1:]}")) from None
+    missing = [c for c in IDENTITY_COLUMNS if c not in columns]
+    if missing:
+        raise PrivtunerError(refuse.format("no column(s) " + ", ".join(map(repr, missing))))
+    return [normalize_row(r) for r in read_table(out)]
+
+
+def table_columns(path: Path) -> list[str]:
+    """Column names of a table file: the CSV header (``[]`` for an empty file) or the
+    Parquet schema."""
+    if path.suffix.lower() == ".csv":
+        csv.field_size_limit(2**31 - 1)
+        with path.open(newline="", encoding="utf-8") as fh:
+            return next(csv.reader(fh), [])
+    from privtuner.errors import require
+
+    require("pyarrow", extra="batch", purpose="reading Parquet results")
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(path).names)
+
+
+def lock_path_for(out: str | Path) -> Path:
+    """The lock file of output ``out``: ``.<name>.lock`` next to it."""
+    p = Path(out)
+    return p.with_name(f".{p.name}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(out: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on output ``out`` (a ``flock`` on :func:`lock_path_for`) while
+    a batch reads, extends and rewrites it; a second writer is refused at once with a
+    :class:`PrivtunerError` naming the holder's process id.
+
+    The kernel releases a ``flock`` when its holder dies (even by SIGKILL), so a stale lock
+    file never blocks. The file is removed on release, while still locked; a writer that
+    locked a file just removed that way sees a different inode at the path and tries again.
+    """
+    import fcntl
+
+    lock = lock_path_for(out)
+    lock.parent.mkdir(parents=True, exist_ok=True)  # a missing folder of --out is created
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise PrivtunerError(
+                f"--out {out}: another batch (pid {holder}) is writing this table; wait for "
+                "it to finish or choose another --out"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield lock
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
 
 
 def parts_dir_for(out: str | Path) -> Path:

@@ -37,6 +37,8 @@ class BatchTask:
     method: str
     spec_json: str
     options: tuple[tuple[str, Any], ...] = ()
+    #: why the point cannot be solved (found at expansion); the task becomes an error row
+    problem: str = ""
 
 
 def task_key(scenario: str, seed: int, method: str) -> str:
@@ -78,19 +80,68 @@ def discover_scenario_files(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any]]]:
-    """(point spec, sweep combination) pairs in :func:`expand_sweep` order."""
+#: Longest scenario name (the schema's limit, also for sweep point names).
+MAX_NAME_CHARS = 200
+
+
+def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
+    """(point spec, sweep combination, problem) triples in :func:`expand_sweep` order.
+
+    ``problem`` is ``""``, or why the point cannot be solved or become rows of its own: a
+    constant objective (refused by the solver), a generated name over :data:`MAX_NAME_CHARS`
+    characters, or a name equal to an earlier point's (values that print alike under
+    ``%g``); such a point is an error row (one per repeated name).
+    """
     from privtuner.scenario import expand_sweep
 
     points = expand_sweep(spec)
     if not spec.sweep:
-        return [(points[0], {})]
+        return [(points[0], {}, _point_problem(spec, points[0]))]
     keys = list(spec.sweep)
     combos = [
         dict(zip(keys, values, strict=True))
         for values in itertools.product(*(spec.sweep[k] for k in keys))
     ]
-    return list(zip(points, combos, strict=True))
+    first: dict[str, dict[str, Any]] = {}
+    out: list[tuple[Any, dict[str, Any], str]] = []
+    for point, combo in zip(points, combos, strict=True):
+        if point.name in first:
+            problem = (
+                f"sweep values {_short(first[point.name])} and {_short(combo)} give the same "
+                f"point name {point.name!r}; make the swept values differ in their first 6 "
+                "digits"
+            )
+            # one row per key: the earlier point's row carries the problem
+            out = [(p, c, problem if p.name == point.name else q) for p, c, q in out]
+            continue
+        first[point.name] = combo
+        out.append((point, combo, _point_problem(spec, point)))
+    return out
+
+
+def _point_problem(spec: Any, point: Any) -> str:
+    """Why one expanded point cannot be solved ("" when it can)."""
+    from privtuner.optimizer.core.problem import constant_objective_reason
+
+    if len(point.name) > MAX_NAME_CHARS:
+        return (
+            f"sweep point name has {len(point.name)} characters (at most {MAX_NAME_CHARS}); "
+            f"shorten name ({len(spec.name)} characters) or the sweep"
+        )
+    o = point.objective
+    constant = constant_objective_reason(o.kind, o.energy_weight, o.privacy_weight)
+    return f"objective: {constant}" if constant else ""
+
+
+def spec_problems(spec: Any) -> list[str]:
+    """Problems that make a batch turn points of ``spec`` into error rows, one line each
+    (``privtuner validate`` reports them); ``[]`` when every point can run."""
+    return [q for _, _, q in _sweep_points(spec) if q]
+
+
+def _short(value: Any, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def tasks_for_spec(
@@ -108,7 +159,7 @@ def tasks_for_spec(
     ``max_iterations`` and ``time_limit_s`` are always passed).
     """
     tasks = []
-    for point, combo in _sweep_points(spec):
+    for point, combo, problem in _sweep_points(spec):
         spec_json = point.model_dump_json()
         point_methods = list(methods) if methods else [point.solver.method]
         point_seeds = [int(s) for s in seeds] if seeds is not None else [int(point.seed)]
@@ -125,6 +176,7 @@ def tasks_for_spec(
                         method=method,
                         spec_json=spec_json,
                         options=tuple(sorted((options or {}).items())),
+                        problem=problem,
                     )
                 )
     return tasks

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from privtuner import __version__
 
@@ -25,8 +26,16 @@ COMMAND_MODULES = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: a bad argument is one ``error:`` line on
+    stderr and exit code 1 (subcommand parsers inherit this class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(1, f"error: {self.prog}: {message} (see '{self.prog} -h')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="privtuner",
         description="Energy-privacy optimisation of CKKS-encrypted LoRA fine-tuning at the "
         "wireless edge.",

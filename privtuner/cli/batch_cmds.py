@@ -8,18 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-def _csv_list(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(t) for t in _csv_list(text)]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"must be comma-separated integers (got {text!r})"
-        ) from None
+from privtuner.cli.argtypes import csv_list, positive_int, seed, seed_list
 
 
 def register(sub: Any) -> None:
@@ -34,17 +23,19 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--methods",
-        type=_csv_list,
+        type=csv_list,
         default=None,
         help="comma-separated methods for every scenario (default: each scenario's solver.method)",
     )
     p.add_argument(
         "--seeds",
-        type=_int_list,
+        type=seed_list,
         default=None,
         help="comma-separated seeds for every scenario point (default: each point's seed)",
     )
-    p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in-process)")
+    p.add_argument(
+        "--jobs", type=positive_int, default=1, help="worker processes (default 1: in-process)"
+    )
     p.add_argument("--executor", choices=("local", "dask"), default="local")
     p.add_argument(
         "--scheduler",
@@ -52,7 +43,9 @@ def register(sub: Any) -> None:
         metavar="ADDRESS",
         help="dask scheduler address (default with --executor dask: a LocalCluster on loopback)",
     )
-    p.add_argument("--chunk-size", type=int, default=None, help="tasks per chunk (default: auto)")
+    p.add_argument(
+        "--chunk-size", type=positive_int, default=None, help="tasks per chunk (default: auto)"
+    )
     p.add_argument("--retry-errors", action="store_true", help="rerun rows with status 'error'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -66,9 +59,9 @@ def register(sub: Any) -> None:
         choices=("tradeoff", "pareto", "scaling", "convergence", "bounds", "allocation"),
     )
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--methods", type=_csv_list, default=None, help="only these methods")
+    p.add_argument("--methods", type=csv_list, default=None, help="only these methods")
     p.add_argument("--scenario", default=None, help="only this sweep (sweep_base) or scenario")
-    p.add_argument("--seed", type=int, default=None, help="only this seed")
+    p.add_argument("--seed", type=seed, default=None, help="only this seed")
     p.add_argument(
         "--y",
         default="energy_j",
@@ -92,12 +85,12 @@ def register(sub: Any) -> None:
     p.add_argument("--quick", action="store_true", help="small version (tests, < 1 min)")
     p.add_argument(
         "--jobs",
-        type=int,
+        type=positive_int,
         default=min(2, os.cpu_count() or 1),
         help="worker processes (default: min(2, CPUs))",
     )
     p.add_argument("--scenarios", default=None, metavar="DIR", help="another sweep folder")
-    p.add_argument("--methods", type=_csv_list, default=None, help="override the method list")
+    p.add_argument("--methods", type=csv_list, default=None, help="override the method list")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reproduce)
 
@@ -122,10 +115,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
         return 0
     counts = ", ".join(f"{k or 'none'} {v}" for k, v in sorted(summary.status_counts.items()))
     print(
-        f"{summary.out}: {summary.n_tasks} rows ({summary.n_run} run, {summary.n_skipped} "
-        f"already done) in {summary.wall_s:.2f} s"
+        f"{summary.out}: {summary.n_run} rows written this run ({summary.n_skipped} of "
+        f"{summary.n_tasks} already done), {summary.n_table_rows} rows in the table; "
+        f"{summary.wall_s:.2f} s"
         + (f" ({summary.tasks_per_s:.1f} tasks/s)" if summary.n_run else "")
-        + f"; status: {counts}"
+        + f"; status of this run's {summary.n_tasks} tasks: {counts}"
     )
     return 0
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from privtuner.cli.argtypes import seed
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate", help="validate scenario files (all problems, one per line)")
@@ -19,7 +21,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("simulate", help="draw the system instance and print one row per device")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
+    p.add_argument("--seed", type=seed, default=None, help="override the scenario seed")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_simulate)
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from privtuner.cli.argtypes import seed
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -18,7 +20,7 @@ def register(sub: Any) -> None:
         default=None,
         help="solver (default: the scenario's solver.method; see 'privtuner methods')",
     )
-    p.add_argument("--seed", type=int, default=None, help="override the scenario seed")
+    p.add_argument("--seed", type=seed, default=None, help="override the scenario seed")
     p.add_argument("--rel-tol", type=float, default=None, help="override solver.rel_tol")
     p.add_argument(
         "--time-limit",
@@ -44,6 +46,11 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar for --plots")
     p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
     p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="infeasible: list every device that fails (default: a count and the worst)",
+    )
     p.set_defaults(func=cmd_solve)
 
     p = sub.add_parser("methods", help="list the registered solver methods")
@@ -63,15 +70,13 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from privtuner.scenario import load_scenario
     from privtuner.studies import write_allocation
 
+    _check_output_paths(args)
     spec = load_scenario(args.file)
     if spec.sweep:
         raise SolverError(
             f"{args.file}: the scenario has a sweep; solve it with 'privtuner batch' "
             "(or remove the sweep)"
         )
-    for flag, path in (("--out", args.out), ("--csv", args.csv), ("--plots", args.plots)):
-        if path:
-            check_writable(flag, path, folder=flag == "--plots")
     note = random_channel_note(spec)
     if note:
         print(f"note: {note}", file=sys.stderr)
@@ -93,7 +98,9 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if result.status == "infeasible":
         for line in result.suggestions:
             print(f"hint: to make it feasible: {line}", file=sys.stderr)
-        raise InfeasibleError(fold_device_reasons(result.reasons))
+        raise InfeasibleError(
+            (args.verbose and _all_reasons(problem)) or fold_device_reasons(result.reasons)
+        )
     if result.status == "error":
         raise SolverError(f"method {method!r} found no usable allocation: {result.message}")
     if args.csv:
@@ -120,33 +127,6 @@ def cmd_solve(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_writable(flag: str, path: str, *, folder: bool = False) -> None:
-    """Fail before solving when ``path`` (a file, or a folder with ``folder``) cannot be
-    written: its nearest existing ancestor must be a folder in which a file can be created."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from privtuner.errors import PrivtunerError
-
-    target = Path(path)
-    if target.is_dir() != folder and target.exists():
-        kind = "a file" if folder else "a folder"
-        raise PrivtunerError(f"{flag} {path}: is {kind}; give a {'folder' if folder else 'file'}")
-    probe = target if folder else target.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    try:
-        if not probe.is_dir():
-            raise NotADirectoryError(f"{probe} is not a folder")
-        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".privtuner-probe-")
-        os.close(fd)
-        os.unlink(tmp)
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        raise PrivtunerError(f"{flag} {path}: cannot write there ({why})") from None
-
-
 def random_channel_note(spec: Any) -> str | None:
     """One line when explicit devices placed by ``distance_m`` get random shadowing or fading
     (drawn from the seed; a planner may expect the path loss alone), else None."""
@@ -166,6 +146,28 @@ def random_channel_note(spec: Any) -> str | None:
         "(see 'privtuner simulate'); set system.shadowing_db: 0 and system.fading: none for "
         "path loss alone, or give gain_db"
     )
+
+
+def _all_reasons(problem: Any) -> list[str]:
+    """Every infeasibility reason, one per device (the solve result summarises them)."""
+    from privtuner.optimizer.methods.exact.feasibility import explain_infeasibility
+
+    return explain_infeasibility(problem, max_listed=None)
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse an output path that cannot be written before solving (one line each)."""
+    from privtuner.errors import PrivtunerError
+    from privtuner.io import unwritable_reason
+
+    for flag, path, folder in (
+        ("--out", args.out, False),
+        ("--csv", args.csv, False),
+        ("--plots", args.plots, True),
+    ):
+        reason = unwritable_reason(path, folder=folder) if path else None
+        if reason:
+            raise PrivtunerError(f"{flag} {path}: {reason}")
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

@@ -110,3 +110,33 @@ def test_dask_local_cluster_equals_local_processes_real_methods(
     a, b = batch.read_table(local), batch.read_table(out)
     assert len(a) == 2 * len(methods)
     assert batch.comparable(a) == batch.comparable(b)
+
+
+def test_unreachable_scheduler_is_one_line_quickly(tmp_path: Path, model_path: Path) -> None:
+    """``--scheduler tcp://127.0.0.1:1``: before, a 30 s wait and then a traceback."""
+    import subprocess
+    import time
+
+    f = _scenario(tmp_path / "sc", model_path, seeds="[0]", bandwidths="[1e7]")
+    out = tmp_path / "r.csv"
+    address = "tcp://127.0.0.1:1"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "privtuner", "batch", str(f), "--methods", "equal_bandwidth"),
+            *("--out", str(out), "--executor", "dask", "--scheduler", address),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=HERE.parents[1],
+        timeout=120,
+        check=False,
+    )
+    wall_s = time.perf_counter() - t0
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --scheduler {address}: cannot connect to a dask scheduler within 5 s "
+        f"(OSError: Timed out trying to connect to {address} after 5 s)"
+    ]
+    assert wall_s < 25
+    assert not out.exists() and not batch.lock_path_for(out).exists()

@@ -43,6 +43,20 @@ FEAS_TOL_REL = 1e-7
 ObjectiveKind = Literal["weighted", "constrained"]
 
 
+def constant_objective_reason(kind: str, energy_weight: float, privacy_weight: float) -> str | None:
+    """Why no allocation is better than another, or ``None``: w_E = 0 and no privacy term
+    (``privacy_weight`` 0, or kind ``constrained``, whose privacy is a constraint). Every
+    feasible allocation is then optimal, and a solver would search to its limits for
+    nothing, so such a problem is refused (spec section 4 objective)."""
+    if energy_weight != 0 or (kind == "weighted" and privacy_weight != 0):
+        return None
+    why = "kind constrained" if kind == "constrained" else "privacy_weight 0"
+    return (
+        f"the objective is constant (energy_weight 0 and {why}): every feasible allocation is "
+        "optimal; give energy_weight (or, weighted, privacy_weight) a positive value"
+    )
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """An allocation evaluated by :meth:`AllocationProblem.evaluate` (arrays ``[n_devices]``).
@@ -202,6 +216,13 @@ class AllocationProblem:
     def energy_scale(self) -> float:
         """Objective weight of one joule of per-round energy: w_E x rounds."""
         return self.energy_weight * self.rounds
+
+    @property
+    def constant_objective(self) -> str | None:
+        """Why the objective is constant (see :func:`constant_objective_reason`), or None."""
+        return constant_objective_reason(
+            self.objective_kind, self.energy_weight, self.privacy_weight
+        )
 
     @property
     def set_constant(self) -> NDArray[np.float64]:

@@ -28,8 +28,9 @@ from privtuner.optimizer.core.problem import FEAS_TOL_REL, AllocationProblem
 from privtuner.optimizer.core.result import SolveResult
 
 SolverFn = Callable[..., SolveResult]
-#: A pre-solve infeasibility explanation: the reasons (empty: none detected).
-Presolve = Callable[[AllocationProblem], list[str]]
+#: A pre-solve infeasibility explanation ``check(problem, time_limit_s)``: the reasons
+#: (empty: none detected), found within the time limit [s].
+Presolve = Callable[[AllocationProblem, float], list[str]]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ _PRESOLVE: list[Presolve] = []
 
 def set_presolve(fn: Presolve) -> None:
     """Install the pre-solve infeasibility explanation (``optimizer.methods`` installs
-    ``methods.exact.feasibility.explain_infeasibility``)."""
+    ``methods.exact.feasibility.explain_infeasibility`` with its time limit)."""
     _PRESOLVE[:] = [fn]
 
 
@@ -131,16 +132,22 @@ def solve(problem: AllocationProblem, method: str = "exact", **options: Any) -> 
         seed=problem.seed if opts["seed"] is None else opts["seed"],
     )
     opts.update(common.as_dict())
+    if problem.constant_objective:
+        raise SolverError(problem.constant_objective)
     t0 = time.perf_counter()
+    run_opts = opts
     if info.check_feasibility:
-        reasons = [r for check in _PRESOLVE for r in check(problem)]
+        # the time limit covers the pre-check too: the method gets what is left
+        reasons = [r for check in _PRESOLVE for r in check(problem, common.time_limit_s)]
         if reasons:
             res = SolveResult.make_infeasible(
                 problem, method=method, reasons=reasons, seed=opts["seed"]
             )
             return _finish(res, t0, opts)
+        left_s = common.time_limit_s - (time.perf_counter() - t0)
+        run_opts = {**opts, "time_limit_s": max(left_s, 1e-3)}
     try:
-        res = info.fn(problem, **opts)
+        res = info.fn(problem, **run_opts)
     except InfeasibleError as exc:
         res = SolveResult.make_infeasible(
             problem, method=method, reasons=exc.reasons, seed=opts["seed"]

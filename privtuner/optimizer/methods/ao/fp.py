@@ -200,6 +200,12 @@ class _FpRun:
     def out_of_time(self) -> bool:
         return self.time_limit_s is not None and time.perf_counter() - self.t0 > self.time_limit_s
 
+    def time_left_s(self) -> float | None:
+        """Seconds left of the time limit (``None``: no limit)."""
+        if self.time_limit_s is None:
+            return None
+        return self.time_limit_s - (time.perf_counter() - self.t0)
+
     def accept(self, alloc: Allocation, obj: float) -> None:
         """Move to a feasible point of objective ``obj``."""
         self.cur, self.cur_obj, self.cur_ok = alloc, obj, True
@@ -452,12 +458,23 @@ class StageB:
             self.a0.value = a * qsc
             self.a3.value = a * lam * rho
 
-    def _solve_once(self) -> str:
+    def _solve_once(self, time_left_s: float | None = None) -> str:
+        """Solve the parametrised problem (Clarabel, then the ``CLARABEL_RETRIES``); each
+        solve gets Clarabel's ``time_limit`` of what is left of ``time_left_s`` (a solve
+        cut short reports ``user_limit``), and no retry starts after it has passed."""
         import cvxpy as cp
 
         status = "error"
         kept: tuple[F64, F64, F64] | None = None
-        for opts in CLARABEL_RETRIES:
+        t_end = None if time_left_s is None else time.perf_counter() + time_left_s
+        for retry in CLARABEL_RETRIES:
+            opts = dict(retry)
+            if t_end is not None:
+                left_s = t_end - time.perf_counter()
+                if left_s <= 0:
+                    status = "user_limit" if status == "error" else status
+                    break
+                opts["time_limit"] = left_s
             self.solves += 1
             try:
                 with warnings.catch_warnings():
@@ -486,7 +503,7 @@ class StageB:
         """One convex solve of ``method``'s surrogate at ``run``'s current point: the solver
         status and the completed candidate (``None`` when the solve failed)."""
         self._set_params(run.sets, run.x, run.q, run.cur, method, run.device_cpu, margin)
-        st = self._solve_once()
+        st = self._solve_once(run.time_left_s())
         if st not in ("optimal", "optimal_inaccurate"):
             return st, None
         X, Q, S = self._sol

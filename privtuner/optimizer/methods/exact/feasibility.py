@@ -19,6 +19,8 @@ functions), maximised by golden-section search.
 
 from __future__ import annotations
 
+import time
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,7 @@ from privtuner.optimizer.core.problem import AllocationProblem
 from privtuner.optimizer.methods.exact.continuous import (
     Caps,
     PairData,
+    PairSolution,
     build_pairs,
     group_sum,
     pair_feasible,
@@ -37,6 +40,36 @@ from privtuner.optimizer.methods.exact.continuous import (
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 _GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0
+#: Pairs per ``solve_pairs`` call under a time limit (the clock is read between blocks).
+BLOCK_PAIRS = 50_000
+
+
+class _OutOfTime(Exception):
+    """The time limit passed during a margin evaluation."""
+
+
+def _solve_pairs_by(
+    t_end: float | None, pd: PairData, caps: Caps, mu: F64, nu: F64, ll: F64 | None
+) -> PairSolution:
+    """:func:`solve_pairs`, in blocks of :data:`BLOCK_PAIRS` pairs when ``t_end`` is set,
+    raising :class:`_OutOfTime` between blocks once it passes. Each pair's subproblem is
+    solved on its own (elementwise Newton), so the blocks give the same numbers."""
+    if t_end is None or pd.size <= BLOCK_PAIRS:
+        return solve_pairs(pd, caps, mu, nu, ll)
+    parts = []
+    for start in range(0, pd.size, BLOCK_PAIRS):
+        if time.perf_counter() > t_end:
+            raise _OutOfTime
+        idx = np.arange(start, min(start + BLOCK_PAIRS, pd.size))
+        parts.append(
+            solve_pairs(pd.take(idx), caps, mu[idx], nu[idx], None if ll is None else ll[idx])
+        )
+    return PairSolution(
+        **{
+            f.name: np.concatenate([getattr(q, f.name) for q in parts])
+            for f in fields(PairSolution)
+        }
+    )
 
 
 def resource_margin(
@@ -47,6 +80,7 @@ def resource_margin(
     slot_group: I64,
     n_groups: int,
     iters: int = 48,
+    t_end: float | None = None,
 ) -> tuple[F64, F64]:
     """max over a in [0,1] of sum_slots min_{pairs in slot} R(a) - 1, per group.
 
@@ -55,7 +89,9 @@ def resource_margin(
     to slots (the alternatives of one device), ``slot_group`` slots to groups.
     Returns (margin [n_groups], a [n_groups]); margin > 0 certifies infeasibility. A group
     stops early, with a margin <= 0, as soon as the minimisers at some a fit both
-    capacities (a feasible allocation: the primal certificate).
+    capacities (a feasible allocation: the primal certificate). ``t_end`` (a
+    :func:`time.perf_counter` time) stops the search early: the margins so far are still
+    valid (each evaluated a is a separating hyperplane), only less tight.
     """
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     pair_group = slot_group[slot]
@@ -73,7 +109,9 @@ def resource_margin(
         sub = pd_free.take(act)
         a = a_grp[pair_group[act]]
         ll = log_lam[act]
-        sol = solve_pairs(sub, caps, a / B, (1.0 - a) / F, None if np.isnan(ll).any() else ll)
+        sol = _solve_pairs_by(
+            t_end, sub, caps, a / B, (1.0 - a) / F, None if np.isnan(ll).any() else ll
+        )
         log_lam[act] = sol.log_lam
         sl = slot[act]
         starts = np.flatnonzero(np.r_[True, sl[1:] != sl[:-1]])
@@ -97,16 +135,37 @@ def resource_margin(
         done[fits] = True
         return out
 
+    try:
+        _golden_section(value, n_groups, iters, done, t_end)
+    except _OutOfTime:
+        pass
+    return best_v, best_a
+
+
+def _golden_section(
+    value: Any, n_groups: int, iters: int, done: NDArray[np.bool_], t_end: float | None
+) -> None:
+    """Maximise the concave margin per group (``value`` records the best) by golden-section
+    search on [0, 1], after the points 0.5, 0 and 1; stops when every group is done or at
+    ``t_end``."""
+
+    def out_of_time() -> bool:
+        return t_end is not None and time.perf_counter() > t_end
+
     lo = np.zeros(n_groups)
     hi = np.ones(n_groups)
-    value(np.full(n_groups, 0.5))
-    value(lo)
-    value(hi)
+    for a0 in (0.5, 0.0, 1.0):
+        value(np.full(n_groups, a0))
+        if out_of_time():
+            return
     x1 = hi - _GOLDEN * (hi - lo)
     x2 = lo + _GOLDEN * (hi - lo)
-    f1, f2 = value(x1), value(x2)
+    f1 = value(x1)
+    if out_of_time():
+        return
+    f2 = value(x2)
     for _ in range(iters):
-        if np.all(done):
+        if np.all(done) or out_of_time():
             break
         left = f1 >= f2  # maximum in [lo, x2]
         hi = np.where(left, x2, hi)
@@ -118,7 +177,6 @@ def resource_margin(
         f1 = np.where(left, fnew, fkeep)
         f2 = np.where(left, fkeep, fnew)
         x1, x2 = x1n, x2n
-    return best_v, best_a
 
 
 def fixed_set_margin(
@@ -170,53 +228,103 @@ def devices_in_outage(problem: AllocationProblem) -> NDArray[np.int64]:
     return np.flatnonzero(~served).astype(np.int64)
 
 
-def explain_infeasibility(problem: AllocationProblem) -> list[str]:
+#: Device reasons listed one by one up to this many; more devices are summarised by a count
+#: line and the worst ones (``max_listed=None`` lists all: ``privtuner solve --verbose``).
+MAX_LISTED_DEVICES = 5
+
+
+def explain_infeasibility(
+    problem: AllocationProblem,
+    time_limit_s: float | None = None,
+    *,
+    max_listed: int | None = MAX_LISTED_DEVICES,
+) -> list[str]:
     """Reasons the problem is infeasible (empty list: no infeasibility detected).
 
     Each reason names the device (or all devices) and the constraint, with the numbers.
+    More than ``max_listed`` devices failing the same check give one count line and the
+    ``max_listed`` worst devices. ``time_limit_s`` bounds the joint check (cause 3), whose
+    search then stops early (it may then miss a joint infeasibility, never invent one); the
+    per-device checks are vectorised (linear in the number of devices).
     """
-    reasons: list[str] = []
+    t_end = None if time_limit_s is None else time.perf_counter() + time_limit_s
     n = problem.n_devices
-    c = problem.costs
-    names = problem.set_names
-    metric = c.privacy_metric
-    allowed = problem.allowed
-    for dev_i in np.flatnonzero(~allowed.any(axis=1)):
-        reasons.append(_no_set_reason(problem, int(dev_i)))
-    if reasons:
-        return reasons
+    no_set = np.flatnonzero(~problem.allowed.any(axis=1))
+    if no_set.size:
+        return _no_set_reasons(problem, no_set, max_listed)
     pd, ok = _alone_pairs(problem)
-    for i in range(n):
-        sel = pd.dev == i
-        if not np.any(ok[sel]):
-            j = np.flatnonzero(sel)[np.argmin(pd.tmin_total[sel] - pd.tp[sel])]
-            t_min = pd.tmin_total[j] + (problem.deadline_s - pd.tp[j])
-            reasons.append(
-                f"device {i}: deadline {problem.deadline_s:.4g} s unreachable: minimum latency "
-                f"{t_min:.4g} s with all bandwidth ({problem.bandwidth_hz:.4g} Hz), max power "
-                f"({problem.p_max_w[i]:.4g} W), f_max ({problem.f_max_hz[i]:.4g} Hz), all "
-                f"server CPU ({problem.server_cpu_hz:.4g} Hz) and its fastest allowed set "
-                f"{names[int(pd.kset[j])]}"
-            )
-    if reasons:
-        return reasons
+    unreachable = _deadline_reasons(problem, pd, ok, max_listed)
+    if unreachable:
+        return unreachable
     keep = np.flatnonzero(ok)
     sub = pd.take(keep)
     caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
-    margin, a = resource_margin(sub, caps, sub.dev, n, np.zeros(n, dtype=np.int64), 1)
+    margin, a = resource_margin(sub, caps, sub.dev, n, np.zeros(n, dtype=np.int64), 1, t_end=t_end)
     if margin[0] > 1e-9:
-        reasons.append(
+        return [
             f"all {n} devices together: deadline {problem.deadline_s:.4g} s cannot be met by "
             f"all devices at once: weighting bandwidth by {a[0]:.3g} and server CPU by "
             f"{1 - a[0]:.3g}, their minimum needs add up to {1 + margin[0]:.4g} x the "
             f"capacities (B = {problem.bandwidth_hz:.4g} Hz, F_s = "
             f"{problem.server_cpu_hz:.4g} Hz) even with max power, f_max and the cheapest "
-            f"sets ({metric} constraint on the sets included)"
-        )
-    return reasons
+            f"sets ({problem.costs.privacy_metric} constraint on the sets included)"
+        ]
+    return []
 
 
-def _no_set_reason(problem: AllocationProblem, i: int) -> str:
+def _no_set_reasons(
+    problem: AllocationProblem, devices: NDArray[np.int64], max_listed: int | None
+) -> list[str]:
+    why = _no_set_reason(problem)
+    if max_listed is None or devices.size <= max_listed:
+        return [f"device {int(i)}: no allowed CKKS set: {why}" for i in devices]
+    first = ", ".join(str(int(i)) for i in devices[:max_listed])
+    return [
+        f"{devices.size} of {problem.n_devices} devices have no allowed CKKS set (devices "
+        f"{first}, ...): {why}"
+    ]
+
+
+def _deadline_reasons(
+    problem: AllocationProblem, pd: PairData, ok: NDArray[np.bool_], max_listed: int | None
+) -> list[str]:
+    """Devices that miss the deadline even alone, each with its minimum latency (its
+    fastest allowed set); summarised beyond ``max_listed`` devices (the slowest listed)."""
+    n = problem.n_devices
+    served = np.zeros(n, dtype=bool)
+    served[pd.dev[ok]] = True
+    out = np.flatnonzero(~served)
+    if out.size == 0:
+        return []
+    # per device, the pair with the least latency beyond its budget (pairs grouped by device)
+    order = np.lexsort((pd.tmin_total - pd.tp, pd.dev))
+    first = order[np.r_[True, pd.dev[order][1:] != pd.dev[order][:-1]]]
+    best = np.zeros(n, dtype=np.int64)
+    best[pd.dev[first]] = first
+    j = best[out]
+    t_min = pd.tmin_total[j] + (problem.deadline_s - pd.tp[j])
+    listed = np.arange(out.size)
+    head: list[str] = []
+    if max_listed is not None and out.size > max_listed:
+        listed = np.sort(np.argsort(-t_min, kind="stable")[:max_listed])
+        head = [
+            f"{out.size} of {n} devices cannot meet the deadline {problem.deadline_s:.4g} s "
+            f"even alone (all bandwidth, max power, f_max, all server CPU, fastest allowed "
+            f"set); the {max_listed} slowest follow (all: privtuner solve --verbose)"
+        ]
+    names = problem.set_names
+    return head + [
+        f"device {int(out[m])}: deadline {problem.deadline_s:.4g} s unreachable: minimum "
+        f"latency {t_min[m]:.4g} s with all bandwidth ({problem.bandwidth_hz:.4g} Hz), max "
+        f"power ({problem.p_max_w[out[m]]:.4g} W), f_max ({problem.f_max_hz[out[m]]:.4g} Hz), "
+        f"all server CPU ({problem.server_cpu_hz:.4g} Hz) and its fastest allowed set "
+        f"{names[int(pd.kset[j[m]])]}"
+        for m in listed
+    ]
+
+
+def _no_set_reason(problem: AllocationProblem) -> str:
+    """Why no CKKS set is allowed (the same for every device: set-level requirements)."""
     c = problem.costs
     metric = c.privacy_metric
     parts = []
@@ -241,4 +349,4 @@ def _no_set_reason(problem: AllocationProblem, i: int) -> str:
         )
     if not parts:
         parts.append("the security/precision/privacy requirements together exclude every set")
-    return f"device {i}: no allowed CKKS set: " + "; ".join(parts)
+    return "; ".join(parts)

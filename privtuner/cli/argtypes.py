@@ -1,0 +1,45 @@
+"""Argument types of the CLI: a bad value is refused while the arguments are parsed, with one
+line naming the option, the value and what is allowed (see :class:`privtuner.cli.Parser`)."""
+
+from __future__ import annotations
+
+import argparse
+
+#: Largest seed (numpy's generators take seeds in [0, 2**63 - 1], as the scenario schema).
+MAX_SEED = 2**63 - 1
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer (got {text[:40]!r})") from None
+
+
+def seed(text: str) -> int:
+    """A seed: an integer in [0, 2**63 - 1]."""
+    value = _int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**63 - 1] (got {value})")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (jobs, chunk size)."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
+    return value
+
+
+def csv_list(text: str) -> list[str]:
+    """Comma-separated names, blanks dropped."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def seed_list(text: str) -> list[int]:
+    """Comma-separated seeds, each in [0, 2**63 - 1]."""
+    items = csv_list(text)
+    if not items:
+        raise argparse.ArgumentTypeError(f"must be comma-separated seeds (got {text[:40]!r})")
+    return [seed(t) for t in items]
