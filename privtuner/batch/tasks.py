@@ -94,7 +94,7 @@ def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
     """
     from privtuner.scenario import expand_sweep
 
-    points = expand_sweep(spec)
+    points = expand_sweep(spec, check_names=False)  # name problems become error rows
     if not spec.sweep:
         return [(points[0], {}, _point_problem(spec, points[0]))]
     keys = list(spec.sweep)

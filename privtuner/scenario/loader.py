@@ -206,11 +206,13 @@ def sweep_name(base: str, combo: dict[str, Any]) -> str:
     return base + "[" + ",".join(f"{k}={_fmt_override(v)}" for k, v in combo.items()) + "]"
 
 
-def expand_sweep(spec: ScenarioSpec) -> list[ScenarioSpec]:
+def expand_sweep(spec: ScenarioSpec, *, check_names: bool = True) -> list[ScenarioSpec]:
     """Expand ``spec.sweep`` as a cartesian product (keys in file order, last fastest).
 
     Each point is a validated ScenarioSpec without a sweep, named by :func:`sweep_name`.
     A spec without a sweep expands to ``[spec]``. Problems of all points are reported together.
+    ``check_names=False`` leaves over-long and repeated point names to the caller (a batch
+    turns such points into error rows instead of refusing the file).
     """
     if not spec.sweep:
         return [spec]
@@ -232,7 +234,8 @@ def expand_sweep(spec: ScenarioSpec) -> list[ScenarioSpec]:
         out.append(point.model_copy(update={"name": sweep_name(spec.name, combo)}))
     if failed > MAX_LISTED_POINTS:
         problems.append(f"sweep: {failed - MAX_LISTED_POINTS} more sweep point(s) have problems")
-    problems.extend(_name_problems([p.name for p in out]))
+    if check_names:
+        problems.extend(_name_problems([p.name for p in out]))
     if problems:
         raise ScenarioError(problems, spec.name)
     return out

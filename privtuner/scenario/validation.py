@@ -171,6 +171,8 @@ def validate_model(
 
 #: Largest devices CSV read [bytes] (about 100,000 device rows).
 MAX_CSV_BYTES = 10_000_000
+#: Longest cell of a devices CSV [characters] (a number or a device name).
+MAX_CSV_FIELD_CHARS = 131_072
 #: Problems listed per CSV file; the rest are counted.
 MAX_CSV_PROBLEMS = 20
 #: Folders of pseudo-files that stat as regular files but are not data (never read).
@@ -275,8 +277,18 @@ def csv_label(path_text: str) -> str:
     return f"devices.csv ({short(Path(path_text).name, 60)})"
 
 
+def _bounded_rows(reader: Any) -> Any:
+    """The rows of ``reader``, refusing a cell over :data:`MAX_CSV_FIELD_CHARS` (the csv
+    module's own field limit is process-wide and raised by the batch's table reader)."""
+    for cells in reader:
+        if any(len(c) > MAX_CSV_FIELD_CHARS for c in cells):
+            raise csv.Error(f"field larger than field limit ({MAX_CSV_FIELD_CHARS})")
+        yield cells
+
+
 def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], list[str], list[int]]:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    raw = csv.reader(io.StringIO(text, newline=""))
+    reader = _bounded_rows(raw)
     header = next(reader, [])
     unknown = [_column_label(i, h) for i, h in enumerate(header) if h not in _COLUMNS]
     if unknown:
@@ -290,9 +302,9 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
     rows: list[dict[str, Any]] = []
     lines: list[int] = []  # the file line of each row
     problems: list[str] = []
-    start = reader.line_num + 1  # a row's first line (a quoted cell may span lines)
+    start = raw.line_num + 1  # a row's first line (a quoted cell may span lines)
     for cells in reader:
-        line_no, start = start, reader.line_num + 1
+        line_no, start = start, raw.line_num + 1
         line = f"{where} line {line_no}"
         if len(cells) > len(header):
             problems.append(f"{line}: {len(cells)} fields, the header has {len(header)}")

@@ -210,12 +210,12 @@ def test_unwritable_output_fails_before_solving(tmp_path: Path, model_path: Path
     proc = _run(["solve", str(scen), "--out", str(out), "--csv", "/proc/nope/x.csv"], work)
     assert proc.returncode == 1
     assert proc.stderr.strip() == (
-        "error: --csv /proc/nope/x.csv: cannot write there (No such file or directory)"
+        "error: --csv /proc/nope/x.csv: cannot write in folder /proc (No such file or directory)"
     )
     assert not out.exists()  # checked before solving: nothing written half-way
     proc = _run(["solve", str(scen), "--plots", str(scen)], work)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == f"error: --plots {scen}: is a file; give a folder"
+    assert proc.stderr.strip() == f"error: --plots {scen}: is a file, not a folder"
 
 
 def test_simulate_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
