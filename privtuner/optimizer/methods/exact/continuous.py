@@ -247,6 +247,9 @@ class PairSolution:
     value: F64  # Lagrangian value incl. the constant and lambda (sum t - T')
     fs: F64  # server CPU C_srv / t_s [Hz]
 
+    def take(self, idx: Any) -> PairSolution:
+        return PairSolution(*(getattr(self, f.name)[idx] for f in fields(PairSolution)))
+
 
 def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
     """t_d(lambda) = max((2 a_d / lambda)^(1/3), C_dev / f_max) and d log t_d / d log lambda."""
@@ -610,6 +613,7 @@ def clear_markets(
     nu0: F64 | None = None,
     tol: float = 1e-11,
     max_iter: int = 100,
+    base: PairSolution | None = None,
 ) -> MarketResult:
     """Prices (mu_g, nu_g) >= 0 that clear the bandwidth and server-CPU markets of each group.
 
@@ -619,14 +623,17 @@ def clear_markets(
     perturbations are one stacked, warm-started oracle call), a per-group trust radius, and
     price floors 1e-16 x (energy scale) / capacity standing for a zero price (a market that
     does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
+    ``base``: the pairs' solution at prices 1e-300 if the caller has it (each pair's
+    subproblem is independent of the others, so a cached one serves any group).
     """
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     grp = pd.grp
     m = pd.size
     # scale of the objective per group, from a solve at tiny prices
-    tiny = np.full(m, 1e-300)
-    base = solve_pairs(pd, caps, tiny, tiny)
+    if base is None:
+        tiny = np.full(m, 1e-300)
+        base = solve_pairs(pd, caps, tiny, tiny)
     scale = _floor_and_scale(base, pd, G)
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
@@ -665,7 +672,7 @@ def clear_markets(
         sol3 = _merge(sol3, sol_n, np.tile(acc_pairs, 3))
         if np.all(radius[todo] < 1e-14):
             break
-    sol = _slice(sol3, slice(0, m))
+    sol = sol3.take(slice(0, m))
     conv = merit <= tol
     eb, ef = fval[:, 0].copy(), fval[:, 1].copy()
     if not np.all(conv):
@@ -1028,10 +1035,6 @@ def _newton_step(fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64) -
     step[bad] = np.where(fval[bad] > 0, np.inf, np.where(fval[bad] < 0, -np.inf, 0.0))
     clipped = np.clip(step, -radius[:, None], radius[:, None])
     return np.where(to_floor, step, clipped)
-
-
-def _slice(sol: PairSolution, idx: Any) -> PairSolution:
-    return PairSolution(*(getattr(sol, f.name)[idx] for f in fields(PairSolution)))
 
 
 def _merge(old: PairSolution, new: PairSolution, take_new: NDArray[np.bool_]) -> PairSolution:
