@@ -156,6 +156,28 @@ def allocation_from(problem: AllocationProblem, pd: PairData, sol: Any) -> dict[
     }
 
 
+#: The weights a that ``feasibility.resource_margin`` evaluates first, in its order.
+_PROBE_WEIGHTS = (0.5, 0.0, 1.0)
+#: :meth:`_Exact.margin_probe` settles a margin by its tangent bound only below -this (a
+#: margin near zero is left to the golden-section search).
+PROBE_SAFETY = 1e-6
+
+
+def _tangent_bound(a: F64, v: F64, g: F64) -> float:
+    """max over [0, 1] of min_i v_i + g_i (x - a_i): an upper bound of a concave function
+    with values ``v`` and supergradients ``g`` at the points ``a`` (candidates: the ends
+    and the tangents' pairwise crossings inside)."""
+    x = [0.0, 1.0]
+    for i in range(a.size):
+        for j in range(i + 1, a.size):
+            if g[i] != g[j]:
+                c = (v[j] - v[i] + g[i] * a[i] - g[j] * a[j]) / (g[i] - g[j])
+                if 0.0 < c < 1.0:
+                    x.append(float(c))
+    pts = np.array(x)
+    return float(np.max(np.min(v[None, :] + g[None, :] * (pts[:, None] - a[None, :]), axis=1)))
+
+
 #: Price pairs whose per-pair subproblem values :meth:`_Exact.dual` keeps.
 _PRICE_CACHE_SIZE = 256
 
@@ -290,7 +312,7 @@ class _Exact:
         self.pair_of[self.pd.dev, self.pd.kset] = np.arange(self.pd.size)
         self._tiny: PairSolution | None = None  # root pairs at prices 1e-300 (lazy)
         self._free: PairData | None = None  # energy-free root pairs (lazy)
-        self._free_half: PairSolution | None = None  # energy-free, a = 1/2 (lazy)
+        self._free_probes: dict[int, PairSolution] = {}  # energy-free, at probe weights
         self._duals: dict[tuple[float, float], _PairValues] = {}  # per-pair D terms by prices
         self.cache: dict[bytes, FixedSolution] = {}
         self.best: FixedSolution | None = None
@@ -359,24 +381,63 @@ class _Exact:
             self._free = build_pairs(self.p, self.pd.dev, self.pd.kset, energy_free=True)
         return self._free
 
-    def fits_at_half(self, idx: I64) -> bool:
-        """The first test of ``feasibility.resource_margin`` for the node of pairs ``idx``
-        (sorted by device): at weight a = 1/2, the energy-free minimisers fit both
-        capacities with a margin <= 0. Then its margin is that value (nothing is proved), so
-        the margin need not be computed. The a = 1/2 subproblems are solved once."""
-        if self._free_half is None:
+    def margin_probe(self, idx: I64) -> float | None:
+        """The resource margin of the node of pairs ``idx`` (sorted by device) as far as it
+        decides ``margin > PROOF_MARGIN``, from the three weights that
+        ``feasibility.resource_margin`` tries first (a = 1/2, 0, 1, in its order; the root
+        pairs' energy-free subproblems at each are solved once); ``None``: undecided.
+
+        Like ``resource_margin``: minimisers that fit both capacities end it with the
+        largest value so far (<= 0); a value above ``PROOF_MARGIN`` proves infeasibility
+        (the margin is the maximum over a). Otherwise the margin, concave in a, lies below
+        the tangents at the three weights (slope: the envelope theorem's
+        ``sum b / B - sum f_s / F_s`` of the minimisers); a tangent bound below
+        ``-PROBE_SAFETY`` settles it without the golden-section search.
+        """
+        B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
+        dev = self.pd.dev[idx]
+        vals: list[float] = []
+        slopes: list[float] = []
+        for i in range(len(_PROBE_WEIGHTS)):
+            sol = self.free_probe(i)
+            best, first, _ = _two_best_per_device(dev, sol.value[idx])
+            picked = idx[first]
+            used_b, used_f = float(np.sum(sol.b[picked])), float(np.sum(sol.fs[picked]))
+            vals.append(float(best.sum()) - 1.0)
+            slopes.append(used_b / B - used_f / F)
+            if used_b <= B and used_f <= F and vals[-1] <= 0.0:
+                return max(vals)
+        if max(vals) > PROOF_MARGIN:
+            return max(vals)
+        bound = _tangent_bound(np.array(_PROBE_WEIGHTS), np.array(vals), np.array(slopes))
+        return bound if bound <= -PROBE_SAFETY else None
+
+    def free_probe(self, i: int) -> PairSolution:
+        """The root pairs' energy-free subproblems at probe weight ``a = _PROBE_WEIGHTS[i]``
+        (prices a / B and (1 - a) / F_s), solved once, when first needed; the later ones
+        warm-started from the first (as ``resource_margin`` does)."""
+        if i not in self._free_probes:
             free = self.free_pairs()
-            B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
-            m = free.size
-            self._free_half = solve_pairs(free, self.caps, np.full(m, 0.5 / B), np.full(m, 0.5 / F))
-        h = self._free_half
-        best, first, _ = _two_best_per_device(self.pd.dev[idx], h.value[idx])
-        picked = idx[first]
-        return bool(
-            float(best.sum()) - 1.0 <= 0.0
-            and np.sum(h.b[picked]) <= self.caps.bandwidth_hz
-            and np.sum(h.fs[picked]) <= self.caps.server_cpu_hz
-        )
+            a = _PROBE_WEIGHTS[i]
+            ones = np.ones(free.size)
+            ll = None if i == 0 else self.free_probe(0).log_lam
+            mu, nu = a / self.caps.bandwidth_hz * ones, (1.0 - a) / self.caps.server_cpu_hz * ones
+            self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll)
+        return self._free_probes[i]
+
+    def margin(self, idx: I64, sets: I64 | None = None) -> float:
+        """Resource margin of the node of pairs ``idx`` (of the fixed ``sets``, when
+        given), exact where it decides ``margin > PROOF_MARGIN`` (:meth:`margin_probe`,
+        then ``feasibility``'s golden-section search)."""
+        probe = self.margin_probe(idx)
+        if probe is not None:
+            return probe
+        if sets is not None:
+            return float(fixed_set_margin(self.p, sets[None, :], self.caps)[0])
+        n = self.p.n_devices
+        zeros = np.zeros(n, dtype=np.int64)
+        free = self.free_pairs().take(idx)
+        return float(resource_margin(free, self.caps, self.pd.dev[idx], n, zeros, 1)[0][0])
 
     def fixed(self, sets: I64, mu0: float | None, nu0: float | None) -> FixedSolution:
         """The fixed-set problem of ``sets``, solved by clearing its markets (warm-started
@@ -389,8 +450,8 @@ class _Exact:
         pairs = self.pair_of[np.arange(n), sets]
         known = bool(np.all(pairs >= 0))
         margin = (
-            0.0
-            if known and self.fits_at_half(pairs)
+            self.margin(pairs, sets)
+            if known
             else float(fixed_set_margin(self.p, sets[None, :], self.caps)[0])
         )
         if margin > PROOF_MARGIN:
@@ -578,17 +639,7 @@ class _Exact:
     def node_feasible(self, idx: I64) -> bool:
         """False only with a proof: the node's relaxation (any of its sets per device) has a
         resource margin above ``PROOF_MARGIN``."""
-        if self.fits_at_half(idx):
-            return True
-        margin, _ = resource_margin(
-            self.free_pairs().take(idx),
-            self.caps,
-            self.pd.dev[idx],
-            self.p.n_devices,
-            np.zeros(self.p.n_devices, dtype=np.int64),
-            1,
-        )
-        return bool(margin[0] <= PROOF_MARGIN)
+        return self.margin(idx) <= PROOF_MARGIN
 
     def close(self, ub: float, lb: float) -> bool:
         if not (math.isfinite(ub) and math.isfinite(lb)):
