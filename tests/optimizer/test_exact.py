@@ -434,3 +434,43 @@ def test_cut_model_lp_matches_highs() -> None:
         assert np.all(p >= lo) and np.all(p <= hi)
         assert abs(t - float(np.min(c + g @ p))) <= tol * scale
         assert abs(t - (-lp.fun)) <= tol * scale, (trial, t, -lp.fun)
+
+
+def test_margin_probe_decides_as_the_golden_section_search() -> None:
+    """exact settles resource margins from a few weights (a = 1/2, 0, 1, then the tangent
+    model's maximisers) instead of feasibility's golden-section search; wherever it
+    decides, the decision (margin above PROOF_MARGIN: a proof of infeasibility, or not) is
+    the search's, on random node relaxations and fixed sets of random problems."""
+    from privtuner.errors import InfeasibleError
+    from privtuner.optimizer.methods.exact.feasibility import resource_margin
+    from privtuner.optimizer.methods.exact.method import PROOF_MARGIN, _Exact
+
+    rng = np.random.default_rng(31)
+    decided: list[bool] = []
+    undecided = 0
+    for _ in range(40):
+        n, k = int(rng.integers(2, 8)), int(rng.integers(2, 5))
+        p = random_problem(rng, n, k, deadline_factor=float(rng.uniform(0.8, 2.0)))
+        try:
+            ex = _Exact(p, 1e-6, 60.0, 100, 10)
+        except InfeasibleError:
+            continue
+        dev = ex.pd.dev
+        for trial in range(6):
+            if trial % 2:  # a fixed set: one random pair per device
+                pick = [int(rng.choice(np.flatnonzero(dev == i))) for i in range(n)]
+                idx = np.array(sorted(pick))
+            else:  # a node: a random nonempty subset of each device's pairs
+                keep = rng.random(dev.size) < 0.5
+                for i in range(n):
+                    keep[int(rng.choice(np.flatnonzero(dev == i)))] = True
+                idx = np.flatnonzero(keep)
+            probe = ex.margin_probe(idx)
+            zeros = np.zeros(n, dtype=np.int64)
+            full = resource_margin(ex.free_pairs().take(idx), ex.caps, dev[idx], n, zeros, 1)
+            if probe is None:
+                undecided += 1
+                continue
+            assert (probe > PROOF_MARGIN) == (full[0][0] > PROOF_MARGIN), (probe, full[0][0])
+            decided.append(probe > PROOF_MARGIN)
+    assert len(decided) >= 100 and any(decided) and not all(decided), (len(decided), undecided)

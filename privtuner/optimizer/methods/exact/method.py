@@ -161,12 +161,14 @@ _PROBE_WEIGHTS = (0.5, 0.0, 1.0)
 #: :meth:`_Exact.margin_probe` settles a margin by its tangent bound only below -this (a
 #: margin near zero is left to the golden-section search).
 PROBE_SAFETY = 1e-6
+#: Extra weights :meth:`_Exact.margin_probe` tries before the golden-section search.
+_PROBE_STEPS = 6
 
 
-def _tangent_bound(a: F64, v: F64, g: F64) -> float:
-    """max over [0, 1] of min_i v_i + g_i (x - a_i): an upper bound of a concave function
-    with values ``v`` and supergradients ``g`` at the points ``a`` (candidates: the ends
-    and the tangents' pairwise crossings inside)."""
+def _tangent_bound(a: F64, v: F64, g: F64) -> tuple[float, float]:
+    """max over [0, 1] of min_i v_i + g_i (x - a_i), and the x attaining it: an upper bound
+    of a concave function with values ``v`` and supergradients ``g`` at the points ``a``
+    (candidates: the ends and the tangents' pairwise crossings inside)."""
     x = [0.0, 1.0]
     for i in range(a.size):
         for j in range(i + 1, a.size):
@@ -175,7 +177,9 @@ def _tangent_bound(a: F64, v: F64, g: F64) -> float:
                 if 0.0 < c < 1.0:
                     x.append(float(c))
     pts = np.array(x)
-    return float(np.max(np.min(v[None, :] + g[None, :] * (pts[:, None] - a[None, :]), axis=1)))
+    model = np.min(v[None, :] + g[None, :] * (pts[:, None] - a[None, :]), axis=1)
+    best = int(np.argmax(model))
+    return float(model[best]), float(pts[best])
 
 
 #: Price pairs whose per-pair subproblem values :meth:`_Exact.dual` keeps.
@@ -383,34 +387,55 @@ class _Exact:
 
     def margin_probe(self, idx: I64) -> float | None:
         """The resource margin of the node of pairs ``idx`` (sorted by device) as far as it
-        decides ``margin > PROOF_MARGIN``, from the three weights that
-        ``feasibility.resource_margin`` tries first (a = 1/2, 0, 1, in its order; the root
-        pairs' energy-free subproblems at each are solved once); ``None``: undecided.
+        decides ``margin > PROOF_MARGIN``; ``None``: undecided.
 
-        Like ``resource_margin``: minimisers that fit both capacities end it with the
-        largest value so far (<= 0); a value above ``PROOF_MARGIN`` proves infeasibility
-        (the margin is the maximum over a). Otherwise the margin, concave in a, lies below
-        the tangents at the three weights (slope: the envelope theorem's
-        ``sum b / B - sum f_s / F_s`` of the minimisers); a tangent bound below
-        ``-PROBE_SAFETY`` settles it without the golden-section search.
+        First the three weights that ``feasibility.resource_margin`` tries first (a = 1/2,
+        0, 1, in its order; the root pairs' energy-free subproblems at each are solved once),
+        then up to ``_PROBE_STEPS`` weights at the maximiser of the tangent model (Kelley's
+        cutting planes in one dimension) on the node's pairs. Like ``resource_margin``:
+        minimisers that fit both capacities end it (a feasible allocation: the margin is
+        <= 0; the largest value so far is returned); a value above ``PROOF_MARGIN`` proves
+        infeasibility (the margin is the maximum over a; at the extra weights only with
+        ``PROBE_SAFETY`` to spare). The margin, concave in a, lies below the tangents
+        (slope: the envelope theorem's ``sum b / B - sum f_s / F_s`` of the minimisers); a
+        tangent bound below ``-PROBE_SAFETY`` settles it.
         """
         B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
         dev = self.pd.dev[idx]
+        weights: list[float] = []
         vals: list[float] = []
         slopes: list[float] = []
-        for i in range(len(_PROBE_WEIGHTS)):
-            sol = self.free_probe(i)
-            best, first, _ = _two_best_per_device(dev, sol.value[idx])
-            picked = idx[first]
-            used_b, used_f = float(np.sum(sol.b[picked])), float(np.sum(sol.fs[picked]))
+        free = None
+        for i in range(len(_PROBE_WEIGHTS) + _PROBE_STEPS):
+            if i < len(_PROBE_WEIGHTS):
+                a, sol = _PROBE_WEIGHTS[i], self.free_probe(i)
+                value, b, fs = sol.value[idx], sol.b[idx], sol.fs[idx]
+            else:
+                bound, a = _tangent_bound(np.array(weights), np.array(vals), np.array(slopes))
+                if bound <= -PROBE_SAFETY:
+                    return bound
+                if i == len(_PROBE_WEIGHTS) and max(vals) > PROOF_MARGIN:
+                    return max(vals)
+                if a in weights:
+                    return None
+                free = self.free_pairs().take(idx) if free is None else free
+                ones = np.ones(idx.size)
+                ll = self.free_probe(0).log_lam[idx]
+                sol = solve_pairs(free, self.caps, a / B * ones, (1.0 - a) / F * ones, ll)
+                value, b, fs = sol.value, sol.b, sol.fs
+            best, first, _ = _two_best_per_device(dev, value)
+            used_b, used_f = float(np.sum(b[first])), float(np.sum(fs[first]))
+            weights.append(a)
             vals.append(float(best.sum()) - 1.0)
             slopes.append(used_b / B - used_f / F)
             if used_b <= B and used_f <= F and vals[-1] <= 0.0:
                 return max(vals)
-        if max(vals) > PROOF_MARGIN:
-            return max(vals)
-        bound = _tangent_bound(np.array(_PROBE_WEIGHTS), np.array(vals), np.array(slopes))
-        return bound if bound <= -PROBE_SAFETY else None
+            if i >= len(_PROBE_WEIGHTS) and vals[-1] > PROOF_MARGIN + PROBE_SAFETY:
+                return vals[-1]
+        bound, _ = _tangent_bound(np.array(weights), np.array(vals), np.array(slopes))
+        if bound <= -PROBE_SAFETY:
+            return bound
+        return max(vals) if max(vals) > PROOF_MARGIN + PROBE_SAFETY else None
 
     def free_probe(self, i: int) -> PairSolution:
         """The root pairs' energy-free subproblems at probe weight ``a = _PROBE_WEIGHTS[i]``
