@@ -99,11 +99,21 @@ def phi(u: F64, s_bits: F64) -> F64:
         return u * np.expm1(s_bits * LN2 / u)
 
 
-def _newton(fun: Any, s: F64, lo: F64, hi: F64, iters: int = 60, tol: float = 1e-13) -> F64:
+def _newton(
+    fun: Any,
+    s: F64,
+    lo: F64,
+    hi: F64,
+    iters: int = 60,
+    tol: float = 1e-13,
+    newton_tol: float = 1e-8,
+) -> F64:
     """Solve fun(s) = 0 for increasing ``fun`` (returns value, derivative) elementwise.
 
     Safeguarded Newton: the bracket [lo, hi] is updated by sign and a step leaving it is
-    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s).
+    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s), or a
+    Newton step (not a bisection) below ``newton_tol``: Newton converges quadratically near
+    a simple root, so the point after such a step is within ~newton_tol^2 of it.
     Floating-point errors are ignored by the caller (:func:`solve_pairs`). ``fun(s, a)``
     gets the points of the components ``a`` (an index array or ``slice(None)``): while every
     component is active the arrays are used whole (no gathering for tiny arrays); a
@@ -125,7 +135,8 @@ def _newton(fun: Any, s: F64, lo: F64, hi: F64, iters: int = 60, tol: float = 1e
         new = np.where(bad, 0.5 * (lo_a + hi_a), new)
         zero = f == 0
         new = np.where(zero, sa, new)
-        done = (np.abs(new - sa) <= tol * np.maximum(1.0, np.abs(sa))) | zero
+        size = np.abs(new - sa) / np.maximum(1.0, np.abs(sa))
+        done = (size <= tol) | zero | ((size <= newton_tol) & ~bad)
         lo[active], hi[active] = lo_a, hi_a
         s[active] = new  # (``sa`` is a view of ``s`` while all are active)
         if done.all():

@@ -183,7 +183,7 @@ def _tangent_bound(a: F64, v: F64, g: F64) -> tuple[float, float]:
 
 
 #: Price pairs whose per-pair subproblem values :meth:`_Exact.dual` keeps.
-_PRICE_CACHE_SIZE = 256
+_PRICE_CACHE_SIZE = 64
 
 
 @dataclass
