@@ -393,3 +393,80 @@ def test_invalid_certificate_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     assert r.status == "error"
     assert "invalid certificate" in r.message
     assert r.gap is not None and r.gap < 0
+
+
+def test_cut_model_lp_matches_highs() -> None:
+    """The cutting-plane LP of the ascent (max t, t <= c_i + g_i . p, p in a box), solved by
+    vertex enumeration, has HiGHS's optimal value on 600 random LPs, degenerate ones
+    included (repeated and parallel cuts, zero gradients, boxes at zero), and its maximiser
+    is feasible and attains that value."""
+    from scipy.optimize import linprog
+
+    from privtuner.optimizer.methods.exact.method import _VERTEX_LP_MAX_CUTS, max_cut_model
+
+    rng = np.random.default_rng(12)
+    tol = TOL["independent_solvers_rel"]
+    for trial in range(600):
+        m = int(rng.integers(1, _VERTEX_LP_MAX_CUTS + 1))
+        g = rng.normal(size=(m, 2)) * 10.0 ** rng.uniform(-3, 3)
+        c = rng.normal(size=m) * 10.0 ** rng.uniform(0, 4)
+        if trial % 4 == 1 and m >= 2:  # a repeated cut and a parallel one
+            g[-1], c[-1] = g[0], c[0]
+            g[m // 2] = 2.0 * g[0]
+        if trial % 4 == 2:
+            g[0] = 0.0
+        lo = np.maximum(rng.uniform(-5, 5, 2), 0.0) * 10.0 ** rng.uniform(-2, 2)
+        hi = lo + rng.uniform(0.1, 10.0, 2) * 10.0 ** rng.uniform(-2, 2)
+        lp = linprog(
+            [0.0, 0.0, -1.0],
+            A_ub=np.column_stack([-g, np.ones(m)]),
+            b_ub=c,
+            bounds=[(lo[0], hi[0]), (lo[1], hi[1]), (None, None)],
+            method="highs",
+        )
+        assert lp.status == 0
+        p, t = max_cut_model(g, c, lo, hi)
+        scale = max(abs(t), float(np.max(np.abs(c))), 1.0)
+        assert np.all(p >= lo) and np.all(p <= hi)
+        assert abs(t - float(np.min(c + g @ p))) <= tol * scale
+        assert abs(t - (-lp.fun)) <= tol * scale, (trial, t, -lp.fun)
+
+
+def test_margin_probe_decides_as_the_golden_section_search() -> None:
+    """exact settles resource margins from a few weights (a = 1/2, 0, 1, then the tangent
+    model's maximisers) instead of feasibility's golden-section search; wherever it
+    decides, the decision (margin above PROOF_MARGIN: a proof of infeasibility, or not) is
+    the search's, on random node relaxations and fixed sets of random problems."""
+    from privtuner.errors import InfeasibleError
+    from privtuner.optimizer.methods.exact.feasibility import resource_margin
+    from privtuner.optimizer.methods.exact.method import PROOF_MARGIN, _Exact
+
+    rng = np.random.default_rng(31)
+    decided: list[bool] = []
+    undecided = 0
+    for _ in range(40):
+        n, k = int(rng.integers(2, 8)), int(rng.integers(2, 5))
+        p = random_problem(rng, n, k, deadline_factor=float(rng.uniform(0.8, 2.0)))
+        try:
+            ex = _Exact(p, 1e-6, 60.0, 100, 10)
+        except InfeasibleError:
+            continue
+        dev = ex.pd.dev
+        for trial in range(6):
+            if trial % 2:  # a fixed set: one random pair per device
+                pick = [int(rng.choice(np.flatnonzero(dev == i))) for i in range(n)]
+                idx = np.array(sorted(pick))
+            else:  # a node: a random nonempty subset of each device's pairs
+                keep = rng.random(dev.size) < 0.5
+                for i in range(n):
+                    keep[int(rng.choice(np.flatnonzero(dev == i)))] = True
+                idx = np.flatnonzero(keep)
+            probe = ex.margin_probe(idx)
+            zeros = np.zeros(n, dtype=np.int64)
+            full = resource_margin(ex.free_pairs().take(idx), ex.caps, dev[idx], n, zeros, 1)
+            if probe is None:
+                undecided += 1
+                continue
+            assert (probe > PROOF_MARGIN) == (full[0][0] > PROOF_MARGIN), (probe, full[0][0])
+            decided.append(probe > PROOF_MARGIN)
+    assert len(decided) >= 100 and any(decided) and not all(decided), (len(decided), undecided)

@@ -69,8 +69,8 @@ def log_omega(z: F64) -> F64:
     Series z^2/2 (1 - z/3 + z^2/12 - z^3/60 + z^4/360) below z = 1e-2 (no cancellation).
     """
     out = z + np.expm1(-z)
-    small = np.flatnonzero(z < 1e-2)
-    if small.size:
+    small = z < 1e-2
+    if small.any():
         zs = z[small]
         out[small] = zs**2 / 2 * (1 - zs / 3 + zs**2 / 12 - zs**3 / 60 + zs**4 / 360)
     return np.log(out)
@@ -86,8 +86,8 @@ def log_eta(x: F64) -> F64:
     Series x^2/2 (1 - 4x/3 + 3x^2/2 - 8x^3/5 + 5x^4/3) below x = 1e-3.
     """
     out = np.log1p(x) - x / (1 + x)
-    small = np.flatnonzero(x < 1e-3)
-    if small.size:
+    small = x < 1e-3
+    if small.any():
         xs = x[small]
         out[small] = xs**2 / 2 * (1 - 4 * xs / 3 + 3 * xs**2 / 2 - 8 * xs**3 / 5 + 5 * xs**4 / 3)
     return np.log(out)
@@ -99,34 +99,50 @@ def phi(u: F64, s_bits: F64) -> F64:
         return u * np.expm1(s_bits * LN2 / u)
 
 
-def _newton(fun: Any, s: F64, lo: F64, hi: F64, iters: int = 60, tol: float = 1e-13) -> F64:
+def _newton(
+    fun: Any,
+    s: F64,
+    lo: F64,
+    hi: F64,
+    iters: int = 60,
+    tol: float = 1e-13,
+    newton_tol: float = 1e-8,
+) -> F64:
     """Solve fun(s) = 0 for increasing ``fun`` (returns value, derivative) elementwise.
 
     Safeguarded Newton: the bracket [lo, hi] is updated by sign and a step leaving it is
-    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s).
+    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s), or a
+    Newton step (not a bisection) below ``newton_tol``: Newton converges quadratically near
+    a simple root, so the point after such a step is within ~newton_tol^2 of it.
+    Floating-point errors are ignored by the caller (:func:`solve_pairs`). ``fun(s, a)``
+    gets the points of the components ``a`` (an index array or ``slice(None)``): while every
+    component is active the arrays are used whole (no gathering for tiny arrays); a
+    finished component keeps its value either way.
     """
-    s = np.clip(s, lo, hi)
+    s = np.minimum(np.maximum(s, lo), hi)
     lo = lo.copy()
     hi = hi.copy()
-    active = np.arange(s.shape[0])
+    n = s.shape[0]
+    active: Any = slice(None)
     for _ in range(iters):
-        if active.size == 0:
-            break
         sa = s[active]
         f, d = fun(sa, active)
         pos = f > 0
         hi_a = np.where(pos, sa, hi[active])
         lo_a = np.where(pos, lo[active], sa)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = -f / d
-        new = sa + step
+        new = sa - f / d
         bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
         new = np.where(bad, 0.5 * (lo_a + hi_a), new)
-        new = np.where(f == 0, sa, new)
+        zero = f == 0
+        new = np.where(zero, sa, new)
+        size = np.abs(new - sa) / np.maximum(1.0, np.abs(sa))
+        done = (size <= tol) | zero | ((size <= newton_tol) & ~bad)
         lo[active], hi[active] = lo_a, hi_a
-        s[active] = new
-        done = (np.abs(new - sa) <= tol * np.maximum(1.0, np.abs(sa))) | (f == 0)
-        active = active[~done]
+        s[active] = new  # (``sa`` is a view of ``s`` while all are active)
+        if done.all():
+            break
+        if done.any():
+            active = (np.arange(n) if isinstance(active, slice) else active)[~done]
     return s
 
 
@@ -247,11 +263,13 @@ class PairSolution:
     value: F64  # Lagrangian value incl. the constant and lambda (sum t - T')
     fs: F64  # server CPU C_srv / t_s [Hz]
 
+    def take(self, idx: Any) -> PairSolution:
+        return PairSolution(*(getattr(self, f.name)[idx] for f in fields(PairSolution)))
+
 
 def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
     """t_d(lambda) = max((2 a_d / lambda)^(1/3), C_dev / f_max) and d log t_d / d log lambda."""
-    with np.errstate(divide="ignore"):
-        t = np.cbrt(2.0 * pd.a_d / lam)
+    t = np.cbrt(2.0 * pd.a_d / lam)
     interior = t > pd.tmin_d
     return np.where(interior, t, pd.tmin_d), np.where(interior, -1.0 / 3.0, 0.0)
 
@@ -272,15 +290,13 @@ def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
     for _ in range(40):
         num = nc * tt
         rhs = num + two_a
-        with np.errstate(divide="ignore", invalid="ignore"):
-            step = np.where(pos, -np.log(lam * tt**3 / rhs) / (3.0 - num / rhs), 0.0)
-        tt = tt * np.exp(np.clip(step, -2.0, 2.0))
-        if not np.any(np.abs(step) > 1e-14):
+        step = np.where(pos, -np.log(lam * tt**3 / rhs) / (3.0 - num / rhs), 0.0)
+        tt = tt * np.exp(np.minimum(np.maximum(step, -2.0), 2.0))
+        if not (np.abs(step) > 1e-14).any():
             break
     t = np.where(pos, tt, 0.0)
     interior = t > pd.tmin_s
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dlog = -1.0 / (3.0 - nc / (lam * t**2))
+    dlog = -1.0 / (3.0 - nc / (lam * t**2))
     return np.where(interior, t, pd.tmin_s), np.where(interior, dlog, 0.0)
 
 
@@ -333,8 +349,7 @@ def _tx_free(
     guess.s1[iu] = s
     z = np.exp(s)
     u = sln2[iu] / z
-    with np.errstate(over="ignore"):
-        bu = np.sqrt(lam[iu] * u / mu[iu])
+    bu = np.sqrt(lam[iu] * u / mu[iu])
     ok_b = bu <= bcap_hz
     ok_p = z <= np.log1p(pd.gam[iu] / bu)
     good = ok_b & ok_p
@@ -402,7 +417,7 @@ def _tx_power_limited(
     a_coef = pd.w_tx[ip] * gam + lam[ip]
     x_min = gam / bcap_hz
     x = x_min.copy()
-    ia = np.flatnonzero(mu[ip] > 0)
+    ia = (mu[ip] > 0).nonzero()[0]
     if ia.size:
         c3 = np.log(mu[ip][ia]) + 2 * np.log(gam[ia]) - np.log(a_coef[ia] * sln2[ip][ia])
 
@@ -447,13 +462,13 @@ def _tx(
     todo_b = has & wpos & ~mpos
     todo_p = has & ~wpos
     out = (tau, dlog, b, p)
-    iu = np.flatnonzero(has & wpos & mpos)
+    iu = (has & wpos & mpos).nonzero()[0]
     if iu.size:
         _tx_free(pd, lam, mu, bcap_hz, guess, out, iu, todo_b, todo_p)
-    ib = np.flatnonzero(todo_b)
+    ib = todo_b.nonzero()[0]
     if ib.size:
         _tx_full_band(pd, lam, mu, bcap_hz, guess, out, ib, todo_p)
-    ip = np.flatnonzero(todo_p)
+    ip = todo_p.nonzero()[0]
     if ip.size:
         _tx_power_limited(pd, lam, mu, bcap_hz, guess, out, ip)
     return tau, dlog, b, p
@@ -474,14 +489,21 @@ def solve_pairs(
 
     Pairs must be individually feasible (``pair_feasible``). Safeguarded Newton in
     log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``.
+    Floating-point errors of the root finds (overflow at extreme prices, 0/0 at converged
+    points) are expected and ignored.
     """
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return _solve_pairs(pd, caps, mu, nu, log_lam0)
+
+
+def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None) -> PairSolution:
     m = pd.size
     bcap = caps.bandwidth_hz
     if log_lam0 is None:
         scale = 2.0 * (pd.a_d + pd.a_s) / np.maximum(pd.tp / 3.0, 1e-300) ** 3
         scale = scale + pd.w_tx * pd.gam + mu * caps.bandwidth_hz / pd.tp + 1e-300
         log_lam0 = np.log(scale)
-    ll = np.clip(np.asarray(log_lam0, dtype=float).copy(), _LOG_LAM_LO, _LOG_LAM_HI)
+    ll = np.minimum(np.maximum(np.asarray(log_lam0, dtype=float), _LOG_LAM_LO), _LOG_LAM_HI)
     lo = np.full(m, -np.inf)
     hi = np.full(m, np.inf)
     guess = _TxGuess.empty(m)
@@ -505,14 +527,13 @@ def solve_pairs(
         pos = g > 0  # too slow: lambda must grow
         lo_a = np.where(pos, la, lo[active])
         hi_a = np.where(pos, hi[active], la)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            new = la - g / dg
+        new = la - g / dg
         bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
         bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
         # no bracket yet: a bounded step in the right direction (lambda grows if g > 0)
         bad |= ~bracketed & ~(np.abs(new - la) <= 3.0)
         fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
-        new = np.clip(np.where(bad, fallback, new), _LOG_LAM_LO, _LOG_LAM_HI)
+        new = np.minimum(np.maximum(np.where(bad, fallback, new), _LOG_LAM_LO), _LOG_LAM_HI)
         lo[active], hi[active] = lo_a, hi_a
         conv = (np.abs(g) <= 1e-13 * sub.tp) | (
             np.abs(new - la) <= 1e-14 * np.maximum(1.0, np.abs(la))
@@ -525,14 +546,13 @@ def solve_pairs(
         active = active[~conv]
     td, ts, tau, b, p = td_out, ts_out, tau_out, b_out, p_out
     lam = np.exp(ll)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        e_d = np.where(pd.ed_coef > 0, pd.ed_coef / td**2, 0.0)
-        e_s = np.where(pd.es_coef > 0, pd.es_coef / ts**2, 0.0)
-        fs = np.where(pd.c_s > 0, pd.c_s / ts, 0.0)
-        # weighted energy via a / t^2 and W phi(tau b) (exact also when w = 0)
-        wd = np.where(pd.a_d > 0, pd.a_d / td**2, 0.0)
-        ws = np.where(pd.a_s > 0, pd.a_s / ts**2, 0.0)
-        wt = np.where(pd.s_up > 0, pd.w_tx * phi(tau * b, pd.s_up), 0.0)
+    e_d = np.where(pd.ed_coef > 0, pd.ed_coef / td**2, 0.0)
+    e_s = np.where(pd.es_coef > 0, pd.es_coef / ts**2, 0.0)
+    fs = np.where(pd.c_s > 0, pd.c_s / ts, 0.0)
+    # weighted energy via a / t^2 and W phi(tau b) (exact also when w = 0)
+    wd = np.where(pd.a_d > 0, pd.a_d / td**2, 0.0)
+    ws = np.where(pd.a_s > 0, pd.a_s / ts**2, 0.0)
+    wt = np.where(pd.s_up > 0, pd.w_tx * phi(tau * b, pd.s_up), 0.0)
     e_tx = p * tau
     value = wd + ws + wt + mu * b + nu * fs + lam * (td + ts + tau - pd.tp) + pd.const
     return PairSolution(ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs)
@@ -610,6 +630,7 @@ def clear_markets(
     nu0: F64 | None = None,
     tol: float = 1e-11,
     max_iter: int = 100,
+    base: PairSolution | None = None,
 ) -> MarketResult:
     """Prices (mu_g, nu_g) >= 0 that clear the bandwidth and server-CPU markets of each group.
 
@@ -619,14 +640,17 @@ def clear_markets(
     perturbations are one stacked, warm-started oracle call), a per-group trust radius, and
     price floors 1e-16 x (energy scale) / capacity standing for a zero price (a market that
     does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
+    ``base``: the pairs' solution at prices 1e-300 if the caller has it (each pair's
+    subproblem is independent of the others, so a cached one serves any group).
     """
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     grp = pd.grp
     m = pd.size
     # scale of the objective per group, from a solve at tiny prices
-    tiny = np.full(m, 1e-300)
-    base = solve_pairs(pd, caps, tiny, tiny)
+    if base is None:
+        tiny = np.full(m, 1e-300)
+        base = solve_pairs(pd, caps, tiny, tiny)
     scale = _floor_and_scale(base, pd, G)
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
@@ -665,7 +689,7 @@ def clear_markets(
         sol3 = _merge(sol3, sol_n, np.tile(acc_pairs, 3))
         if np.all(radius[todo] < 1e-14):
             break
-    sol = _slice(sol3, slice(0, m))
+    sol = sol3.take(slice(0, m))
     conv = merit <= tol
     eb, ef = fval[:, 0].copy(), fval[:, 1].copy()
     if not np.all(conv):
@@ -1028,10 +1052,6 @@ def _newton_step(fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64) -
     step[bad] = np.where(fval[bad] > 0, np.inf, np.where(fval[bad] < 0, -np.inf, 0.0))
     clipped = np.clip(step, -radius[:, None], radius[:, None])
     return np.where(to_floor, step, clipped)
-
-
-def _slice(sol: PairSolution, idx: Any) -> PairSolution:
-    return PairSolution(*(getattr(sol, f.name)[idx] for f in fields(PairSolution)))
 
 
 def _merge(old: PairSolution, new: PairSolution, take_new: NDArray[np.bool_]) -> PairSolution:

@@ -28,7 +28,9 @@ in privacy term by another allowed set are dropped first: they can never do bett
 
 from __future__ import annotations
 
+import functools
 import heapq
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ from privtuner.optimizer.methods.exact.continuous import (
     Caps,
     MarketResult,
     PairData,
+    PairSolution,
     build_pairs,
     clear_markets,
     pair_feasible,
@@ -153,6 +156,130 @@ def allocation_from(problem: AllocationProblem, pd: PairData, sol: Any) -> dict[
     }
 
 
+#: The weights a that ``feasibility.resource_margin`` evaluates first, in its order.
+_PROBE_WEIGHTS = (0.5, 0.0, 1.0)
+#: :meth:`_Exact.margin_probe` settles a margin by its tangent bound only below -this (a
+#: margin near zero is left to the golden-section search).
+PROBE_SAFETY = 1e-6
+#: Extra weights :meth:`_Exact.margin_probe` tries before the golden-section search.
+_PROBE_STEPS = 6
+
+
+def _tangent_bound(a: F64, v: F64, g: F64) -> tuple[float, float]:
+    """max over [0, 1] of min_i v_i + g_i (x - a_i), and the x attaining it: an upper bound
+    of a concave function with values ``v`` and supergradients ``g`` at the points ``a``
+    (candidates: the ends and the tangents' pairwise crossings inside)."""
+    x = [0.0, 1.0]
+    for i in range(a.size):
+        for j in range(i + 1, a.size):
+            if g[i] != g[j]:
+                c = (v[j] - v[i] + g[i] * a[i] - g[j] * a[j]) / (g[i] - g[j])
+                if 0.0 < c < 1.0:
+                    x.append(float(c))
+    pts = np.array(x)
+    model = np.min(v[None, :] + g[None, :] * (pts[:, None] - a[None, :]), axis=1)
+    best = int(np.argmax(model))
+    return float(model[best]), float(pts[best])
+
+
+#: Price pairs whose per-pair subproblem values :meth:`_Exact.dual` keeps.
+_PRICE_CACHE_SIZE = 64
+
+
+@dataclass
+class _PairValues:
+    """Per root pair, the Lagrangian value, bandwidth and server CPU at one price pair;
+    ``have`` marks the pairs solved."""
+
+    value: F64
+    b: F64
+    fs: F64
+    have: NDArray[np.bool_]
+
+    @classmethod
+    def empty(cls, m: int) -> _PairValues:
+        return cls(np.empty(m), np.empty(m), np.empty(m), np.zeros(m, dtype=bool))
+
+
+def _two_best_per_device(dev: I64, value: F64) -> tuple[F64, I64, F64]:
+    """Per device (``dev`` sorted, contiguous): the smallest ``value``, the position of its
+    first minimiser and the second smallest value (``inf`` with one pair)."""
+    m = dev.size
+    starts = np.flatnonzero(np.r_[True, dev[1:] != dev[:-1]])
+    best = np.minimum.reduceat(value, starts)
+    counts = np.diff(np.r_[starts, m])
+    dev_of = np.repeat(np.arange(starts.size), counts)
+    is_best = value <= best[dev_of]
+    first = np.minimum.reduceat(np.where(is_best, np.arange(m), m), starts)
+    masked = np.where(np.arange(m) == first[dev_of], np.inf, value)
+    return best, first, np.minimum.reduceat(masked, starts)
+
+
+#: Cuts up to which :func:`max_cut_model` enumerates vertices (O(m^4) work); HiGHS above.
+_VERTEX_LP_MAX_CUTS = 16
+
+
+@functools.lru_cache(maxsize=64)
+def _index_tuples(m: int, r: int) -> tuple[I64, ...]:
+    """The r-element subsets of ``range(m)`` (r = 2, 3) as r index arrays (i < j < k)."""
+    combos = np.array(list(itertools.combinations(range(m), r)), dtype=np.int64).reshape(-1, r)
+    return tuple(combos[:, q].copy() for q in range(r))
+
+
+def max_cut_model(g: F64, c: F64, lo: F64, hi: F64) -> tuple[F64, float]:
+    """Exact solution of the cutting-plane LP ``max t s.t. t <= c_i + g_i . p`` (rows of
+    ``g`` ``[m, 2]``), ``lo <= p <= hi``: the maximiser ``p`` and the model's maximum
+    (``nan`` if the LP solver fails).
+
+    The model is concave and piecewise linear on a box, so its maximum is attained at a
+    vertex of the LP: three active constraints among the cuts and the box bounds, i.e. a box
+    corner, a point of a box edge where two cuts are equal, or an inside point where three
+    cuts are equal (2 x 2 systems). Up to ``_VERTEX_LP_MAX_CUTS`` cuts all of them are
+    enumerated and the model evaluated at each (those outside the box dropped; the first of
+    equal ones is returned); with more cuts HiGHS solves the LP.
+    """
+    m = c.size
+    if m > _VERTEX_LP_MAX_CUTS:
+        from scipy.optimize import linprog
+
+        lp = linprog(
+            c=[0.0, 0.0, -1.0],
+            A_ub=np.column_stack([-g, np.ones(m)]),
+            b_ub=c,
+            bounds=[(lo[0], hi[0]), (lo[1], hi[1]), (None, None)],
+            method="highs",
+        )
+        if lp.status != 0:
+            return lo.copy(), math.nan
+        return np.asarray(lp.x[:2], dtype=float), float(-lp.fun)
+    pts = [np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]])]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if m >= 2:
+            i, j = _index_tuples(m, 2)
+            dg, dc = g[i] - g[j], c[j] - c[i]  # (g_i - g_j) . p = c_j - c_i
+            for ax in (0, 1):
+                for edge in (lo[ax], hi[ax]):
+                    q = np.empty((i.size, 2))
+                    q[:, ax] = edge
+                    q[:, 1 - ax] = (dc - dg[:, ax] * edge) / dg[:, 1 - ax]
+                    pts.append(q)
+        if m >= 3:
+            i, j, k = _index_tuples(m, 3)
+            a1, r1 = g[i] - g[j], c[j] - c[i]
+            a2, r2 = g[i] - g[k], c[k] - c[i]
+            det = a1[:, 0] * a2[:, 1] - a1[:, 1] * a2[:, 0]
+            q = np.empty((i.size, 2))
+            q[:, 0] = (r1 * a2[:, 1] - r2 * a1[:, 1]) / det
+            q[:, 1] = (a1[:, 0] * r2 - a2[:, 0] * r1) / det
+            pts.append(q)
+        cand = np.concatenate(pts)
+        inside = np.all(np.isfinite(cand) & (cand >= lo) & (cand <= hi), axis=1)
+        cand = cand[inside]
+        model = np.min(c[None, :] + cand @ g.T, axis=1)
+    best = int(np.argmax(model))
+    return cand[best].copy(), float(model[best])
+
+
 class _Exact:
     def __init__(
         self,
@@ -184,6 +311,13 @@ class _Exact:
                     for i in missing
                 ]
             )
+        # root pair of each (device, set) (-1: none), for lookups into the caches below
+        self.pair_of = np.full((n, K), -1, dtype=np.int64)
+        self.pair_of[self.pd.dev, self.pd.kset] = np.arange(self.pd.size)
+        self._tiny: PairSolution | None = None  # root pairs at prices 1e-300 (lazy)
+        self._free: PairData | None = None  # energy-free root pairs (lazy)
+        self._free_probes: dict[int, PairSolution] = {}  # energy-free, at probe weights
+        self._duals: dict[tuple[float, float], _PairValues] = {}  # per-pair D terms by prices
         self.cache: dict[bytes, FixedSolution] = {}
         self.best: FixedSolution | None = None
         self.iterations = 0
@@ -204,28 +338,131 @@ class _Exact:
         The last supergradient, ``(sum b / B - 1, sum f_s / F_s - 1)`` with respect to the
         payments ``(mu B, nu F_s)`` (envelope theorem: dL_nk/dmu = b_nk, dL_nk/dnu = f_nk at
         the argmin pair), is left in ``self.last_grad``."""
-        pd = self.pd.take(idx)
-        m = idx.size
-        ll = None if self.log_lam is None else self.log_lam[idx]
-        sol = solve_pairs(pd, self.caps, np.full(m, mu), np.full(m, nu), ll)
-        if self.log_lam is not None:
-            self.log_lam[idx] = sol.log_lam
-        starts = np.flatnonzero(np.r_[True, pd.dev[1:] != pd.dev[:-1]])
-        best = np.minimum.reduceat(sol.value, starts)
-        counts = np.diff(np.r_[starts, m])
-        dev_of = np.repeat(np.arange(starts.size), counts)
-        is_best = sol.value <= best[dev_of]
-        first = np.minimum.reduceat(np.where(is_best, np.arange(m), m), starts)
-        masked = np.where(np.arange(m) == first[dev_of], np.inf, sol.value)
-        second = np.minimum.reduceat(masked, starts)
+        pv = self._pair_values(idx, mu, nu)
+        value = pv.value[idx]
+        best, first, second = _two_best_per_device(self.pd.dev[idx], value)
         delta = (second - best) / np.maximum(np.abs(best), 1e-300)
         B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
-        value = float(best.sum() - mu * B - nu * F)
         self.last_grad = (
-            float(np.sum(sol.b[first])) / B - 1.0,
-            float(np.sum(sol.fs[first])) / F - 1.0,
+            float(np.sum(pv.b[idx[first]])) / B - 1.0,
+            float(np.sum(pv.fs[idx[first]])) / F - 1.0,
         )
-        return value, pd.kset[first], delta, sol.value
+        return float(best.sum() - mu * B - nu * F), self.pd.kset[idx[first]], delta, value
+
+    def _pair_values(self, idx: I64, mu: float, nu: float) -> _PairValues:
+        """The Lagrangian subproblems of pairs ``idx`` at prices ``(mu, nu)`` (per root
+        pair), solved once per price pair: a child node's first dual is at its parent's best
+        prices, and fixed-set prices recur across nodes (each pair's subproblem does not
+        depend on the other pairs)."""
+        pv = self._duals.get((mu, nu))
+        if pv is not None and bool(np.all(pv.have[idx])):
+            return pv
+        m = idx.size
+        ll = None if self.log_lam is None else self.log_lam[idx]
+        sol = solve_pairs(self.pd.take(idx), self.caps, np.full(m, mu), np.full(m, nu), ll)
+        if self.log_lam is not None:
+            self.log_lam[idx] = sol.log_lam
+        if pv is None:
+            if len(self._duals) >= _PRICE_CACHE_SIZE:
+                self._duals.pop(next(iter(self._duals)))
+            pv = _PairValues.empty(self.pd.size)
+            self._duals[(mu, nu)] = pv
+        pv.value[idx], pv.b[idx], pv.fs[idx] = sol.value, sol.b, sol.fs
+        pv.have[idx] = True
+        return pv
+
+    def tiny_solution(self) -> PairSolution:
+        """The root pairs' subproblems at prices 1e-300 (the start of every market
+        clearing, ``clear_markets(base=...)``), solved once."""
+        if self._tiny is None:
+            tiny = np.full(self.pd.size, 1e-300)
+            self._tiny = solve_pairs(self.pd, self.caps, tiny, tiny)
+        return self._tiny
+
+    def free_pairs(self) -> PairData:
+        """Energy-free data of the root pairs (``build_pairs(..., energy_free=True)``)."""
+        if self._free is None:
+            self._free = build_pairs(self.p, self.pd.dev, self.pd.kset, energy_free=True)
+        return self._free
+
+    def margin_probe(self, idx: I64) -> float | None:
+        """The resource margin of the node of pairs ``idx`` (sorted by device) as far as it
+        decides ``margin > PROOF_MARGIN``; ``None``: undecided.
+
+        First the three weights that ``feasibility.resource_margin`` tries first (a = 1/2,
+        0, 1, in its order; the root pairs' energy-free subproblems at each are solved once),
+        then up to ``_PROBE_STEPS`` weights at the maximiser of the tangent model (Kelley's
+        cutting planes in one dimension) on the node's pairs. Like ``resource_margin``:
+        minimisers that fit both capacities end it (a feasible allocation: the margin is
+        <= 0; the largest value so far is returned); a value above ``PROOF_MARGIN`` proves
+        infeasibility (the margin is the maximum over a; at the extra weights only with
+        ``PROBE_SAFETY`` to spare). The margin, concave in a, lies below the tangents
+        (slope: the envelope theorem's ``sum b / B - sum f_s / F_s`` of the minimisers); a
+        tangent bound below ``-PROBE_SAFETY`` settles it.
+        """
+        B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
+        dev = self.pd.dev[idx]
+        weights: list[float] = []
+        vals: list[float] = []
+        slopes: list[float] = []
+        free = None
+        for i in range(len(_PROBE_WEIGHTS) + _PROBE_STEPS):
+            if i < len(_PROBE_WEIGHTS):
+                a, sol = _PROBE_WEIGHTS[i], self.free_probe(i)
+                value, b, fs = sol.value[idx], sol.b[idx], sol.fs[idx]
+            else:
+                bound, a = _tangent_bound(np.array(weights), np.array(vals), np.array(slopes))
+                if bound <= -PROBE_SAFETY:
+                    return bound
+                if i == len(_PROBE_WEIGHTS) and max(vals) > PROOF_MARGIN:
+                    return max(vals)
+                if a in weights:
+                    return None
+                free = self.free_pairs().take(idx) if free is None else free
+                ones = np.ones(idx.size)
+                ll = self.free_probe(0).log_lam[idx]
+                sol = solve_pairs(free, self.caps, a / B * ones, (1.0 - a) / F * ones, ll)
+                value, b, fs = sol.value, sol.b, sol.fs
+            best, first, _ = _two_best_per_device(dev, value)
+            used_b, used_f = float(np.sum(b[first])), float(np.sum(fs[first]))
+            weights.append(a)
+            vals.append(float(best.sum()) - 1.0)
+            slopes.append(used_b / B - used_f / F)
+            if used_b <= B and used_f <= F and vals[-1] <= 0.0:
+                return max(vals)
+            if i >= len(_PROBE_WEIGHTS) and vals[-1] > PROOF_MARGIN + PROBE_SAFETY:
+                return vals[-1]
+        bound, _ = _tangent_bound(np.array(weights), np.array(vals), np.array(slopes))
+        if bound <= -PROBE_SAFETY:
+            return bound
+        return max(vals) if max(vals) > PROOF_MARGIN + PROBE_SAFETY else None
+
+    def free_probe(self, i: int) -> PairSolution:
+        """The root pairs' energy-free subproblems at probe weight ``a = _PROBE_WEIGHTS[i]``
+        (prices a / B and (1 - a) / F_s), solved once, when first needed; the later ones
+        warm-started from the first (as ``resource_margin`` does)."""
+        if i not in self._free_probes:
+            free = self.free_pairs()
+            a = _PROBE_WEIGHTS[i]
+            ones = np.ones(free.size)
+            ll = None if i == 0 else self.free_probe(0).log_lam
+            mu, nu = a / self.caps.bandwidth_hz * ones, (1.0 - a) / self.caps.server_cpu_hz * ones
+            self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll)
+        return self._free_probes[i]
+
+    def margin(self, idx: I64, sets: I64 | None = None) -> float:
+        """Resource margin of the node of pairs ``idx`` (of the fixed ``sets``, when
+        given), exact where it decides ``margin > PROOF_MARGIN`` (:meth:`margin_probe`,
+        then ``feasibility``'s golden-section search)."""
+        probe = self.margin_probe(idx)
+        if probe is not None:
+            return probe
+        if sets is not None:
+            return float(fixed_set_margin(self.p, sets[None, :], self.caps)[0])
+        n = self.p.n_devices
+        zeros = np.zeros(n, dtype=np.int64)
+        free = self.free_pairs().take(idx)
+        return float(resource_margin(free, self.caps, self.pd.dev[idx], n, zeros, 1)[0][0])
 
     def fixed(self, sets: I64, mu0: float | None, nu0: float | None) -> FixedSolution:
         """The fixed-set problem of ``sets``, solved by clearing its markets (warm-started
@@ -235,18 +472,28 @@ class _Exact:
         if key in self.cache:
             return self.cache[key]
         n = self.p.n_devices
-        margin = float(fixed_set_margin(self.p, sets[None, :], self.caps)[0])
+        pairs = self.pair_of[np.arange(n), sets]
+        known = bool(np.all(pairs >= 0))
+        margin = (
+            self.margin(pairs, sets)
+            if known
+            else float(fixed_set_margin(self.p, sets[None, :], self.caps)[0])
+        )
         if margin > PROOF_MARGIN:
             fs = FixedSolution("infeasible", proof=f"resource margin {margin:.6g} > 0")
         else:
-            pd = build_pairs(self.p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
+            grp = np.zeros(n, dtype=np.int64)
+            if known:
+                pd, base = self.pd.take(pairs, grp), self.tiny_solution().take(pairs)
+            else:
+                pd, base = build_pairs(self.p, np.arange(n), sets, grp=grp), None
             starts: list[tuple[Any, Any]] = [(None, None)]
             if mu0 is not None and nu0 is not None and mu0 > 0 and nu0 > 0:
                 starts.insert(0, (np.array([mu0]), np.array([nu0])))
             best: FixedSolution | None = None
             dual = -math.inf
             for m0, n0 in starts:
-                mr: MarketResult = clear_markets(pd, self.caps, 1, m0, n0)
+                mr: MarketResult = clear_markets(pd, self.caps, 1, m0, n0, base=base)
                 self.fixed_solves += 1
                 cand = self._from_market(pd, mr)
                 dual = max(dual, cand.dual)
@@ -296,7 +543,7 @@ class _Exact:
         fs = self.fixed(fastest, None, None)
         if fs.feasible:
             return fs.mu, fs.nu
-        free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
+        free = self.free_pairs().take(idx)
         _, a = resource_margin(
             free, self.caps, pd.dev, self.p.n_devices, np.zeros(self.p.n_devices, dtype=np.int64), 1
         )
@@ -366,23 +613,22 @@ class _Exact:
         3rd ed., section 7.1 on cutting-plane methods for dual problems) in the payments
         ``p = (mu B, nu F_s)`` [objective units], inside a trust box around the best point
         that doubles while the model's maximiser hits its edge: each step maximises
-        ``min_i D(p_i) + g_i . (p - p_i)`` (a 3-variable LP, HiGHS) and evaluates D there.
+        ``min_i D(p_i) + g_i . (p - p_i)`` (a 3-variable LP, :func:`max_cut_model`) and
+        evaluates D there.
         Stops when the model's maximum is within the gap tolerance of the best value, when
         the node can be closed against the incumbent, or after ``max_ascent`` evaluations.
         Any evaluated D is a valid lower bound (weak duality), so the result is always
         certified; the ascent only makes it tighter than the price fixed point's.
         """
-        from scipy.optimize import linprog
-
         B, F = self.caps.bandwidth_hz, self.caps.server_cpu_hz
         d_best = d0
         p_best = np.array([mu * B, nu * F])
-        cuts_a: list[list[float]] = []
-        cuts_b: list[float] = []
+        cut_g: list[tuple[float, float]] = []  # model: min_i c_i + g_i . p
+        cut_c: list[float] = []
 
         def add_cut(p: F64, d: float, g: tuple[float, float]) -> None:
-            cuts_a.append([-g[0], -g[1], 1.0])  # t - g.p <= D - g.p_i
-            cuts_b.append(d - g[0] * p[0] - g[1] * p[1])
+            cut_g.append(g)
+            cut_c.append(d - g[0] * p[0] - g[1] * p[1])
 
         add_cut(p_best, d_best, self.last_grad if grad is None else grad)
         radius = max(float(p_best.max()), 1e-3 * (abs(d_best) + 1.0))
@@ -392,17 +638,9 @@ class _Exact:
                 break
             lo = np.maximum(p_best - radius, 0.0)
             hi = p_best + radius
-            lp = linprog(
-                c=[0.0, 0.0, -1.0],
-                A_ub=np.array(cuts_a),
-                b_ub=np.array(cuts_b),
-                bounds=[(lo[0], hi[0]), (lo[1], hi[1]), (None, None)],
-                method="highs",
-            )
-            if lp.status != 0:
+            p_new, model_max = max_cut_model(np.array(cut_g), np.array(cut_c), lo, hi)
+            if not math.isfinite(model_max):
                 break
-            p_new = np.asarray(lp.x[:2], dtype=float)
-            model_max = float(-lp.fun)
             at_edge = bool(np.any(np.isclose(p_new, hi, rtol=1e-9, atol=0.0))) or bool(
                 np.any((p_new <= lo + 1e-12 * radius) & (lo > 0))
             )
@@ -426,12 +664,7 @@ class _Exact:
     def node_feasible(self, idx: I64) -> bool:
         """False only with a proof: the node's relaxation (any of its sets per device) has a
         resource margin above ``PROOF_MARGIN``."""
-        pd = self.pd.take(idx)
-        free = build_pairs(self.p, pd.dev, pd.kset, energy_free=True)
-        margin, _ = resource_margin(
-            free, self.caps, pd.dev, self.p.n_devices, np.zeros(self.p.n_devices, dtype=np.int64), 1
-        )
-        return bool(margin[0] <= PROOF_MARGIN)
+        return self.margin(idx) <= PROOF_MARGIN
 
     def close(self, ub: float, lb: float) -> bool:
         if not (math.isfinite(ub) and math.isfinite(lb)):
@@ -465,9 +698,7 @@ class _Exact:
         fixed-set problem is solved with a certificate, or as infeasible with a proof. A leaf
         whose fixed-set problem could not be certified stays *unresolved* with its bound."""
         root = np.arange(self.pd.size)
-        self.log_lam = solve_pairs(
-            self.pd, self.caps, np.full(self.pd.size, 1e-300), np.full(self.pd.size, 1e-300)
-        ).log_lam
+        self.log_lam = self.tiny_solution().log_lam.copy()
         mu, nu = self.start_prices(root)
         counter = 0
         heap: list[tuple[float, int, I64, float, float]] = [(-math.inf, counter, root, mu, nu)]
