@@ -470,3 +470,35 @@ def test_margin_probe_decides_as_the_golden_section_search() -> None:
             assert (probe > PROOF_MARGIN) == (full[0][0] > PROOF_MARGIN), (probe, full[0][0])
             decided.append(probe > PROOF_MARGIN)
     assert len(decided) >= 100 and any(decided) and not all(decided), (len(decided), undecided)
+
+
+def test_market_clearing_stops_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The time limit covers the market clearing (issue 15: limits apply to all the work):
+    with its deadline already past, clear_markets makes at most the calls it needs for a
+    start (the tiny-price base and the mu scan) and returns the group unconverged; without a
+    deadline the same problem clears. Through ``solve``, a time limit hit inside the root's
+    clearing never gives ``infeasible``."""
+    import privtuner.optimizer.methods.exact.continuous as cont
+
+    calls = []
+    real = cont.solve_pairs
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cont, "solve_pairs", counted)
+    p = random_problem(np.random.default_rng(11), 6, 3, deadline_factor=2.0)
+    caps = Caps(p.bandwidth_hz, p.server_cpu_hz)
+    n = p.n_devices
+    sets = np.array([np.flatnonzero(p.allowed[i])[0] for i in range(n)])
+    pd = build_pairs(p, np.arange(n), sets, grp=np.zeros(n, dtype=np.int64))
+    full = clear_markets(pd, caps, 1)
+    n_full = len(calls)
+    assert full.converged[0] and n_full > 5
+    calls.clear()
+    late = clear_markets(pd, caps, 1, deadline=0.0)
+    assert len(calls) <= 3 and not late.converged[0]
+    r = solve(random_problem(np.random.default_rng(12), 400, 4), "exact", time_limit_s=1e-9)
+    assert r.status != "infeasible"
+    assert r.termination == "time_limit"

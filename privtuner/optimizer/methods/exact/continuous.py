@@ -38,6 +38,8 @@ sets, and its dual value certifies it.
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
@@ -631,6 +633,7 @@ def clear_markets(
     tol: float = 1e-11,
     max_iter: int = 100,
     base: PairSolution | None = None,
+    deadline: float = math.inf,
 ) -> MarketResult:
     """Prices (mu_g, nu_g) >= 0 that clear the bandwidth and server-CPU markets of each group.
 
@@ -642,6 +645,9 @@ def clear_markets(
     does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
     ``base``: the pairs' solution at prices 1e-300 if the caller has it (each pair's
     subproblem is independent of the others, so a cached one serves any group).
+    ``deadline`` (a ``time.perf_counter()`` value): past it, the clearing stops between
+    oracle calls and the groups not yet cleared are returned unconverged (never as
+    infeasible); the caller's time limit thus covers the clearing too.
     """
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
@@ -655,7 +661,7 @@ def clear_markets(
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
     log_lam = base.log_lam
-    x = _initial_log_prices(pd, caps, G, scale, log_lam, mu0, nu0)
+    x = _initial_log_prices(pd, caps, G, scale, log_lam, mu0, nu0, deadline)
     x[:, 0] = np.maximum(x[:, 0], log_mu_floor)
     x[:, 1] = np.maximum(x[:, 1], log_nu_floor)
     h = 1e-6
@@ -670,7 +676,7 @@ def clear_markets(
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
         todo = merit > tol
-        if not np.any(todo):
+        if not np.any(todo) or time.perf_counter() > deadline:
             break
         step = _newton_step(fval, jac, x, log_mu_floor, log_nu_floor, radius)
         step[~todo] = 0.0
@@ -692,7 +698,7 @@ def clear_markets(
     sol = sol3.take(slice(0, m))
     conv = merit <= tol
     eb, ef = fval[:, 0].copy(), fval[:, 1].copy()
-    if not np.all(conv):
+    if not np.all(conv) and time.perf_counter() <= deadline:
         sol, it = _nested_fallback(
             pd, caps, G, scale, sol, x, merit, eb, ef, log_mu_floor, log_nu_floor, tol, it
         )
@@ -716,10 +722,12 @@ def _initial_log_prices(
     log_lam: F64,
     mu0: F64 | None,
     nu0: F64 | None,
+    deadline: float = math.inf,
 ) -> F64:
     """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets`: the given ones, or a
     scan of a log grid of mu (nu small), then of nu, each in one stacked oracle call, taking
-    the grid point nearest the excess-demand sign change."""
+    the grid point nearest the excess-demand sign change (past ``deadline``, the nu scan is
+    skipped: the centre of its grid)."""
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     grp = pd.grp
@@ -741,6 +749,8 @@ def _initial_log_prices(
             mu_start = _pick_crossing(ex, lmu.reshape(k, G))
         else:
             mu_start = np.log(np.maximum(mu0, 1e-300))
+        if time.perf_counter() > deadline:
+            return np.stack([mu_start, nu_c], axis=1)
         lnu = (nu_c[None, :] + grid[:, None]).ravel()
         sol = solve_pairs(
             big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), np.tile(log_lam, k)

@@ -493,7 +493,7 @@ class _Exact:
             best: FixedSolution | None = None
             dual = -math.inf
             for m0, n0 in starts:
-                mr: MarketResult = clear_markets(pd, self.caps, 1, m0, n0, base=base)
+                mr = clear_markets(pd, self.caps, 1, m0, n0, base=base, deadline=self.deadline)
                 self.fixed_solves += 1
                 cand = self._from_market(pd, mr)
                 dual = max(dual, cand.dual)
