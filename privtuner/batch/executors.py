@@ -91,15 +91,21 @@ def iter_local(chunks: list[list[BatchTask]], jobs: int) -> Iterator[list[dict[s
                 fut.cancel()
 
 
+def require_dask() -> None:
+    """Import ``dask.distributed`` (the ``batch`` extra) or raise
+    :class:`~privtuner.errors.MissingDependencyError` saying what to install."""
+    from privtuner.errors import require
+
+    require("dask.distributed", extra="batch", purpose="--executor dask")
+
+
 def iter_dask(
     chunks: list[list[BatchTask]], jobs: int, scheduler: str | None
 ) -> Iterator[list[dict[str, Any]]]:
     """Rows of each chunk run on dask: on the scheduler at address ``scheduler`` (reached
     now, within :data:`SCHEDULER_CONNECT_TIMEOUT_S`, so an unreachable one fails before any
     work), or on a LocalCluster of ``jobs`` worker processes on loopback."""
-    from privtuner.errors import require
-
-    require("dask.distributed", extra="dev", purpose="--executor dask")
+    require_dask()
     from dask.distributed import Client, LocalCluster
 
     cluster = None

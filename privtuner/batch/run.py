@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from privtuner.batch import storage
-from privtuner.batch.executors import iter_dask, iter_local
+from privtuner.batch.executors import iter_dask, iter_local, require_dask
 from privtuner.batch.tasks import BatchTask, check_methods, collect_tasks
 from privtuner.errors import PrivtunerError
 
@@ -173,6 +173,8 @@ def _check_arguments(
 ) -> None:
     if executor not in ("local", "dask"):
         raise PrivtunerError(f"--executor {executor!r}: unknown executor; valid: local, dask")
+    if executor == "dask":  # before any work, not when the first chunk is sent
+        require_dask()
     if jobs < 1:
         raise PrivtunerError(f"--jobs {jobs}: must be >= 1")
     if chunk_size is not None and chunk_size < 1:

@@ -33,13 +33,17 @@ from privtuner.rows import COLUMNS, coerce, normalize_row
 #: Output formats by file suffix.
 OUTPUT_SUFFIXES = (".parquet", ".csv")
 
+#: What the ``pyarrow`` of the ``batch`` extra is needed for when writing ``--out x.parquet``.
+PARQUET_OUTPUT = "Parquet output (or use --out x.csv)"
+
 #: Columns every privtuner results table has; an existing ``--out`` without them is foreign.
 IDENTITY_COLUMNS = ("key", "scenario", "seed", "method", "status")
 
 
 def check_output(out: str | Path) -> Path:
     """Check, before any work, that ``out`` is a table path that can be written (known
-    suffix; not a folder; its folder writable; its parts folder not a file)."""
+    suffix; not a folder; its folder writable; its parts folder not a file; ``pyarrow``
+    installed for Parquet)."""
     out = Path(out)
     reason = unwritable_reason(out)
     parts = parts_dir_for(out)
@@ -49,6 +53,10 @@ def check_output(out: str | Path) -> Path:
         reason = f"unknown table format {out.suffix or '(none)'!r}; use .parquet or .csv"
     if reason is not None:
         raise PrivtunerError(f"--out {out}: {reason}")
+    if out.suffix.lower() == ".parquet":
+        from privtuner.errors import require
+
+        require("pyarrow", extra="batch", purpose=PARQUET_OUTPUT)
     return out
 
 
@@ -198,7 +206,7 @@ def write_table(rows: Sequence[dict[str, Any]], out: str | Path) -> Path:
 def _write_parquet(rows: Sequence[dict[str, Any]], columns: list[str], out: Path) -> None:
     from privtuner.errors import require
 
-    pa: Any = require("pyarrow", extra="batch", purpose="Parquet output (or use --out x.csv)")
+    pa: Any = require("pyarrow", extra="batch", purpose=PARQUET_OUTPUT)
     import pyarrow.parquet as pq
 
     types = {str: pa.string(), int: pa.int64(), float: pa.float64(), bool: pa.bool_()}

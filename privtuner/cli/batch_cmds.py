@@ -126,10 +126,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from privtuner.batch import read_table
+    from privtuner.cli.outputs import check_output_paths
     from privtuner.errors import PrivtunerError
     from privtuner.plotting import result_to_rows
     from privtuner.studies import write_result_figures
 
+    check_output_paths(("--out", args.out, True))
     path = Path(args.results)
     if path.suffix.lower() == ".json":
         if not path.is_file():
@@ -141,6 +143,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         rows = result_to_rows(data)
     else:
         rows = read_table(path)
+    _check_selection(rows, args)
     written = write_result_figures(
         rows,
         args.out,
@@ -158,8 +161,44 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Most available values a refused ``plot`` selection lists.
+MAX_LISTED = 10
+
+
+def _listing(values: list[Any]) -> str:
+    """``a, b, c`` of at most :data:`MAX_LISTED` values, then ``and N more``."""
+    shown = ", ".join(str(v) for v in values[:MAX_LISTED])
+    more = len(values) - MAX_LISTED
+    return shown + (f" and {more} more" if more > 0 else "") if values else "(none)"
+
+
+def _check_selection(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
+    """Refuse a ``--methods`` / ``--scenario`` / ``--seed`` value that no row has, listing
+    the values the table holds."""
+    from privtuner.errors import PrivtunerError, short
+
+    def present(*columns: str) -> list[Any]:
+        return list(dict.fromkeys(r[c] for c in columns for r in rows if r.get(c) is not None))
+
+    methods, names, seeds = present("method"), present("sweep_base", "scenario"), present("seed")
+    for flag, wanted, have, what in (
+        ("--methods", args.methods or [], methods, "methods"),
+        ("--scenario", [] if args.scenario is None else [args.scenario], names, "sweeps/scenarios"),
+        ("--seed", [] if args.seed is None else [args.seed], seeds, "seeds"),
+    ):
+        for value in wanted:
+            if value not in have:
+                raise PrivtunerError(
+                    f"{flag} {short(str(value))}: not in {args.results}; "
+                    f"{what} there: {_listing(have)}"
+                )
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from privtuner.cli.outputs import check_output_paths
     from privtuner.studies import reproduce
+
+    check_output_paths(("--out", args.out, True))
 
     info = reproduce(
         args.out,

@@ -94,6 +94,12 @@ def register(sub: Any) -> None:
 
 
 def cmd_profile_lora(args: argparse.Namespace) -> int:
+    from privtuner.cli.outputs import check_output_paths
+    from privtuner.errors import require
+
+    for module in ("torch", "tenseal"):
+        require(module, purpose="privtuner profile-lora")
+    check_output_paths(("--out", args.out, True))
     from privtuner.fhe_profiling import lora_profile as lp
 
     tokens = args.tokens if args.tokens is not None else (64 if args.quick else 512)

@@ -98,10 +98,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
     if result.status == "infeasible":
         for line in result.suggestions:
             print(f"hint: to make it feasible: {line}", file=sys.stderr)
+        _note_not_written(args, "the instance is infeasible")
         raise InfeasibleError(
             (args.verbose and _all_reasons(problem)) or fold_device_reasons(result.reasons)
         )
     if result.status == "error":
+        _note_not_written(args, "the solver found no usable allocation")
         raise SolverError(f"method {method!r} found no usable allocation: {result.message}")
     if args.csv:
         write_allocation(result, args.csv, source=str(args.file))
@@ -155,19 +157,22 @@ def _all_reasons(problem: Any) -> list[str]:
     return explain_infeasibility(problem, max_listed=None)
 
 
-def _check_output_paths(args: argparse.Namespace) -> None:
-    """Refuse an output path that cannot be written before solving (one line each)."""
-    from privtuner.errors import PrivtunerError
-    from privtuner.io import unwritable_reason
+def _note_not_written(args: argparse.Namespace, why: str) -> None:
+    """One stderr line naming the outputs a failed solve leaves unwritten (--csv, --plots)."""
+    import sys
 
-    for flag, path, folder in (
-        ("--out", args.out, False),
-        ("--csv", args.csv, False),
-        ("--plots", args.plots, True),
-    ):
-        reason = unwritable_reason(path, folder=folder) if path else None
-        if reason:
-            raise PrivtunerError(f"{flag} {path}: {reason}")
+    skipped = [f"{f} {p}" for f, p in (("--csv", args.csv), ("--plots", args.plots)) if p]
+    if skipped:
+        print(f"note: {' and '.join(skipped)} not written: {why}", file=sys.stderr)
+
+
+def _check_output_paths(args: argparse.Namespace) -> None:
+    """Refuse, before solving, an output path that cannot be written or is given twice."""
+    from privtuner.cli.outputs import check_output_paths
+
+    check_output_paths(
+        ("--out", args.out, False), ("--csv", args.csv, False), ("--plots", args.plots, True)
+    )
 
 
 def cmd_methods(args: argparse.Namespace) -> int:

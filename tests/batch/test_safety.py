@@ -511,3 +511,38 @@ def test_library_refuses_bad_batch_arguments(tmp_path: Path, model_path: Path) -
     with pytest.raises(PrivtunerError, match=r"--seeds -1: seeds must be integers"):
         batch.run_batch([f], out, methods=["standin_a"], seeds=[0, -1], progress=False)
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("module", "out", "executor", "purpose"),
+    [
+        ("pyarrow", "r.parquet", "local", "Parquet output (or use --out x.csv)"),
+        ("dask.distributed", "r.csv", "dask", "--executor dask"),
+    ],
+)
+def test_missing_batch_extra_is_refused_before_any_work(
+    tmp_path: Path,
+    model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    module: str,
+    out: str,
+    executor: str,
+    purpose: str,
+) -> None:
+    """Before: every task ran, then the Parquet write failed (and dask's hint named the
+    ``dev`` extra, while README and pyproject put both packages in ``batch``)."""
+    from test_batch import CALLS
+
+    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    CALLS.clear()
+    with pytest.raises(PrivtunerError) as info:
+        batch.run_batch(
+            [f], tmp_path / out, methods=["standin_a"], executor=executor, progress=False
+        )
+    assert str(info.value) == (
+        f"the optional package '{module.split('.')[0]}' is not installed (needed for "
+        f"{purpose}); install it with: pip install 'privtuner[batch]'"
+    )
+    assert CALLS == []  # nothing solved
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sc"]  # no table, parts or lock

@@ -218,6 +218,33 @@ def test_unwritable_output_fails_before_solving(tmp_path: Path, model_path: Path
     assert proc.stderr.strip() == f"error: --plots {scen}: is a file, not a folder"
 
 
+def test_two_outputs_naming_one_path_are_refused(tmp_path: Path, model_path: Path) -> None:
+    work = model_path.parent.parent / "case_same"
+    work.mkdir(exist_ok=True)
+    scen = _scenario(work, model_path, 1000.0)
+    proc = _run(["solve", str(scen), "--csv", "o.csv", "--out", "./o.csv"], work)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip() == (
+        "error: --csv o.csv: same path as --out; give each output its own path"
+    )
+    assert not (work / "o.csv").exists()
+    proc = _run(["solve", str(scen), "--csv", "o.csv", "--out", "r.json"], work)
+    assert proc.returncode == 0, proc.stderr  # different paths are fine
+
+
+def test_infeasible_says_which_outputs_are_not_written(tmp_path: Path, model_path: Path) -> None:
+    work = model_path.parent.parent / "case_infeasible_outputs"
+    work.mkdir(exist_ok=True)
+    scen = _scenario(work, model_path, 2.0)
+    args = ["solve", str(scen), "--out", "inf.json", "--csv", "inf.csv", "--plots", "figs"]
+    proc = _run(args, work)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    notes = [ln for ln in proc.stderr.splitlines() if ln.startswith("note:")]
+    assert notes == ["note: --csv inf.csv and --plots figs not written: the instance is infeasible"]
+    assert (work / "inf.json").is_file()
+    assert not (work / "inf.csv").exists() and not (work / "figs").exists()
+
+
 def test_simulate_into_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     (tmp_path / "big.yaml").write_text("name: big\ndevices:\n  count: 20000\n")
     proc = subprocess.run(

@@ -477,3 +477,46 @@ def test_figure_phase_shows_progress(
     write_result_figures(rows, tmp_path, kinds=["scaling", "bounds"], progress=True)
     err = capsys.readouterr().err
     assert "figures" in err and "2/2" in err
+
+
+def test_plot_refuses_an_unwritable_out_before_plotting(
+    rows: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from privtuner.cli import main
+
+    table = write_table(rows, tmp_path / "t.csv")
+    for out, why in (
+        ("/proc/figs", "cannot write in folder /proc (No such file or directory)"),
+        (str(table), "is a file, not a folder"),
+    ):
+        assert main(["plot", str(table), "--kind", "scaling", "--out", out]) == 1
+        assert capsys.readouterr().err == f"error: --out {out}: {why}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_plot_refuses_unknown_selections_and_lists_what_is_there(
+    rows: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from privtuner.cli import main
+
+    table = write_table(rows, tmp_path / "t.csv")
+    out = tmp_path / "figs"
+
+    def refused(*option: str) -> str:
+        assert main(["plot", str(table), "--kind", "scaling", "--out", str(out), *option]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("error: ")
+        return err.strip()
+
+    methods = "methods there: exact, ao, equal_bandwidth"
+    assert refused("--methods", "exact,foo") == f"error: --methods foo: not in {table}; {methods}"
+    assert refused("--methods", "foo") == f"error: --methods foo: not in {table}; {methods}"
+    assert refused("--seed", "7") == f"error: --seed 7: not in {table}; seeds there: 0, 1, 2"
+    line = refused("--scenario", "sweep-nope")
+    names = list(dict.fromkeys([r["sweep_base"] for r in rows] + [r["scenario"] for r in rows]))
+    assert line.startswith(
+        f"error: --scenario sweep-nope: not in {table}; sweeps/scenarios there: "
+    )
+    assert names[0] + ", " + names[1] in line  # the sweep names come first
+    assert line.endswith(f"{names[9]} and {len(names) - 10} more")  # bounded listing
+    assert not out.exists()
