@@ -20,6 +20,7 @@ import math
 import os
 import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
@@ -277,7 +278,7 @@ def csv_label(path_text: str) -> str:
     return f"devices.csv ({short(Path(path_text).name, 60)})"
 
 
-def _bounded_rows(reader: Any) -> Any:
+def _bounded_rows(reader: Iterator[list[str]]) -> Iterator[list[str]]:
     """The rows of ``reader``, refusing a cell over :data:`MAX_CSV_FIELD_CHARS` (the csv
     module's own field limit is process-wide and raised by the batch's table reader)."""
     for cells in reader:
@@ -289,7 +290,7 @@ def _bounded_rows(reader: Any) -> Any:
 def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], list[str], list[int]]:
     raw = csv.reader(io.StringIO(text, newline=""))
     reader = _bounded_rows(raw)
-    header = next(reader, [])
+    header: list[str] = next(reader, [])
     unknown = [_column_label(i, h) for i, h in enumerate(header) if h not in _COLUMNS]
     if unknown:
         listed = ", ".join(unknown[:5]) + (
