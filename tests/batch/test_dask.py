@@ -99,9 +99,8 @@ def test_dask_local_cluster_equals_local_processes_real_methods(
     """The real optimiser: local executor with 2 processes vs dask's own LocalCluster."""
     from privtuner.optimizer import available_methods
 
-    methods = [m for m in ("exact", "ao") if m in available_methods()]
-    if not methods:
-        pytest.skip("no real optimiser method registered yet")
+    methods = ["exact", "ao"]
+    assert set(methods) <= set(available_methods())
     f = _scenario(tmp_path / "sc", model_path, seeds="[0, 1]", bandwidths="[1e7]")
     local = tmp_path / "local.csv"
     batch.run_batch([f], local, methods=methods, jobs=2, progress=False)
@@ -140,3 +139,77 @@ def test_unreachable_scheduler_is_one_line_quickly(tmp_path: Path, model_path: P
     ]
     assert wall_s < 25
     assert not out.exists() and not batch.lock_path_for(out).exists()
+
+
+def _register_dying_on_worker(tests_dir: str) -> bool:
+    """Runs on each dask worker: the stand-ins, plus ``standin_die``, which kills its worker
+    process on the 2e7 Hz points (a worker lost mid-run)."""
+    import os
+
+    from privtuner.optimizer import register_solver
+
+    _register_on_worker(tests_dir)
+    import test_batch
+
+    ok = test_batch._uniform_set_solver("standin_die")
+
+    def die(problem, **opts):  # type: ignore[no-untyped-def]
+        if problem.bandwidth_hz > 1e7:
+            os._exit(3)
+        return ok(problem, **opts)
+
+    register_solver("standin_die", "test stand-in", check_feasibility=False)(die)
+    return True
+
+
+def test_lost_chunk_is_one_line_and_finished_rows_are_kept(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """A worker dies mid-run (its chunk is lost on the cluster): one line naming the lost
+    chunk and saying a rerun resumes, and the rerun completes the table, each task once
+    (before: a KilledWorker traceback)."""
+    import dask
+    import test_batch
+    from dask.distributed import Client, LocalCluster
+
+    from privtuner.errors import PrivtunerError
+    from privtuner.optimizer import register_solver
+
+    test_batch.register_stand_ins()
+    # here (the client) it is a working stand-in: the batch checks its methods up front
+    register_solver("standin_die", "test stand-in", check_feasibility=False)(
+        test_batch._uniform_set_solver("standin_die")
+    )
+    f = _scenario(tmp_path / "sc", model_path, seeds="[0, 1]", bandwidths="[5e6, 2e7]")
+    out = tmp_path / "r.csv"
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=1,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster, timeout="30s") as client,
+    ):
+        assert all(client.run(_register_dying_on_worker, str(HERE)).values())
+        with pytest.raises(PrivtunerError) as exc:
+            batch.run_batch(
+                [f],
+                out,
+                methods=["standin_die"],
+                executor="dask",
+                scheduler=cluster.scheduler_address,
+                chunk_size=1,
+                progress=False,
+            )
+    message = str(exc.value)
+    assert "\n" not in message and "lost a chunk on the cluster" in message
+    assert "a rerun resumes" in message
+    # a local rerun (where the stand-in works) completes the table from the parts, each
+    # task once (how many finished before the worker died depends on the cluster's timing)
+    s = batch.run_batch([f], out, methods=["standin_die"], progress=False)
+    rows = batch.read_table(out)
+    assert 1 <= s.n_run <= 4 and len(rows) == len({r["key"] for r in rows}) == 4
+    assert all(r["status"] == "feasible" for r in rows)
