@@ -135,3 +135,17 @@ def test_hostile_files_give_one_line(
     assert "Traceback" not in proc.stderr
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"error: {f}: ") and text in line, line
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--seeds", "1,,2"), ("--seeds", "1,"), ("--methods", ""), ("--methods", "exact,,greedy")],
+)
+def test_batch_refuses_empty_list_items(tmp_path: Path, option: str, value: str) -> None:
+    from privtuner.cli import main
+
+    out = tmp_path / "r.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["batch", DEFAULT, "--out", str(out), option, value])
+    assert exc.value.code == 1
+    assert not out.exists()
