@@ -154,10 +154,20 @@ def tasks_for_spec(
 ) -> list[BatchTask]:
     """Tasks of one (possibly sweeping) :class:`~privtuner.scenario.ScenarioSpec`.
 
-    ``methods`` defaults to each point's ``solver.method``; ``seeds`` to each point's ``seed``.
+    ``methods`` defaults to each point's ``solver.method``; ``seeds`` to each point's ``seed``
+    (refused, as :class:`ScenarioError`, when ``spec`` sweeps ``seed``).
     ``options`` are extra solver options for every task (the point's ``solver.rel_tol``,
     ``max_iterations`` and ``time_limit_s`` are always passed).
     """
+    if seeds is not None and "seed" in (spec.sweep or {}):
+        # each override seed would rerun every swept seed: copies of one instance
+        raise ScenarioError(
+            [
+                "sweep: seed is swept, so --seeds would repeat the same instances; drop --seeds "
+                "or the seed sweep"
+            ],
+            source or spec.name,
+        )
     tasks = []
     for point, combo, problem in _sweep_points(spec):
         spec_json = point.model_dump_json()
