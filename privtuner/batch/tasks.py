@@ -248,15 +248,19 @@ def tasks_from_sources(
     problems: list[str] = []
     tasks: list[BatchTask] = []
     for source, load in sources:
+        label = None  # the loader names the file itself
         try:
             spec = load()
+            label = source  # expansion errors name the scenario, which two files may share
             if transform is not None:
                 spec = transform(spec)
             tasks.extend(
                 tasks_for_spec(spec, source=source, methods=methods, seeds=seeds, options=options)
             )
         except ScenarioError as exc:
-            problems.extend(exc.lines())
+            problems.extend(
+                ScenarioError(fold_point_problems(exc.problems), label or exc.source).lines()
+            )
     seen: dict[str, str] = {}
     for t in tasks:
         if t.key in seen:
@@ -268,6 +272,28 @@ def tasks_from_sources(
     if problems:
         raise ScenarioError(problems)
     return tasks
+
+
+def fold_point_problems(problems: Sequence[str]) -> list[str]:
+    """Problems of one file, a problem repeated over sweep points on one line: ``sweep point
+    [a=1]: X`` for n points becomes ``X (n sweep points, e.g. [a=1])``; other lines are kept.
+    Order: first occurrence."""
+    points: dict[tuple[bool, str], list[str]] = {}
+    for line in problems:
+        head, sep, rest = line.partition("]: ")
+        if line.startswith("sweep point [") and sep:
+            points.setdefault((True, rest), []).append(head.removeprefix("sweep point ") + "]")
+        else:
+            points.setdefault((False, line), [])
+    out = []
+    for (is_point, text), labels in points.items():
+        if not is_point:
+            out.append(text)
+        elif len(labels) == 1:
+            out.append(f"sweep point {labels[0]}: {text}")
+        else:
+            out.append(f"{text} ({len(labels)} sweep points, e.g. {labels[0]})")
+    return out
 
 
 def check_methods(methods: Iterable[str]) -> None:

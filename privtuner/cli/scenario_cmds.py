@@ -58,7 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _validate_file(path: Any) -> int:
     """Load, expand and check one scenario file; its number of sweep points (0: no sweep)."""
-    from privtuner.batch.tasks import spec_problems
+    from privtuner.batch.tasks import fold_point_problems, spec_problems
     from privtuner.errors import ScenarioError
     from privtuner.pipeline import check_solvable
     from privtuner.scenario import expand_sweep, load_scenario
@@ -67,7 +67,7 @@ def _validate_file(path: Any) -> int:
     try:
         points = expand_sweep(spec)
     except ScenarioError as exc:  # named by the file, not by the scenario's name
-        raise ScenarioError(exc.problems, str(path)) from None
+        raise ScenarioError(fold_point_problems(exc.problems), str(path)) from None
     # what a batch would turn into error rows (a constant objective), once per distinct line
     problems: list[str] = list(dict.fromkeys(f"{path}: {p}" for p in spec_problems(spec)))
     if problems:

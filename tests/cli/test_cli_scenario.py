@@ -149,3 +149,27 @@ def test_batch_refuses_empty_list_items(tmp_path: Path, option: str, value: str)
         main(["batch", DEFAULT, "--out", str(out), option, value])
     assert exc.value.code == 1
     assert not out.exists()
+
+
+def test_a_sweep_problem_is_one_line_naming_the_file(tmp_path: Path, cli) -> None:
+    """Before: one line per sweep point (9 alike), and ``batch`` named the scenario, not the
+    file (two files may share a name)."""
+    d = tmp_path / "sweeps"
+    d.mkdir()
+    (d / "a.yaml").write_text(
+        "name: sw\nsweep:\n  system.bandwith_hz: [5e6, 1e7, 2e7]\n  seed: [0, 1, 2]\n"
+    )
+    (d / "b.yaml").write_text(
+        "name: other\nsweep:\n  system.bandwidth_hz: [-5, 1e7]\n  seed: [0, 1, 2]\n"
+    )
+    for args in (["validate", str(d)], ["batch", str(d), "--out", str(tmp_path / "r.csv")]):
+        proc = cli(*args)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 2, proc.stderr
+        a, b = lines
+        assert a.startswith(f"error: {d / 'a.yaml'}: system.bandwith_hz: unknown key")
+        assert a.endswith("(9 sweep points, e.g. [system.bandwith_hz=5e6,seed=0])")
+        assert b.startswith(f"error: {d / 'b.yaml'}: system.bandwidth_hz: ")
+        assert b.endswith("(3 sweep points, e.g. [system.bandwidth_hz=-5,seed=0])")
+    assert not (tmp_path / "r.csv").exists()
