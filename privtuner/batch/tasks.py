@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from privtuner.errors import ScenarioError
+from privtuner.errors import ScenarioError, short
 
 #: File name suffixes read as scenario files when a directory is given.
 SCENARIO_SUFFIXES = (".yaml", ".yml")
@@ -261,17 +261,29 @@ def tasks_from_sources(
             problems.extend(
                 ScenarioError(fold_point_problems(exc.problems), label or exc.source).lines()
             )
-    seen: dict[str, str] = {}
-    for t in tasks:
-        if t.key in seen:
-            problems.append(
-                f"duplicate row key {t.key!r} (from {seen[t.key]} and {t.source}); give the "
-                "scenarios distinct names"
-            )
-        seen[t.key] = t.source
+    problems.extend(duplicate_problems(((t.key, t.source) for t in tasks), "row key"))
     if problems:
         raise ScenarioError(problems)
     return tasks
+
+
+def duplicate_problems(named: Iterable[tuple[str, str]], what: str) -> list[str]:
+    """(name, source) pairs -> one line per pair of sources that give the same names (rows
+    of a batch, or scenario names for ``privtuner validate``): ``duplicate <what> 'x' and
+    N more (from A and B); ...``."""
+    first: dict[str, str] = {}
+    shared: dict[tuple[str, str], list[str]] = {}
+    for name, source in named:
+        if name in first:
+            shared.setdefault((first[name], source), []).append(name)
+        else:
+            first[name] = source
+    return [
+        f"duplicate {what} {short(names[0])!r}"
+        + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        + f" (from {a} and {b}); give the scenarios distinct names"
+        for (a, b), names in shared.items()
+    ]
 
 
 def fold_point_problems(problems: Sequence[str]) -> list[str]:

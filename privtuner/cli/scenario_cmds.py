@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from privtuner.cli.argtypes import seed
@@ -30,11 +31,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate files and folders (``*.yaml``/``*.yml`` inside, as ``batch`` reads them): the
     schema, every sweep point, and every check ``solve`` runs that needs no solving
     (:func:`privtuner.pipeline.check_solvable`)."""
-    from privtuner.batch.tasks import discover_scenario_files
+    from privtuner.batch.tasks import discover_scenario_files, duplicate_problems
     from privtuner.errors import ScenarioError, short
     from privtuner.scenario.validation import os_reason
 
     problems: list[str] = []
+    named: list[tuple[str, str]] = []  # (scenario or point name, file): a batch's row keys
+    seen: set[Path] = set()  # the same file given twice is read once, as in a batch
     for arg in args.files:
         try:
             files = discover_scenario_files([arg])
@@ -45,19 +48,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems.append(f"{short(arg)}: cannot read: {os_reason(exc)}")
             continue
         for f in files:
+            if f.resolve() in seen:
+                continue
+            seen.add(f.resolve())
             try:
-                n_points = _validate_file(f)
+                n_points, names = _validate_file(f)
             except ScenarioError as exc:
                 problems.extend(exc.lines())
                 continue
+            named.extend((name, str(f)) for name in names)
             print(f"{f}: ok" + (f" ({n_points} sweep points)" if n_points else ""))
+    # what a batch of these files refuses: two files giving the same scenario names
+    problems.extend(duplicate_problems(named, "scenario name"))
     if problems:
         raise ScenarioError(problems)
     return 0
 
 
-def _validate_file(path: Any) -> int:
-    """Load, expand and check one scenario file; its number of sweep points (0: no sweep)."""
+def _validate_file(path: Any) -> tuple[int, list[str]]:
+    """Load, expand and check one scenario file; its number of sweep points (0: no sweep)
+    and the names of its points (the scenario's name without a sweep)."""
     from privtuner.batch.tasks import fold_point_problems, spec_problems
     from privtuner.errors import ScenarioError
     from privtuner.pipeline import check_solvable
@@ -79,7 +89,7 @@ def _validate_file(path: Any) -> int:
             problems.extend(exc.lines())
     if problems:
         raise ScenarioError(problems)
-    return len(points) if spec.sweep else 0
+    return (len(points) if spec.sweep else 0), [p.name for p in points]
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

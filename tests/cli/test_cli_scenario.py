@@ -173,3 +173,25 @@ def test_a_sweep_problem_is_one_line_naming_the_file(tmp_path: Path, cli) -> Non
         assert b.startswith(f"error: {d / 'b.yaml'}: system.bandwidth_hz: ")
         assert b.endswith("(3 sweep points, e.g. [system.bandwidth_hz=-5,seed=0])")
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_validate_refuses_names_that_batch_refuses(tmp_path: Path, cli) -> None:
+    """Before: ``validate`` said ok for two files with one ``name:``, then ``batch`` refused
+    them with ``duplicate row key``."""
+    d = tmp_path / "sweeps"
+    d.mkdir()
+    for f in ("a.yaml", "b.yaml"):
+        (d / f).write_text("name: sw\nsweep: {seed: [0, 1, 2]}\n")
+    (d / "c.yaml").write_text("name: other\n")
+    proc = cli("validate", str(d), str(d / "a.yaml"))  # a file given twice is read once
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: duplicate scenario name 'sw[seed=0]' and 2 more (from {d / 'a.yaml'} and "
+        f"{d / 'b.yaml'}); give the scenarios distinct names"
+    ]
+    batch = cli("batch", str(d), "--out", str(tmp_path / "r.csv"))
+    (line,) = batch.stderr.strip().splitlines()
+    assert "duplicate row key 'sw[seed=0]|seed=0|method=exact' and 2 more" in line
+    assert f"(from {d / 'a.yaml'} and {d / 'b.yaml'})" in line
+    (d / "b.yaml").unlink()
+    assert cli("validate", str(d), str(d / "a.yaml")).returncode == 0
