@@ -83,12 +83,13 @@ def _validate_file(path: Any) -> tuple[int, list[str]]:
     if problems:
         raise ScenarioError(problems)
     for point in points:
+        label = point.name.removeprefix(spec.name)  # "[a=1,b=2]" of a sweep point
         try:
-            check_solvable(point, source=f"{path}: {point.name}" if spec.sweep else str(path))
+            check_solvable(point, source=f"sweep point {label}" if spec.sweep else None)
         except ScenarioError as exc:
             problems.extend(exc.lines())
-    if problems:
-        raise ScenarioError(problems)
+    if problems:  # a problem of every point is one line with a count
+        raise ScenarioError(fold_point_problems(problems), str(path))
     return (len(points) if spec.sweep else 0), [p.name for p in points]
 
 

@@ -195,3 +195,11 @@ def test_validate_refuses_names_that_batch_refuses(tmp_path: Path, cli) -> None:
     assert f"(from {d / 'a.yaml'} and {d / 'b.yaml'})" in line
     (d / "b.yaml").unlink()
     assert cli("validate", str(d), str(d / "a.yaml")).returncode == 0
+
+
+def test_validate_folds_a_solve_check_failing_at_every_point(tmp_path: Path, cli) -> None:
+    f = tmp_path / "a.yaml"
+    f.write_text("solver: {method: exakt}\nsweep: {seed: [0, 1, 2], devices.count: [2, 3]}\n")
+    (line,) = cli("validate", str(f)).stderr.strip().splitlines()
+    assert line.startswith(f"error: {f}: solver.method: unknown method 'exakt'; valid methods: ")
+    assert line.endswith(" (6 sweep points, e.g. [seed=0,devices.count=2])")
