@@ -157,9 +157,9 @@ def row_ok(r: Mapping[str, Any]) -> bool:
 def aggregate(
     rows: Iterable[Mapping[str, Any]], x: str, y: str = "energy_j"
 ) -> dict[str, dict[str, NDArrayF]]:
-    """Per method: sorted ``x`` values and mean, sample standard deviation (ddof=1; 0 for a
-    single run) of ``y`` over the rows (seeds) at each x that carry an allocation, with
-    ``n_ok`` / ``n_all`` counts (failed rows are counted, not averaged). Returns
+    """Per method: sorted ``x`` values and mean, sample standard deviation (ddof=1; NaN, i.e.
+    undefined, for fewer than two runs) of ``y`` over the rows (seeds) at each x that carry
+    an allocation, with ``n_ok`` / ``n_all`` counts (failed rows are counted, not averaged). Returns
     ``{method: {"x", "mean", "std", "n_ok", "n_all"}}``."""
     groups: dict[str, dict[float, list[float]]] = {}
     totals: dict[str, dict[float, int]] = {}
@@ -183,7 +183,9 @@ def aggregate(
         out[m] = {
             "x": np.array(xs, dtype=float),
             "mean": np.array([np.mean(v) if v else np.nan for v in vals], dtype=float),
-            "std": np.array([np.std(v, ddof=1) if len(v) > 1 else 0.0 for v in vals], dtype=float),
+            "std": np.array(
+                [np.std(v, ddof=1) if len(v) > 1 else np.nan for v in vals], dtype=float
+            ),
             "n_ok": np.array([len(v) for v in vals], dtype=float),
             "n_all": np.array([totals[m][xv] for xv in xs], dtype=float),
         }
@@ -229,7 +231,7 @@ def _plot_methods(
         ax.errorbar(
             x[ok],
             d["mean"][ok],
-            yerr=d["std"][ok],
+            yerr=_bar(d["std"][ok]),
             label=label,
             capsize=2,
             ms=5 if not same else 8,
@@ -262,6 +264,11 @@ def _plot_methods(
                     fontsize="x-small",
                     color=st["color"],
                 )
+
+
+def _bar(std: NDArrayF) -> NDArrayF:
+    """Error bar half-lengths: no bar (0) where the std is undefined (n < 2 runs)."""
+    return np.nan_to_num(std, nan=0.0)
 
 
 def _missing_note(ok: np.ndarray[Any, np.dtype[np.bool_]]) -> str:
@@ -638,8 +645,8 @@ def plot_pareto(
         ax.errorbar(
             d["security"][idx],
             d["energy"][idx],
-            xerr=d["security_std"][idx],
-            yerr=d["energy_std"][idx],
+            xerr=_bar(d["security_std"][idx]),
+            yerr=_bar(d["energy_std"][idx]),
             label=m + _missing_note(ok),
             capsize=2,
             ms=5,

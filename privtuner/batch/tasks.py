@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from privtuner.errors import ScenarioError
+from privtuner.errors import ScenarioError, short
 
 #: File name suffixes read as scenario files when a directory is given.
 SCENARIO_SUFFIXES = (".yaml", ".yml")
@@ -154,10 +154,20 @@ def tasks_for_spec(
 ) -> list[BatchTask]:
     """Tasks of one (possibly sweeping) :class:`~privtuner.scenario.ScenarioSpec`.
 
-    ``methods`` defaults to each point's ``solver.method``; ``seeds`` to each point's ``seed``.
+    ``methods`` defaults to each point's ``solver.method``; ``seeds`` to each point's ``seed``
+    (refused, as :class:`ScenarioError`, when ``spec`` sweeps ``seed``).
     ``options`` are extra solver options for every task (the point's ``solver.rel_tol``,
     ``max_iterations`` and ``time_limit_s`` are always passed).
     """
+    if seeds is not None and "seed" in (spec.sweep or {}):
+        # each override seed would rerun every swept seed: copies of one instance
+        raise ScenarioError(
+            [
+                "sweep: seed is swept, so --seeds would repeat the same instances; drop --seeds "
+                "or the seed sweep"
+            ],
+            source or spec.name,
+        )
     tasks = []
     for point, combo, problem in _sweep_points(spec):
         spec_json = point.model_dump_json()
@@ -238,26 +248,64 @@ def tasks_from_sources(
     problems: list[str] = []
     tasks: list[BatchTask] = []
     for source, load in sources:
+        label = None  # the loader names the file itself
         try:
             spec = load()
+            label = source  # expansion errors name the scenario, which two files may share
             if transform is not None:
                 spec = transform(spec)
             tasks.extend(
                 tasks_for_spec(spec, source=source, methods=methods, seeds=seeds, options=options)
             )
         except ScenarioError as exc:
-            problems.extend(exc.lines())
-    seen: dict[str, str] = {}
-    for t in tasks:
-        if t.key in seen:
-            problems.append(
-                f"duplicate row key {t.key!r} (from {seen[t.key]} and {t.source}); give the "
-                "scenarios distinct names"
+            problems.extend(
+                ScenarioError(fold_point_problems(exc.problems), label or exc.source).lines()
             )
-        seen[t.key] = t.source
+    problems.extend(duplicate_problems(((t.key, t.source) for t in tasks), "row key"))
     if problems:
         raise ScenarioError(problems)
     return tasks
+
+
+def duplicate_problems(named: Iterable[tuple[str, str]], what: str) -> list[str]:
+    """(name, source) pairs -> one line per pair of sources that give the same names (rows
+    of a batch, or scenario names for ``privtuner validate``): ``duplicate <what> 'x' and
+    N more (from A and B); ...``."""
+    first: dict[str, str] = {}
+    shared: dict[tuple[str, str], list[str]] = {}
+    for name, source in named:
+        if name in first:
+            shared.setdefault((first[name], source), []).append(name)
+        else:
+            first[name] = source
+    return [
+        f"duplicate {what} {short(names[0])!r}"
+        + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        + f" (from {a} and {b}); give the scenarios distinct names"
+        for (a, b), names in shared.items()
+    ]
+
+
+def fold_point_problems(problems: Sequence[str]) -> list[str]:
+    """Problems of one file, a problem repeated over sweep points on one line: ``sweep point
+    [a=1]: X`` for n points becomes ``X (n sweep points, e.g. [a=1])``; other lines are kept.
+    Order: first occurrence."""
+    points: dict[tuple[bool, str], list[str]] = {}
+    for line in problems:
+        head, sep, rest = line.partition("]: ")
+        if line.startswith("sweep point [") and sep:
+            points.setdefault((True, rest), []).append(head.removeprefix("sweep point ") + "]")
+        else:
+            points.setdefault((False, line), [])
+    out = []
+    for (is_point, text), labels in points.items():
+        if not is_point:
+            out.append(text)
+        elif len(labels) == 1:
+            out.append(f"sweep point {labels[0]}: {text}")
+        else:
+            out.append(f"{text} ({len(labels)} sweep points, e.g. {labels[0]})")
+    return out
 
 
 def check_methods(methods: Iterable[str]) -> None:

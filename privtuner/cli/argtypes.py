@@ -33,13 +33,21 @@ def positive_int(text: str) -> int:
 
 
 def csv_list(text: str) -> list[str]:
-    """Comma-separated names, blanks dropped."""
-    return [t.strip() for t in text.split(",") if t.strip()]
+    """Comma-separated names (surrounding blanks stripped); an empty list or an empty item
+    (``a,,b``, a trailing comma) is refused rather than silently dropped."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated non-empty names (got {text[:40]!r})"
+        )
+    return items
 
 
 def seed_list(text: str) -> list[int]:
-    """Comma-separated seeds, each in [0, 2**63 - 1]."""
-    items = csv_list(text)
-    if not items:
-        raise argparse.ArgumentTypeError(f"must be comma-separated seeds (got {text[:40]!r})")
+    """Comma-separated seeds, each in [0, 2**63 - 1]; no empty item."""
+    items = [t.strip() for t in text.split(",")]
+    if not all(items):
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated seeds, none empty (got {text[:40]!r})"
+        )
     return [seed(t) for t in items]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
 
 from privtuner.cli.argtypes import seed
@@ -30,11 +31,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Validate files and folders (``*.yaml``/``*.yml`` inside, as ``batch`` reads them): the
     schema, every sweep point, and every check ``solve`` runs that needs no solving
     (:func:`privtuner.pipeline.check_solvable`)."""
-    from privtuner.batch.tasks import discover_scenario_files
+    from privtuner.batch.tasks import discover_scenario_files, duplicate_problems
     from privtuner.errors import ScenarioError, short
     from privtuner.scenario.validation import os_reason
 
     problems: list[str] = []
+    named: list[tuple[str, str]] = []  # (scenario or point name, file): a batch's row keys
+    seen: set[Path] = set()  # the same file given twice is read once, as in a batch
     for arg in args.files:
         try:
             files = discover_scenario_files([arg])
@@ -45,20 +48,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
             problems.append(f"{short(arg)}: cannot read: {os_reason(exc)}")
             continue
         for f in files:
+            if f.resolve() in seen:
+                continue
+            seen.add(f.resolve())
             try:
-                n_points = _validate_file(f)
+                n_points, names = _validate_file(f)
             except ScenarioError as exc:
                 problems.extend(exc.lines())
                 continue
+            named.extend((name, str(f)) for name in names)
             print(f"{f}: ok" + (f" ({n_points} sweep points)" if n_points else ""))
+    # what a batch of these files refuses: two files giving the same scenario names
+    problems.extend(duplicate_problems(named, "scenario name"))
     if problems:
         raise ScenarioError(problems)
     return 0
 
 
-def _validate_file(path: Any) -> int:
-    """Load, expand and check one scenario file; its number of sweep points (0: no sweep)."""
-    from privtuner.batch.tasks import spec_problems
+def _validate_file(path: Any) -> tuple[int, list[str]]:
+    """Load, expand and check one scenario file; its number of sweep points (0: no sweep)
+    and the names of its points (the scenario's name without a sweep)."""
+    from privtuner.batch.tasks import fold_point_problems, spec_problems
     from privtuner.errors import ScenarioError
     from privtuner.pipeline import check_solvable
     from privtuner.scenario import expand_sweep, load_scenario
@@ -67,19 +77,20 @@ def _validate_file(path: Any) -> int:
     try:
         points = expand_sweep(spec)
     except ScenarioError as exc:  # named by the file, not by the scenario's name
-        raise ScenarioError(exc.problems, str(path)) from None
+        raise ScenarioError(fold_point_problems(exc.problems), str(path)) from None
     # what a batch would turn into error rows (a constant objective), once per distinct line
     problems: list[str] = list(dict.fromkeys(f"{path}: {p}" for p in spec_problems(spec)))
     if problems:
         raise ScenarioError(problems)
     for point in points:
+        label = point.name.removeprefix(spec.name)  # "[a=1,b=2]" of a sweep point
         try:
-            check_solvable(point, source=f"{path}: {point.name}" if spec.sweep else str(path))
+            check_solvable(point, source=f"sweep point {label}" if spec.sweep else None)
         except ScenarioError as exc:
             problems.extend(exc.lines())
-    if problems:
-        raise ScenarioError(problems)
-    return len(points) if spec.sweep else 0
+    if problems:  # a problem of every point is one line with a count
+        raise ScenarioError(fold_point_problems(problems), str(path))
+    return (len(points) if spec.sweep else 0), [p.name for p in points]
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

@@ -61,8 +61,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     import sys
 
     from privtuner.errors import InfeasibleError, SolverError
-    from privtuner.io import atomic_write_text
-    from privtuner.optimizer import solve
+    from privtuner.optimizer import SolveResult, solve, solver_info
     from privtuner.optimizer.core.options import options_from_spec
     from privtuner.optimizer.core.result import fold_device_reasons
     from privtuner.pipeline import build_problem
@@ -85,16 +84,19 @@ def cmd_solve(args: argparse.Namespace) -> int:
     options: dict[str, Any] = options_from_spec(
         spec.solver, rel_tol=args.rel_tol, time_limit_s=args.time_limit
     )
-    result = solve(problem, method, **options).replace(device_ids=device_ids(spec))
+    solver_info(method)  # an unknown method is bad input: nothing is written
+    try:
+        result = solve(problem, method, **options).replace(device_ids=device_ids(spec))
+    except SolverError as exc:  # the method refused the instance: still a result to keep
+        failed = SolveResult.error(problem, method=method, message=str(exc))
+        _write_result(args, failed.replace(device_ids=device_ids(spec)))
+        _note_not_written(args, "the solver found no usable allocation")
+        raise
     if result.status == "infeasible":
         from privtuner.optimizer.methods.exact.remedies import suggest_remedies
 
         result = result.replace(suggestions=tuple(suggest_remedies(problem, result.device_ids)))
-    if args.out:
-        atomic_write_text(args.out, result.to_json() + "\n")
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
-        sys.stdout.flush()
+    _write_result(args, result)
     if result.status == "infeasible":
         for line in result.suggestions:
             print(f"hint: to make it feasible: {line}", file=sys.stderr)
@@ -127,6 +129,19 @@ def cmd_solve(args: argparse.Namespace) -> int:
         print(result.table(max_rows=args.max_rows))
     sys.stdout.flush()
     return 0
+
+
+def _write_result(args: argparse.Namespace, result: Any) -> None:
+    """The result JSON to ``--out`` and/or stdout (``--json``), whatever its status."""
+    import sys
+
+    from privtuner.io import atomic_write_text
+
+    if args.out:
+        atomic_write_text(args.out, result.to_json() + "\n")
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        sys.stdout.flush()
 
 
 def random_channel_note(spec: Any) -> str | None:

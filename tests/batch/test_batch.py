@@ -112,9 +112,11 @@ def _stand_ins() -> None:
     CALLS.clear()
 
 
-def sweep_file(folder: Path, model: Path, name: str = "sw", seeds: str = "[0, 1]") -> Path:
+def sweep_file(folder: Path, model: Path, name: str = "sw", seeds: str | None = "[0, 1]") -> Path:
+    """A sweep over bandwidth, privacy weight and (unless ``seeds`` is None) seed."""
     folder.mkdir(parents=True, exist_ok=True)
     f = folder / f"{name}.yaml"
+    seed_line = "" if seeds is None else f"\n  seed: {seeds}"
     f.write_text(
         textwrap.dedent(
             f"""\
@@ -125,10 +127,10 @@ def sweep_file(folder: Path, model: Path, name: str = "sw", seeds: str = "[0, 1]
             solver: {{method: standin_a}}
             sweep:
               system.bandwidth_hz: [5e6, 1e7, 2e7]
-              objective.privacy_weight: [0.0, 0.05]
-              seed: {seeds}
-            """
+              objective.privacy_weight: [0.0, 0.05]"""
         )
+        + seed_line
+        + "\n"
     )
     return f
 
@@ -158,9 +160,21 @@ def test_rows_count_keys_and_inputs(tmp_path: Path, model_path: Path) -> None:
         )
     # --seeds overrides each point's seed: points x seeds x methods
     out2 = tmp_path / "r2.csv"
-    s2 = batch.run_batch([f], out2, methods=["standin_a"], seeds=[3, 4, 5], progress=False)
-    assert s2.n_tasks == 12 * 3
+    g = sweep_file(tmp_path / "unseeded", model_path, seeds=None)
+    s2 = batch.run_batch([g], out2, methods=["standin_a"], seeds=[3, 4, 5], progress=False)
+    assert s2.n_tasks == 6 * 3
     assert {r["seed"] for r in batch.read_table(out2)} == {3, 4, 5}
+
+
+def test_seeds_refused_for_a_seed_sweep(tmp_path: Path, model_path: Path) -> None:
+    """Before: each override seed reran every swept seed, rows ``[...,seed=0]|seed=1`` and
+    ``[...,seed=1]|seed=1`` were one instance and ``plot`` averaged the copies."""
+    f = sweep_file(tmp_path / "sc", model_path)
+    out = tmp_path / "r.csv"
+    with pytest.raises(ScenarioError, match=r"sw\.yaml: sweep: seed is swept") as exc:
+        batch.run_batch([f], out, methods=["standin_a"], seeds=[1, 2], progress=False)
+    assert len(exc.value.lines()) == 1
+    assert not out.exists()
 
 
 def test_resume_skips_finished_rows(tmp_path: Path, model_path: Path) -> None:

@@ -356,7 +356,7 @@ def test_killed_parallel_batch_leaves_no_process(tmp_path: Path, model_path: Pat
 
 def test_cli_reports_rows_written_and_table_total(tmp_path: Path, model_path: Path) -> None:
     """A second batch into the same table: it said ``6 rows`` although the file held 12."""
-    f = sweep_file(tmp_path / "sc", model_path, seeds="[0]")
+    f = sweep_file(tmp_path / "sc", model_path, seeds=None)
     out = tmp_path / "r.csv"
     args = ["batch", str(f), "--methods", "equal_bandwidth", "--out", str(out), "--no-progress"]
     first = _cli(*args)

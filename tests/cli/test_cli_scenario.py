@@ -135,3 +135,71 @@ def test_hostile_files_give_one_line(
     assert "Traceback" not in proc.stderr
     (line,) = proc.stderr.splitlines()
     assert line.startswith(f"error: {f}: ") and text in line, line
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--seeds", "1,,2"), ("--seeds", "1,"), ("--methods", ""), ("--methods", "exact,,greedy")],
+)
+def test_batch_refuses_empty_list_items(tmp_path: Path, option: str, value: str) -> None:
+    from privtuner.cli import main
+
+    out = tmp_path / "r.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["batch", DEFAULT, "--out", str(out), option, value])
+    assert exc.value.code == 1
+    assert not out.exists()
+
+
+def test_a_sweep_problem_is_one_line_naming_the_file(tmp_path: Path, cli) -> None:
+    """Before: one line per sweep point (9 alike), and ``batch`` named the scenario, not the
+    file (two files may share a name)."""
+    d = tmp_path / "sweeps"
+    d.mkdir()
+    (d / "a.yaml").write_text(
+        "name: sw\nsweep:\n  system.bandwith_hz: [5e6, 1e7, 2e7]\n  seed: [0, 1, 2]\n"
+    )
+    (d / "b.yaml").write_text(
+        "name: other\nsweep:\n  system.bandwidth_hz: [-5, 1e7]\n  seed: [0, 1, 2]\n"
+    )
+    for args in (["validate", str(d)], ["batch", str(d), "--out", str(tmp_path / "r.csv")]):
+        proc = cli(*args)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 2, proc.stderr
+        a, b = lines
+        assert a.startswith(f"error: {d / 'a.yaml'}: system.bandwith_hz: unknown key")
+        assert a.endswith("(9 sweep points, e.g. [system.bandwith_hz=5e6,seed=0])")
+        assert b.startswith(f"error: {d / 'b.yaml'}: system.bandwidth_hz: ")
+        assert b.endswith("(3 sweep points, e.g. [system.bandwidth_hz=-5,seed=0])")
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_validate_refuses_names_that_batch_refuses(tmp_path: Path, cli) -> None:
+    """Before: ``validate`` said ok for two files with one ``name:``, then ``batch`` refused
+    them with ``duplicate row key``."""
+    d = tmp_path / "sweeps"
+    d.mkdir()
+    for f in ("a.yaml", "b.yaml"):
+        (d / f).write_text("name: sw\nsweep: {seed: [0, 1, 2]}\n")
+    (d / "c.yaml").write_text("name: other\n")
+    proc = cli("validate", str(d), str(d / "a.yaml"))  # a file given twice is read once
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: duplicate scenario name 'sw[seed=0]' and 2 more (from {d / 'a.yaml'} and "
+        f"{d / 'b.yaml'}); give the scenarios distinct names"
+    ]
+    batch = cli("batch", str(d), "--out", str(tmp_path / "r.csv"))
+    (line,) = batch.stderr.strip().splitlines()
+    assert "duplicate row key 'sw[seed=0]|seed=0|method=exact' and 2 more" in line
+    assert f"(from {d / 'a.yaml'} and {d / 'b.yaml'})" in line
+    (d / "b.yaml").unlink()
+    assert cli("validate", str(d), str(d / "a.yaml")).returncode == 0
+
+
+def test_validate_folds_a_solve_check_failing_at_every_point(tmp_path: Path, cli) -> None:
+    f = tmp_path / "a.yaml"
+    f.write_text("solver: {method: exakt}\nsweep: {seed: [0, 1, 2], devices.count: [2, 3]}\n")
+    (line,) = cli("validate", str(f)).stderr.strip().splitlines()
+    assert line.startswith(f"error: {f}: solver.method: unknown method 'exakt'; valid methods: ")
+    assert line.endswith(" (6 sweep points, e.g. [seed=0,devices.count=2])")

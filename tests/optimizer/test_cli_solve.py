@@ -310,3 +310,27 @@ def test_time_limit_gives_a_truthful_status(tmp_path: Path, time_limit: str) -> 
     )
     assert table.returncode == 0 and "Traceback" not in table.stderr, table.stderr
     assert "lower bound" in table.stdout
+
+
+def test_method_error_writes_the_result_and_exits_1(tmp_path: Path) -> None:
+    """Before: ``--out`` was left unwritten when the method refused the instance (README:
+    the result is written when there is no allocation), and the message advised raising
+    ``max_combinations``, which neither the CLI nor a scenario can do."""
+    default = Path(__file__).resolve().parents[2] / "scenarios" / "default.yaml"
+    out, csv_out = tmp_path / "r.json", tmp_path / "a.csv"
+    args = ["solve", str(default), "--method", "enumerate", "--out", str(out), "--json"]
+    proc = _run([*args, "--csv", str(csv_out)], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1 and "use method 'exact'" in errors[0]
+    assert "raise max_combinations" not in errors[0]
+    saved = json.loads(out.read_text())
+    assert saved == json.loads(proc.stdout)
+    assert saved["status"] == "error" and saved["method"] == "enumerate"
+    assert saved["message"] == errors[0].removeprefix("error: ")
+    assert not csv_out.exists()
+    # an unknown method is bad input: refused, nothing written
+    out.unlink()
+    bad = _run(["solve", str(default), "--method", "nope", "--out", str(out)], tmp_path)
+    assert bad.returncode == 1 and "unknown method 'nope'" in bad.stderr
+    assert not out.exists()

@@ -469,6 +469,36 @@ def test_figure_tables_show_the_infeasible_fraction(
     assert tmp_path / "energy_vs_n_devices.csv" in written
 
 
+def test_figure_tables_leave_an_undefined_std_empty(tmp_path: Path) -> None:
+    """Before: ``energy_j_std`` was 0.0 where no run (n_ok=0) or one run (n_ok=1) had an
+    allocation; the sample std (ddof=1) is undefined there, so the cell is empty."""
+    from privtuner.studies import write_result_figures
+
+    rng = np.random.default_rng(0)
+    ok_seeds = {5: (0, 1, 2), 10: (0,), 20: ()}
+    rows = [
+        _row(
+            "devices",
+            {"devices.count": n, "seed": s},
+            s,
+            "ao",
+            rng,
+            n=n,
+            status="optimal" if s in ok_seeds[n] else "infeasible",
+            n_devices=n,
+            privacy_weight=0.05,
+        )
+        for n in ok_seeds
+        for s in (0, 1, 2)
+    ]
+    write_result_figures(rows, tmp_path, kinds=["scaling"])
+    table = {r["n_devices"]: r for r in _read_csv(tmp_path / "energy_vs_n_devices.csv")}
+    assert [table[n]["n_ok"] for n in ok_seeds] == [3, 1, 0]
+    assert table[5]["energy_j_std"] > 0
+    assert table[10]["energy_j_std"] == "" and table[20]["energy_j_std"] == ""
+    assert table[10]["energy_j_mean"] > 0 and table[20]["energy_j_mean"] == ""
+
+
 def test_figure_phase_shows_progress(
     rows: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

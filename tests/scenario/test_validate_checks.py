@@ -77,7 +77,7 @@ def test_validate_names_the_sweep_point(tmp_path: Path, capsys: pytest.CaptureFi
     rc, _, err = _validate(capsys, p)
     assert rc == 1
     assert err == [
-        f"error: {p}: scenario[objective.privacy_metric=bits]: objective.privacy_metric: "
+        f"error: {p}: sweep point [objective.privacy_metric=bits]: objective.privacy_metric: "
         "unknown privacy metric 'bits'; valid: log2_n, security_bits, security_bits_uncapped"
     ]
 

@@ -127,7 +127,7 @@ def solve_enumerate(
     if total > max_combinations:
         raise SolverError(
             f"enumerate: {total} set combinations exceed max_combinations="
-            f"{max_combinations}; use method 'exact' (or raise max_combinations)"
+            f"{max_combinations}; use method 'exact', or fewer devices or CKKS sets"
         )
     alone = _alone_bounds(problem)
     choices = [[k for k, v in row.items() if v < math.inf] for row in alone]
