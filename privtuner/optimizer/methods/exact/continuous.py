@@ -648,6 +648,9 @@ def clear_markets(
     ``deadline`` (a ``time.perf_counter()`` value): past it, the clearing stops between
     oracle calls and the groups not yet cleared are returned unconverged (never as
     infeasible); the caller's time limit thus covers the clearing too.
+
+    Length (~90 lines): the Newton loop keeps its per-group state (prices, merit, trust
+    radius, stacked solution) in locals that its accept step updates together.
     """
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
