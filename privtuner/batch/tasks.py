@@ -80,21 +80,21 @@ def discover_scenario_files(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
-#: Longest scenario name (the schema's limit, also for sweep point names).
-MAX_NAME_CHARS = 200
-
-
-def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
+def _sweep_points(
+    spec: Any, points: list[Any] | None = None
+) -> list[tuple[Any, dict[str, Any], str]]:
     """(point spec, sweep combination, problem) triples in :func:`expand_sweep` order.
 
     ``problem`` is ``""``, or why the point cannot be solved or become rows of its own: a
-    constant objective (refused by the solver), a generated name over :data:`MAX_NAME_CHARS`
-    characters, or a name equal to an earlier point's (values that print alike under
-    ``%g``); such a point is an error row (one per repeated name).
+    constant objective (refused by the solver), a generated name over the schema's
+    ``NAME_MAX_CHARS`` characters, or a name equal to an earlier point's (values that print
+    alike under ``%g``); such a point is an error row (one per repeated name). ``points``:
+    the sweep already expanded, if the caller has it.
     """
     from privtuner.scenario import expand_sweep
 
-    points = expand_sweep(spec, check_names=False)  # name problems become error rows
+    if points is None:
+        points = expand_sweep(spec, check_names=False)  # name problems become error rows
     if not spec.sweep:
         return [(points[0], {}, _point_problem(spec, points[0]))]
     keys = list(spec.sweep)
@@ -107,7 +107,8 @@ def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
     for point, combo in zip(points, combos, strict=True):
         if point.name in first:
             problem = (
-                f"sweep values {_short(first[point.name])} and {_short(combo)} give the same "
+                f"sweep values {short(repr(first[point.name]), 100)} and "
+                f"{short(repr(combo), 100)} give the same "
                 f"point name {point.name!r}; make the swept values differ in their first 6 "
                 "digits"
             )
@@ -122,10 +123,11 @@ def _sweep_points(spec: Any) -> list[tuple[Any, dict[str, Any], str]]:
 def _point_problem(spec: Any, point: Any) -> str:
     """Why one expanded point cannot be solved ("" when it can)."""
     from privtuner.optimizer.core.problem import constant_objective_reason
+    from privtuner.scenario.schema import NAME_MAX_CHARS
 
-    if len(point.name) > MAX_NAME_CHARS:
+    if len(point.name) > NAME_MAX_CHARS:
         return (
-            f"sweep point name has {len(point.name)} characters (at most {MAX_NAME_CHARS}); "
+            f"sweep point name has {len(point.name)} characters (at most {NAME_MAX_CHARS}); "
             f"shorten name ({len(spec.name)} characters) or the sweep"
         )
     o = point.objective
@@ -133,15 +135,11 @@ def _point_problem(spec: Any, point: Any) -> str:
     return f"objective: {constant}" if constant else ""
 
 
-def spec_problems(spec: Any) -> list[str]:
+def spec_problems(spec: Any, points: list[Any] | None = None) -> list[str]:
     """Problems that make a batch turn points of ``spec`` into error rows, one line each
-    (``privtuner validate`` reports them); ``[]`` when every point can run."""
-    return [q for _, _, q in _sweep_points(spec) if q]
-
-
-def _short(value: Any, limit: int = 100) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    (``privtuner validate`` reports them); ``[]`` when every point can run. ``points``: the
+    sweep already expanded, if the caller has it."""
+    return [q for _, _, q in _sweep_points(spec, points) if q]
 
 
 def tasks_for_spec(

@@ -79,7 +79,7 @@ def _validate_file(path: Any) -> tuple[int, list[str]]:
     except ScenarioError as exc:  # named by the file, not by the scenario's name
         raise ScenarioError(fold_point_problems(exc.problems), str(path)) from None
     # what a batch would turn into error rows (a constant objective), once per distinct line
-    problems: list[str] = list(dict.fromkeys(f"{path}: {p}" for p in spec_problems(spec)))
+    problems = list(dict.fromkeys(f"{path}: {p}" for p in spec_problems(spec, points)))
     if problems:
         raise ScenarioError(problems)
     for point in points:

@@ -28,6 +28,19 @@ def _register_on_worker(tests_dir: str) -> bool:
     return True
 
 
+def _local_cluster(n_workers: int):  # type: ignore[no-untyped-def]
+    """A dask LocalCluster of ``n_workers`` single-thread worker processes on loopback."""
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=n_workers,
+        processes=True,
+        threads_per_worker=1,
+        host="127.0.0.1",
+        dashboard_address=None,
+    )
+
+
 def _scenario(
     folder: Path, model: Path, seeds: str = "[0, 1, 2]", bandwidths: str = "[5e6, 2e7]"
 ) -> Path:
@@ -61,7 +74,7 @@ def test_dask_cluster_equals_local(tmp_path: Path, model_path: Path) -> None:
     """Stand-in solvers registered on the workers; run_batch connects to the cluster by its
     scheduler address (``--scheduler``)."""
     import test_batch
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     test_batch.register_stand_ins()
     f = _scenario(tmp_path / "sc", model_path)
@@ -69,13 +82,7 @@ def test_dask_cluster_equals_local(tmp_path: Path, model_path: Path) -> None:
     local = tmp_path / "local.csv"
     batch.run_batch([f], local, methods=methods, progress=False)
     with (
-        LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
+        _local_cluster(2) as cluster,
         Client(cluster, timeout="30s") as client,
     ):
         assert all(client.run(_register_on_worker, str(HERE)).values())
@@ -170,7 +177,7 @@ def test_lost_chunk_is_one_line_and_finished_rows_are_kept(
     (before: a KilledWorker traceback)."""
     import dask
     import test_batch
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     from privtuner.errors import PrivtunerError
     from privtuner.optimizer import register_solver
@@ -184,13 +191,7 @@ def test_lost_chunk_is_one_line_and_finished_rows_are_kept(
     out = tmp_path / "r.csv"
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        LocalCluster(
-            n_workers=1,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-        ) as cluster,
+        _local_cluster(1) as cluster,
         Client(cluster, timeout="30s") as client,
     ):
         assert all(client.run(_register_dying_on_worker, str(HERE)).values())

@@ -97,6 +97,11 @@ def devices_to_drop(problem: AllocationProblem) -> tuple[list[int], list[int]]:
     heaviest first). Both empty when the instance passes already."""
     if passes(problem):
         return [], []
+    return _drop(problem)
+
+
+def _drop(problem: AllocationProblem) -> tuple[list[int], list[int]]:
+    """:func:`devices_to_drop` of an instance the test rejects."""
     outage = [int(i) for i in devices_in_outage(problem)]
     rest = np.setdiff1d(np.arange(problem.n_devices), outage)
     if rest.size == 0 or passes(problem.subset(rest)):
@@ -165,7 +170,7 @@ def suggest_remedies(problem: AllocationProblem, labels: tuple[str, ...] = ()) -
                 f"{path}: a {what} of at least {v:.4g} {unit} (now {now:.4g} {unit}; "
                 "others unchanged)"
             )
-    outage, heavy = devices_to_drop(problem)
+    outage, heavy = _drop(problem)  # the test rejects the instance (checked above)
     if outage:
         lines.append(
             f"leave out {_device_list(outage, labels)}: cannot meet the deadline even alone"
