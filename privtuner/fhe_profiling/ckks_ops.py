@@ -2,8 +2,11 @@
 
 Parties (spec section 1): the device holds a :class:`CkksKeys` (secret key); the server holds a
 :class:`PublicCkks` built from :meth:`CkksKeys.public_bytes` (encryption parameters and public
-key, never the secret key, no Galois keys). Ciphertexts travel as SEAL's own serialization
-(:class:`SealCiphertext` wraps those exact bytes), so every byte count is what SEAL ships.
+key, never the secret key, no Galois keys). Uploaded ciphertexts travel as SEAL's own
+serialization (seeded, zstd), downloaded products in a compact residue format
+(:meth:`RawCiphertext.to_compact`: each residue in the bytes its prime needs, 5 for a 40-bit
+prime, where SEAL's zstd keeps 6); :class:`SealCiphertext` wraps those exact bytes, so every
+byte count is what is shipped.
 
 Column (feature-major) packing, spec section 1
 -----------------------------------------------
@@ -75,6 +78,7 @@ from numpy.typing import NDArray
 from privtuner.costmodels.catalogue import validate_params
 from privtuner.costmodels.types import CkksParams
 from privtuner.errors import ParameterError, PrivtunerError, require
+from privtuner.fhe_profiling import seal_memory
 
 __all__ = [
     "CkksInputError",
@@ -107,6 +111,9 @@ _MAX_POW2_STEP = 48
 _KERNEL_CHUNK_BYTES = 32 * 2**20
 
 _PUBLIC_MAGIC = b"PTCKKSPUB1\n"
+#: compact residues: magic, version, size, L, log2 N, NTT flag, parms_id, scale
+_COMPACT_MAGIC = b"PTRC"
+_COMPACT_HEAD = struct.Struct("<4sBBBBB4Qd")
 _COLUMNS_MAGIC = b"PTCOLS1\n"
 
 
@@ -261,6 +268,17 @@ def _unwrap_seal(blob: bytes) -> tuple[bytes, tuple[int, ...]]:
     raise CkksInputError(f"SEAL object with unknown compression mode {compr}")
 
 
+_SEAL_VERSION: list[tuple[int, int]] = []
+
+
+def _seal_version() -> tuple[int, int]:
+    """(major, minor) of the linked SEAL, as its serialization headers carry it."""
+    if not _SEAL_VERSION:
+        hdr = _SEAL_HEADER.unpack_from(_save_bytes(_sealapi().Ciphertext()))
+        _SEAL_VERSION.append((int(hdr[2]), int(hdr[3])))
+    return _SEAL_VERSION[0]
+
+
 @dataclass(frozen=True, eq=False)
 class RawCiphertext:
     """A SEAL ciphertext's fields and its RNS/NTT residues ``data [size, L, N]`` (uint64)."""
@@ -270,7 +288,7 @@ class RawCiphertext:
     scale: float
     correction_factor: int
     data: NDArray[np.uint64]
-    header_version: tuple[int, int] = (4, 1)
+    header_version: tuple[int, int] = field(default_factory=_seal_version)
 
     @property
     def size(self) -> int:
@@ -286,7 +304,10 @@ class RawCiphertext:
 
     @staticmethod
     def parse(blob: bytes) -> RawCiphertext | None:
-        """Parse SEAL's ``Ciphertext::save`` bytes; ``None`` for a seeded (compact) ciphertext."""
+        """Parse SEAL's ``Ciphertext::save`` bytes (or :meth:`to_compact` bytes); ``None`` for
+        a seeded ciphertext (SEAL must expand its ``c1``)."""
+        if blob[: len(_COMPACT_MAGIC)] == _COMPACT_MAGIC:
+            return RawCiphertext.from_compact(blob)
         members, hdr = _unwrap_seal(blob)
         if len(members) < _CT_MEMBERS.size + _SEAL_HEADER.size + 8:
             raise CkksInputError("corrupt ciphertext: too short")
@@ -315,6 +336,61 @@ class RawCiphertext:
             header_version=(int(hdr[2]), int(hdr[3])),
         )
 
+    def to_compact(self, moduli: Sequence[int]) -> bytes:
+        """Compact wire bytes: a 56-byte header, then per prime ``q`` of the level (``moduli``)
+        and per polynomial the ``N`` residues, each in ``ceil(bits(q) / 8)`` little-endian
+        bytes (uniform residues leave a general compressor nothing more to take)."""
+        size, n_primes, n = self.data.shape
+        if len(moduli) != n_primes or n & (n - 1) or not 0 < size < 256:
+            raise CkksInputError("to_compact: moduli or shape do not match the ciphertext")
+        head = _COMPACT_HEAD.pack(
+            _COMPACT_MAGIC,
+            1,
+            size,
+            n_primes,
+            n.bit_length() - 1,
+            int(self.is_ntt_form),
+            *self.parms_id,
+            self.scale,
+        )
+        widths = bytes(_residue_bytes(q) for q in moduli)
+        as_bytes = np.ascontiguousarray(self.data, dtype="<u8").view(np.uint8)
+        as_bytes = as_bytes.reshape(size, n_primes, n, 8)
+        body = [as_bytes[:, p, :, : widths[p]].tobytes() for p in range(n_primes)]
+        return b"".join([head, widths, *body])
+
+    @staticmethod
+    def from_compact(blob: bytes) -> RawCiphertext:
+        """Inverse of :meth:`to_compact` (residues are checked against their primes where
+        they are used)."""
+        if len(blob) < _COMPACT_HEAD.size:
+            raise CkksInputError("corrupt compact ciphertext: too short")
+        magic, ver, size, n_primes, log_n, ntt, p0, p1, p2, p3, scale = _COMPACT_HEAD.unpack_from(
+            blob
+        )
+        if magic != _COMPACT_MAGIC or ver != 1 or size == 0 or n_primes == 0 or log_n > 17:
+            raise CkksInputError("corrupt compact ciphertext: bad header")
+        n = 1 << log_n
+        off = _COMPACT_HEAD.size
+        widths = blob[off : off + n_primes]
+        off += n_primes
+        if len(widths) != n_primes or any(not 1 <= w <= 8 for w in widths):
+            raise CkksInputError("corrupt compact ciphertext: bad residue widths")
+        if len(blob) != off + size * n * sum(widths):
+            raise CkksInputError("corrupt compact ciphertext: wrong length")
+        full = np.zeros((size, n_primes, n, 8), dtype=np.uint8)
+        for p, w in enumerate(widths):
+            chunk = np.frombuffer(blob, dtype=np.uint8, count=size * n * w, offset=off)
+            full[:, p, :, :w] = chunk.reshape(size, n, w)
+            off += size * n * w
+        return RawCiphertext(
+            parms_id=(p0, p1, p2, p3),
+            is_ntt_form=bool(ntt),
+            scale=float(scale),
+            correction_factor=1,
+            data=full.view("<u8").reshape(size, n_primes, n).astype(np.uint64),
+        )
+
     def to_bytes(self) -> bytes:
         """SEAL ``Ciphertext::save`` bytes, uncompressed (``SEALContext`` loads validate them)."""
         size, n_primes, n = self.data.shape
@@ -341,8 +417,14 @@ class RawCiphertext:
         return _SEAL_HEADER.pack(_SEAL_MAGIC, _SEAL_HEADER.size, maj, mnr, 0, 0, total) + members
 
 
+def _residue_bytes(q: int) -> int:
+    """Bytes per residue of prime ``q`` in :meth:`RawCiphertext.to_compact`."""
+    return (int(q).bit_length() + 7) // 8
+
+
 class SealCiphertext:
-    """One CKKS ciphertext as SEAL's own serialized bytes (what crosses the network).
+    """One CKKS ciphertext as the bytes that cross the network: SEAL's own serialization, or
+    :meth:`RawCiphertext.to_compact` for the server's products.
 
     ``nbytes`` is the wire size; :meth:`raw` parses (and caches) the residues for the kernel.
     """
@@ -363,7 +445,18 @@ class SealCiphertext:
             parsed = RawCiphertext.parse(self.blob)
             if parsed is None:
                 ct = session.load_ciphertext(self)
-                parsed = RawCiphertext.parse(_save_bytes(ct))
+                view = seal_memory.ciphertext_residues(ct)
+                parsed = (
+                    RawCiphertext.parse(_save_bytes(ct))
+                    if view is None
+                    else RawCiphertext(
+                        parms_id=tuple(int(v) for v in ct.parms_id()),  # type: ignore[arg-type]
+                        is_ntt_form=bool(ct.is_ntt_form()),
+                        scale=float(ct.scale),
+                        correction_factor=1,
+                        data=view.copy(),
+                    )
+                )
                 if parsed is None:  # pragma: no cover - SEAL never saves a loaded ct seeded
                     raise CkksInputError("SEAL did not expand a seeded ciphertext")
             self._raw = parsed
@@ -416,6 +509,7 @@ class _Session:
         self.encoder = seal.CKKSEncoder(context)
         self.evaluator = seal.Evaluator(context)
         self._moduli: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._tls = threading.local()
 
     @property
     def scale(self) -> float:
@@ -443,8 +537,54 @@ class _Session:
         return cd is not None and cd.next_context_data() is not None
 
     def load_ciphertext(self, ct: SealCiphertext) -> Any:
+        """A new SEAL ciphertext from ``ct``'s bytes (SEAL validates them)."""
         seal = _sealapi()
-        return _load_from_bytes(seal.Ciphertext(self.context), self.context, ct.blob)
+        blob = ct.blob
+        if blob[: len(_COMPACT_MAGIC)] == _COMPACT_MAGIC:
+            raw = RawCiphertext.from_compact(blob)
+            self.check_residues(raw)
+            blob = raw.to_bytes()
+        return _load_from_bytes(seal.Ciphertext(self.context), self.context, blob)
+
+    def check_residues(self, raw: RawCiphertext) -> tuple[int, ...]:
+        """The primes of ``raw``'s level, after checking its shape and that every residue is
+        below its prime (what SEAL's load checks; the in-memory path skips SEAL's load)."""
+        moduli = self.moduli(raw.parms_id)
+        size, n_primes, n = raw.data.shape
+        if n_primes != len(moduli) or n != self.params.poly_modulus_degree or size < 2:
+            raise CkksInputError("ciphertext shape does not match its parameter level")
+        if np.any(raw.data >= np.array(moduli, dtype=np.uint64)[None, :, None]):
+            raise CkksInputError("ciphertext residues exceed the primes of their level")
+        return moduli
+
+    def seal_view(self, raw: RawCiphertext) -> Any:
+        """A SEAL ciphertext holding ``raw`` (size 2, NTT form), for immediate use: with the
+        in-memory path (:mod:`seal_memory`) it is this thread's scratch ciphertext of that
+        level, overwritten by the next call; otherwise a fresh SEAL load."""
+        self.check_residues(raw)
+        if raw.size == 2 and raw.is_ntt_form and seal_memory.available(self):
+            ct = self.scratch_ciphertext(raw.parms_id, "view")
+            view = seal_memory.ciphertext_residues(ct)
+            if view is not None and view.shape == raw.data.shape:
+                view[...] = raw.data
+                ct.scale = raw.scale
+                return ct
+        seal = _sealapi()
+        return _load_from_bytes(seal.Ciphertext(self.context), self.context, raw.to_bytes())
+
+    def scratch_ciphertext(self, parms_id: tuple[int, ...], role: str) -> Any:
+        """This thread's scratch SEAL ciphertext ``role`` at level ``parms_id``: an encryption
+        of zero (SEAL's NTT-form flag, size 2), made once, overwritten in memory by callers."""
+        templates = getattr(self._tls, "templates", None)
+        if templates is None:
+            templates = self._tls.templates = {}
+        ct = templates.get((parms_id, role))
+        if ct is None:
+            seal = _sealapi()
+            ct = seal.Ciphertext(self.context)
+            seal.Encryptor(self.context, self.public_key).encrypt_zero(list(parms_id), ct)
+            templates[(parms_id, role)] = ct
+        return ct
 
     def is_private(self) -> bool:
         return False
@@ -489,11 +629,81 @@ class CkksKeys(_Session):
         """Decrypt ``ct`` into ``plain`` and ``decode`` it; ``slot_bound`` (a bound on its
         slots' magnitudes known in advance) and the decoded slots are checked against the
         headroom of the ciphertext's level (:func:`check_headroom`)."""
-        loaded = self.load_ciphertext(ct)
+        raw = RawCiphertext.parse(ct.blob)
+        loaded = self.load_ciphertext(ct) if raw is None else self.seal_view(raw)
         self.decryptor.decrypt(loaded, plain)
         vals = decode(plain)
         check_headroom(self, loaded, vals, slot_bound)
         return vals
+
+    def decrypt_many(
+        self, cts: Sequence[SealCiphertext], slot_bound: float | None = None
+    ) -> NDArray[np.complex128]:
+        """Decrypt and decode ``cts`` to their complex slots ``[len(cts), slots]``, with the
+        checks of :meth:`decrypt_checked`.
+
+        Ciphertexts at a one-prime level (every projection's output) take a batched path:
+        SEAL decrypts each one (NTT form), SEAL's inverse NTT runs on two plaintexts at a time
+        (as the two polynomials of a scratch ciphertext), and the canonical embedding is one
+        numpy FFT over all of them (:func:`_slot_decoder`, checked against SEAL's decoder).
+        Other levels, or a build where :mod:`seal_memory` is unverified, use SEAL's decoder.
+        """
+        seal = _sealapi()
+        raws = [RawCiphertext.parse(ct.blob) for ct in cts]
+        decoder = _slot_decoder(self)
+        first = raws[0] if raws else None
+        if (
+            decoder is None
+            or first is None
+            or any(r is None or r.n_primes != 1 or r.parms_id != first.parms_id for r in raws)
+        ):
+            plain = seal.Plaintext()
+            rows = [self.decrypt_checked(ct, plain, self.decode_complex, slot_bound) for ct in cts]
+            return np.stack(rows) if rows else np.empty((0, self.slots), np.complex128)
+        n = self.params.poly_modulus_degree
+        pair = self.scratch_ciphertext(first.parms_id, "intt")
+        pair_view = seal_memory.ciphertext_residues(pair)
+        assert pair_view is not None  # _slot_decoder checked the memory paths
+        out = seal.Ciphertext()
+        coeffs = np.empty((len(raws), n), dtype=np.uint64)
+        plain = seal.Plaintext()
+        for i, raw in enumerate(raws):
+            assert raw is not None
+            self.decryptor.decrypt(self.seal_view(raw), plain)
+            pv = seal_memory.plaintext_residues(plain)
+            if pv is None or pv.size != n:
+                raise CkksInputError("decrypted plaintext has an unexpected layout")
+            pair_view[i % 2, 0, :] = pv
+            if i % 2 == 1 or i == len(raws) - 1:
+                lo = i - i % 2
+                # SEAL refuses a result with a zero c1 ("transparent"): a zero plaintext's
+                # coefficients are zero, so a stand-in row is transformed and then dropped
+                zero = [not np.any(pair_view[r, 0]) for r in range(i + 1 - lo)]
+                if i % 2 == 0 or zero[-1]:
+                    pair_view[1, 0, :] = 1
+                self.evaluator.transform_from_ntt(pair, out)
+                ov = seal_memory.ciphertext_residues(out)
+                if ov is None:
+                    raise CkksInputError("SEAL's inverse NTT has an unexpected layout")
+                coeffs[lo : i + 1] = ov[: i + 1 - lo, 0, :]
+                for r, z in enumerate(zero):
+                    if z:
+                        coeffs[lo + r] = 0
+        scales = np.array([r.scale for r in raws if r is not None])
+        vals = decoder(coeffs, self.moduli(first.parms_id)[0], scales)
+        for raw, row in zip(raws, vals, strict=True):
+            assert raw is not None
+            check_headroom(self, _Level(raw.parms_id, raw.scale), row, slot_bound)
+        return vals
+
+    def decode_complex(self, plain: Any) -> NDArray[np.complex128]:
+        """SEAL's complex decoding of ``plain``, as an array (the list-to-array step is a
+        third of a decryption with ``np.asarray``)."""
+        return np.fromiter(self.encoder.decode_complex(plain), np.complex128, self.slots)
+
+    def decode_real(self, plain: Any) -> NDArray[np.float64]:
+        """SEAL's real decoding of ``plain``, as an array."""
+        return np.fromiter(self.encoder.decode_double(plain), np.float64, self.slots)
 
     def public_bytes(self) -> bytes:
         """Serialized public context: parameters + public key. No secret key, no Galois keys.
@@ -675,17 +885,82 @@ def decrypt_columns(
     projection overflowed q0; every slot is checked, padding included)."""
     if not isinstance(keys, CkksKeys):
         raise CkksInputError("decrypt_columns needs the device's CkksKeys (secret key)")
-    seal = _sealapi()
     _check_layout(enc, keys.slots)
     out = np.empty((enc.n_tokens, enc.n_features), dtype=np.float64)
-    plain = seal.Plaintext()
     for b, block in enumerate(enc.blocks):
         lo = b * keys.slots
         hi = min(lo + keys.slots, enc.n_tokens)
-        for j, ct in enumerate(block):
-            vals = keys.decrypt_checked(ct, plain, keys.encoder.decode_double, bound)
-            out[lo:hi, j] = vals[: hi - lo]
+        out[lo:hi, :] = keys.decrypt_many(block, bound).real[:, : hi - lo].T
     return out
+
+
+_DECODERS: dict[int, Callable[..., NDArray[np.complex128]] | None] = {}
+
+
+def _slot_decoder(keys: CkksKeys) -> Callable[..., NDArray[np.complex128]] | None:
+    """The batched CKKS decoder for ring degree ``N`` (``None`` where it cannot be used).
+
+    A one-prime plaintext with centred coefficients ``a`` at scale ``D`` holds in slot ``j``
+    the value ``m(zeta^(3^j mod 2N)) / D``, ``zeta = exp(i pi / N)`` (the canonical embedding
+    of Cheon-Kim-Kim-Song, ASIACRYPT 2017, in SEAL's slot order with generator 3). With
+    ``3^j = 2u + 1``: ``m(zeta^(2u+1)) = sum_i (a_i zeta^i) w^(u i)``, ``w = exp(2 pi i/N)``,
+    that is ``N ifft(a zeta^i)[u]``. The slot order is checked once against SEAL's own
+    ``decode_complex``; a mismatch disables the batched path.
+    """
+    n = keys.params.poly_modulus_degree
+    if n in _DECODERS:
+        return _DECODERS[n]
+    decoder = None
+    if seal_memory.available(keys) and seal_memory.plaintext_available(keys):
+        two_n = 2 * n
+        u = (np.array([pow(3, j, two_n) for j in range(n // 2)]) - 1) // 2
+        twist = np.exp(1j * np.pi * np.arange(n) / n)
+
+        def decode(
+            coeffs: NDArray[np.uint64], q: int, scales: NDArray[np.float64]
+        ) -> NDArray[np.complex128]:
+            half = np.uint64(q // 2)
+            a = coeffs.astype(np.float64)
+            a[coeffs > half] -= float(q)  # centred, exact where |a| < 2^53 (no overflow)
+            spec = np.fft.ifft(a * twist, axis=1)[:, u]
+            return np.asarray(spec * (n / scales[:, None]), dtype=np.complex128)
+
+        if _decoder_matches(keys, decode):
+            decoder = decode
+    _DECODERS[n] = decoder
+    return decoder
+
+
+def _decoder_matches(keys: CkksKeys, decode: Callable[..., NDArray[np.complex128]]) -> bool:
+    """Whether ``decode`` reproduces SEAL's ``decode_complex`` at the last level."""
+    seal = _sealapi()
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal(keys.slots) + 1j * rng.standard_normal(keys.slots)
+    plain = seal.Plaintext()
+    keys.encoder.encode(z.tolist(), keys.scale, plain)
+    ct = seal.Ciphertext(keys.context)
+    keys.public_encryptor.encrypt(plain, ct)
+    while keys.has_next_level(ct.parms_id()):
+        keys.evaluator.mod_switch_to_next_inplace(ct)
+    keys.decryptor.decrypt(ct, plain)
+    ref = keys.decode_complex(plain)
+    pair = seal.Ciphertext(keys.context)
+    keys.public_encryptor.encrypt_zero(ct.parms_id(), pair)
+    view, pv = seal_memory.ciphertext_residues(pair), seal_memory.plaintext_residues(plain)
+    if view is None or pv is None or view.shape[1] != 1:
+        return False
+    view[0, 0, :], view[1, 0, :] = pv, pv
+    out = seal.Ciphertext()
+    keys.evaluator.transform_from_ntt(pair, out)
+    ov = seal_memory.ciphertext_residues(out)
+    if ov is None:
+        return False
+    q = keys.moduli(ct.parms_id())[0]
+    got = decode(ov[:, 0, :].copy(), q, np.array([plain.scale, plain.scale]))
+    # both are double-precision FFTs of the same coefficients (about 1e-9 apart at scale
+    # 2^40, below CKKS's own error); a wrong slot order would be O(1) off
+    tol = 1e-6 * float(np.max(np.abs(ref)))
+    return bool(np.max(np.abs(got - ref[None, :])) <= tol)
 
 
 def headroom_log2(session: _Session, ct: Any) -> float:
@@ -700,6 +975,17 @@ def headroom_log2(session: _Session, ct: Any) -> float:
     """
     primes = session.moduli(ct.parms_id())
     return sum(math.log2(q) for q in primes) - math.log2(float(ct.scale)) - 1.0
+
+
+@dataclass(frozen=True)
+class _Level:
+    """What :func:`headroom_log2` reads from a SEAL ciphertext, for a parsed one."""
+
+    parms: tuple[int, ...]
+    scale: float
+
+    def parms_id(self) -> list[int]:
+        return list(self.parms)
 
 
 def check_headroom(
@@ -975,7 +1261,7 @@ def _products_like(
 
 
 def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
-    """SEAL ``rescale_to_next_inplace`` of a raw product; returns SEAL's serialized result.
+    """SEAL ``rescale_to_next`` of a raw product; returns the result's compact bytes.
 
     A product whose ``c1`` is zero (all its weights are zero) would be a *transparent*
     ciphertext, which SEAL refuses and which would reveal ``c0``; a fresh public-key
@@ -990,9 +1276,22 @@ def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
         moduli = np.array(session.moduli(raw.parms_id), dtype=np.uint64)[None, :, None]
         t = raw.data + z.data
         raw = dataclasses.replace(raw, data=np.where(t >= moduli, t - moduli, t))
-    ct = _load_from_bytes(seal.Ciphertext(session.context), session.context, raw.to_bytes())
-    session.evaluator.rescale_to_next_inplace(ct)
-    return SealCiphertext(_save_bytes(ct))
+    src = session.seal_view(raw)
+    out = seal.Ciphertext()
+    session.evaluator.rescale_to_next(src, out)
+    view = seal_memory.ciphertext_residues(out)
+    if view is None:
+        parsed = RawCiphertext.parse(_save_bytes(out))
+        assert parsed is not None  # SEAL never saves a computed ciphertext seeded
+    else:
+        parsed = RawCiphertext(
+            parms_id=tuple(int(v) for v in out.parms_id()),  # type: ignore[arg-type]
+            is_ntt_form=bool(out.is_ntt_form()),
+            scale=float(out.scale),
+            correction_factor=1,
+            data=view.copy(),
+        )
+    return SealCiphertext(parsed.to_compact(session.moduli(parsed.parms_id)))
 
 
 @dataclass
@@ -1103,8 +1402,8 @@ def _parse_blocks(
     magic: bytes, data: bytes, what: str
 ) -> tuple[dict[str, Any], list[list[SealCiphertext]]]:
     """Inverse of :func:`_serialize_blocks`: the JSON head and the blocks; checks the magic,
-    lengths and each ciphertext's SEAL header (SEAL validates the rest when it loads or the
-    kernel parses a ciphertext: level, residues below their primes)."""
+    lengths and each ciphertext's SEAL or compact header (the rest is checked where a
+    ciphertext is loaded or parsed: level, residues below their primes)."""
     if not data.startswith(magic):
         raise CkksInputError(f"{what} bytes: bad magic")
     off = len(magic)
@@ -1122,9 +1421,14 @@ def _parse_blocks(
             blob = data[off : off + n]
             if len(blob) != n or n < _SEAL_HEADER.size:
                 raise CkksInputError(f"{what} bytes: truncated")
-            hdr = _SEAL_HEADER.unpack_from(blob)
-            if hdr[0] != _SEAL_MAGIC or hdr[6] != n:
-                raise CkksInputError(f"{what} bytes: a ciphertext is not a SEAL object")
+            if blob[: len(_COMPACT_MAGIC)] == _COMPACT_MAGIC:
+                RawCiphertext.from_compact(blob)  # checks header and length
+            else:
+                hdr = _SEAL_HEADER.unpack_from(blob)
+                if hdr[0] != _SEAL_MAGIC or hdr[6] != n:
+                    raise CkksInputError(
+                        f"{what} bytes: a ciphertext is neither a SEAL object nor compact"
+                    )
             block.append(SealCiphertext(blob))
             off += n
         blocks.append(block)

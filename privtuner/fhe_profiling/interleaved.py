@@ -250,24 +250,20 @@ def decrypt_interleaved(
     reaches the ciphertext's headroom (:func:`ckks_ops.check_headroom`)."""
     if not isinstance(keys, CkksKeys):
         raise CkksInputError("decrypt_interleaved needs the device's CkksKeys (secret key)")
-    seal = _ops._sealapi()
     enc.check(keys.slots)
     lay = enc.layout
     k, rows, groups = lay.k, lay.rows, lay.n_groups
     out = np.empty((lay.n_tokens, lay.n_features), dtype=np.float64)
-    plain = seal.Plaintext()
     slot_bound = None if bound is None else math.sqrt(2.0) * bound
     for b, block in enumerate(enc.blocks):
         z = np.zeros((rows, groups, k), dtype=np.complex128)
-        for i, ct in enumerate(block):
-            vals = np.asarray(
-                keys.decrypt_checked(ct, plain, keys.encoder.decode_complex, slot_bound)
-            ).reshape(rows, k)
+        vals = keys.decrypt_many(block, slot_bound).reshape(len(block), rows, k)
+        for i in range(len(block)):
             if lay.partials:
                 g, d = divmod(i, k)
-                z[:, g, :] += np.roll(vals, d, axis=1)
+                z[:, g, :] += np.roll(vals[i], d, axis=1)
             else:
-                z[:, i, :] = vals
+                z[:, i, :] = vals[i]
         flat = z.reshape(rows, groups * k)[:, : lay.n_features]
         lo, hi, half = lay.block_tokens(b)
         out[lo : lo + half] = flat.real[:half]

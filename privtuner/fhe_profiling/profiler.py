@@ -24,13 +24,15 @@ of thousands of ops sums to: op times are right-skewed (p90 up to 1.4x the media
   repetitions (and run untimed in the warm-up ones): the cost per MAC depends on the block
   shape (limb splitting per input, reductions and output buffers per output);
 * ``rescale`` [s per output ciphertext]: SEAL ``rescale_to_next`` of one product, including
-  handing the raw product to SEAL and serializing the result (the split is exact: the kernel
+  handing the raw product to SEAL (in memory, :mod:`seal_memory`) and writing the result's
+  compact bytes (the split is exact: the kernel
   reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
-* ``decrypt`` [s per ciphertext]: load + decrypt + decode of one downloaded (rescaled) product,
-  each of the ``d_out`` outputs timed on its own; ``decrypt_one`` the same keeping one value
-  (``ceil(d_out / 4)`` outputs per repetition);
-* ``ct_bytes_fresh`` / ``ct_bytes_product`` [bytes]: SEAL-serialized size of an uploaded
-  (fresh, seeded) and of a downloaded (product after rescale) ciphertext;
+* ``decrypt`` [s per ciphertext]: load + decrypt + decode of the ``d_out`` downloaded
+  (rescaled) products of a block, as the device decrypts them (one batched decoding,
+  :meth:`ckks_ops.CkksKeys.decrypt_many`), divided by ``d_out``; ``decrypt_one`` one product
+  decrypted on its own keeping one value (``ceil(d_out / 4)`` outputs per repetition);
+* ``ct_bytes_fresh`` / ``ct_bytes_product`` [bytes]: wire size of an uploaded (fresh, seeded,
+  SEAL-serialized) and of a downloaded (product after rescale, compact) ciphertext;
 * ``precision_bits`` [bits]: ``-log2(max |Y_enc - (X W + b)|)`` of the projection with
   ``X ~ U(-1, 1) [N/2, d_in]``, ``W ~ N(0, 1/d_in)``, ``b ~ N(0, 0.01)`` (outputs O(1)).
 
@@ -248,12 +250,10 @@ def profile_set(
                 if i >= cfg.warmup:
                     shape_mac_s[s].append((_clock() - t0) / (s[0] * s[1]))
         back = ops.deserialize_columns(keys, ops.serialize_columns(y))
-        got = np.empty((slots, cfg.d_out))
-        dec_each: list[float] = []
-        for j, ct in enumerate(back.blocks[0]):
-            t0 = _clock()
-            got[:, j : j + 1] = ops.decrypt_columns(keys, ops.EncryptedColumns(slots, 1, [[ct]]))
-            dec_each.append(_clock() - t0)
+        # one block as the device decrypts it (batched decoding), per output ciphertext
+        t0 = _clock()
+        got = ops.decrypt_columns(keys, back)
+        dec_each = [(_clock() - t0) / cfg.d_out]
         dec_one_each: list[float] = []
         for ct in back.blocks[0][: math.ceil(cfg.d_out / 4)]:
             t0 = _clock()
