@@ -919,11 +919,12 @@ def _slot_decoder(keys: CkksKeys) -> Callable[..., NDArray[np.complex128]] | Non
         def decode(
             coeffs: NDArray[np.uint64], q: int, scales: NDArray[np.float64]
         ) -> NDArray[np.complex128]:
-            half = np.uint64(q // 2)
-            a = coeffs.astype(np.float64)
-            a[coeffs > half] -= float(q)  # centred, exact where |a| < 2^53 (no overflow)
-            spec = np.fft.ifft(a * twist, axis=1)[:, u]
-            return np.asarray(spec * (n / scales[:, None]), dtype=np.complex128)
+            # centred in int64 first (exact), then to the complex plane
+            wrap = np.where(coeffs > np.uint64(q // 2), np.int64(q), np.int64(0))
+            spec = np.fft.ifft((coeffs.view(np.int64) - wrap) * twist, axis=1)
+            out = np.take(spec, u, axis=1)
+            out *= (n / scales)[:, None]
+            return out
 
         if _decoder_matches(keys, decode):
             decoder = decode
