@@ -28,10 +28,6 @@ def solve_one(path: str, packing: str, degrees: list[int] | None, seed: int) -> 
     from privtuner import AllocationProblem, load_scenario, solve
 
     overrides: dict[str, Any] = {"fhe.packing": packing}
-    if packing == "interleaved":  # the shipped default model has no interleaved curves yet
-        from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH
-
-        overrides["fhe.cost_model"] = str(DEFAULT_MODEL_PATH.parent / "ckks_interleaved_xeon.json")
     if degrees is not None:
         overrides["fhe.ring_degrees"] = degrees
     spec = load_scenario(path).with_overrides(overrides)

@@ -129,13 +129,18 @@ def _ordered_methods(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def _style(method: str, methods: Sequence[str]) -> dict[str, Any]:
     """Line and marker style of ``method``: proposed methods (:data:`PROPOSED_METHODS`) solid
-    with filled markers, baselines dashed with hollow markers, each its own colour/marker."""
+    with filled markers, baselines dashed with hollow markers, each its own colour/marker. A
+    packing variant ``"exact [column]"`` (:func:`packing_series`) keeps its method's colour;
+    the ``column`` baseline packing is dotted with hollow markers."""
     i = methods.index(method) if method in methods else 0
     marker = _MARKERS[i % len(_MARKERS)]
-    if method in PROPOSED_METHODS:
-        color = _PROPOSED_COLORS[PROPOSED_METHODS.index(method)]
+    name, _, variant = method.partition(" [")
+    if name in PROPOSED_METHODS:
+        color = _PROPOSED_COLORS[PROPOSED_METHODS.index(name)]
+        if variant.startswith("column"):
+            return {"marker": marker, "color": color, "ls": ":", "lw": 2.0, "mfc": "white"}
         return {"marker": marker, "color": color, "ls": "-", "lw": 2.0, "mfc": color}
-    base = [m for m in methods if m not in PROPOSED_METHODS]
+    base = [m for m in methods if m.partition(" [")[0] not in PROPOSED_METHODS]
     j = base.index(method) if method in base else i
     color = _BASELINE_COLORS[j % len(_BASELINE_COLORS)]
     return {"marker": marker, "color": color, "ls": "--", "lw": 1.1, "mfc": "white"}
@@ -459,6 +464,16 @@ def plot_scaling(
     return figs
 
 
+def packing_series(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``rows`` with each method labelled by its packing (``"exact [column]"``) when the rows
+    hold more than one ``packing`` (a sweep over ``fhe.packing``: one curve per method and
+    packing, side by side); otherwise ``rows`` unchanged."""
+    packings = {r.get("packing") for r in rows} - {None, ""}
+    if len(packings) < 2:
+        return list(rows)
+    return [{**r, "method": f"{r.get('method')} [{r.get('packing')}]"} for r in rows]
+
+
 def group_by_base(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Rows grouped by sweep (``sweep_base``, else the scenario name), in first-seen order."""
     groups: dict[str, list[Mapping[str, Any]]] = {}
@@ -533,14 +548,22 @@ def plot_tradeoff(
     ax_e.set_ylabel("total energy per run [J]")
     ax_e.set_title("energy-privacy trade-off")
     ax_e.grid(True, alpha=0.3)
-    ax_e.legend(fontsize="small", ncol=2)
+    means = np.concatenate([d["mean"] for d in agg_e.values()]) if agg_e else np.empty(0)
+    means = means[np.isfinite(means) & (means > 0)]
+    if means.size and means.max() > 30.0 * means.min():  # e.g. both packings: ~100x apart
+        ax_e.set_yscale("log")
+    if len(agg_e) > 5:  # many curves (methods x packings): the legend beside the panel
+        ax_e.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    else:
+        ax_e.legend(fontsize="small", ncol=2)
     agg_s = aggregate(rows, x, "security_bits_mean")
     _plot_methods(ax_s, agg_s, xscale, order)
     ax_s.set_ylabel("mean security of chosen sets\n(capped at 256) [bits]")
     ax_s.grid(True, alpha=0.3)
     over = [c for c in ax_s.containers if "drawn over" in str(c.get_label())]
     if over:  # say which curves hide others here (the energy legend cannot)
-        ax_s.legend(handles=over, fontsize="x-small")
+        beside = {"loc": "upper left", "bbox_to_anchor": (1.0, 1.0)} if len(agg_e) > 5 else {}
+        ax_s.legend(handles=over, fontsize="x-small", **beside)
     _caption(fig, error_bar_caption(agg_e))
     if agg_e:
         _set_x_scale(ax_e, np.concatenate([d["x"] * xscale for d in agg_e.values()]))
@@ -914,7 +937,8 @@ def figures_from_results(
 ) -> dict[str, Figure]:
     """Figures of ``kind`` (:data:`PLOT_KINDS`) from results rows: ``{file stem: Figure}``.
 
-    * tradeoff: one figure per sweep base whose privacy weight/requirement varies;
+    * tradeoff: one figure per sweep base whose privacy weight/requirement varies (a sweep
+      over ``fhe.packing`` too: one curve per method and packing, :func:`packing_series`);
     * pareto: energy vs achieved security per method, for the same sweeps (:func:`plot_pareto`);
     * scaling: :func:`plot_scaling` (``y``, objective and objective gap vs each swept input);
     * convergence: the ``ao`` histories of :func:`convergence_rows` (the 8 longest);
@@ -946,7 +970,8 @@ def figures_from_results(
         )
     figs: dict[str, Figure] = {}
     if kind in ("tradeoff", "pareto"):
-        for base, group in group_by_base(rows).items():
+        for base, by_base in group_by_base(rows).items():
+            group = packing_series(by_base)
             x = tradeoff_axis(group)
             if len({r.get(x) for r in group}) > 1:
                 if kind == "tradeoff":

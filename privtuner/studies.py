@@ -384,6 +384,7 @@ def figure_table(
         bounds_row,
         convergence_rows,
         group_by_base,
+        packing_series,
         row_allocation,
         row_history,
         scaling_stem,
@@ -417,7 +418,8 @@ def figure_table(
     if kind in ("tradeoff", "pareto"):
         for base, group in group_by_base(rows).items():
             if stem == f"{kind}_{slug(base)}":
-                return agg_rows(group, tradeoff_axis(group))
+                series = packing_series(group)
+                return agg_rows(series, tradeoff_axis(series))
     elif kind == "scaling":
         taken: dict[str, None] = {}
         for base, group in group_by_base(rows).items():

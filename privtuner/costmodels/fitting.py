@@ -345,6 +345,23 @@ TIME_FORMS: tuple[CurveForm, ...] = (
         physical=True,
     ),
     CurveForm(
+        "compact",
+        "a*N*W + c  (a >= 0; W = sum_k ceil(bits_k / 8) over the product's primes)",
+        ("a", "c"),
+        ("poly_modulus_degree", "product_bytes"),
+        lambda v: _stack(_n(v) * v["product_bytes"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
+        "compact_io",
+        "a*N*L + b*N*S + c  (a, b >= 0; S = sum_k ceil(bits_k / 8) over the product's primes "
+        "narrower than 8 bytes)",
+        ("a", "b", "c"),
+        ("poly_modulus_degree", "n_primes", "strided_bytes"),
+        lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v["strided_bytes"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
         "limbs",
         "a*N*P + c  (a >= 0; P = sum_k limb products of prime k)",
         ("a", "c"),
@@ -399,6 +416,16 @@ the spec. The *physical* forms count the work of the measured operations:
   term ``b N Z`` with ``Z = sum_k (64 - bits_k)``: measured, the time of these ops *falls*
   as the prime bits grow (more bits, fewer zero bits), while the encryption itself is flat
   in the bits (profile note in :mod:`privtuner.costmodels.model`).
+* ``compact`` (``ct_bytes_product`` only): the server ships its products in a compact format
+  (``fhe_profiling.ckks_ops.RawCiphertext.to_compact``) that stores each residue of prime k in
+  ``ceil(bits_k / 8)`` bytes, two polynomials of N residues per prime of the product's level
+  (the chain without its special prime and the prime the rescale drops): ``W`` counts those
+  bytes per coefficient (:func:`product_bytes`), so the size is ``2 N W`` plus a header.
+* ``compact_io`` (the ops that write or read products: ``rescale``, ``decrypt*``): a residue
+  of a prime narrower than 64 bits is packed to and unpacked from its ``ceil(bits / 8)``
+  bytes by a strided copy, while 8-byte residues are copied whole: measured, decryption and
+  rescale cost ~20 % more at 40-56-bit ``q0`` than at 60 bits. ``S`` counts those strided
+  bytes per coefficient (:func:`strided_bytes`).
 * ``limbs``: the column-packed projection kernel (``fhe_profiling.ckks_ops``) splits each
   residue of prime k into ``nx_k`` limbs and each weight into ``nw_k`` limbs so that float64
   BLAS stays exact; its multiply-accumulate does ``nx_k nw_k`` limb products per prime, so
@@ -435,6 +462,10 @@ FORMS_BY_NAME: dict[str, CurveForm] = {f.name: f for f in (*TIME_FORMS, *PRECISI
 
 #: Physical forms that model the projection kernel's limb products: only for ``project_mac``.
 _KERNEL_FORMS = ("limbs", "limbs_zstd", "power_limbs", "limbs_words_zstd")
+#: The compact wire format's size: only for ``ct_bytes_product``; its packing work: only for
+#: the ops that write or read products.
+_COMPACT_FORMS = ("compact", "compact_io")
+_COMPACT_IO_OPS = ("rescale", "decrypt", "decrypt_one", "decrypt_il")
 
 
 def candidate_forms(op: str) -> tuple[CurveForm, ...]:
@@ -445,8 +476,12 @@ def candidate_forms(op: str) -> tuple[CurveForm, ...]:
     if op in ("precision_bits", "precision_bits_il"):
         return PRECISION_FORMS
     if op == "project_mac":
-        return TIME_FORMS
-    return tuple(f for f in TIME_FORMS if f.name not in _KERNEL_FORMS)
+        return tuple(f for f in TIME_FORMS if f.name not in _COMPACT_FORMS)
+    if op == "ct_bytes_product":
+        return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, "compact_io"))
+    if op in _COMPACT_IO_OPS:
+        return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, "compact"))
+    return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, *_COMPACT_FORMS))
 
 
 #: Inputs per output of the profiled projection block (BERT-Tiny hidden size), which sets the
@@ -487,6 +522,23 @@ def limb_products(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
     return int(sum(a * b for a, b in (limb_plan(int(bits), d_in) for bits in data)))
 
 
+def product_bytes(params: CkksParams) -> int:
+    """``W = sum_k ceil(bits_k / 8)`` over the primes of a projection's rescaled product (the
+    chain without the special prime and the dropped scale prime; the first prime alone for a
+    two-prime chain): bytes per coefficient and polynomial of the compact wire format."""
+    bits = params.coeff_mod_bit_sizes
+    level = bits[:-2] or bits[:1]
+    return int(sum((int(b) + 7) // 8 for b in level))
+
+
+def strided_bytes(params: CkksParams) -> int:
+    """``S = sum_k ceil(bits_k / 8)`` over the product's primes (:func:`product_bytes`) whose
+    residues take fewer than 8 bytes: what the compact format packs by a strided copy."""
+    bits = params.coeff_mod_bit_sizes
+    level = bits[:-2] or bits[:1]
+    return int(sum(w for w in ((int(b) + 7) // 8 for b in level) if w < 8))
+
+
 def zero_bits(params: CkksParams) -> int:
     """``Z = sum_k (64 - bits_k)`` over the chain: zero high bits per coefficient that
     SEAL's 64-bit words carry (what its zstd serialization compresses away)."""
@@ -504,6 +556,8 @@ def variables_of(
         "n_primes": np.array([len(p.coeff_mod_bit_sizes) for p in params], dtype=float),
         "scale_bits": np.array([p.scale_bits for p in params], dtype=float),
         "zero_bits": np.array([zero_bits(p) for p in params], dtype=float),
+        "product_bytes": np.array([product_bytes(p) for p in params], dtype=float),
+        "strided_bytes": np.array([strided_bytes(p) for p in params], dtype=float),
         "limb_products": np.array([limb_products(p, d_in) for p in params], dtype=float),
     }
 

@@ -297,11 +297,8 @@ class FheSpec(_Frozen):
         "(relative to the YAML file).",
     )
     packing: Literal["interleaved", "column"] = Field(
-        "column",
-        description="Ciphertext packing of the protocol: 'column' (default until the shipped "
-        "cost model carries the interleaved curves; use cost_model "
-        "privtuner/costmodels/data/ckks_interleaved_xeon.json with 'interleaved') or "
-        "'interleaved' (k features "
+        "interleaved",
+        description="Ciphertext packing of the protocol: 'interleaved' (default; k features "
         "per ciphertext, two tokens per complex slot: every ciphertext carries N real values) "
         "or 'column' (the PrivTuner-style baseline: one feature of up to N/2 tokens per "
         "ciphertext).",

@@ -550,3 +550,54 @@ def test_plot_refuses_unknown_selections_and_lists_what_is_there(
     assert names[0] + ", " + names[1] in line  # the sweep names come first
     assert line.endswith(f"{names[9]} and {len(names) - 10} more")  # bounded listing
     assert not out.exists()
+
+
+def test_packing_sweep_draws_one_curve_per_method_and_packing(tmp_path: Path) -> None:
+    """A trade-off swept over fhe.packing: a curve per (method, packing), the column packing
+    dotted, and the figure's CSV one row per (method, packing, weight)."""
+    from privtuner.studies import write_result_figures
+
+    rng = np.random.default_rng(3)
+    tr = [
+        _row(
+            "tp",
+            {"fhe.packing": pk, "objective.privacy_weight": w},
+            seed,
+            m,
+            rng,
+            privacy_weight=w,
+            packing=pk,
+        )
+        for pk in ("interleaved", "column")
+        for w in (0.0, 10.0, 40.0)
+        for seed in (0, 1)
+        for m in ("exact", "ao")
+    ]
+    fig = plotting.figures_from_results(tr, "tradeoff")["tradeoff_tp"]
+    ax = _axes_labelled(fig)[0]
+    labels = {c.get_label(): c.lines[0] for c in ax.containers}
+    assert {lab.split(" (")[0] for lab in labels} == {
+        "exact [interleaved]",
+        "exact [column]",
+        "ao [interleaved]",
+        "ao [column]",
+    }
+    styles = {lab.split(" (")[0]: line.get_linestyle() for lab, line in labels.items()}
+    assert styles["exact [column]"] == ":" and styles["exact [interleaved]"] == "-"
+    written = write_result_figures(tr, tmp_path, kinds=["tradeoff"])
+    with open(tmp_path / "tradeoff_tp.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert tmp_path / "tradeoff_tp.csv" in written
+    assert len(table) == 4 * 3  # (method, packing) x weight, seeds aggregated
+    col = [r for r in table if r["method"] == "exact [column]"]
+    want = np.mean(
+        [
+            r["energy_j"]
+            for r in tr
+            if r["packing"] == "column" and r["method"] == "exact" and r["privacy_weight"] == 10.0
+        ]
+    )
+    got = next(float(r["energy_j_mean"]) for r in col if float(r["privacy_weight"]) == 10.0)
+    assert got == pytest.approx(want)
+    # a single packing keeps the plain method names
+    assert {r["method"] for r in plotting.packing_series(tr[:6])} == {"exact", "ao"}

@@ -21,6 +21,7 @@ REPRODUCE = [
     "reproduce/devices",
     "reproduce/power",
     "reproduce/tradeoff_constrained",
+    "reproduce/tradeoff_packing",
     "reproduce/tradeoff_weighted",
 ]
 

@@ -51,11 +51,6 @@ def _file(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
             "fhe.cost_model: cost model file not found: ",
         ),
         (
-            "fhe: {packing: interleaved}",
-            "fhe: cost model lacks curves for encrypt_il, decrypt_il, project_il needed by "
-            "fhe.packing 'interleaved'",
-        ),
-        (
             "fhe: {ring_degrees: [4096], scale_bits_min: 40}",
             "fhe: no CKKS parameter set satisfies ring_degrees=[4096]",
         ),
@@ -70,6 +65,27 @@ def test_validate_refuses_what_solve_refuses(
     assert out == ""
     assert len(err) == 1
     assert err[0].startswith(f"error: {p}: {line}"), err
+
+
+def test_validate_refuses_a_model_without_the_packing_curves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cost model profiled before the interleaved packing (no ``*_il`` curves) cannot price
+    the default packing: validate says so, as solve would."""
+    from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH
+
+    model = json.loads(DEFAULT_MODEL_PATH.read_text())
+    model["curves"] = {k: v for k, v in model["curves"].items() if "_il" not in k}
+    (tmp_path / "old.json").write_text(json.dumps(model))
+    p = _file(tmp_path, "fhe: {cost_model: old.json}")
+    rc, out, err = _validate(capsys, p)
+    assert (rc, out, len(err)) == (1, "", 1)
+    assert err[0].startswith(
+        f"error: {p}: fhe: cost model lacks curves for encrypt_il, decrypt_il, project_il "
+        "needed by fhe.packing 'interleaved'"
+    ), err
+    p = _file(tmp_path, "fhe: {cost_model: old.json, packing: column}", "c.yaml")
+    assert _validate(capsys, p)[0] == 0
 
 
 def test_validate_names_the_sweep_point(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
