@@ -91,8 +91,11 @@ def nondominated_mask(problem: AllocationProblem) -> NDArray[np.bool_]:
 #: priced minimum demands exceed the priced capacities); between 0 and it, nothing is proved.
 PROOF_MARGIN = 1e-9
 #: A lower bound may exceed the incumbent by this (relative) rounding before it is reported as
-#: an invalid certificate.
-CERTIFICATE_SLACK_REL = 1e-9
+#: an invalid certificate: the dual values come from safeguarded Newton solves and market
+#: clearing, exact to ~1e-9 relative (measured: 1.1e-9 on a bandwidth-bound instance of the
+#: conformance bank), so 1e-7, the bound noise the project's tolerance table allows
+#: (``optimizer.testing.tolerances``, ``bound_rel``); a real bug overshoots by far more.
+CERTIFICATE_SLACK_REL = 1e-7
 
 FixedStatus = Literal["optimal", "feasible", "infeasible", "unsolved"]
 
