@@ -258,9 +258,9 @@ def calibrate(
     validation: dict[str, Any] = {}
     for packing in packings:
         for p in sets:
+            model, val = calibrate_set(p, packing, seed=seed)
             if progress is not None:
                 progress(f"{p.name} {packing}")
-            model, val = calibrate_set(p, packing, seed=seed)
             entries[(packing, p.name)] = model
             validation[f"{packing}/{p.name}"] = val
     provenance = {
