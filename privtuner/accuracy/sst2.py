@@ -69,7 +69,7 @@ def read_tsv(path: str | Path) -> Examples:
             raise ScenarioError(
                 [
                     f"line {lineno}: expected 'label<TAB>sentence' with label 0 or 1 "
-                    f"(got {short(line)!r})"
+                    f"(got '{short(line)}')"
                 ],
                 source=str(p),
             )

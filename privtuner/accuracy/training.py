@@ -196,7 +196,7 @@ def _trainable_projector_class() -> Any:
                 }
             )
 
-        def __call__(self, name: str, x: Any) -> Any:  # type: ignore[override]
+        def __call__(self, name: str, x: Any) -> Any:
             key = name.replace(".", "_")
             return x @ self.w[key] + self.b[key]
 
@@ -430,7 +430,6 @@ def run_study(
     from tqdm.auto import tqdm
 
     from privtuner.fhe_profiling.lora_profile import environment
-    from privtuner.fhe_profiling.protocol import relative_error
 
     cfg = cfg or TrainConfig()
     runs = select_runs(mode, sets, packings)
@@ -441,9 +440,9 @@ def run_study(
         from privtuner.accuracy.errormodel import load_error_model
 
         em = load_error_model(error_model)
-        for r in runs[1:]:
-            assert r.params is not None and r.packing is not None
-            em.get(r.params.name, r.packing)  # every set calibrated, before any work
+        for spec in runs[1:]:
+            assert spec.params is not None and spec.packing is not None
+            em.get(spec.params.name, spec.packing)  # every set calibrated, before any work
     src = resolve_model(model, vocab)
     model0, weights = build_model(src, cfg)
     data, data_info = prepare_data(data_dir, src, cfg, model0.config.vocab_size)
@@ -455,19 +454,10 @@ def run_study(
         results.append(run_one(spec, model0, weights, data, cfg, em, tick=lambda: bar.update(1)))
     bar.close()
     ref = results[0]
-    for r in results:
-        k = min(len(r["losses"]), len(ref["losses"]))
-        r["accuracy_loss_points"] = 100.0 * (ref["final_dev_accuracy"] - r["final_dev_accuracy"])
-        r["loss_traj_max_rel_err"] = float(
-            np.max(
-                np.abs(np.subtract(r["losses"][:k], ref["losses"][:k])) / np.abs(ref["losses"][:k])
-            )
-        )
-        r["params_max_rel_err"] = max(
-            relative_error(r["_params"][n], ref["_params"][n]) for n in ref["_params"]
-        )
-    for r in results:
-        del r["_params"]
+    for res in results:
+        res.update(compare_with_reference(res, ref))
+    for res in results:
+        del res["_params"]
     cfg_d = asdict(cfg)
     cfg_d["learning_rate"] = cfg.learning_rate
     return {
@@ -480,6 +470,24 @@ def run_study(
         "error_model": None if em is None else dict(em.provenance),
         "environment": environment(),
         "runs": results,
+    }
+
+
+def compare_with_reference(run: dict[str, Any], ref: dict[str, Any]) -> dict[str, float]:
+    """A run against the plaintext run: ``accuracy_loss_points`` (100 x dev accuracy lost),
+    ``loss_traj_max_rel_err`` (max over common steps of ``|L - L_plain| / |L_plain|``),
+    ``params_max_rel_err`` (max over LoRA/head tensors of the normwise relative error of the
+    final values, :func:`protocol.relative_error`)."""
+    from privtuner.fhe_profiling.protocol import relative_error
+
+    k = min(len(run["losses"]), len(ref["losses"]))
+    a, b = np.asarray(run["losses"][:k]), np.asarray(ref["losses"][:k])
+    return {
+        "accuracy_loss_points": 100.0 * (ref["final_dev_accuracy"] - run["final_dev_accuracy"]),
+        "loss_traj_max_rel_err": float(np.max(np.abs(a - b) / np.abs(b))),
+        "params_max_rel_err": max(
+            relative_error(run["_params"][n], ref["_params"][n]) for n in ref["_params"]
+        ),
     }
 
 

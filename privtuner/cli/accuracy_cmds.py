@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from typing import Any
 
 PACKINGS = ("interleaved", "column")
@@ -98,7 +99,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _worst(validation: dict[str, Any]) -> dict[str, float]:
+def _worst(validation: Mapping[str, Any]) -> dict[str, float]:
     """The worst std ratio and KS distance over every set, packing and direction."""
     import math
 

@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from privtuner.fhe_profiling import bert  # noqa: E402
-from privtuner.fhe_profiling.lora_profile import _FALLBACK_WORDS, generated_corpus  # noqa: E402
+from privtuner.fhe_profiling import bert
+from privtuner.fhe_profiling.lora_profile import _FALLBACK_WORDS, generated_corpus
 
 #: A BERT small enough for encrypted steps in CI (H = 16, 2 layers).
 TINY_CONFIG = {

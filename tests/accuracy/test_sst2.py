@@ -27,7 +27,10 @@ def test_reads_by_position_whatever_the_header_names(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "match"),
     [
-        ("label\tsentence\n2\tbad label\n", r"line 2: expected 'label<TAB>sentence' .*'2\\tbad"),
+        (
+            "label\tsentence\n2\tbad label\n",
+            r"line 2: expected 'label<TAB>sentence' .*\(got '2\\x09bad label'\)",
+        ),
         ("label\tsentence\n1 no tab\n", r"line 2: .*got '1 no tab'"),
         ("label\tsentence\n0\t  \n", r"line 2: "),
         ("label\tsentence\n", r"no labelled example"),

@@ -28,17 +28,23 @@ def _setup(tiny: dict[str, Path], **kw: Any) -> tuple[Any, Any, tr.Dataset, tr.T
     return model, weights, data, cfg
 
 
-def test_plain_is_deterministic_for_a_seed_and_learns(tiny: dict[str, Path]) -> None:
-    model, weights, data, cfg = _setup(tiny, epochs=6, lr=1e-2)
+def test_plain_is_deterministic_for_a_seed(tiny: dict[str, Path]) -> None:
+    model, weights, data, cfg = _setup(tiny, epochs=2)
     a = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
     b = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
     assert a["losses"] == b["losses"] and a["epochs"] == b["epochs"]
-    assert len(a["losses"]) == 6 * 6 and [e["epoch"] for e in a["epochs"]] == list(range(1, 7))
-    # the generated corpus is separable by one word: the adapters and head learn it
-    assert a["epochs"][-1]["train_loss_mean"] < 0.8 * a["epochs"][0]["train_loss_mean"]
-    assert a["final_dev_accuracy"] > 0.7
+    assert len(a["losses"]) == 2 * 6 and [e["epoch"] for e in a["epochs"]] == [1, 2]
     other = tr.run_one(tr.RunSpec("plain"), model, weights, data, dataclasses.replace(cfg, seed=1))
     assert other["losses"] != a["losses"]
+
+
+def test_full_fine_tuning_learns_the_tiny_corpus(tiny: dict[str, Path]) -> None:
+    """The generated corpus is decided by one sentiment word: a random-init tiny BERT learns
+    it when every weight is trained (its LoRA adapters alone do not: it knows no language)."""
+    model, weights, data, cfg = _setup(tiny, epochs=6, lr=1e-2, full=True)
+    run = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    assert run["epochs"][-1]["train_loss_mean"] < 0.5 * run["epochs"][0]["train_loss_mean"]
+    assert run["final_dev_accuracy"] >= 0.75
 
 
 def test_simulate_without_error_is_plain_and_with_error_differs(tiny: dict[str, Path]) -> None:
@@ -58,8 +64,12 @@ def test_simulate_without_error_is_plain_and_with_error_differs(tiny: dict[str, 
     from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
 
     small = catalogue_by_name(generate_catalogue())[SMALL_SET]
-    noisy = tr.run_one(tr.RunSpec("simulate", small, "interleaved"), model, weights, data, cfg, shipped)
-    again = tr.run_one(tr.RunSpec("simulate", small, "interleaved"), model, weights, data, cfg, shipped)
+    noisy = tr.run_one(
+        tr.RunSpec("simulate", small, "interleaved"), model, weights, data, cfg, shipped
+    )
+    again = tr.run_one(
+        tr.RunSpec("simulate", small, "interleaved"), model, weights, data, cfg, shipped
+    )
     assert noisy["losses"] == again["losses"]
     assert noisy["losses"] != plain["losses"]
 
