@@ -32,6 +32,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "loss_traj_max_rel_err",
     "params_max_rel_err",
     "wall_s",
+    "eval_s",
     "s_per_step",
 )
 
