@@ -371,6 +371,8 @@ def select_runs(mode: str, sets: Sequence[str] | None, packings: Sequence[str]) 
         raise ScenarioError([f"--mode: one of {', '.join(MODES)} (got {mode!r})"])
     runs = [RunSpec("plain")]
     if mode == "plain":
+        if sets:
+            raise ScenarioError(["--sets: only with --mode simulate or encrypted"])
         return runs
     if not packings:
         raise ParameterError("--packing: give at least one packing")

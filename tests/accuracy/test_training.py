@@ -111,6 +111,8 @@ def test_runs_of_a_study() -> None:
     assert {r.params.name for r in enc[1:]} == {default_params().name}
     sim = tr.select_runs("simulate", None, ["column"])
     assert len(sim) == 1 + 19
+    with pytest.raises(ScenarioError, match="--sets: only with --mode simulate or encrypted"):
+        tr.select_runs("plain", [default_params().name], ["column"])
     with pytest.raises(PrivtunerError, match="unknown catalogue set"):
         tr.select_runs("simulate", ["nope"], ["column"])
 
