@@ -90,10 +90,11 @@ class SetErrorModel:
         m = self.partials(x.shape[0], x.shape[1])
         return self.std_from_norms(m, np.sum(x * x, axis=1), np.sum(w * w, axis=0))
 
-    def std_from_norms(self, m: int, x_sq: Array, w_sq: Array) -> Array:
-        """``sigma [T, d_out]`` from ``||x_t||^2 [T]`` and ``||W_:j||^2 [d_out]``."""
-        var = self.gamma * m + self.alpha * w_sq[None, :] + self.beta * x_sq[:, None]
-        return np.sqrt(var) * 2.0 ** (-self.scale_bits)
+    def std_from_norms(self, m: int, x_sq: Any, w_sq: Any) -> Any:
+        """``sigma [T, d_out]`` from ``||x_t||^2 [T]`` and ``||W_:j||^2 [d_out]`` (numpy
+        arrays or torch tensors alike)."""
+        var = (self.gamma * m + self.alpha * w_sq)[None, :] + self.beta * x_sq[:, None]
+        return var**0.5 * 2.0 ** (-self.scale_bits)
 
 
 @dataclass(frozen=True)
@@ -311,16 +312,18 @@ class NoisyProjector:
             k: (torch.tensor(w, dtype=self.dtype), torch.tensor(b, dtype=self.dtype))
             for k, (w, b) in weights.items()
         }
-        self._sq = {
-            k: (np.sum(np.asarray(w) ** 2, axis=0), np.sum(np.asarray(w) ** 2, axis=1))
-            for k, (w, _) in weights.items()
-        }
+        self._sq = {k: (w.square().sum(0), w.square().sum(1)) for k, (w, _) in self._w.items()}
+        self._np_dtype = np.float32 if self.dtype == torch.float32 else np.float64
 
-    def noise(self, x: Array, w_sq: Array) -> Array:
-        """One error draw ``[T, d_out]`` for the encrypted product of ``x [T, d_in]``."""
+    def noise(self, x: Any, w_sq: Any) -> Any:
+        """One error draw ``[T, d_out]`` (a tensor of the projector's dtype) for the encrypted
+        product of ``x [T, d_in]`` with weights of squared column norms ``w_sq [d_out]``."""
+        import torch
+
         m = self.error.partials(x.shape[0], x.shape[1])
-        sigma = self.error.std_from_norms(m, np.sum(x * x, axis=1), w_sq)
-        return sigma * self.rng.standard_normal(sigma.shape)
+        sigma = self.error.std_from_norms(m, x.square().sum(1), w_sq)
+        z = self.rng.standard_normal(tuple(sigma.shape), dtype=self._np_dtype)
+        return sigma * torch.from_numpy(z)
 
     def __call__(self, name: str, x: Any) -> Any:
         out: Any = _NoisyProjection.apply(x, self, name)
@@ -335,9 +338,8 @@ def _noisy_projection_class() -> Any:
         def forward(ctx: Any, x: Any, proj: NoisyProjector, name: str) -> Any:
             ctx.proj, ctx.name = proj, name
             w, b = proj._w[name]
-            x64 = x.detach().to(torch.float64).numpy()
-            e = proj.noise(x64, proj._sq[name][0])
-            return (x @ w + b).detach() + torch.from_numpy(e).to(x.dtype)
+            x = x.detach().to(proj.dtype)
+            return x @ w + b + proj.noise(x, proj._sq[name][0])
 
         @staticmethod
         def backward(ctx: Any, grad_y: Any) -> tuple[Any, None, None]:
@@ -345,10 +347,10 @@ def _noisy_projection_class() -> Any:
                 return None, None, None
             proj, name = ctx.proj, ctx.name
             w, _ = proj._w[name]
-            g64 = grad_y.detach().to(torch.float64).numpy()
-            f = gradient_factor(g64)
-            e = proj.noise(g64 * f, proj._sq[name][1]) / f
-            return grad_y @ w.T + torch.from_numpy(e).to(grad_y.dtype), None, None
+            g = grad_y.detach().to(proj.dtype)
+            f = gradient_factor(g.numpy())
+            gx = g @ w.T + proj.noise(g * f, proj._sq[name][1]) / f
+            return gx.to(grad_y.dtype), None, None
 
     return NoisyProjection
 

@@ -140,3 +140,35 @@ def test_a_vocab_larger_than_the_model_is_refused(tiny: dict[str, Path], tmp_pat
     src = tr.resolve_model(str(tiny["config"]), big)
     with pytest.raises(ScenarioError, match=r"--vocab: token id \d+ >= the model's vocab_size=64"):
         tr.prepare_data(tiny["data"], src, cfg, 64)
+
+
+#: Stated tolerance of simulate vs encrypted over >= 20 steps: the simulated run departs from
+#: plaintext (loss trajectory, final LoRA/head parameters) by the real run's amount within
+#: this factor (both draw independent errors of the same distribution).
+SIM_VS_REAL_FACTOR = 4.0
+
+
+@pytest.mark.fhe
+def test_simulated_and_real_encrypted_runs_depart_from_plain_alike(tiny: dict[str, Path]) -> None:
+    """20 real encrypted steps at the smallest (noisiest) set against 20 simulated ones."""
+    pytest.importorskip("tenseal")
+    from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
+
+    small = catalogue_by_name(generate_catalogue())[SMALL_SET]
+    model, weights, data, cfg = _setup(tiny, steps=20, batch_size=8, max_dev=8, dtype="float64")
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    enc = tr.run_one(tr.RunSpec("encrypted", small, "interleaved"), model, weights, data, cfg)
+    sim = tr.run_one(
+        tr.RunSpec("simulate", small, "interleaved"),
+        model,
+        weights,
+        data,
+        cfg,
+        em.load_error_model(),
+    )
+    dev_enc = tr.compare_with_reference(enc, plain)
+    dev_sim = tr.compare_with_reference(sim, plain)
+    for key in ("loss_traj_max_rel_err", "params_max_rel_err"):
+        assert dev_enc[key] > 0 and dev_sim[key] > 0
+        ratio = dev_sim[key] / dev_enc[key]
+        assert 1 / SIM_VS_REAL_FACTOR <= ratio <= SIM_VS_REAL_FACTOR, (key, dev_enc, dev_sim)
