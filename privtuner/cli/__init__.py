@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "privtuner.cli.batch_cmds",
     "privtuner.cli.profile_cmds",
     "privtuner.cli.lora_cmds",
+    "privtuner.cli.accuracy_cmds",
 )
 
 

@@ -1,0 +1,105 @@
+"""Outputs of an accuracy study (:func:`privtuner.accuracy.training.run_study`), written
+atomically (:mod:`privtuner.io`): ``accuracy.json`` (everything), ``accuracy.csv`` (one row
+per run and epoch), ``loss_curves.csv`` (one row per run and step) and ``accuracy.png``
+(final dev accuracy against the scale bits, one line per ring degree N and packing, the
+plaintext accuracy as a dashed line; with ``plain`` alone: dev accuracy per epoch)."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from privtuner.io import atomic_write_bytes, atomic_write_text, csv_text
+
+#: Columns of ``accuracy.csv``.
+CSV_COLUMNS: tuple[str, ...] = (
+    "run",
+    "mode",
+    "set_name",
+    "packing",
+    "poly_modulus_degree",
+    "scale_bits",
+    "epoch",
+    "steps",
+    "dev_accuracy",
+    "dev_loss",
+    "train_loss_mean",
+    "final_dev_accuracy",
+    "accuracy_loss_points",
+    "loss_traj_max_rel_err",
+    "params_max_rel_err",
+    "wall_s",
+    "eval_s",
+    "s_per_step",
+)
+
+
+def run_key(r: Mapping[str, Any]) -> str:
+    return r["mode"] if r["set_name"] is None else f"{r['mode']}:{r['set_name']}@{r['packing']}"
+
+
+def csv_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for r in result["runs"]:
+        for e in r["epochs"]:
+            rows.append({"run": run_key(r), **{k: r.get(k) for k in CSV_COLUMNS[1:]}, **e})
+    return rows
+
+
+def loss_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {"run": run_key(r), "step": i + 1, "loss": loss}
+        for r in result["runs"]
+        for i, loss in enumerate(r["losses"])
+    ]
+
+
+def figure_png(result: Mapping[str, Any]) -> bytes:
+    """The study's figure as PNG bytes."""
+    from privtuner.plotting import _new_figure
+
+    fig = _new_figure()
+    ax = fig.add_subplot()
+    runs = result["runs"]
+    plain = runs[0]
+    others = runs[1:]
+    if not others:
+        ep = [e["epoch"] for e in plain["epochs"]]
+        ax.plot(ep, [100 * e["dev_accuracy"] for e in plain["epochs"]], "o-", label="plain")
+        ax.set_xlabel("epoch")
+    else:
+        lines: dict[tuple[int, str], list[tuple[int, float]]] = {}
+        for r in others:
+            key = (int(r["poly_modulus_degree"]), str(r["packing"]))
+            lines.setdefault(key, []).append((r["scale_bits"], 100 * r["final_dev_accuracy"]))
+        for (n, packing), pts in sorted(lines.items()):
+            pts.sort()
+            ax.plot(*zip(*pts, strict=True), "o-", label=f"{result['mode']} N={n} {packing}")
+        ax.axhline(100 * plain["final_dev_accuracy"], color="k", ls="--", label="plain")
+        ax.set_xlabel("CKKS scale [bits]")
+    ax.set_ylabel("SST-2 dev accuracy [%]")
+    ax.set_title(f"{result['model']}: {len(plain['losses'])} steps per run", fontsize=9)
+    ax.legend(fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=150, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def write_outputs(result: Mapping[str, Any], out_dir: str | Path) -> dict[str, str]:
+    """Write the four files (each atomically); returns their paths by kind."""
+    out = Path(out_dir)
+    png = figure_png(result)  # rendered before anything is written
+    paths = {
+        "json": out / "accuracy.json",
+        "csv": out / "accuracy.csv",
+        "loss_curves": out / "loss_curves.csv",
+        "figure": out / "accuracy.png",
+    }
+    atomic_write_text(paths["csv"], csv_text(csv_rows(result), CSV_COLUMNS))
+    atomic_write_text(paths["loss_curves"], csv_text(loss_rows(result), ("run", "step", "loss")))
+    atomic_write_bytes(paths["figure"], png)
+    atomic_write_text(paths["json"], json.dumps(result, indent=1, default=str) + "\n")
+    return {k: str(v) for k, v in paths.items()}

