@@ -191,6 +191,13 @@ def _save_bytes(obj: Any) -> bytes:
         return fh.read()
 
 
+def _file_residues(ct: Any) -> NDArray[np.uint64] | None:
+    """The residues of a SEAL ciphertext through SEAL's own file serialization (what
+    :mod:`seal_memory` checks its in-memory view against)."""
+    raw = RawCiphertext.parse(_save_bytes(ct))
+    return None if raw is None else raw.data
+
+
 def _load_from_bytes(obj: Any, context: Any, blob: bytes) -> Any:
     """``obj.load(context, blob)`` through a scratch file; SEAL validates the data."""
     path = _SCRATCH.path()
@@ -562,7 +569,7 @@ class _Session:
         in-memory path (:mod:`seal_memory`) it is this thread's scratch ciphertext of that
         level, overwritten by the next call; otherwise a fresh SEAL load."""
         self.check_residues(raw)
-        if raw.size == 2 and raw.is_ntt_form and seal_memory.available(self):
+        if raw.size == 2 and raw.is_ntt_form and seal_memory.available(self, _file_residues):
             ct = self.scratch_ciphertext(raw.parms_id, "view")
             view = seal_memory.ciphertext_residues(ct)
             if view is not None and view.shape == raw.data.shape:
@@ -911,7 +918,7 @@ def _slot_decoder(keys: CkksKeys) -> Callable[..., NDArray[np.complex128]] | Non
     if n in _DECODERS:
         return _DECODERS[n]
     decoder = None
-    if seal_memory.available(keys) and seal_memory.plaintext_available(keys):
+    if seal_memory.available(keys, _file_residues) and seal_memory.plaintext_available(keys):
         two_n = 2 * n
         u = (np.array([pow(3, j, two_n) for j in range(n // 2)]) - 1) // 2
         twist = np.exp(1j * np.pi * np.arange(n) / n)

@@ -25,10 +25,13 @@ import ctypes
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from privtuner.errors import require
 
 __all__ = ["available", "ciphertext_residues", "plaintext_available", "plaintext_residues"]
 
@@ -114,11 +117,13 @@ def _plaintext_view(pt: Any) -> NDArray[np.uint64] | None:
     return view
 
 
+def _sealapi() -> Any:
+    return require("tenseal.sealapi", purpose="CKKS operations")
+
+
 def _verify_plaintext(keys: Any) -> bool:
     """Check the plaintext layout on a decryption SEAL made under ``keys`` (a ``CkksKeys``)."""
-    from privtuner.fhe_profiling import ckks_ops as ops
-
-    seal = ops._sealapi()
+    seal = _sealapi()
     ct = seal.Ciphertext(keys.context)
     keys.public_encryptor.encrypt_zero(keys.context.first_parms_id(), ct)
     pt = seal.Plaintext()
@@ -130,35 +135,35 @@ def _verify_plaintext(keys: Any) -> bool:
     return all(int(view[i]) == int(pt.data(int(i))) for i in idx)
 
 
-def _verify(session: Any) -> bool:
-    """Check the layout on a ciphertext SEAL made under ``session`` (its public key)."""
-    from privtuner.fhe_profiling import ckks_ops as ops  # the file path to compare with
-
-    seal = ops._sealapi()
+def _verify(session: Any, serialized: Callable[[Any], NDArray[np.uint64] | None]) -> bool:
+    """Check the layout on a ciphertext SEAL made under ``session`` (its public key) against
+    ``serialized`` (the residues of SEAL's own serialization of a ciphertext)."""
+    seal = _sealapi()
     ct = seal.Ciphertext(session.context)
     seal.Encryptor(session.context, session.public_key).encrypt_zero(
         session.context.first_parms_id(), ct
     )
     ct.scale = 3.0
     view = _ciphertext_view(ct)
-    saved = ops.RawCiphertext.parse(ops._save_bytes(ct))
-    if view is None or saved is None or not np.array_equal(view, saved.data):
+    saved = serialized(ct)
+    if view is None or saved is None or not np.array_equal(view, saved):
         return False
     # a write through the view must be what SEAL then serializes
     view[1, 0, 0] = np.uint64(1) if int(view[1, 0, 0]) != 1 else np.uint64(2)
-    again = ops.RawCiphertext.parse(ops._save_bytes(ct))
-    return again is not None and np.array_equal(again.data, view)
+    again = serialized(ct)
+    return again is not None and np.array_equal(again, view)
 
 
-def available(session: Any) -> bool:
+def available(session: Any, serialized: Callable[[Any], NDArray[np.uint64] | None]) -> bool:
     """Whether the in-memory path is verified in this process (checked once, on a ciphertext
-    made under ``session``, a ``CkksKeys`` or ``PublicCkks``)."""
+    made under ``session``, a ``CkksKeys`` or ``PublicCkks``, against ``serialized``: the
+    residues SEAL's file serialization gives for a ciphertext)."""
     global _VERIFIED
     if _VERIFIED is None:
         with _LOCK:
             if _VERIFIED is None:
                 try:
-                    _VERIFIED = _verify(session)
+                    _VERIFIED = _verify(session, serialized)
                 except (ValueError, RuntimeError, AttributeError, TypeError):
                     _VERIFIED = False
     return bool(_VERIFIED)
