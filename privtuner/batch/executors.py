@@ -123,7 +123,7 @@ def iter_dask(
             threads_per_worker=1,
             processes=True,
             host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never the default 8787 another cluster may hold
         )
         client = Client(cluster)
     return _dask_rows(client, cluster, chunks)

@@ -37,7 +37,7 @@ def _local_cluster(n_workers: int):  # type: ignore[no-untyped-def]
         processes=True,
         threads_per_worker=1,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: never the default 8787 another cluster may hold
     )
 
 
