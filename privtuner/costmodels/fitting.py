@@ -522,21 +522,24 @@ def limb_products(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
     return int(sum(a * b for a, b in (limb_plan(int(bits), d_in) for bits in data)))
 
 
-def product_bytes(params: CkksParams) -> int:
-    """``W = sum_k ceil(bits_k / 8)`` over the primes of a projection's rescaled product (the
-    chain without the special prime and the dropped scale prime; the first prime alone for a
-    two-prime chain): bytes per coefficient and polynomial of the compact wire format."""
+def _product_widths(params: CkksParams) -> list[int]:
+    """``ceil(bits_k / 8)`` per prime of a projection's rescaled product (the chain without
+    the special prime and the dropped scale prime; the first prime alone for a two-prime
+    chain): bytes per residue of the compact wire format."""
     bits = params.coeff_mod_bit_sizes
-    level = bits[:-2] or bits[:1]
-    return int(sum((int(b) + 7) // 8 for b in level))
+    return [(int(b) + 7) // 8 for b in (bits[:-2] or bits[:1])]
+
+
+def product_bytes(params: CkksParams) -> int:
+    """``W = sum_k ceil(bits_k / 8)`` over the primes of a projection's rescaled product
+    (:func:`_product_widths`): bytes per coefficient and polynomial of the compact format."""
+    return sum(_product_widths(params))
 
 
 def strided_bytes(params: CkksParams) -> int:
     """``S = sum_k ceil(bits_k / 8)`` over the product's primes (:func:`product_bytes`) whose
     residues take fewer than 8 bytes: what the compact format packs by a strided copy."""
-    bits = params.coeff_mod_bit_sizes
-    level = bits[:-2] or bits[:1]
-    return int(sum(w for w in ((int(b) + 7) // 8 for b in level) if w < 8))
+    return sum(w for w in _product_widths(params) if w < 8)
 
 
 def zero_bits(params: CkksParams) -> int:

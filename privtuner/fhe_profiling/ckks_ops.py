@@ -191,6 +191,21 @@ def _save_bytes(obj: Any) -> bytes:
         return fh.read()
 
 
+def _raw_of(ct: Any) -> RawCiphertext | None:
+    """A live SEAL ciphertext's fields and residues (a copy): in memory where
+    :mod:`seal_memory` is verified, else through SEAL's serialization (``None`` if seeded)."""
+    view = seal_memory.ciphertext_residues(ct)
+    if view is None:
+        return RawCiphertext.parse(_save_bytes(ct))
+    return RawCiphertext(
+        parms_id=tuple(int(v) for v in ct.parms_id()),  # type: ignore[arg-type]
+        is_ntt_form=bool(ct.is_ntt_form()),
+        scale=float(ct.scale),
+        correction_factor=1,
+        data=view.copy(),
+    )
+
+
 def _file_residues(ct: Any) -> NDArray[np.uint64] | None:
     """The residues of a SEAL ciphertext through SEAL's own file serialization (what
     :mod:`seal_memory` checks its in-memory view against)."""
@@ -370,28 +385,14 @@ class RawCiphertext:
     def from_compact(blob: bytes) -> RawCiphertext:
         """Inverse of :meth:`to_compact` (residues are checked against their primes where
         they are used)."""
-        if len(blob) < _COMPACT_HEAD.size:
-            raise CkksInputError("corrupt compact ciphertext: too short")
-        magic, ver, size, n_primes, log_n, ntt, p0, p1, p2, p3, scale = _COMPACT_HEAD.unpack_from(
-            blob
-        )
-        if magic != _COMPACT_MAGIC or ver != 1 or size == 0 or n_primes == 0 or log_n > 17:
-            raise CkksInputError("corrupt compact ciphertext: bad header")
-        n = 1 << log_n
-        off = _COMPACT_HEAD.size
-        widths = blob[off : off + n_primes]
-        off += n_primes
-        if len(widths) != n_primes or any(not 1 <= w <= 8 for w in widths):
-            raise CkksInputError("corrupt compact ciphertext: bad residue widths")
-        if len(blob) != off + size * n * sum(widths):
-            raise CkksInputError("corrupt compact ciphertext: wrong length")
+        (size, n_primes, n, ntt, parms, scale), widths, off = _compact_layout(blob)
         full = np.zeros((size, n_primes, n, 8), dtype=np.uint8)
         for p, w in enumerate(widths):
             chunk = np.frombuffer(blob, dtype=np.uint8, count=size * n * w, offset=off)
             full[:, p, :, :w] = chunk.reshape(size, n, w)
             off += size * n * w
         return RawCiphertext(
-            parms_id=(p0, p1, p2, p3),
+            parms_id=parms,
             is_ntt_form=bool(ntt),
             scale=float(scale),
             correction_factor=1,
@@ -424,6 +425,27 @@ class RawCiphertext:
         return _SEAL_HEADER.pack(_SEAL_MAGIC, _SEAL_HEADER.size, maj, mnr, 0, 0, total) + members
 
 
+def _compact_layout(
+    blob: bytes,
+) -> tuple[tuple[int, int, int, int, tuple[int, int, int, int], float], bytes, int]:
+    """Header of :meth:`RawCiphertext.to_compact` bytes, checked against the blob's length:
+    ``((size, L, N, ntt, parms_id, scale), residue widths, offset of the residues)``."""
+    if len(blob) < _COMPACT_HEAD.size:
+        raise CkksInputError("corrupt compact ciphertext: too short")
+    magic, ver, size, n_primes, log_n, ntt, p0, p1, p2, p3, scale = _COMPACT_HEAD.unpack_from(blob)
+    if magic != _COMPACT_MAGIC or ver != 1 or size == 0 or n_primes == 0 or log_n > 17:
+        raise CkksInputError("corrupt compact ciphertext: bad header")
+    n = 1 << log_n
+    off = _COMPACT_HEAD.size
+    widths = blob[off : off + n_primes]
+    off += n_primes
+    if len(widths) != n_primes or any(not 1 <= w <= 8 for w in widths):
+        raise CkksInputError("corrupt compact ciphertext: bad residue widths")
+    if len(blob) != off + size * n * sum(widths):
+        raise CkksInputError("corrupt compact ciphertext: wrong length")
+    return (size, n_primes, n, ntt, (p0, p1, p2, p3), scale), widths, off
+
+
 def _residue_bytes(q: int) -> int:
     """Bytes per residue of prime ``q`` in :meth:`RawCiphertext.to_compact`."""
     return (int(q).bit_length() + 7) // 8
@@ -451,19 +473,7 @@ class SealCiphertext:
         if self._raw is None:
             parsed = RawCiphertext.parse(self.blob)
             if parsed is None:
-                ct = session.load_ciphertext(self)
-                view = seal_memory.ciphertext_residues(ct)
-                parsed = (
-                    RawCiphertext.parse(_save_bytes(ct))
-                    if view is None
-                    else RawCiphertext(
-                        parms_id=tuple(int(v) for v in ct.parms_id()),  # type: ignore[arg-type]
-                        is_ntt_form=bool(ct.is_ntt_form()),
-                        scale=float(ct.scale),
-                        correction_factor=1,
-                        data=view.copy(),
-                    )
-                )
+                parsed = _raw_of(session.load_ciphertext(self))
                 if parsed is None:  # pragma: no cover - SEAL never saves a loaded ct seeded
                     raise CkksInputError("SEAL did not expand a seeded ciphertext")
             self._raw = parsed
@@ -1287,18 +1297,8 @@ def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
     src = session.seal_view(raw)
     out = seal.Ciphertext()
     session.evaluator.rescale_to_next(src, out)
-    view = seal_memory.ciphertext_residues(out)
-    if view is None:
-        parsed = RawCiphertext.parse(_save_bytes(out))
-        assert parsed is not None  # SEAL never saves a computed ciphertext seeded
-    else:
-        parsed = RawCiphertext(
-            parms_id=tuple(int(v) for v in out.parms_id()),  # type: ignore[arg-type]
-            is_ntt_form=bool(out.is_ntt_form()),
-            scale=float(out.scale),
-            correction_factor=1,
-            data=view.copy(),
-        )
+    parsed = _raw_of(out)
+    assert parsed is not None  # SEAL never saves a computed ciphertext seeded
     return SealCiphertext(parsed.to_compact(session.moduli(parsed.parms_id)))
 
 
@@ -1430,7 +1430,7 @@ def _parse_blocks(
             if len(blob) != n or n < _SEAL_HEADER.size:
                 raise CkksInputError(f"{what} bytes: truncated")
             if blob[: len(_COMPACT_MAGIC)] == _COMPACT_MAGIC:
-                RawCiphertext.from_compact(blob)  # checks header and length
+                _compact_layout(blob)  # header and length; residues are read where used
             else:
                 hdr = _SEAL_HEADER.unpack_from(blob)
                 if hdr[0] != _SEAL_MAGIC or hdr[6] != n:
