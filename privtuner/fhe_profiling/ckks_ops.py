@@ -68,7 +68,7 @@ import tempfile
 import threading
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -574,11 +574,14 @@ class _Session:
             raise CkksInputError("ciphertext residues exceed the primes of their level")
         return moduli
 
-    def seal_view(self, raw: RawCiphertext) -> Any:
+    def seal_view(self, raw: RawCiphertext, *, checked: bool = True) -> Any:
         """A SEAL ciphertext holding ``raw`` (size 2, NTT form), for immediate use: with the
         in-memory path (:mod:`seal_memory`) it is this thread's scratch ciphertext of that
-        level, overwritten by the next call; otherwise a fresh SEAL load."""
-        self.check_residues(raw)
+        level, overwritten by the next call; otherwise a fresh SEAL load. ``checked=False``
+        skips :meth:`check_residues` for residues the caller itself reduced below their
+        primes (SEAL's load, the fallback, checks them anyway)."""
+        if checked:
+            self.check_residues(raw)
         if raw.size == 2 and raw.is_ntt_form and seal_memory.available(self, _file_residues):
             ct = self.scratch_ciphertext(raw.parms_id, "view")
             view = seal_memory.ciphertext_residues(ct)
@@ -601,6 +604,14 @@ class _Session:
             ct = seal.Ciphertext(self.context)
             seal.Encryptor(self.context, self.public_key).encrypt_zero(list(parms_id), ct)
             templates[(parms_id, role)] = ct
+        return ct
+
+    def rescaled_scratch(self) -> Any:
+        """This thread's SEAL ciphertext that receives rescaled products (SEAL resizes it to
+        each result; reused so that no product allocates a new one)."""
+        ct = getattr(self._tls, "rescaled", None)
+        if ct is None:
+            ct = self._tls.rescaled = _sealapi().Ciphertext(self.context)
         return ct
 
     def is_private(self) -> bool:
@@ -1278,8 +1289,11 @@ def _products_like(
     ]
 
 
-def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
+def _rescale(session: _Session, raw: RawCiphertext, *, computed: bool = False) -> SealCiphertext:
     """SEAL ``rescale_to_next`` of a raw product; returns the result's compact bytes.
+
+    ``computed``: ``raw`` is the server's own product, whose residues the kernel reduced below
+    their primes (skips that check, which received ciphertexts need).
 
     A product whose ``c1`` is zero (all its weights are zero) would be a *transparent*
     ciphertext, which SEAL refuses and which would reveal ``c0``; a fresh public-key
@@ -1294,12 +1308,17 @@ def _rescale(session: _Session, raw: RawCiphertext) -> SealCiphertext:
         moduli = np.array(session.moduli(raw.parms_id), dtype=np.uint64)[None, :, None]
         t = raw.data + z.data
         raw = dataclasses.replace(raw, data=np.where(t >= moduli, t - moduli, t))
-    src = session.seal_view(raw)
-    out = seal.Ciphertext()
+    src = session.seal_view(raw, checked=not computed)
+    out = session.rescaled_scratch()
     session.evaluator.rescale_to_next(src, out)
-    parsed = _raw_of(out)
-    assert parsed is not None  # SEAL never saves a computed ciphertext seeded
-    return SealCiphertext(parsed.to_compact(session.moduli(parsed.parms_id)))
+    parms_id = tuple(int(v) for v in out.parms_id())
+    view = seal_memory.ciphertext_residues(out)
+    if view is None:
+        parsed = _raw_of(out)
+        assert parsed is not None  # SEAL never saves a computed ciphertext seeded
+    else:  # compact bytes straight from SEAL's memory (to_compact copies them out)
+        parsed = RawCiphertext(parms_id, True, float(out.scale), 1, view)  # type: ignore[arg-type]
+    return SealCiphertext(parsed.to_compact(session.moduli(parms_id)))
 
 
 @dataclass
@@ -1338,7 +1357,7 @@ def project(
         raise CkksInputError("project needs a PublicCkks (or CkksKeys) context")
     w, b = _weight_and_bias(weight, bias, enc.n_features)
     _check_layout(enc, pub.slots)
-    blocks = _project_blocks(pub, enc.blocks, lambda raws: _mac_raw(pub, raws, w, b), timings)
+    blocks = _project_blocks(pub, enc.blocks, lambda raws: [_mac_raw(pub, raws, w, b)], timings)
     return EncryptedColumns(n_tokens=enc.n_tokens, n_features=w.shape[1], blocks=blocks)
 
 
@@ -1364,11 +1383,12 @@ def _weight_and_bias(
 def _project_blocks(
     pub: _Session,
     blocks: Sequence[Sequence[SealCiphertext]],
-    mac: Callable[[list[RawCiphertext]], list[RawCiphertext]],
+    mac: Callable[[list[RawCiphertext]], Iterable[list[RawCiphertext]]],
     timings: ProjectTimings | None,
 ) -> list[list[SealCiphertext]]:
-    """Per block: parse (and expand) the inputs, ``mac`` them, rescale every product; the
-    stages timed into ``timings`` (:class:`ProjectTimings`). Both packings' server loop."""
+    """Per block: parse (and expand) the inputs, ``mac`` them (an iterable of chunks of
+    products, each rescaled before the next chunk is made, while it is in the CPU's cache);
+    the stages timed into ``timings`` (:class:`ProjectTimings`). Both packings' server loop."""
     tm = timings if timings is not None else ProjectTimings()
     clock = tm.clock
     out: list[list[SealCiphertext]] = []
@@ -1379,19 +1399,22 @@ def _project_blocks(
             raise CkksInputError(
                 f"ciphertexts are at the last level of {pub.params.name}: no prime left to rescale"
             )
-        t1 = clock()
-        products = mac(raws)
-        t2 = clock()
-        outs = []
-        for r in products:
-            t_r = clock()
-            outs.append(_rescale(pub, r))
-            tm.rescale_each_s.append(clock() - t_r)
+        tm.load_s += clock() - t0
+        outs: list[SealCiphertext] = []
+        chunks = iter(mac(raws))
+        while True:
+            t1 = clock()
+            products = next(chunks, None)
+            tm.mac_s += clock() - t1
+            if products is None:
+                break
+            for r in products:
+                t_r = clock()
+                outs.append(_rescale(pub, r, computed=True))
+                dt = clock() - t_r
+                tm.rescale_each_s.append(dt)
+                tm.rescale_s += dt
         out.append(outs)
-        t3 = clock()
-        tm.load_s += t1 - t0
-        tm.mac_s += t2 - t1
-        tm.rescale_s += t3 - t2
     return out
 
 

@@ -57,7 +57,7 @@ import math
 import struct
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -404,14 +404,20 @@ def periodic_coefficients(
 
 
 # --------------------------------------------------------------------------- server side
+#: Bytes of float64 limb products per chunk of outputs: the chunk's matrix product, its
+#: recombination and its copy into SEAL order stay in the CPU's last-level cache.
+_CHUNK_BYTES = 4 << 20
+
+
 @dataclass(frozen=True)
 class _PrimeWeights:
-    """One prime's weights in every NTT class, limb-split: ``a_mat [2P, nw*kH, nx*G]``."""
+    """One prime's weights, limb-split, per chunk of outputs: ``a_chunks[j] [2P, nw*ch_j,
+    nx*G]`` (the NTT classes in the batch order of :func:`_batch_order`)."""
 
     q: int
     plan: Any  # ckks_ops._LimbPlan
-    a_mat: NDArray[np.float64]
-    bias: NDArray[np.uint64] | None  # [kH/k groups, 2P] class values of the d = 0 bias
+    a_chunks: tuple[NDArray[np.float64], ...]
+    bias: NDArray[np.uint64] | None  # [2P (batch order), kH/k groups]: the d = 0 bias
 
 
 @dataclass(frozen=True)
@@ -420,6 +426,7 @@ class _Prepared:
 
     primes: tuple[_PrimeWeights, ...]
     n_out: int  # k * ceil(d_out / k) partials per block
+    chunk: int  # outputs per chunk
 
 
 def _plan_for(q_bits: int, inner: int) -> Any:
@@ -439,6 +446,15 @@ def _plan_for(q_bits: int, inner: int) -> Any:
     if best is None:
         raise CkksInputError(f"{inner} inputs per class are too many for an exact float64 kernel")
     return best
+
+
+def _batch_order(cal: _Calibration, p: int) -> NDArray[np.intp]:
+    """The class at each batch position of prime ``p``'s kernel: in SEAL's order of the NTT
+    points (class runs left to right) when every class is a contiguous run, so that inputs and
+    outputs need no gather; else the classes in order (a permutation of the points then)."""
+    blk = cal.blocks[p]
+    n_cls = 2 * cal.period
+    return np.arange(n_cls) if blk is None else np.argsort(blk)
 
 
 def _stack_limbs(vals: NDArray[np.uint64], q: int, plan: Any) -> NDArray[np.float64]:
@@ -471,6 +487,12 @@ def _weight_slots(w: NDArray[np.float64], k: int, period: int) -> NDArray[np.flo
     z = w4[:, c[None, :], :, (c[None, :] + d[:, None]) % k]  # [d, c, g, h]
     z = np.transpose(z, (2, 3, 0, 1))
     return np.tile(z, (1, 1, 1, period // k)) if period > k else z
+
+
+def _chunk_size(n_poly: int, nw: int, n_out: int) -> int:
+    """Outputs per chunk: ``nw`` limb rows of ``2 N`` float64 products each fill
+    :data:`_CHUNK_BYTES` (at least one output, at most all)."""
+    return max(1, min(n_out, _CHUNK_BYTES // (8 * nw * 2 * n_poly)))
 
 
 def _prepare(
@@ -507,27 +529,33 @@ def _prepare(
             f"{math.log2(big):.0f} bits, the level has {total_bits}"
         )
     groups_in, groups_out = coef_w.shape[0], coef_w.shape[1]
+    n_out = groups_out * k
     # [G, H, k, 2P] -> [2P(m), H*k, G]
-    coef = np.transpose(coef_w, (3, 1, 2, 0)).reshape(2 * period, groups_out * k * groups_in)
+    coef = np.transpose(coef_w, (3, 1, 2, 0)).reshape(2 * period, n_out * groups_in)
     coef_b = None
     if bias is not None:
-        bp = np.zeros(groups_out * k)
+        bp = np.zeros(n_out)
         bp[: bias.shape[0]] = bias
         zb = (1.0 + 1.0j) * bp.reshape(groups_out, k)
         if period > k:
             zb = np.tile(zb, (1, period // k))
         coef_b = periodic_coefficients(cal.slot_points, zb, in_scale * w_scale)  # [H, 2P]
+    plans = [_plan_for(q.bit_length(), groups_in) for q in moduli]
+    chunk = _chunk_size(session.params.poly_modulus_degree, max(p.nw for p in plans), n_out)
     primes = []
     for p, q in enumerate(moduli):
-        vals = _ops._modmatmul(cal.vanders[p], _ops._int_mod(coef, q), q)  # [2P(class), ...]
-        vals = vals.reshape(2 * period, groups_out * k, groups_in)
-        plan = _plan_for(q.bit_length(), groups_in)
+        order = _batch_order(cal, p)
+        vander = cal.vanders[p][order]
+        vals = _ops._modmatmul(vander, _ops._int_mod(coef, q), q)  # [2P(batch), ...]
+        vals = vals.reshape(2 * period, n_out, groups_in)
+        a_chunks = tuple(
+            _stack_limbs(vals[:, lo : lo + chunk], q, plans[p]) for lo in range(0, n_out, chunk)
+        )
         bias_vals = None
         if coef_b is not None:
-            bv = _ops._modmatmul(cal.vanders[p], _ops._int_mod(coef_b.T, q), q)  # [2P, H]
-            bias_vals = np.ascontiguousarray(bv.T)
-        primes.append(_PrimeWeights(q, plan, _stack_limbs(vals, q, plan), bias_vals))
-    prep = _Prepared(tuple(primes), groups_out * k)
+            bias_vals = _ops._modmatmul(vander, _ops._int_mod(coef_b.T, q), q)  # [2P, H]
+        primes.append(_PrimeWeights(q, plans[p], a_chunks, bias_vals))
+    prep = _Prepared(tuple(primes), n_out, chunk)
     with _PREP_LOCK:
         _PREP_CACHE[key] = prep
         while len(_PREP_CACHE) > _PREP_CACHE_SIZE:
@@ -535,19 +563,20 @@ def _prepare(
     return prep
 
 
-#: Elements per chunk of :func:`_recombine2` (its temporaries stay in the CPU cache).
-_RECOMBINE_CHUNK = 1 << 15
-
-
 def _reduce1(s: NDArray[np.float64], q: int) -> NDArray[np.uint64]:
-    """``s mod q`` in ``[0, q)`` for exact integer floats ``|s| <= 2^53``, chunk by chunk
-    (:func:`ckks_ops._reduce_exact_float`)."""
-    out = np.empty(s.shape, dtype=np.uint64)
-    fs, fo = s.reshape(-1), out.reshape(-1)
-    for lo in range(0, fs.size, _RECOMBINE_CHUNK):
-        hi = min(lo + _RECOMBINE_CHUNK, fs.size)
-        fo[lo:hi] = _ops._reduce_exact_float(fs[lo:hi], q).view(np.uint64)
-    return out
+    """``s mod q`` in ``[0, q)`` for exact integer floats ``|s| <= 2^53`` (``s`` is overwritten;
+    :func:`ckks_ops._reduce_exact_float` for the maths: the float quotient is off by
+    at most one, the int64 remainder is corrected once either way)."""
+    if q > 2**53:
+        return _ops._reduce_exact_float(s, q).view(np.uint64)
+    qi = np.int64(q)
+    rem = s.astype(np.int64)
+    s *= 1.0 / q
+    np.floor(s, out=s)
+    rem -= s.astype(np.int64) * qi
+    np.add(rem, qi, out=rem, where=rem < 0)
+    np.subtract(rem, qi, out=rem, where=rem >= qi)
+    return rem.view(np.uint64)
 
 
 def _recombine2(s: NDArray[np.float64], n_out: int, bw: int, q: int) -> NDArray[np.uint64]:
@@ -557,52 +586,96 @@ def _recombine2(s: NDArray[np.float64], n_out: int, bw: int, q: int) -> NDArray[
     The quotient ``floor((s1 2^bw + s0) / q)`` is estimated in float64 (relative error about
     2^-52, so off by at most one: ``|value| / q < 2^(55 + bw - bits(q))`` and ``bw < 50``); the
     remainder is computed modulo 2^64 in uint64 (exact: the true remainder lies in ``(-q, 2q)``)
-    and corrected once either way. One pass over cache-sized chunks.
+    and corrected once either way. ``s`` is one cache-sized chunk (:data:`_CHUNK_BYTES`).
     """
-    n_cls, _, m = s.shape
-    out = np.empty((n_cls, n_out, m), dtype=np.uint64)
-    shift, qq, qi = np.uint64(bw), np.uint64(q), np.int64(q)
-    inv_q, two_bw = 1.0 / q, float(2**bw)
-    for r in range(n_cls):
-        f0, f1, fo = s[r, :n_out].reshape(-1), s[r, n_out:].reshape(-1), out[r].reshape(-1)
-        for lo in range(0, f1.size, _RECOMBINE_CHUNK):
-            hi = min(lo + _RECOMBINE_CHUNK, f1.size)
-            a, b = f1[lo:hi], f0[lo:hi]
-            qhat = np.floor((a * two_bw + b) * inv_q)
-            rem = a.astype(np.int64).view(np.uint64) << shift
-            rem += b.astype(np.int64).view(np.uint64)
-            rem -= qhat.astype(np.int64).view(np.uint64) * qq
-            v = rem.view(np.int64)
-            v += np.where(v < 0, qi, 0)
-            v -= np.where(v >= qi, qi, 0)
-            fo[lo:hi] = rem
-    return out
+    hi, lo = s[:, n_out:], s[:, :n_out]
+    qhat = hi * float(2**bw)
+    qhat += lo
+    qhat *= 1.0 / q
+    np.floor(qhat, out=qhat)
+    rem = hi.astype(np.int64).view(np.uint64)
+    rem <<= np.uint64(bw)
+    rem += lo.astype(np.int64).view(np.uint64)
+    rem -= qhat.astype(np.int64).view(np.uint64) * np.uint64(q)
+    v = rem.view(np.int64)
+    np.add(v, np.int64(q), out=v, where=v < 0)
+    np.subtract(v, np.int64(q), out=v, where=v >= np.int64(q))
+    return rem
 
 
-def _class_products(pw: _PrimeWeights, xs: NDArray[np.uint64]) -> NDArray[np.uint64]:
-    """Per NTT class ``r``: ``Z[r] = V[r] @ X[r] mod q`` exactly, for ``xs [G, 2, C, W]``
-    (inputs' residues sorted by class); returns ``[C, n_out, 2, W]``. One batched float64
-    matrix product over the classes, then the limb recombination (:func:`ckks_ops._modmatmul`
-    for the maths)."""
-    q, plan = pw.q, pw.plan
-    groups, _, n_cls, width = xs.shape
-    n_out = pw.a_mat.shape[1] // plan.nw
-    xc = _ops._centre(np.transpose(xs, (2, 0, 1, 3)).reshape(n_cls, groups, 2 * width), q)
-    b_mat = np.empty((n_cls, plan.nx * groups, 2 * width), dtype=np.float64)
+def _reduce_limbs(s: NDArray[np.float64], n_out: int, plan: Any, q: int) -> NDArray[np.uint64]:
+    """The residues ``[C, n_out, M]`` of the limb products ``s [C, nw*n_out, M]``:
+    ``sum_c 2^(c bw) s_c mod q``."""
+    if plan.nw == 1:
+        return _reduce1(s, q)
+    if plan.nw == 2:
+        return _recombine2(s, n_out, plan.bw, q)
+    acc = _ops._reduce_exact_float(s[:, (plan.nw - 1) * n_out :], q).view(np.uint64)
+    for c in range(plan.nw - 2, -1, -1):
+        r = _ops._reduce_exact_float(s[:, c * n_out : (c + 1) * n_out], q)
+        t = _ops._mulpow2_mod(acc, plan.bw, q).view(np.int64) + r
+        acc = np.where(t >= q, t - np.int64(q), t).view(np.uint64)
+    return acc
+
+
+def _input_limbs(
+    raws: Sequence[RawCiphertext], p: int, q: int, plan: Any, cal: _Calibration
+) -> NDArray[np.float64]:
+    """The inputs' residues of prime ``p`` in batch order (:func:`_batch_order`), centred and
+    split into X-limbs: ``B [C, nx*G, 2W]``."""
+    groups = len(raws)
+    n_cls = 2 * cal.period
+    xk = np.stack([r.data[:, p, :] for r in raws])  # [G, 2, N]
+    if np.any(xk >= np.uint64(q)):
+        raise CkksInputError(f"input residues exceed prime {p} of the level")
+    if cal.blocks[p] is None:
+        xk = xk[:, :, cal.perms[p]]
+    xs = xk.reshape(groups, 2, n_cls, -1)  # [G, 2, C, W]
+    xc = _ops._centre(np.transpose(xs, (2, 0, 1, 3)).reshape(n_cls, groups, -1), q)
+    b_mat = np.empty((n_cls, plan.nx * groups, xc.shape[2]), dtype=np.float64)
     for a, limb in enumerate(_ops._split_limbs(xc, plan.nx, plan.bx)):
         b_mat[:, a * groups : (a + 1) * groups] = limb
-    s = np.matmul(pw.a_mat, b_mat)  # [C, nw*n_out, 2W], exact integers
-    if plan.nw == 1:
-        acc = _reduce1(s, q)
-    elif plan.nw == 2:
-        acc = _recombine2(s, n_out, plan.bw, q)
-    else:
-        acc = _ops._reduce_exact_float(s[:, (plan.nw - 1) * n_out :], q).view(np.uint64)
-        for c in range(plan.nw - 2, -1, -1):
-            r = _ops._reduce_exact_float(s[:, c * n_out : (c + 1) * n_out], q)
-            t = _ops._mulpow2_mod(acc, plan.bw, q).view(np.int64) + r
-            acc = np.where(t >= q, t - np.int64(q), t).view(np.uint64)
-    return acc.reshape(n_cls, n_out, 2, width)
+    return b_mat
+
+
+def _mac_chunks(
+    session: Any,
+    raws: Sequence[RawCiphertext],
+    w: NDArray[np.float64],
+    bias: NDArray[np.float64] | None,
+    k: int,
+) -> Iterator[list[RawCiphertext]]:
+    """The partials ``Z_{h,d}`` of one block before rescale, ``h k + d`` order, one chunk of
+    outputs at a time (module docstring): per prime and NTT class ``Z = V X mod q``, one
+    batched float64 matrix product over the classes and the limb recombination, then the
+    residues copied into SEAL's order of the NTT points. Each chunk's arrays are its own."""
+    first = raws[0]
+    _ops._block_moduli(session, raws)
+    _, n_primes, n_poly = first.data.shape
+    prep = _prepare(session, first.parms_id, w, bias, k, first.scale)
+    period = max(k, 2)
+    n_cls, width = 2 * period, n_poly // (2 * period)
+    cal = _calibration(session, first.parms_id, period)
+    b_mats = [_input_limbs(raws, p, pw.q, pw.plan, cal) for p, pw in enumerate(prep.primes)]
+    out_scale = first.scale * session.scale
+    for j, lo in enumerate(range(0, prep.n_out, prep.chunk)):
+        ch = min(prep.chunk, prep.n_out - lo)
+        y = np.empty((ch, 2, n_primes, n_poly), dtype=np.uint64)
+        for p, pw in enumerate(prep.primes):
+            s = np.matmul(pw.a_chunks[j], b_mats[p])  # [C, nw*ch, 2W], exact integers
+            ys = _reduce_limbs(s, ch, pw.plan, pw.q).reshape(n_cls, ch, 2, width)
+            if pw.bias is not None:
+                rows = np.arange(-lo % k, ch, k)  # the d = 0 partials of the chunk
+                t = ys[:, rows, 0] + pw.bias[:, (lo + rows) // k, None]
+                ys[:, rows, 0] = np.where(t >= np.uint64(pw.q), t - np.uint64(pw.q), t)
+            dest = y[:, :, p, :]
+            if cal.blocks[p] is not None:  # batch order is SEAL's order: one strided copy
+                dest.reshape(ch, 2, n_cls, width)[...] = np.transpose(ys, (1, 2, 0, 3))
+            else:
+                dest[...] = np.transpose(ys, (1, 2, 0, 3)).reshape(ch, 2, n_poly)[
+                    :, :, cal.inv_perms[p]
+                ]
+        yield _ops._products_like(first, y, out_scale)
 
 
 def _mac_block(
@@ -612,40 +685,8 @@ def _mac_block(
     bias: NDArray[np.float64] | None,
     k: int,
 ) -> list[RawCiphertext]:
-    """The partials ``Z_{h,d}`` of one block before rescale, ``h k + d`` order."""
-    first = raws[0]
-    _ops._block_moduli(session, raws)
-    _, n_primes, n_poly = first.data.shape
-    prep = _prepare(session, first.parms_id, w, bias, k, first.scale)
-    period = max(k, 2)
-    classes, width = 2 * period, n_poly // (2 * period)
-    cal = _calibration(session, first.parms_id, period)
-    n_out = prep.n_out
-    y_all = np.empty((n_out, 2, n_primes, n_poly), dtype=np.uint64)
-    for p, pw in enumerate(prep.primes):
-        xk = np.stack([r.data[:, p, :] for r in raws])  # [G, 2, N]
-        if np.any(xk >= np.uint64(pw.q)):
-            raise CkksInputError(f"input residues exceed prime {p} of the level")
-        blk = cal.blocks[p]
-        if blk is not None:  # every class is a contiguous run of NTT points (SEAL's order)
-            xs = xk.reshape(len(raws), 2, classes, width)[:, :, blk, :]
-        else:
-            xs = xk[:, :, cal.perms[p]].reshape(len(raws), 2, classes, width)
-        ys = _class_products(pw, xs)
-        if pw.bias is not None:
-            rows = np.arange(0, n_out, k)  # the d = 0 partial of every group
-            t = ys[:, rows, 0] + pw.bias.T[:, :, None]
-            ys[:, rows, 0] = np.where(t >= np.uint64(pw.q), t - np.uint64(pw.q), t)
-        # [C, n_out, 2, width] -> [n_out, 2, N] in SEAL's point order
-        if blk is not None:
-            dest = y_all[:, :, p, :]
-            for r, b0 in enumerate(blk):
-                dest[:, :, b0 * width : (b0 + 1) * width] = ys[r]
-        else:
-            y_all[:, :, p, :] = np.transpose(ys, (1, 2, 0, 3)).reshape(n_out, 2, n_poly)[
-                :, :, cal.inv_perms[p]
-            ]
-    return _ops._products_like(first, y_all, first.scale * session.scale)
+    """All partials of one block before rescale (:func:`_mac_chunks`), ``h k + d`` order."""
+    return [r for chunk in _mac_chunks(session, raws, w, bias, k) for r in chunk]
 
 
 def project_interleaved(
@@ -666,11 +707,11 @@ def project_interleaved(
     enc.check(pub.slots)
     lay = enc.layout
 
-    def mac(raws: list[RawCiphertext]) -> list[RawCiphertext]:
+    def mac(raws: list[RawCiphertext]) -> Iterator[list[RawCiphertext]]:
         # Many small matrix products: one BLAS thread each (OpenBLAS' thread hand-off costs
         # more than it saves there; measured 15x slower with TenSEAL loaded).
         with limit_blas_threads(1):
-            return _mac_block(pub, raws, w, b, lay.k)
+            yield from _mac_chunks(pub, raws, w, b, lay.k)
 
     blocks = _ops._project_blocks(pub, enc.blocks, mac, timings)
     out_layout = dataclasses.replace(lay, n_features=w.shape[1], partials=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import struct
 from typing import Any
 
@@ -315,7 +316,19 @@ def test_split_columns_on_group_boundaries() -> None:
     assert proto._split_columns(0, 128, 2, 16) == [(0, 64), (64, 128)]
     assert proto._split_columns(0, 40, 2, 16) == [(0, 32), (32, 40)]  # 3 groups: 2 + 1
     assert proto._split_columns(0, 5, 4, 8) == [(0, 5)]  # one group: one part
-    assert proto._split_columns(0, 7, 3, 1) == [(0, 2), (2, 5), (5, 7)]
+    assert proto._split_columns(0, 7, 3, 1, own_weight=1.0) == [(0, 2), (2, 5), (5, 7)]
+
+
+def test_split_columns_gives_this_process_its_weight() -> None:
+    """The first range (the process that also merges) takes ``own_weight`` parts; the ranges
+    still tile ``[lo, hi)`` on group boundaries."""
+    for lo, hi, parts, group, weight in [(0, 512, 2, 16, 1.2), (3, 1003, 3, 1, 2.0)]:
+        ranges = proto._split_columns(lo, hi, parts, group, own_weight=weight)
+        assert ranges[0][0] == lo and ranges[-1][1] == hi
+        for (_, a_hi), (b_lo, _) in itertools.pairwise(ranges):
+            assert a_hi == b_lo and (b_lo - lo) % group == 0
+        sizes = [b - a for a, b in ranges]
+        assert sizes[0] / sizes[1] == pytest.approx(weight, rel=0.1), sizes
 
 
 @pytest.mark.parametrize("packing_name", ["interleaved", "column"])
