@@ -1399,11 +1399,11 @@ def _project_blocks(
             raise CkksInputError(
                 f"ciphertexts are at the last level of {pub.params.name}: no prime left to rescale"
             )
-        tm.load_s += clock() - t0
+        t1 = clock()
+        tm.load_s += t1 - t0
         outs: list[SealCiphertext] = []
-        chunks = iter(mac(raws))
+        chunks = iter(mac(raws))  # a list does its work here, a generator at each next()
         while True:
-            t1 = clock()
             products = next(chunks, None)
             tm.mac_s += clock() - t1
             if products is None:
@@ -1414,6 +1414,7 @@ def _project_blocks(
                 dt = clock() - t_r
                 tm.rescale_each_s.append(dt)
                 tm.rescale_s += dt
+            t1 = clock()
         out.append(outs)
     return out
 

@@ -242,3 +242,27 @@ def test_bad_inputs_raise_one_clear_error(keys: dict[str, K.CkksKeys]) -> None:
         packing.deserialize(kk, b"garbage")
     with pytest.raises(Exception, match="valid: interleaved, column"):
         packing.encrypt(kk, x, "rows")
+
+
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_project_timings_split_the_work(keys: dict[str, K.CkksKeys], packing_name: str) -> None:
+    """The profiler's split of a projection (:class:`ckks_ops.ProjectTimings`) accounts for
+    the kernel in both packings: the multiply-accumulate and the rescales each take time, one
+    rescale time per output, and the parts add up to the projection's own CPU time (a list
+    of products, made in one call, and a generator of chunks are both timed)."""
+    import time
+
+    rng = np.random.default_rng(11)
+    kk = keys[MID.name]
+    x = rng.uniform(-1.0, 1.0, size=(256, 64))
+    w = rng.normal(0.0, 0.1, size=(64, 48))
+    enc = packing.encrypt(kk, x, packing_name)
+    tm = K.ProjectTimings(clock=time.thread_time)
+    t0 = time.thread_time()
+    y = packing.project(kk, enc, w, timings=tm)
+    total = time.thread_time() - t0
+    assert tm.mac_s > 0 and tm.rescale_s > 0
+    assert len(tm.rescale_each_s) == y.n_ciphertexts
+    assert tm.load_s + tm.mac_s + tm.rescale_s == pytest.approx(total, rel=0.1)
+    # the kernel is no small part of a projection of 64 x 48 (it was missed once)
+    assert tm.mac_s > 0.05 * total
