@@ -1430,6 +1430,68 @@ def _serialize_blocks(magic: bytes, head: dict[str, Any], enc: _Blocks) -> bytes
     return b"".join(parts)
 
 
+def _read_head(magic: bytes, data: bytes | memoryview, what: str) -> tuple[dict[str, Any], int]:
+    """The JSON head of :func:`_serialize_blocks` bytes and the offset of the first
+    ciphertext (only the head is checked)."""
+    if bytes(data[: len(magic)]) != magic:
+        raise CkksInputError(f"{what} bytes: bad magic")
+    off = len(magic)
+    try:
+        (hlen,) = struct.unpack_from("<I", data, off)
+        head = json.loads(bytes(data[off + 4 : off + 4 + hlen]))
+        [[int(n) for n in bl] for bl in head["lengths"]]
+    except (ValueError, KeyError, TypeError, struct.error) as exc:
+        raise CkksInputError(f"{what} bytes: bad header ({exc})") from exc
+    return head, off + 4 + hlen
+
+
+def _join_blocks(
+    magic: bytes,
+    parts: Sequence[bytes | memoryview],
+    merge_head: Callable[[list[dict[str, Any]]], dict[str, Any]],
+    what: str,
+) -> bytes:
+    """:func:`_serialize_blocks` bytes of outputs over consecutive column ranges joined into
+    one, block by block, without parsing a ciphertext (one copy of every byte); the heads
+    (less their ``lengths``) are merged by ``merge_head``."""
+    heads, bodies = [], []
+    for data in parts:
+        head, off = _read_head(magic, data, what)
+        lengths = [[int(n) for n in bl] for bl in head.pop("lengths")]
+        if off + sum(map(sum, lengths)) != len(data):
+            raise CkksInputError(f"{what} bytes: lengths do not match the data")
+        spans = []
+        for bl in lengths:
+            spans.append((memoryview(data)[off : off + sum(bl)], bl))
+            off += sum(bl)
+        heads.append(head)
+        bodies.append(spans)
+    if len({len(b) for b in bodies}) != 1:
+        raise CkksInputError(f"{what} bytes: parts with different numbers of blocks")
+    n_blocks = len(bodies[0])
+    lengths = [[n for b in bodies for n in b[i][1]] for i in range(n_blocks)]
+    raw_head = json.dumps({**merge_head(heads), "lengths": lengths}).encode()
+    out: list[bytes | memoryview] = [magic, struct.pack("<I", len(raw_head)), raw_head]
+    out.extend(b[i][0] for i in range(n_blocks) for b in bodies)
+    return b"".join(out)
+
+
+def _merge_column_heads(heads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Heads of column-packed outputs over consecutive column ranges, merged."""
+    if len({int(h["n_tokens"]) for h in heads}) != 1:
+        raise CkksInputError("column bytes: parts with different token counts")
+    return {
+        "n_tokens": heads[0]["n_tokens"],
+        "n_features": sum(int(h["n_features"]) for h in heads),
+    }
+
+
+def join_columns(parts: Sequence[bytes | memoryview]) -> bytes:
+    """:func:`serialize_columns` bytes of one projection's outputs over consecutive column
+    ranges, joined (the bytes of the whole)."""
+    return _join_blocks(_COLUMNS_MAGIC, parts, _merge_column_heads, "column")
+
+
 def _parse_blocks(
     magic: bytes, data: bytes, what: str
 ) -> tuple[dict[str, Any], list[list[SealCiphertext]]]:

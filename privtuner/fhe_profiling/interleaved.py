@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import math
 import struct
 import threading
@@ -723,6 +724,24 @@ def serialize_interleaved(enc: EncryptedInterleaved) -> bytes:
     """Bytes on the wire: ``b"PTILV1\\n"``, u32 JSON length, JSON header (layout, per-ciphertext
     byte lengths), then each ciphertext's SEAL bytes, block-major."""
     return _ops._serialize_blocks(_MAGIC, {"layout": enc.layout.to_dict()}, enc)
+
+
+def _merge_heads(heads: list[dict[str, Any]]) -> dict[str, Any]:
+    """Heads of interleaved outputs over consecutive column ranges (whole groups of ``k``
+    but the last), merged as :func:`packing.concat_outputs` merges layouts."""
+    lays = [h["layout"] for h in heads]
+    first = lays[0]
+    for a, b in itertools.pairwise(lays):
+        same = all(a[f] == b[f] for f in ("n_tokens", "slots", "k", "partials"))
+        if not same or int(a["n_features"]) % int(a["k"]):
+            raise CkksInputError("interleaved outputs join only on whole groups of k")
+    return {"layout": {**first, "n_features": sum(int(la["n_features"]) for la in lays)}}
+
+
+def join_interleaved(parts: Sequence[bytes | memoryview]) -> bytes:
+    """:func:`serialize_interleaved` bytes of one projection's outputs over consecutive
+    column ranges, joined (the bytes of the whole; the server merges its workers' parts)."""
+    return _ops._join_blocks(_MAGIC, parts, _merge_heads, "interleaved")
 
 
 def is_interleaved(data: bytes) -> bool:

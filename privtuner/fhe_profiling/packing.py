@@ -13,6 +13,7 @@ Both carry their layout in their bytes (distinct magics), so the server serves e
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from numpy.typing import NDArray
@@ -110,6 +111,17 @@ def concat_outputs(a: Encrypted, b: Encrypted) -> Encrypted:
             raise CkksInputError("interleaved outputs join only on whole groups of k")
         return EncryptedInterleaved(dataclasses.replace(a.layout, n_features=n), blocks)
     return EncryptedColumns(n_tokens=a.n_tokens, n_features=n, blocks=blocks)
+
+
+def join_serialized(parts: Sequence[bytes | memoryview]) -> bytes:
+    """The serialized outputs of one projection over consecutive column ranges (each part
+    :func:`serialize` bytes), joined without parsing a ciphertext: byte for byte
+    ``serialize(concat_outputs(...))``. The server merges its workers' parts this way."""
+    if not parts:
+        raise CkksInputError("nothing to join")
+    if interleaved.is_interleaved(bytes(parts[0][:16])):
+        return interleaved.join_interleaved(parts)
+    return ckks_ops.join_columns(parts)
 
 
 def serialize(enc: Encrypted) -> bytes:

@@ -268,24 +268,18 @@ class ProjectionServer:
         ranges = _split_columns(lo, hi, self.workers, packing.output_group(enc))
         pending = []
         for t, (c0, c1) in zip(self._pool, ranges[1:], strict=False):
-            sub = {"name": name, "direction": direction, "columns": [c0, c1]}
+            sub = {"name": name, "direction": direction, "columns": [c0, c1], "reply": "shm"}
             t._post(pack_message(MSG_PROJECT, sub, payload))
             pending.append(t)
         c0, c1 = ranges[0]
         out = packing.project(
             self._context, enc, weight[:, c0:c1], None if bias is None else bias[c0:c1]
         )
-        t_own = time.perf_counter()
-        for t in pending:
-            _, part = _expect_ok(t._receive())
-            t_got = time.perf_counter()
-            self._timers["wait_workers_s"] += t_got - t_own
-            out = packing.concat_outputs(out, packing.deserialize(self._context, part))
-            t_own = time.perf_counter()
-            self._timers["merge_s"] += t_own - t_got
         t2 = time.perf_counter()
         data = packing.serialize(out)
         t3 = time.perf_counter()
+        if pending:
+            data = self._join_worker_parts(data, pending, t3)
         self._timers["deserialize_s"] += t1 - t0
         self._timers["project_s"] += t2 - t1
         self._timers["serialize_s"] += t3 - t2
@@ -300,7 +294,62 @@ class ProjectionServer:
             "w_col_l2_max": float(np.max(norms)),
             "b_abs_max": bias_abs,
         }
+        if header.get("reply") == "shm":  # a worker's part, for the process that merges
+            shm = _to_shared_memory(data)
+            if shm is not None:
+                return pack_message(MSG_OK, {**head, "shm": shm, "shm_size": len(data)})
         return pack_message(MSG_OK, head, data)
+
+    def _join_worker_parts(self, own: bytes, pending: list[ProcessTransport], t0: float) -> bytes:
+        """This process's serialized part joined with each worker's (in column order), the
+        workers' parts read from shared memory where they came that way."""
+        from multiprocessing import shared_memory
+
+        from privtuner.fhe_profiling import packing
+
+        parts: list[bytes | memoryview] = [own]
+        segments = []
+        try:
+            for t in pending:
+                head, part = _expect_ok(t._receive())
+                if "shm" in head:
+                    seg = shared_memory.SharedMemory(name=str(head["shm"]))
+                    segments.append(seg)
+                    parts.append(seg.buf[: int(head["shm_size"])])
+                else:
+                    parts.append(part)
+            t1 = time.perf_counter()
+            self._timers["wait_workers_s"] += t1 - t0
+            data = packing.join_serialized(parts)
+            self._timers["merge_s"] += time.perf_counter() - t1
+            return data
+        finally:
+            for p in parts:
+                if isinstance(p, memoryview):
+                    p.release()
+            for seg in segments:
+                seg.close()
+                seg.unlink()
+
+
+def _to_shared_memory(data: bytes) -> str | None:
+    """``data`` copied into a new POSIX shared-memory segment; its name, or None where
+    ``/dev/shm`` lacks room (a tmpfs too small would kill the writer with SIGBUS), the caller
+    then sends the bytes through the pipe. The reader unlinks the segment."""
+    import shutil
+    from multiprocessing import shared_memory
+
+    try:
+        if shutil.disk_usage("/dev/shm").free < 2 * len(data) + (64 << 20):
+            return None
+        seg = shared_memory.SharedMemory(create=True, size=len(data))
+    except OSError:
+        return None
+    try:
+        seg.buf[: len(data)] = data
+        return seg.name
+    finally:
+        seg.close()
 
 
 def _result_bound(x: NDArray[np.float64], head: Mapping[str, Any]) -> float:

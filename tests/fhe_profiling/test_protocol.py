@@ -353,6 +353,65 @@ def test_server_workers_split_outputs_and_agree(packing_name: str) -> None:
         proto.ProjectionServer({"p": (w, b)}, workers=0)
 
 
+@pytest.mark.parametrize("packing_name", ["interleaved", "column"])
+def test_join_serialized_is_serialize_of_concat(packing_name: str) -> None:
+    """The server's byte-level join of its workers' parts gives exactly the bytes of
+    serializing the joined outputs (for bytes and memoryview parts); parts that do not belong
+    together are refused."""
+    rng = np.random.default_rng(8)
+    keys = ckks_ops.make_context(SMALL)
+    x = rng.normal(0, 1, (40, 8))
+    w = rng.normal(0, 0.3, (8, 24))
+    enc = packing.encrypt(keys, x, packing_name)
+    cut = 2 * packing.output_group(enc)
+    parts = [packing.project(keys, enc, w[:, :cut]), packing.project(keys, enc, w[:, cut:])]
+    whole = packing.serialize(packing.concat_outputs(*parts))
+    ser = [packing.serialize(p) for p in parts]
+    assert packing.join_serialized(ser) == whole
+    assert packing.join_serialized([ser[0], memoryview(ser[1])]) == whole
+    other = packing.serialize(packing.project(keys, packing.encrypt(keys, x[:9], packing_name), w))
+    with pytest.raises(ckks_ops.CkksInputError):
+        packing.join_serialized([ser[0], other])
+    with pytest.raises(ckks_ops.CkksInputError, match="lengths"):
+        packing.join_serialized([ser[0], ser[1][:-1]])
+
+
+class _Replies:
+    """A stand-in worker transport that returns one prepared reply."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+
+    def _receive(self) -> bytes:
+        return self.reply
+
+
+def test_worker_parts_through_shared_memory_or_the_pipe() -> None:
+    """A worker's part comes back through a shared-memory segment (the reply names it) or in
+    the reply itself; the merging process joins both kinds and unlinks every segment."""
+    from multiprocessing import shared_memory
+
+    rng = np.random.default_rng(9)
+    keys = ckks_ops.make_context(SMALL)
+    enc = packing.encrypt(keys, rng.normal(0, 1, (40, 8)), "interleaved")
+    w = rng.normal(0, 0.3, (8, 48))
+    cut = [0, 16, 32, 48]
+    ser = [
+        packing.serialize(packing.project(keys, enc, w[:, a:b])) for a, b in itertools.pairwise(cut)
+    ]
+    name = proto._to_shared_memory(ser[1])
+    assert name is not None
+    pending = [
+        _Replies(proto.pack_message(proto.MSG_OK, {"shm": name, "shm_size": len(ser[1])})),
+        _Replies(proto.pack_message(proto.MSG_OK, {}, ser[2])),
+    ]
+    server = proto.ProjectionServer({})
+    joined = server._join_worker_parts(ser[0], pending, 0.0)  # type: ignore[arg-type]
+    assert joined == packing.join_serialized(ser)
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name=name)
+
+
 def _request_in_thread(t: proto.ProcessTransport, seconds: float) -> tuple[bool, dict[str, Any]]:
     """``t.request(STAT)`` in a thread; (still blocked after ``seconds``, its outcome)."""
     import threading
