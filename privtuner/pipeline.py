@@ -47,9 +47,9 @@ CACHE_SIZE = 32
 _CACHE: OrderedDict[str, CostTable] = OrderedDict()
 
 
-def _model_file_key(source: str) -> list[object]:
-    """What identifies the cost model file: its path and, for a file, its size and mtime (a
-    refitted model saved to the same path is a new key)."""
+def _file_key(source: str) -> list[object]:
+    """What identifies a data file the cost table reads (the cost model, the accuracy study):
+    its path and, for a file, its size and mtime (a file rewritten in place is a new key)."""
     if source == "default":
         return [source]  # the shipped model (package data)
     try:
@@ -66,7 +66,8 @@ def cost_table_key(spec: ScenarioSpec) -> str:
             spec.fhe.model_dump(mode="json"),
             spec.workload.model_dump(mode="json"),
             spec.objective.privacy_metric,
-            _model_file_key(str(spec.fhe.cost_model)),
+            _file_key(str(spec.fhe.cost_model)),
+            _file_key(str(spec.fhe.accuracy_study or "default")),
         ],
         sort_keys=True,
     )

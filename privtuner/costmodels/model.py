@@ -312,6 +312,16 @@ def precision_of(model: CostModel, params: CkksParams, packing: str = "column") 
     return math.nan
 
 
+def _accuracy_losses(spec: ScenarioSpec) -> dict[tuple[str, str], float]:
+    """The accuracy study's losses when ``fhe.max_accuracy_loss_points`` is set, else {}."""
+    if spec.fhe.max_accuracy_loss_points is None:
+        return {}
+    from privtuner.costmodels.accuracy import load_accuracy_losses
+
+    assert spec.fhe.accuracy_study is not None  # the schema requires it
+    return load_accuracy_losses(spec.fhe.accuracy_study)
+
+
 def build_cost_table(
     spec: ScenarioSpec, cost_model: CostModel | str | Path | None = None
 ) -> CostTable:
@@ -354,6 +364,9 @@ def build_cost_table(
     sets: list[CkksParams] = []
     rows: list[dict[str, float]] = []
     dropped_precision: list[str] = []
+    dropped_accuracy: list[str] = []
+    max_loss = spec.fhe.max_accuracy_loss_points
+    losses = _accuracy_losses(spec)
     for p in catalogue_for(spec):
         try:
             prec = precision_of(model, p, packing)
@@ -373,6 +386,17 @@ def build_cost_table(
             if prec < spec.fhe.min_precision_bits:
                 dropped_precision.append(p.name)
                 continue
+        if max_loss is not None:
+            loss = losses.get((p.name, packing))
+            if loss is None:
+                raise CostModelError(
+                    f"fhe.accuracy_study {spec.fhe.accuracy_study} has no {packing} run of "
+                    f"{p.name}; run `privtuner accuracy --mode simulate --sets {p.name} "
+                    f"--packing {packing}` or restrict the catalogue (fhe.ring_degrees, scale)"
+                )
+            if loss > max_loss:
+                dropped_accuracy.append(p.name)
+                continue
         try:
             k = step_costs(model, wl, p, steps=wl.steps_per_round, packing=packing)
         except CostModelError as exc:
@@ -390,10 +414,17 @@ def build_cost_table(
         )
         sets.append(p)
     if not sets:
-        raise ParameterError(
-            f"no catalogue set reaches fhe.min_precision_bits = {spec.fhe.min_precision_bits:g} "
-            f"(rejected: {', '.join(dropped_precision)})"
-        )
+        reasons = []
+        if dropped_precision:
+            reasons.append(
+                f"fhe.min_precision_bits = {spec.fhe.min_precision_bits:g} rejects "
+                f"{', '.join(dropped_precision)}"
+            )
+        if dropped_accuracy:
+            reasons.append(
+                f"fhe.max_accuracy_loss_points = {max_loss:g} rejects {', '.join(dropped_accuracy)}"
+            )
+        raise ParameterError(f"no catalogue set is left: {'; '.join(reasons)}")
 
     def col(name: str) -> np.ndarray[Any, np.dtype[np.float64]]:
         return np.array([r[name] for r in rows], dtype=float)
@@ -403,6 +434,8 @@ def build_cost_table(
         "reference_frequency_hz": f_ref,
         "device_clear_s_per_token": clear_s_per_token,
         "dropped_for_precision": dropped_precision,
+        "dropped_for_accuracy": dropped_accuracy,
+        "accuracy_study": spec.fhe.accuracy_study if max_loss is not None else None,
         "packing": packing,
         "op_counts_per_round": {
             p.name: op_counts_per_round(wl, p, packing).to_dict() for p in sets

@@ -303,6 +303,19 @@ class FheSpec(_Frozen):
         "or 'column' (the PrivTuner-style baseline: one feature of up to N/2 tokens per "
         "ciphertext).",
     )
+    max_accuracy_loss_points: Float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Largest loss of dev accuracy against plaintext fine-tuning [points] a set "
+        "may have, as measured per set and packing in fhe.accuracy_study; null (default): no "
+        "accuracy filter (min_precision_bits applies either way).",
+    )
+    accuracy_study: str | None = Field(
+        None,
+        description="The accuracy.json of a `privtuner accuracy --mode simulate|encrypted` "
+        "run (a path relative to the YAML file) that fhe.max_accuracy_loss_points reads.",
+    )
 
     @field_validator("ring_degrees")
     @classmethod
@@ -318,6 +331,15 @@ class FheSpec(_Frozen):
             raise ValueError(
                 f"scale_bits_max must be >= scale_bits_min (got {self.scale_bits_max} < "
                 f"{self.scale_bits_min})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _accuracy(self) -> FheSpec:
+        if self.max_accuracy_loss_points is not None and not self.accuracy_study:
+            raise ValueError(
+                "max_accuracy_loss_points needs accuracy_study: the accuracy.json of a "
+                "`privtuner accuracy --mode simulate` run over the catalogue sets"
             )
         return self
 

@@ -145,12 +145,15 @@ def validate_model(
                 devices["explicit"] = rows
             data["devices"] = devices
     fhe = data.get("fhe")
-    if isinstance(fhe, dict) and isinstance(fhe.get("cost_model"), str) and base_dir is not None:
-        model = fhe["cost_model"]
-        if model != "default" and not Path(model).is_absolute():
-            # resolved once here, like devices.csv, so every caller sees an absolute path
-            # (textually: a path that cannot be a file is reported when the model is loaded)
-            data["fhe"] = {**fhe, "cost_model": os.path.abspath(base_dir / model)}
+    if isinstance(fhe, dict) and base_dir is not None:
+        # resolved once here, like devices.csv, so every caller sees an absolute path
+        # (textually: a path that cannot be a file is reported when the file is read)
+        fhe = dict(fhe)
+        for key in ("cost_model", "accuracy_study"):
+            path = fhe.get(key)
+            if isinstance(path, str) and path != "default" and not Path(path).is_absolute():
+                fhe[key] = os.path.abspath(base_dir / path)
+        data["fhe"] = fhe
     sweep = data.get("sweep")
     if sweep is not None:
         sweep_problems = _check_sweep(sweep, root)

@@ -62,6 +62,14 @@ def test_simulate_writes_json_csv_losses_and_figure(tiny: dict[str, Path], tmp_p
     assert again.returncode == 0
     r2 = json.loads((tmp_path / "again" / "accuracy.json").read_text())
     assert [r["losses"] for r in r2["runs"]] == [r["losses"] for r in result["runs"]]
+    # the study is what a scenario's fhe.accuracy_study reads (the catalogue filter)
+    from privtuner.costmodels.accuracy import load_accuracy_losses
+
+    losses = load_accuracy_losses(out / "accuracy.json")
+    sets = ("N4096_q40-20-40_s20", "N8192_q60-40-60_s40")
+    assert set(losses) == {(s, p) for s in sets for p in ("interleaved", "column")}
+    for r in result["runs"][1:]:
+        assert losses[(r["set_name"], r["packing"])] == r["accuracy_loss_points"]
 
 
 @pytest.mark.parametrize(

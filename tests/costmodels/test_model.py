@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from privtuner.costmodels.model import slot_values_per_step, step_costs
 from privtuner.costmodels.security import security_bits
 from privtuner.costmodels.types import CkksParams
 from privtuner.costmodels.workload import op_counts_per_step
-from privtuner.errors import CostModelError, ParameterError
+from privtuner.errors import CostModelError, ParameterError, ScenarioError
 from privtuner.optimizer.testing.tolerances import TOLERANCES as TOL
 from privtuner.scenario.schema import ScenarioSpec
 
@@ -98,6 +99,78 @@ def test_filters_and_metric(model: CostModel) -> None:
         build_cost_table(spec(**{"fhe.min_precision_bits": 59.0}), model)
     with pytest.raises(ParameterError, match="unknown privacy metric"):
         build_cost_table(spec(**{"objective.privacy_metric": "bogus"}), model)
+
+
+def _study(path: Path, losses: dict[tuple[str, str], float], mode: str = "simulate") -> str:
+    """An accuracy study's JSON as `privtuner accuracy` writes it (the fields the filter
+    reads: a plaintext reference run, then one run per set and packing)."""
+    runs: list[dict[str, object]] = [{"mode": "plain", "set_name": None, "packing": None}]
+    runs += [
+        {"mode": mode, "set_name": s, "packing": p, "accuracy_loss_points": v}
+        for (s, p), v in losses.items()
+    ]
+    path.write_text(json.dumps({"mode": mode, "runs": runs}))
+    return str(path)
+
+
+def test_accuracy_filter(tmp_path: Path, model: CostModel) -> None:
+    """fhe.max_accuracy_loss_points keeps the sets whose measured loss is at most the bound
+    (a study's largest loss per set and packing counts); a set the study lacks, an unreadable
+    study and an empty catalogue are each one clear error."""
+    cat = generate_catalogue()
+    loss = {(p.name, "column"): (41 - p.scale_bits) / 10 for p in cat}  # s20: 2.1 points
+    study = _study(tmp_path / "acc.json", loss)
+    t = build_cost_table(
+        spec(**{"fhe.max_accuracy_loss_points": 1.0, "fhe.accuracy_study": study}), model
+    )
+    assert {p.name for p in t.params} == {p.name for p in cat if p.scale_bits >= 31}
+    assert set(t.provenance["dropped_for_accuracy"]) == {p.name for p in cat if p.scale_bits < 31}
+    assert t.provenance["accuracy_study"] == study
+    # without the bound the study is not read: every set stays
+    assert build_cost_table(spec(**{"fhe.accuracy_study": "/nonexistent"}), model).n_sets == len(
+        cat
+    )
+    # an encrypted run of a set measured worse than its simulation counts
+    worst = cat[-1]
+    both = json.loads(Path(study).read_text())
+    both["runs"].append(
+        {
+            "mode": "encrypted",
+            "set_name": worst.name,
+            "packing": "column",
+            "accuracy_loss_points": 5,
+        }
+    )
+    Path(study).write_text(json.dumps(both))
+    t = build_cost_table(
+        spec(**{"fhe.max_accuracy_loss_points": 1.0, "fhe.accuracy_study": study}), model
+    )
+    assert worst.name in t.provenance["dropped_for_accuracy"]
+    partial = _study(tmp_path / "partial.json", dict(list(loss.items())[1:]))
+    with pytest.raises(CostModelError, match=rf"no column run of {cat[0].name}.*--sets"):
+        build_cost_table(
+            spec(**{"fhe.max_accuracy_loss_points": 1.0, "fhe.accuracy_study": partial}), model
+        )
+    with pytest.raises(ParameterError, match=r"no catalogue set is left: fhe.max_accuracy_loss"):
+        build_cost_table(
+            spec(**{"fhe.max_accuracy_loss_points": 0.0, "fhe.accuracy_study": study}), model
+        )
+    (tmp_path / "bad.json").write_text("{not json")
+    plain_only = _study(tmp_path / "plain.json", {})
+    for bad, message in [
+        (str(tmp_path / "bad.json"), "not JSON"),
+        (plain_only, "no simulate or encrypted run"),
+        (str(tmp_path / "missing.json"), "cannot read it"),
+    ]:
+        with pytest.raises(CostModelError, match=message):
+            build_cost_table(
+                spec(**{"fhe.max_accuracy_loss_points": 1.0, "fhe.accuracy_study": bad}), model
+            )
+
+
+def test_accuracy_bound_needs_a_study() -> None:
+    with pytest.raises(ScenarioError, match="max_accuracy_loss_points needs accuracy_study"):
+        spec(**{"fhe.max_accuracy_loss_points": 1.0})
 
 
 def test_outside_domain_is_an_error() -> None:

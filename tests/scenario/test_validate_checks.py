@@ -175,3 +175,31 @@ def test_validate_path_over_the_os_limit(capsys: pytest.CaptureFixture[str]) -> 
     rc, _, err = _validate(capsys, Path("n" * 300))
     assert rc == 1
     assert err == ["error: " + "n" * 77 + "...: cannot read: file name too long"]
+
+
+def test_accuracy_study_is_read_relative_to_the_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``fhe.accuracy_study`` is a path relative to the YAML file, like ``fhe.cost_model``;
+    validate reads it and names a set it lacks, and passes once every allowed set is there."""
+    from privtuner.costmodels.catalogue import generate_catalogue
+
+    sets = [p.name for p in generate_catalogue() if p.poly_modulus_degree == 16384]
+    runs = [{"mode": "plain", "set_name": None, "packing": None}] + [
+        {"mode": "simulate", "set_name": s, "packing": "interleaved", "accuracy_loss_points": 0.2}
+        for s in sets
+    ]
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "acc.json").write_text(json.dumps({"runs": runs[:-1]}))
+    head = "fhe: {max_accuracy_loss_points: 0.5, accuracy_study: studies/acc.json, "
+    p = _file(tmp_path, head + "ring_degrees: [16384]}")
+    rc, out, err = _validate(capsys, p)
+    assert (rc, out, len(err)) == (1, "", 1)
+    assert (
+        f"accuracy_study {tmp_path / 'studies' / 'acc.json'} has no interleaved run of " in (err[0])
+    ), err
+    (tmp_path / "studies" / "acc.json").write_text(json.dumps({"runs": runs}))
+    assert _validate(capsys, p)[0] == 0
+    p = _file(tmp_path, "fhe: {max_accuracy_loss_points: 0.5}", "nostudy.yaml")
+    rc, _, err = _validate(capsys, p)
+    assert rc == 1 and "max_accuracy_loss_points needs accuracy_study" in err[0], err
