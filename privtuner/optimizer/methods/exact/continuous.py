@@ -279,24 +279,22 @@ def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
 def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
     """t_s(lambda): root of lambda t^3 - nu C t - 2 a_s = 0 clipped at C/F_s; d log t/d log lam.
 
-    The root lies in [max(x, y), x + y] with x^3 = 2 a_s / lambda, y^2 = nu C / lambda; Newton
-    on log(lambda t^3) - log(nu C t + 2 a_s) (slope in [2, 3]) from the lower end.
+    Closed form of the depressed cubic t^3 - 3 P t - 2 A = 0 (A = a_s / lambda, P = nu C /
+    (3 lambda)): Cardano's t = w + P / w with w^3 = A + sqrt(A^2 - P^3) when A^2 >= P^3, else
+    the largest of three real roots, Viete's t = 2 sqrt(P) cos(arccos(A / P^1.5) / 3) (both
+    stable where the roots meet: t is flat in the rounded term there). Computed in units of
+    s = max(A^(1/3), P^(1/2)) so that no power overflows (lambda spans e^+-400).
     """
-    x = np.cbrt(2.0 * pd.a_s / lam)
-    y = np.sqrt(nu * pd.c_s / lam)
-    t = np.maximum(x, y)
-    pos = t > 0
-    tt = np.where(pos, t, 1.0)
     nc = nu * pd.c_s
-    two_a = 2.0 * pd.a_s
-    for _ in range(40):
-        num = nc * tt
-        rhs = num + two_a
-        step = np.where(pos, -np.log(lam * tt**3 / rhs) / (3.0 - num / rhs), 0.0)
-        tt = tt * np.exp(np.minimum(np.maximum(step, -2.0), 2.0))
-        if not (np.abs(step) > 1e-14).any():
-            break
-    t = np.where(pos, tt, 0.0)
+    s = np.maximum(np.cbrt(pd.a_s / lam), np.sqrt(nc / (3.0 * lam)))
+    pos = s > 0
+    s = np.where(pos, s, 1.0)
+    a = pd.a_s / lam / s / s / s
+    q = nc / (3.0 * lam) / s / s
+    disc = a * a - q * q * q
+    w = np.cbrt(a + np.sqrt(np.maximum(disc, 0.0)))
+    viete = 2.0 * np.sqrt(q) * np.cos(np.arccos(np.minimum(a / (q * np.sqrt(q)), 1.0)) / 3.0)
+    t = np.where(pos, s * np.where(disc >= 0.0, w + q / w, viete), 0.0)
     interior = t > pd.tmin_s
     dlog = -1.0 / (3.0 - nc / (lam * t**2))
     return np.where(interior, t, pd.tmin_s), np.where(interior, dlog, 0.0)
