@@ -133,12 +133,15 @@ def _newton(
         hi_a = np.where(pos, sa, hi[active])
         lo_a = np.where(pos, lo[active], sa)
         new = sa - f / d
-        bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
-        new = np.where(bad, 0.5 * (lo_a + hi_a), new)
-        zero = f == 0
-        new = np.where(zero, sa, new)
-        size = np.abs(new - sa) / np.maximum(1.0, np.abs(sa))
-        done = (size <= tol) | zero | ((size <= newton_tol) & ~bad)
+        bad = ~((new >= lo_a) & (new <= hi_a))  # also NaN and inf steps
+        if bad.any():
+            new = np.where(bad, 0.5 * (lo_a + hi_a), new)
+            zero = f == 0
+            new = np.where(zero, sa, new)
+            size = np.abs(new - sa) / np.maximum(1.0, np.abs(sa))
+            done = (size <= tol) | zero | ((size <= newton_tol) & ~bad)
+        else:  # every step a Newton step (f = 0 gives a zero step): the short test
+            done = np.abs(new - sa) <= newton_tol * np.maximum(1.0, np.abs(sa))
         lo[active], hi[active] = lo_a, hi_a
         s[active] = new  # (``sa`` is a view of ``s`` while all are active)
         if done.all():
@@ -264,6 +267,11 @@ class PairSolution:
     e_tx: F64
     value: F64  # Lagrangian value incl. the constant and lambda (sum t - T')
     fs: F64  # server CPU C_srv / t_s [Hz]
+    # the uplink root finds' last points (log z free, log z full band, log x power-limited;
+    # NaN: not reached): warm starts of a later solve of the same pairs (``warm``)
+    s_free: F64
+    s_band: F64
+    s_power: F64
 
     def take(self, idx: Any) -> PairSolution:
         return PairSolution(*(getattr(self, f.name)[idx] for f in fields(PairSolution)))
@@ -302,26 +310,53 @@ def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
 
 @dataclass
 class _TxGuess:
-    """Warm starts of the three uplink root finds (log z or log x per pair; NaN = none)."""
+    """Warm starts of the three uplink root finds: per pair the last root (log z or log x;
+    NaN = none), its slope d s / d log lambda there (0 = none) and the log lambda it was
+    found at; :meth:`at` extrapolates the root to a new lambda (first order)."""
 
     s1: F64
     s2: F64
     s3: F64
+    d1: F64
+    d2: F64
+    d3: F64
+    la: F64
 
     @classmethod
     def empty(cls, m: int) -> _TxGuess:
-        return cls(np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan))
+        nan, zero = np.full(m, np.nan), np.zeros(m)
+        return cls(nan, nan.copy(), nan.copy(), zero, zero.copy(), zero.copy(), zero.copy())
+
+    @classmethod
+    def start(cls, warm: PairSolution | None, m: int) -> _TxGuess:
+        """From a previous solution's roots (no slopes), or empty."""
+        g = cls.empty(m)
+        if warm is not None:
+            g.s1, g.s2, g.s3 = warm.s_free.copy(), warm.s_band.copy(), warm.s_power.copy()
+        return g
 
     def take(self, idx: Any) -> _TxGuess:
-        return _TxGuess(self.s1[idx], self.s2[idx], self.s3[idx])
+        return _TxGuess(*(getattr(self, f.name)[idx] for f in fields(_TxGuess)))
 
     def put(self, idx: Any, other: _TxGuess) -> None:
-        self.s1[idx], self.s2[idx], self.s3[idx] = other.s1, other.s2, other.s3
+        for f in fields(_TxGuess):
+            getattr(self, f.name)[idx] = getattr(other, f.name)
+
+    def at(self, s: F64, d: F64, la: F64, idx: Any) -> F64:
+        """The roots ``s[idx]`` (slopes ``d``) moved to log lambda ``la[idx]``."""
+        return s[idx] + d[idx] * (la[idx] - self.la[idx])
+
+
+def _interior_slope(s: F64, slope: F64, lo: float, hi: float) -> F64:
+    """``slope`` where the root ``s`` is inside its bracket, else 0: a root stuck at a
+    bracket end stays there (extrapolating it would only start a bisection back)."""
+    return np.where((s > lo) & (s < hi), slope, 0.0)
 
 
 def _tx_free(
     pd: PairData,
     lam: F64,
+    la: F64,
     mu: F64,
     bcap_hz: float,
     guess: _TxGuess,
@@ -335,7 +370,7 @@ def _tx_free(
     go to ``todo_b`` / ``todo_p``. Writes ``out`` = (tau, dlog, b, p) in place."""
     tau, dlog, b, p = out
     sln2 = pd.s_up * LN2
-    log_r = 0.5 * (np.log(mu[iu]) + np.log(lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
+    log_r = 0.5 * (np.log(mu[iu]) + la[iu] - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
 
     def f1(s: F64, a: I64) -> tuple[F64, F64]:
         z = np.exp(s)
@@ -343,11 +378,13 @@ def _tx_free(
         return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
 
     s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
-    g0 = guess.s1[iu]
+    g0 = guess.at(guess.s1, guess.d1, la, iu)
     s0 = np.where(np.isfinite(g0), g0, s0)
     s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
     guess.s1[iu] = s
     z = np.exp(s)
+    slope = z**2 * np.exp(-log_omega(z)) - 0.5  # d f1 / d s at the root
+    guess.d1[iu] = _interior_slope(s, 0.5 / slope, -40.0, 9.0)
     u = sln2[iu] / z
     bu = np.sqrt(lam[iu] * u / mu[iu])
     ok_b = bu <= bcap_hz
@@ -357,7 +394,7 @@ def _tx_free(
     zg = z[good]
     tau[ig] = u[good] / bu[good]
     b[ig] = bu[good]
-    dlog[ig] = -0.25 / (zg**2 * np.exp(-log_omega(zg)) - 0.5) - 0.5
+    dlog[ig] = -0.25 / slope[good] - 0.5
     p[ig] = tx_power_for_z_w(pd.n0_over_g[ig], b[ig], zg)
     todo_b[iu[~ok_b]] = True
     todo_p[iu[ok_b & ~ok_p]] = True
@@ -366,6 +403,7 @@ def _tx_free(
 def _tx_full_band(
     pd: PairData,
     lam: F64,
+    la: F64,
     mu: F64,
     bcap_hz: float,
     guess: _TxGuess,
@@ -377,7 +415,7 @@ def _tx_full_band(
     power limit go to ``todo_p``. Writes ``out`` in place."""
     tau, dlog, b, p = out
     sln2 = pd.s_up * LN2
-    c2 = np.log(lam[ib]) - np.log(pd.w_tx[ib] * bcap_hz)
+    c2 = la[ib] - np.log(pd.w_tx[ib] * bcap_hz)
 
     def f2(s: F64, a: I64) -> tuple[F64, F64]:
         z = np.exp(s)
@@ -385,17 +423,19 @@ def _tx_full_band(
         return z + lo - c2[a], z**2 * np.exp(-lo)
 
     s0 = np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0)))
-    g0 = guess.s2[ib]
+    g0 = guess.at(guess.s2, guess.d2, la, ib)
     s0 = np.where(np.isfinite(g0), g0, s0)
     s = _newton(f2, s0, np.full(ib.size, -40.0), np.full(ib.size, 9.0))
     guess.s2[ib] = s
     z = np.exp(s)
+    slope = z**2 * np.exp(-log_omega(z))  # d f2 / d s at the root
+    guess.d2[ib] = _interior_slope(s, 1.0 / slope, -40.0, 9.0)
     ok_p = z <= np.log1p(pd.gam[ib] / bcap_hz)
     ig = ib[ok_p]
     zg = z[ok_p]
     b[ig] = bcap_hz
     tau[ig] = sln2[ig] / (zg * bcap_hz)
-    dlog[ig] = -1.0 / (zg**2 * np.exp(-log_omega(zg)))
+    dlog[ig] = -1.0 / slope[ok_p]
     p[ig] = tx_power_for_z_w(pd.n0_over_g[ig], bcap_hz, zg)
     todo_p[ib[~ok_p]] = True
 
@@ -403,6 +443,7 @@ def _tx_full_band(
 def _tx_power_limited(
     pd: PairData,
     lam: F64,
+    la: F64,
     mu: F64,
     bcap_hz: float,
     guess: _TxGuess,
@@ -430,7 +471,7 @@ def _tx_power_limited(
             return val, der
 
         s0 = (c3 - np.log(0.5)) / 2.0
-        g0 = guess.s3[ip][ia]
+        g0 = guess.at(guess.s3, guess.d3, la, ip[ia])
         s0 = np.where(np.isfinite(g0), g0, s0)
         s = _newton(f3, s0, np.full(ia.size, -60.0), np.full(ia.size, 80.0))
         guess.s3[ip[ia]] = s
@@ -444,13 +485,16 @@ def _tx_power_limited(
     qd = 2 + x**2 / ((1 + x) ** 2 * le) - 2 * x / ((1 + x) * l1)
     dlx = -lam[ip] / (a_coef * qd)
     dlog[ip] = np.where(interior, dlx * (1 - x / ((1 + x) * l1)), 0.0)
+    if ia.size:  # d log x / d log lambda (c3 moves by -lam / a_coef)
+        guess.d3[ip[ia]] = _interior_slope(s, dlx[ia], -60.0, 80.0)
 
 
 def _tx(
-    pd: PairData, lam: F64, mu: F64, bcap_hz: float, guess: _TxGuess
+    pd: PairData, lam: F64, la: F64, mu: F64, bcap_hz: float, guess: _TxGuess
 ) -> tuple[F64, F64, F64, F64]:
     """Uplink (tau, d log tau / d log lambda, b, p) minimising W phi(tau b) + mu b + lam tau
-    subject to the power limit and b <= B (module docstring); updates ``guess`` in place."""
+    subject to the power limit and b <= B (module docstring), at lambda = ``lam`` =
+    exp(``la``); updates ``guess`` in place."""
     m = pd.size
     tau = np.zeros(m)
     dlog = np.zeros(m)
@@ -464,13 +508,14 @@ def _tx(
     out = (tau, dlog, b, p)
     iu = (has & wpos & mpos).nonzero()[0]
     if iu.size:
-        _tx_free(pd, lam, mu, bcap_hz, guess, out, iu, todo_b, todo_p)
+        _tx_free(pd, lam, la, mu, bcap_hz, guess, out, iu, todo_b, todo_p)
     ib = todo_b.nonzero()[0]
     if ib.size:
-        _tx_full_band(pd, lam, mu, bcap_hz, guess, out, ib, todo_p)
+        _tx_full_band(pd, lam, la, mu, bcap_hz, guess, out, ib, todo_p)
     ip = todo_p.nonzero()[0]
     if ip.size:
-        _tx_power_limited(pd, lam, mu, bcap_hz, guess, out, ip)
+        _tx_power_limited(pd, lam, la, mu, bcap_hz, guess, out, ip)
+    guess.la = la
     return tau, dlog, b, p
 
 
@@ -483,20 +528,29 @@ class Caps:
 
 
 def solve_pairs(
-    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None = None
+    pd: PairData,
+    caps: Caps,
+    mu: F64,
+    nu: F64,
+    log_lam0: F64 | None = None,
+    warm: PairSolution | None = None,
 ) -> PairSolution:
     """Minimise every pair's Lagrangian at prices ``mu``, ``nu`` (arrays ``[m]``).
 
     Pairs must be individually feasible (``pair_feasible``). Safeguarded Newton in
-    log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``.
+    log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``;
+    ``warm``: a solution of the same pairs (at other prices) whose uplink roots start the
+    root finds (only the number of iterations depends on the starts).
     Floating-point errors of the root finds (overflow at extreme prices, 0/0 at converged
     points) are expected and ignored.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _solve_pairs(pd, caps, mu, nu, log_lam0)
+        return _solve_pairs(pd, caps, mu, nu, log_lam0, warm)
 
 
-def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None) -> PairSolution:
+def _solve_pairs(
+    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None, warm: PairSolution | None
+) -> PairSolution:
     m = pd.size
     bcap = caps.bandwidth_hz
     if log_lam0 is None:
@@ -506,8 +560,8 @@ def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | Non
     ll = np.minimum(np.maximum(np.asarray(log_lam0, dtype=float), _LOG_LAM_LO), _LOG_LAM_HI)
     lo = np.full(m, -np.inf)
     hi = np.full(m, np.inf)
-    guess = _TxGuess.empty(m)
-    td_out, ts_out, tau_out, b_out, p_out = (np.zeros(m) for _ in range(5))
+    guess = _TxGuess.start(warm, m)
+    out = np.zeros((5, m))  # t_d, t_s, tau, b, p at each pair's converged lambda
     active = np.arange(m)
     for _it in range(200):
         if active.size == 0:
@@ -519,32 +573,48 @@ def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | Non
         lam = np.exp(la)
         td, dd = _t_dev(sub, lam)
         ts, ds = _t_srv(sub, lam, nu if full else nu[active])
-        tau, dt, b, p = _tx(sub, lam, mu if full else mu[active], bcap, gsub)
+        tau, dt, b, p = _tx(sub, lam, la, mu if full else mu[active], bcap, gsub)
         if not full:
             guess.put(active, gsub)
         g = td + ts + tau - sub.tp
-        dg = td * dd + ts * ds + tau * dt
-        pos = g > 0  # too slow: lambda must grow
-        lo_a = np.where(pos, la, lo[active])
-        hi_a = np.where(pos, hi[active], la)
-        new = la - g / dg
-        bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
-        bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
-        # no bracket yet: a bounded step in the right direction (lambda grows if g > 0)
-        bad |= ~bracketed & ~(np.abs(new - la) <= 3.0)
-        fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
-        new = np.minimum(np.maximum(np.where(bad, fallback, new), _LOG_LAM_LO), _LOG_LAM_HI)
-        lo[active], hi[active] = lo_a, hi_a
+        new = _lambda_step(la, g, td * dd + ts * ds + tau * dt, lo, hi, active)
         conv = (np.abs(g) <= 1e-13 * sub.tp) | (
             np.abs(new - la) <= 1e-14 * np.maximum(1.0, np.abs(la))
         )
-        conv |= _it == 199
-        idx = active[conv]
-        td_out[idx], ts_out[idx], tau_out[idx] = td[conv], ts[conv], tau[conv]
-        b_out[idx], p_out[idx] = b[conv], p[conv]
+        if _it == 199:
+            conv[:] = True
+        if conv.any():
+            idx = active[conv]
+            for row, v in zip(out, (td, ts, tau, b, p), strict=True):
+                row[idx] = v[conv]
         ll[active] = np.where(conv, la, new)
         active = active[~conv]
-    td, ts, tau, b, p = td_out, ts_out, tau_out, b_out, p_out
+    return _pair_solution(pd, mu, nu, ll, out, guess)
+
+
+def _lambda_step(la: F64, g: F64, dg: F64, lo: F64, hi: F64, active: I64) -> F64:
+    """The next log lambda of :func:`solve_pairs`'s safeguarded Newton on g(log lambda) =
+    t_d + t_s + tau - T' (slope ``dg``): a Newton step inside the bracket ``[lo, hi]``
+    (updated in place at ``active``), else bisection, or, without a bracket yet, a bounded
+    step (3) in the right direction (lambda grows if g > 0)."""
+    pos = g > 0  # too slow: lambda must grow
+    lo_a = np.where(pos, la, lo[active])
+    hi_a = np.where(pos, hi[active], la)
+    lo[active], hi[active] = lo_a, hi_a
+    new = la - g / dg
+    bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
+    ok = (new >= lo_a) & (new <= hi_a) & (bracketed | (np.abs(new - la) <= 3.0))
+    if not ok.all():  # (NaN and inf steps fail ``ok`` too)
+        fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
+        new = np.where(ok, new, fallback)
+    return np.minimum(np.maximum(new, _LOG_LAM_LO), _LOG_LAM_HI)
+
+
+def _pair_solution(
+    pd: PairData, mu: F64, nu: F64, ll: F64, out: F64, guess: _TxGuess
+) -> PairSolution:
+    """Energies, server CPU and the Lagrangian values at the pairs' solved points."""
+    td, ts, tau, b, p = out
     lam = np.exp(ll)
     e_d = np.where(pd.ed_coef > 0, pd.ed_coef / td**2, 0.0)
     e_s = np.where(pd.es_coef > 0, pd.es_coef / ts**2, 0.0)
@@ -555,7 +625,9 @@ def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | Non
     wt = np.where(pd.s_up > 0, pd.w_tx * phi(tau * b, pd.s_up), 0.0)
     e_tx = p * tau
     value = wd + ws + wt + mu * b + nu * fs + lam * (td + ts + tau - pd.tp) + pd.const
-    return PairSolution(ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs)
+    return PairSolution(
+        ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs, guess.s1, guess.s2, guess.s3
+    )
 
 
 # ---------------------------------------------------------------------- market clearing
