@@ -276,6 +276,30 @@ class PairSolution:
     def take(self, idx: Any) -> PairSolution:
         return PairSolution(*(getattr(self, f.name)[idx] for f in fields(PairSolution)))
 
+    def roots(self) -> Roots:
+        return Roots(self.s_free, self.s_band, self.s_power)
+
+
+@dataclass
+class Roots:
+    """Per pair, the uplink root finds' last points (as in :class:`PairSolution`; NaN:
+    none): the warm start ``solve_pairs(..., warm=)`` of later solves of the same pairs."""
+
+    s_free: F64
+    s_band: F64
+    s_power: F64
+
+    @classmethod
+    def empty(cls, m: int) -> Roots:
+        return cls(np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan))
+
+    def take(self, idx: Any) -> Roots:
+        return Roots(self.s_free[idx], self.s_band[idx], self.s_power[idx])
+
+    def put(self, idx: Any, sol: PairSolution) -> None:
+        """Keep the roots of ``sol``, a solution of the pairs ``idx``."""
+        self.s_free[idx], self.s_band[idx], self.s_power[idx] = sol.s_free, sol.s_band, sol.s_power
+
 
 def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
     """t_d(lambda) = max((2 a_d / lambda)^(1/3), C_dev / f_max) and d log t_d / d log lambda."""
@@ -328,7 +352,7 @@ class _TxGuess:
         return cls(nan, nan.copy(), nan.copy(), zero, zero.copy(), zero.copy(), zero.copy())
 
     @classmethod
-    def start(cls, warm: PairSolution | None, m: int) -> _TxGuess:
+    def start(cls, warm: Roots | None, m: int) -> _TxGuess:
         """From a previous solution's roots (no slopes), or empty."""
         g = cls.empty(m)
         if warm is not None:
@@ -533,14 +557,14 @@ def solve_pairs(
     mu: F64,
     nu: F64,
     log_lam0: F64 | None = None,
-    warm: PairSolution | None = None,
+    warm: Roots | None = None,
 ) -> PairSolution:
     """Minimise every pair's Lagrangian at prices ``mu``, ``nu`` (arrays ``[m]``).
 
     Pairs must be individually feasible (``pair_feasible``). Safeguarded Newton in
     log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``;
-    ``warm``: a solution of the same pairs (at other prices) whose uplink roots start the
-    root finds (only the number of iterations depends on the starts).
+    ``warm``: the uplink roots of an earlier solve of the same pairs (at other prices), to
+    start the root finds from (only the number of iterations depends on the starts).
     Floating-point errors of the root finds (overflow at extreme prices, 0/0 at converged
     points) are expected and ignored.
     """
@@ -549,7 +573,7 @@ def solve_pairs(
 
 
 def _solve_pairs(
-    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None, warm: PairSolution | None
+    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None, warm: Roots | None
 ) -> PairSolution:
     m = pd.size
     bcap = caps.bandwidth_hz
@@ -675,14 +699,16 @@ def _excess_and_jacobian(
     h: float,
     log_mu_floor: F64,
     log_nu_floor: F64,
+    warm: Roots | None = None,
 ) -> tuple[PairSolution, F64, F64, F64]:
     """One stacked oracle call of :func:`clear_markets` at log prices ``xx`` ``[G, 2]``: the
     excess demands, their finite-difference Jacobian (step ``h`` in each log price) and the
-    merit, from the base point and both perturbations solved together (``big3``)."""
+    merit, from the base point and both perturbations solved together (``big3``; ``warm``:
+    the previous stacked solution, whose uplink roots start the root finds)."""
     G = xx.shape[0]
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     xs = np.concatenate([xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0)  # [3G, 2]
-    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3))
+    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3), warm)
     eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
     ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
     fval = np.stack([eb[:G], ef[:G]], axis=1)
@@ -742,8 +768,10 @@ def clear_markets(
     big3 = _stack(pd, 3)
     g3 = np.concatenate([grp, grp + G, grp + 2 * G])
 
-    def evaluate(xx: NDArray[np.float64], ll: F64) -> tuple[PairSolution, F64, F64, F64]:
-        return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor)
+    def evaluate(
+        xx: NDArray[np.float64], ll: F64, warm: Roots | None = None
+    ) -> tuple[PairSolution, F64, F64, F64]:
+        return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor, warm)
 
     sol3, fval, jac, merit = evaluate(x, log_lam)
     it = 0
@@ -756,7 +784,7 @@ def clear_markets(
         x_new = x + step
         x_new[:, 0] = np.maximum(x_new[:, 0], log_mu_floor)
         x_new[:, 1] = np.maximum(x_new[:, 1], log_nu_floor)
-        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, sol3.log_lam[:m])
+        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, sol3.log_lam[:m], sol3.roots())
         better = (merit_n < merit) | ~todo
         radius = np.where(better, np.minimum(2 * radius, 3.0), radius / 4)
         # accept per group

@@ -31,6 +31,7 @@ from privtuner.optimizer.methods.exact.continuous import (
     Caps,
     PairData,
     PairSolution,
+    Roots,
     build_pairs,
     group_sum,
     pair_feasible,
@@ -49,20 +50,33 @@ class _OutOfTime(Exception):
 
 
 def _solve_pairs_by(
-    t_end: float | None, pd: PairData, caps: Caps, mu: F64, nu: F64, ll: F64 | None
+    t_end: float | None,
+    pd: PairData,
+    caps: Caps,
+    mu: F64,
+    nu: F64,
+    ll: F64 | None,
+    warm: Roots | None = None,
 ) -> PairSolution:
     """:func:`solve_pairs`, in blocks of :data:`BLOCK_PAIRS` pairs when ``t_end`` is set,
     raising :class:`_OutOfTime` between blocks once it passes. Each pair's subproblem is
     solved on its own (elementwise Newton), so the blocks give the same numbers."""
     if t_end is None or pd.size <= BLOCK_PAIRS:
-        return solve_pairs(pd, caps, mu, nu, ll)
+        return solve_pairs(pd, caps, mu, nu, ll, warm)
     parts = []
     for start in range(0, pd.size, BLOCK_PAIRS):
         if time.perf_counter() > t_end:
             raise _OutOfTime
         idx = np.arange(start, min(start + BLOCK_PAIRS, pd.size))
         parts.append(
-            solve_pairs(pd.take(idx), caps, mu[idx], nu[idx], None if ll is None else ll[idx])
+            solve_pairs(
+                pd.take(idx),
+                caps,
+                mu[idx],
+                nu[idx],
+                None if ll is None else ll[idx],
+                None if warm is None else warm.take(idx),
+            )
         )
     return PairSolution(
         **{
@@ -96,6 +110,7 @@ def resource_margin(
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     pair_group = slot_group[slot]
     log_lam = np.full(pd_free.size, np.nan)
+    roots = Roots.empty(pd_free.size)  # warm starts of the uplink root finds
     done = np.zeros(n_groups, dtype=bool)
     best_v = np.full(n_groups, -np.inf)
     best_a = np.zeros(n_groups)
@@ -110,9 +125,16 @@ def resource_margin(
         a = a_grp[pair_group[act]]
         ll = log_lam[act]
         sol = _solve_pairs_by(
-            t_end, sub, caps, a / B, (1.0 - a) / F, None if np.isnan(ll).any() else ll
+            t_end,
+            sub,
+            caps,
+            a / B,
+            (1.0 - a) / F,
+            None if np.isnan(ll).any() else ll,
+            roots.take(act),
         )
         log_lam[act] = sol.log_lam
+        roots.put(act, sol)
         sl = slot[act]
         starts = np.flatnonzero(np.r_[True, sl[1:] != sl[:-1]])
         per_slot = np.minimum.reduceat(sol.value, starts)

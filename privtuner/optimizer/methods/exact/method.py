@@ -50,6 +50,7 @@ from privtuner.optimizer.methods.exact.continuous import (
     MarketResult,
     PairData,
     PairSolution,
+    Roots,
     build_pairs,
     clear_markets,
     pair_feasible,
@@ -327,6 +328,7 @@ class _Exact:
         self.fixed_solves = 0
         self.history: list[dict[str, Any]] = []
         self.log_lam: F64 | None = None  # warm start for the full pair set
+        self._roots = Roots.empty(self.pd.size)  # uplink roots of the last duals (warm)
         self.last_grad: tuple[float, float] = (0.0, 0.0)
         self.max_ascent = max_ascent
         self.ascent_steps = 0
@@ -362,9 +364,11 @@ class _Exact:
             return pv
         m = idx.size
         ll = None if self.log_lam is None else self.log_lam[idx]
-        sol = solve_pairs(self.pd.take(idx), self.caps, np.full(m, mu), np.full(m, nu), ll)
+        warm = self._roots.take(idx)
+        sol = solve_pairs(self.pd.take(idx), self.caps, np.full(m, mu), np.full(m, nu), ll, warm)
         if self.log_lam is not None:
             self.log_lam[idx] = sol.log_lam
+        self._roots.put(idx, sol)
         if pv is None:
             if len(self._duals) >= _PRICE_CACHE_SIZE:
                 self._duals.pop(next(iter(self._duals)))
@@ -423,8 +427,15 @@ class _Exact:
                     return None
                 free = self.free_pairs().take(idx) if free is None else free
                 ones = np.ones(idx.size)
-                ll = self.free_probe(0).log_lam[idx]
-                sol = solve_pairs(free, self.caps, a / B * ones, (1.0 - a) / F * ones, ll)
+                first = self.free_probe(0).take(idx)
+                sol = solve_pairs(
+                    free,
+                    self.caps,
+                    a / B * ones,
+                    (1.0 - a) / F * ones,
+                    first.log_lam,
+                    first.roots(),
+                )
                 value, b, fs = sol.value, sol.b, sol.fs
             best, first, _ = _two_best_per_device(dev, value)
             used_b, used_f = float(np.sum(b[first])), float(np.sum(fs[first]))
@@ -448,9 +459,11 @@ class _Exact:
             free = self.free_pairs()
             a = _PROBE_WEIGHTS[i]
             ones = np.ones(free.size)
-            ll = None if i == 0 else self.free_probe(0).log_lam
+            first = None if i == 0 else self.free_probe(0)
+            ll = None if first is None else first.log_lam
             mu, nu = a / self.caps.bandwidth_hz * ones, (1.0 - a) / self.caps.server_cpu_hz * ones
-            self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll)
+            warm = None if first is None else first.roots()
+            self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll, warm)
         return self._free_probes[i]
 
     def margin(self, idx: I64, sets: I64 | None = None) -> float:
