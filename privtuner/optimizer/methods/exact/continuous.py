@@ -828,7 +828,8 @@ def _initial_log_prices(
     """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets`: the given ones, or a
     scan of a log grid of mu (nu small), then of nu, each in one stacked oracle call, taking
     the grid point nearest the excess-demand sign change (past ``deadline``, the nu scan is
-    skipped: the centre of its grid)."""
+    skipped: the centre of its grid). The nu scan starts its lambdas and uplink roots from
+    the mu scan's grid row nearest the chosen mu."""
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     grp = pd.grp
@@ -841,21 +842,21 @@ def _initial_log_prices(
         big_grp = grp[None, :].repeat(k, 0).ravel() + G * gidx
         mu_c = np.log(scale / B)
         nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
-        if mu0 is None:
+        warm_ll, warm = np.tile(log_lam, k), None
+        if mu0 is None:  # (lambdas from solve_pairs' own start, nearer than the tiny prices')
             lmu = (mu_c[None, :] + grid[:, None]).ravel()
-            sol = solve_pairs(
-                big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]), np.tile(log_lam, k)
-            )
+            sol = solve_pairs(big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]))
             ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
             mu_start = _pick_crossing(ex, lmu.reshape(k, G))
+            row = np.clip(np.rint(mu_start - mu_c - grid[0]), 0, k - 1).astype(np.int64)
+            at = np.tile(row[grp] * m + np.arange(m), k)
+            warm_ll, warm = sol.log_lam[at], sol.roots().take(at)
         else:
             mu_start = np.log(np.maximum(mu0, 1e-300))
         if time.perf_counter() > deadline:
             return np.stack([mu_start, nu_c], axis=1)
         lnu = (nu_c[None, :] + grid[:, None]).ravel()
-        sol = solve_pairs(
-            big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), np.tile(log_lam, k)
-        )
+        sol = solve_pairs(big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), warm_ll, warm)
         ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
         nu_start = _pick_crossing(ex, lnu.reshape(k, G))
         return np.stack([mu_start, nu_start], axis=1)
