@@ -703,12 +703,12 @@ def _excess_and_jacobian(
 ) -> tuple[PairSolution, F64, F64, F64]:
     """One stacked oracle call of :func:`clear_markets` at log prices ``xx`` ``[G, 2]``: the
     excess demands, their finite-difference Jacobian (step ``h`` in each log price) and the
-    merit, from the base point and both perturbations solved together (``big3``; ``warm``:
-    the previous stacked solution, whose uplink roots start the root finds)."""
+    merit, from the base point and both perturbations solved together (``big3``, starting
+    from the stacked log lambdas ``ll`` and uplink roots ``warm``)."""
     G = xx.shape[0]
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     xs = np.concatenate([xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0)  # [3G, 2]
-    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3), warm)
+    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), ll, warm)
     eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
     ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
     fval = np.stack([eb[:G], ef[:G]], axis=1)
@@ -718,6 +718,25 @@ def _excess_and_jacobian(
     jac[:, 0, 1] = (eb[2 * G :] - eb[:G]) / h
     jac[:, 1, 1] = (ef[2 * G :] - ef[:G]) / h
     return sol, fval, jac, _merit(fval, xx, log_mu_floor, log_nu_floor)
+
+
+def _predict_start(sol3: PairSolution, m: int, h: float, dx: F64, grp: I64) -> tuple[F64, Roots]:
+    """Starts of the next stacked oracle call of :func:`clear_markets` after a step ``dx``
+    ``[G, 2]`` in log prices: each pair's log lambda and uplink roots in ``sol3`` moved along
+    their finite-difference slopes (perturbed copies minus the base point, over ``h``); a
+    slope that is not finite (a branch change) leaves the point where it was."""
+    step = np.tile(dx[grp], (3, 1))  # [3m, 2]
+
+    def moved(v: F64) -> F64:
+        base = np.tile(v[:m], 3)
+        slope_mu = np.tile(v[m : 2 * m] - v[:m], 3) / h
+        slope_nu = np.tile(v[2 * m :] - v[:m], 3) / h
+        out = v + slope_mu * step[:, 0] + slope_nu * step[:, 1]
+        return np.where(np.isfinite(out) | ~np.isfinite(base), out, v)
+
+    with np.errstate(invalid="ignore"):
+        roots = Roots(moved(sol3.s_free), moved(sol3.s_band), moved(sol3.s_power))
+        return moved(sol3.log_lam), roots
 
 
 def clear_markets(
@@ -773,7 +792,7 @@ def clear_markets(
     ) -> tuple[PairSolution, F64, F64, F64]:
         return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor, warm)
 
-    sol3, fval, jac, merit = evaluate(x, log_lam)
+    sol3, fval, jac, merit = evaluate(x, np.tile(log_lam, 3))
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
         todo = merit > tol
@@ -784,7 +803,7 @@ def clear_markets(
         x_new = x + step
         x_new[:, 0] = np.maximum(x_new[:, 0], log_mu_floor)
         x_new[:, 1] = np.maximum(x_new[:, 1], log_nu_floor)
-        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, sol3.log_lam[:m], sol3.roots())
+        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, *_predict_start(sol3, m, h, x_new - x, grp))
         better = (merit_n < merit) | ~todo
         radius = np.where(better, np.minimum(2 * radius, 3.0), radius / 4)
         # accept per group
