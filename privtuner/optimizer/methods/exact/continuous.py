@@ -318,15 +318,23 @@ def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
     s = max(A^(1/3), P^(1/2)) so that no power overflows (lambda spans e^+-400).
     """
     nc = nu * pd.c_s
-    s = np.maximum(np.cbrt(pd.a_s / lam), np.sqrt(nc / (3.0 * lam)))
+    big_a = pd.a_s / lam
+    big_p = nc / (3.0 * lam)
+    s = np.maximum(np.cbrt(big_a), np.sqrt(big_p))
     pos = s > 0
-    s = np.where(pos, s, 1.0)
-    a = pd.a_s / lam / s / s / s
-    q = nc / (3.0 * lam) / s / s
+    all_pos = bool(pos.all())
+    if not all_pos:
+        s = np.where(pos, s, 1.0)
+    a = big_a / s / s / s
+    q = big_p / s / s
     disc = a * a - q * q * q
     w = np.cbrt(a + np.sqrt(np.maximum(disc, 0.0)))
-    viete = 2.0 * np.sqrt(q) * np.cos(np.arccos(np.minimum(a / (q * np.sqrt(q)), 1.0)) / 3.0)
-    t = np.where(pos, s * np.where(disc >= 0.0, w + q / w, viete), 0.0)
+    t = w + q / w
+    three = disc < 0.0
+    if three.any():
+        viete = 2.0 * np.sqrt(q) * np.cos(np.arccos(np.minimum(a / (q * np.sqrt(q)), 1.0)) / 3.0)
+        t = np.where(three, viete, t)
+    t = s * t if all_pos else np.where(pos, s * t, 0.0)
     interior = t > pd.tmin_s
     dlog = -1.0 / (3.0 - nc / (lam * t**2))
     return np.where(interior, t, pd.tmin_s), np.where(interior, dlog, 0.0)
@@ -393,8 +401,9 @@ def _tx_free(
     sqrt(mu lam) / (W sqrt(S ln2)); pairs whose solution violates b <= B or the power limit
     go to ``todo_b`` / ``todo_p``. Writes ``out`` = (tau, dlog, b, p) in place."""
     tau, dlog, b, p = out
-    sln2 = pd.s_up * LN2
-    log_r = 0.5 * (np.log(mu[iu]) + la[iu] - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
+    sel: Any = slice(None) if iu.size == pd.size else iu  # (views, not copies, for all)
+    sln2 = pd.s_up[sel] * LN2
+    log_r = 0.5 * (np.log(mu[sel]) + la[sel] - np.log(sln2)) - np.log(pd.w_tx[sel])
 
     def f1(s: F64, a: I64) -> tuple[F64, F64]:
         z = np.exp(s)
@@ -402,18 +411,22 @@ def _tx_free(
         return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
 
     s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
-    g0 = guess.at(guess.s1, guess.d1, la, iu)
+    g0 = guess.at(guess.s1, guess.d1, la, sel)
     s0 = np.where(np.isfinite(g0), g0, s0)
     s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
-    guess.s1[iu] = s
+    guess.s1[sel] = s
     z = np.exp(s)
     slope = z**2 * np.exp(-log_omega(z)) - 0.5  # d f1 / d s at the root
-    guess.d1[iu] = _interior_slope(s, 0.5 / slope, -40.0, 9.0)
-    u = sln2[iu] / z
-    bu = np.sqrt(lam[iu] * u / mu[iu])
+    guess.d1[sel] = _interior_slope(s, 0.5 / slope, -40.0, 9.0)
+    u = sln2 / z
+    bu = np.sqrt(lam[sel] * u / mu[sel])
     ok_b = bu <= bcap_hz
-    ok_p = z <= np.log1p(pd.gam[iu] / bu)
+    ok_p = z <= np.log1p(pd.gam[sel] / bu)
     good = ok_b & ok_p
+    if good.all():
+        tau[sel], b[sel], dlog[sel] = u / bu, bu, -0.25 / slope - 0.5
+        p[sel] = tx_power_for_z_w(pd.n0_over_g[sel], bu, z)
+        return
     ig = iu[good]
     zg = z[good]
     tau[ig] = u[good] / bu[good]
