@@ -762,6 +762,7 @@ def clear_markets(
     max_iter: int = 100,
     base: PairSolution | None = None,
     deadline: float = math.inf,
+    start: Start | None = None,
 ) -> MarketResult:
     """Prices (mu_g, nu_g) >= 0 that clear the bandwidth and server-CPU markets of each group.
 
@@ -773,6 +774,9 @@ def clear_markets(
     does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
     ``base``: the pairs' solution at prices 1e-300 if the caller has it (each pair's
     subproblem is independent of the others, so a cached one serves any group).
+    ``start``: log lambdas and uplink roots of the pairs near ``(mu0, nu0)``, where the
+    first oracle call starts (default: ``base``'s lambdas; only iteration counts depend
+    on it).
     ``deadline`` (a ``time.perf_counter()`` value): past it, the clearing stops between
     oracle calls and the groups not yet cleared are returned unconverged (never as
     infeasible); the caller's time limit thus covers the clearing too.
@@ -791,8 +795,8 @@ def clear_markets(
     scale = _floor_and_scale(base, pd, G)
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
-    log_lam = base.log_lam
-    x = _initial_log_prices(pd, caps, G, scale, log_lam, mu0, nu0, deadline)
+    start = (base.log_lam, None) if start is None else start
+    x, (ll0, roots0) = _initial_log_prices(pd, caps, G, scale, start, mu0, nu0, deadline)
     x[:, 0] = np.maximum(x[:, 0], log_mu_floor)
     x[:, 1] = np.maximum(x[:, 1], log_nu_floor)
     h = 1e-6
@@ -805,7 +809,8 @@ def clear_markets(
     ) -> tuple[PairSolution, F64, F64, F64]:
         return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor, warm)
 
-    sol3, fval, jac, merit = evaluate(x, np.tile(log_lam, 3))
+    at3 = np.tile(np.arange(m), 3)
+    sol3, fval, jac, merit = evaluate(x, ll0[at3], None if roots0 is None else roots0.take(at3))
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
         todo = merit > tol
@@ -847,52 +852,75 @@ def clear_markets(
     return MarketResult(mu, nu, sol, dual, eb, ef, conv & ~late, it)
 
 
+#: A start of an oracle call: log lambdas and uplink roots per pair.
+Start = tuple[F64, Roots | None]
+
+
 def _initial_log_prices(
     pd: PairData,
     caps: Caps,
     n_groups: int,
     scale: F64,
-    log_lam: F64,
+    start: Start,
     mu0: F64 | None,
     nu0: F64 | None,
     deadline: float = math.inf,
-) -> F64:
-    """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets`: the given ones, or a
-    scan of a log grid of mu (nu small), then of nu, each in one stacked oracle call, taking
-    the grid point nearest the excess-demand sign change (past ``deadline``, the nu scan is
-    skipped: the centre of its grid). The nu scan starts its lambdas and uplink roots from
-    the mu scan's grid row nearest the chosen mu."""
+) -> tuple[F64, Start]:
+    """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets` and the start of its
+    first oracle call there: the given prices with ``start``, or a scan of a log grid of mu
+    (nu small), then of nu, each in one stacked oracle call, taking the grid point nearest
+    the excess-demand sign change (past ``deadline``, the nu scan is skipped: the centre of
+    its grid). Each scan's solution at its grid row nearest the chosen price starts the next
+    oracle call (lambdas and uplink roots)."""
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     grp = pd.grp
     m = pd.size
-    if mu0 is None or nu0 is None:
-        grid = np.linspace(-6.0, 6.0, 13)
-        k = grid.size
-        big = _stack(pd, k)
-        gidx = np.repeat(np.arange(k), m)
-        big_grp = grp[None, :].repeat(k, 0).ravel() + G * gidx
-        mu_c = np.log(scale / B)
-        nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
-        warm_ll, warm = np.tile(log_lam, k), None
-        if mu0 is None:  # (lambdas from solve_pairs' own start, nearer than the tiny prices')
-            lmu = (mu_c[None, :] + grid[:, None]).ravel()
-            sol = solve_pairs(big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]))
-            ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
-            mu_start = _pick_crossing(ex, lmu.reshape(k, G))
-            row = np.clip(np.rint(mu_start - mu_c - grid[0]), 0, k - 1).astype(np.int64)
-            at = np.tile(row[grp] * m + np.arange(m), k)
-            warm_ll, warm = sol.log_lam[at], sol.roots().take(at)
-        else:
-            mu_start = np.log(np.maximum(mu0, 1e-300))
-        if time.perf_counter() > deadline:
-            return np.stack([mu_start, nu_c], axis=1)
-        lnu = (nu_c[None, :] + grid[:, None]).ravel()
-        sol = solve_pairs(big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), warm_ll, warm)
-        ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
-        nu_start = _pick_crossing(ex, lnu.reshape(k, G))
-        return np.stack([mu_start, nu_start], axis=1)
-    return np.stack([np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1)
+    if mu0 is not None and nu0 is not None:
+        return np.stack(
+            [np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1
+        ), start
+    grid = np.linspace(-6.0, 6.0, 13)
+    k = grid.size
+    big = _stack(pd, k)
+    big_grp = np.tile(grp, k) + G * np.repeat(np.arange(k), m)
+    at_all = np.tile(np.arange(m), k)
+    mu_c = np.log(scale / B)
+    nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
+    if mu0 is None:  # (lambdas from solve_pairs' own start, nearer than the tiny prices')
+        lmu = (mu_c[None, :] + grid[:, None]).ravel()
+        sol = solve_pairs(big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]))
+        ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
+        mu_start = _pick_crossing(ex, lmu.reshape(k, G))
+        start = _row_start(sol, mu_start - mu_c - grid[0], grp, m)
+    else:
+        mu_start = np.log(np.maximum(mu0, 1e-300))
+    if time.perf_counter() > deadline:
+        return np.stack([mu_start, nu_c], axis=1), start
+    lnu = (nu_c[None, :] + grid[:, None]).ravel()
+    ll, roots = start
+    sol = solve_pairs(
+        big,
+        caps,
+        np.exp(mu_start[big.grp]),
+        np.exp(lnu[big_grp]),
+        ll[at_all],
+        None if roots is None else roots.take(at_all),
+    )
+    ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
+    nu_start = _pick_crossing(ex, lnu.reshape(k, G))
+    return np.stack([mu_start, nu_start], axis=1), _row_start(
+        sol, nu_start - nu_c - grid[0], grp, m
+    )
+
+
+def _row_start(sol: PairSolution, row_f: F64, grp: I64, m: int) -> Start:
+    """The start (lambdas, uplink roots) of the ``m`` pairs from a grid scan's solution
+    ``sol`` (rows of ``m`` pairs), at each group's row nearest ``row_f`` (fractional)."""
+    k = sol.log_lam.size // m
+    row = np.clip(np.rint(row_f), 0, k - 1).astype(np.int64)
+    at = row[grp] * m + np.arange(m)
+    return sol.log_lam[at], sol.roots().take(at)
 
 
 def _nested_fallback(

@@ -499,8 +499,11 @@ class _Exact:
             fs = FixedSolution("infeasible", proof=f"resource margin {margin:.6g} > 0")
         else:
             grp = np.zeros(n, dtype=np.int64)
+            start = None  # the last duals' lambdas and roots (warm at prices near mu0, nu0)
             if known:
                 pd, base = self.pd.take(pairs, grp), self.tiny_solution().take(pairs)
+                if self.log_lam is not None:
+                    start = (self.log_lam[pairs], self._roots.take(pairs))
             else:
                 pd, base = build_pairs(self.p, np.arange(n), sets, grp=grp), None
             starts: list[tuple[Any, Any]] = [(None, None)]
@@ -509,7 +512,9 @@ class _Exact:
             best: FixedSolution | None = None
             dual = -math.inf
             for m0, n0 in starts:
-                mr = clear_markets(pd, self.caps, 1, m0, n0, base=base, deadline=self.deadline)
+                mr = clear_markets(
+                    pd, self.caps, 1, m0, n0, base=base, deadline=self.deadline, start=start
+                )
                 self.fixed_solves += 1
                 cand = self._from_market(pd, mr)
                 dual = max(dual, cand.dual)
