@@ -138,9 +138,10 @@ def _newton(
             new = np.where(bad, 0.5 * (lo_a + hi_a), new)
             zero = f == 0
             new = np.where(zero, sa, new)
-            size = np.abs(new - sa) / np.maximum(1.0, np.abs(sa))
-            done = (size <= tol) | zero | ((size <= newton_tol) & ~bad)
-        else:  # every step a Newton step (f = 0 gives a zero step): the short test
+            size = np.abs(new - sa)
+            unit = np.maximum(1.0, np.abs(sa))
+            done = (size <= tol * unit) | zero | ((size <= newton_tol * unit) & ~bad)
+        else:  # every step a Newton step (f = 0 gives a zero step): the same test, shorter
             done = np.abs(new - sa) <= newton_tol * np.maximum(1.0, np.abs(sa))
         lo[active], hi[active] = lo_a, hi_a
         s[active] = new  # (``sa`` is a view of ``s`` while all are active)
@@ -188,6 +189,14 @@ class PairData:
         if grp is not None:
             kw["grp"] = grp
         return PairData(**kw)
+
+
+def concat_pairs(*parts: PairData) -> PairData:
+    """The pairs of ``parts`` one after the other (one oracle call for all of them: each
+    pair's subproblem is its own, so the results are those of separate calls)."""
+    return PairData(
+        **{f.name: np.concatenate([getattr(q, f.name) for q in parts]) for f in fields(PairData)}
+    )
 
 
 def build_pairs(

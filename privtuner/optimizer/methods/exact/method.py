@@ -53,6 +53,7 @@ from privtuner.optimizer.methods.exact.continuous import (
     Roots,
     build_pairs,
     clear_markets,
+    concat_pairs,
     pair_feasible,
     solve_pairs,
 )
@@ -380,11 +381,25 @@ class _Exact:
 
     def tiny_solution(self) -> PairSolution:
         """The root pairs' subproblems at prices 1e-300 (the start of every market
-        clearing, ``clear_markets(base=...)``), solved once."""
+        clearing, ``clear_markets(base=...)``), solved once, in one oracle call with the
+        first energy-free probe (:meth:`free_probe`, which every fixed-set solve needs)."""
         if self._tiny is None:
-            tiny = np.full(self.pd.size, 1e-300)
-            self._tiny = solve_pairs(self.pd, self.caps, tiny, tiny)
+            m = self.pd.size
+            mu_probe, nu_probe = self._probe_prices(0)
+            sol = solve_pairs(
+                concat_pairs(self.pd, self.free_pairs()),
+                self.caps,
+                np.r_[np.full(m, 1e-300), np.full(m, mu_probe)],
+                np.r_[np.full(m, 1e-300), np.full(m, nu_probe)],
+            )
+            self._tiny = sol.take(slice(0, m))
+            self._free_probes.setdefault(0, sol.take(slice(m, 2 * m)))
         return self._tiny
+
+    def _probe_prices(self, i: int) -> tuple[float, float]:
+        """Prices (a / B, (1 - a) / F_s) of probe weight ``a = _PROBE_WEIGHTS[i]``."""
+        a = _PROBE_WEIGHTS[i]
+        return a / self.caps.bandwidth_hz, (1.0 - a) / self.caps.server_cpu_hz
 
     def free_pairs(self) -> PairData:
         """Energy-free data of the root pairs (``build_pairs(..., energy_free=True)``)."""
@@ -457,11 +472,10 @@ class _Exact:
         warm-started from the first (as ``resource_margin`` does)."""
         if i not in self._free_probes:
             free = self.free_pairs()
-            a = _PROBE_WEIGHTS[i]
-            ones = np.ones(free.size)
+            mu_i, nu_i = self._probe_prices(i)
             first = None if i == 0 else self.free_probe(0)
             ll = None if first is None else first.log_lam
-            mu, nu = a / self.caps.bandwidth_hz * ones, (1.0 - a) / self.caps.server_cpu_hz * ones
+            mu, nu = np.full(free.size, mu_i), np.full(free.size, nu_i)
             warm = None if first is None else first.roots()
             self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll, warm)
         return self._free_probes[i]
