@@ -600,9 +600,7 @@ def _solve_pairs(
     m = pd.size
     bcap = caps.bandwidth_hz
     if log_lam0 is None:
-        scale = 2.0 * (pd.a_d + pd.a_s) / np.maximum(pd.tp / 3.0, 1e-300) ** 3
-        scale = scale + pd.w_tx * pd.gam + mu * caps.bandwidth_hz / pd.tp + 1e-300
-        log_lam0 = np.log(scale)
+        log_lam0 = _lambda_guess(pd, mu, bcap)
     ll = np.minimum(np.maximum(np.asarray(log_lam0, dtype=float), _LOG_LAM_LO), _LOG_LAM_HI)
     lo = np.full(m, -np.inf)
     hi = np.full(m, np.inf)
@@ -636,6 +634,18 @@ def _solve_pairs(
         ll[active] = np.where(conv, la, new)
         active = active[~conv]
     return _pair_solution(pd, mu, nu, ll, out, guess)
+
+
+def _lambda_guess(pd: PairData, mu: F64, bcap_hz: float) -> F64:
+    """A first log lambda per pair: the multiplier of each latency term at a third of T'
+    (compute: 2 a / t^3; uplink over all of B: W B psi(z) at z = S ln2 / (B T' / 3), at
+    most W Gamma, the power-limited rate's) plus the bandwidth price's mu B / T'."""
+    third = np.maximum(pd.tp / 3.0, 1e-300)
+    z = pd.s_up * LN2 / (bcap_hz * third)
+    with np.errstate(over="ignore"):
+        tx = pd.w_tx * np.minimum(pd.gam, bcap_hz * np.exp(z + log_omega(z)))
+    scale = 2.0 * (pd.a_d + pd.a_s) / third**3 + tx + mu * bcap_hz / pd.tp + 1e-300
+    return np.log(scale)
 
 
 def _lambda_step(la: F64, g: F64, dg: F64, lo: F64, hi: F64, active: I64) -> F64:
