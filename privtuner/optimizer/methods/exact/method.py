@@ -57,7 +57,11 @@ from privtuner.optimizer.methods.exact.continuous import (
     pair_feasible,
     solve_pairs,
 )
-from privtuner.optimizer.methods.exact.feasibility import fixed_set_margin, resource_margin
+from privtuner.optimizer.methods.exact.feasibility import (
+    fixed_set_margin,
+    half_probe,
+    resource_margin,
+)
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -385,6 +389,12 @@ class _Exact:
         first energy-free probe (:meth:`free_probe`, which every fixed-set solve needs)."""
         if self._tiny is None:
             m = self.pd.size
+            kept = half_probe(self.p, self.pd.dev, self.pd.kset)  # (the pre-solve's)
+            if kept is not None and _PROBE_WEIGHTS[0] == 0.5:
+                self._free_probes[0] = kept
+                tiny = np.full(m, 1e-300)
+                self._tiny = solve_pairs(self.pd, self.caps, tiny, tiny)
+                return self._tiny
             mu_probe, nu_probe = self._probe_prices(0)
             sol = solve_pairs(
                 concat_pairs(self.pd, self.free_pairs()),
