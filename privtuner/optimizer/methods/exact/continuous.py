@@ -104,27 +104,28 @@ def phi(u: F64, s_bits: F64) -> F64:
 def _newton(
     fun: Any,
     s: F64,
-    lo: F64,
-    hi: F64,
+    lo_end: float,
+    hi_end: float,
     iters: int = 60,
     tol: float = 1e-13,
     newton_tol: float = 1e-8,
 ) -> F64:
     """Solve fun(s) = 0 for increasing ``fun`` (returns value, derivative) elementwise.
 
-    Safeguarded Newton: the bracket [lo, hi] is updated by sign and a step leaving it is
-    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s), or a
-    Newton step (not a bisection) below ``newton_tol``: Newton converges quadratically near
-    a simple root, so the point after such a step is within ~newton_tol^2 of it.
+    Safeguarded Newton: the bracket, [lo_end, hi_end] at first, is updated by sign and a
+    step leaving it is replaced by bisection. Ends when every step is below ``tol``
+    (absolute, in s), or a Newton step (not a bisection) below ``newton_tol``: Newton
+    converges quadratically near a simple root, so the point after such a step is within
+    ~newton_tol^2 of it.
     Floating-point errors are ignored by the caller (:func:`solve_pairs`). ``fun(s, a)``
     gets the points of the components ``a`` (an index array or ``slice(None)``): while every
     component is active the arrays are used whole (no gathering for tiny arrays); a
     finished component keeps its value either way.
     """
-    s = np.minimum(np.maximum(s, lo), hi)
-    lo = lo.copy()
-    hi = hi.copy()
+    s = np.minimum(np.maximum(s, lo_end), hi_end)
     n = s.shape[0]
+    lo = np.full(n, lo_end)
+    hi = np.full(n, hi_end)
     active: Any = slice(None)
     for _ in range(iters):
         sa = s[active]
@@ -419,10 +420,13 @@ def _tx_free(
         lo = log_omega(z)
         return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
 
-    s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
-    g0 = guess.at(guess.s1, guess.d1, la, sel)
-    s0 = np.where(np.isfinite(g0), g0, s0)
-    s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
+    s0 = guess.at(guess.s1, guess.d1, la, sel)
+    known = np.isfinite(s0)
+    if not known.all():  # a cold start: the asymptotes of z + log omega(z) - s / 2
+        s0 = np.where(
+            known, s0, np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
+        )
+    s = _newton(f1, s0, -40.0, 9.0)
     guess.s1[sel] = s
     z = np.exp(s)
     slope = z**2 * np.exp(-log_omega(z)) - 0.5  # d f1 / d s at the root
@@ -468,10 +472,11 @@ def _tx_full_band(
         lo = log_omega(z)
         return z + lo - c2[a], z**2 * np.exp(-lo)
 
-    s0 = np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0)))
-    g0 = guess.at(guess.s2, guess.d2, la, ib)
-    s0 = np.where(np.isfinite(g0), g0, s0)
-    s = _newton(f2, s0, np.full(ib.size, -40.0), np.full(ib.size, 9.0))
+    s0 = guess.at(guess.s2, guess.d2, la, ib)
+    known = np.isfinite(s0)
+    if not known.all():
+        s0 = np.where(known, s0, np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0))))
+    s = _newton(f2, s0, -40.0, 9.0)
     guess.s2[ib] = s
     z = np.exp(s)
     slope = z**2 * np.exp(-log_omega(z))  # d f2 / d s at the root
@@ -516,10 +521,9 @@ def _tx_power_limited(
             der = 2 + xx**2 / ((1 + xx) ** 2 * np.exp(le)) - 2 * xx / ((1 + xx) * l1)
             return val, der
 
-        s0 = (c3 - np.log(0.5)) / 2.0
-        g0 = guess.at(guess.s3, guess.d3, la, ip[ia])
-        s0 = np.where(np.isfinite(g0), g0, s0)
-        s = _newton(f3, s0, np.full(ia.size, -60.0), np.full(ia.size, 80.0))
+        s0 = guess.at(guess.s3, guess.d3, la, ip[ia])
+        s0 = np.where(np.isfinite(s0), s0, (c3 - np.log(0.5)) / 2.0)
+        s = _newton(f3, s0, -60.0, 80.0)
         guess.s3[ip[ia]] = s
         x[ia] = np.maximum(np.exp(s), x_min[ia])
     interior = x > x_min * (1 + 1e-15)
