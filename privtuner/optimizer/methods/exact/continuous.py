@@ -64,6 +64,17 @@ I64 = NDArray[np.int64]
 _LOG_LAM_LO, _LOG_LAM_HI = -400.0, 400.0
 
 
+# ---------------------------------------------------------------------- small helpers
+def _any(mask: NDArray[np.bool_]) -> bool:
+    """``mask.any()``, without its Python wrapper (a quarter of the time on tiny arrays)."""
+    return np.count_nonzero(mask) > 0
+
+
+def _all(mask: NDArray[np.bool_]) -> bool:
+    """``mask.all()``, without its Python wrapper."""
+    return np.count_nonzero(mask) == mask.size
+
+
 # ---------------------------------------------------------------------- special functions
 def log_omega(z: F64) -> F64:
     """log of omega(z) = z - 1 + e^{-z} = e^{-z} psi(z) (psi(z) = 1 + (z-1) e^z = -phi'(u)).
@@ -72,7 +83,7 @@ def log_omega(z: F64) -> F64:
     """
     out = z + np.expm1(-z)
     small = z < 1e-2
-    if small.any():
+    if _any(small):
         zs = z[small]
         out[small] = zs**2 / 2 * (1 - zs / 3 + zs**2 / 12 - zs**3 / 60 + zs**4 / 360)
     return np.log(out)
@@ -89,7 +100,7 @@ def log_eta(x: F64) -> F64:
     """
     out = np.log1p(x) - x / (1 + x)
     small = x < 1e-3
-    if small.any():
+    if _any(small):
         xs = x[small]
         out[small] = xs**2 / 2 * (1 - 4 * xs / 3 + 3 * xs**2 / 2 - 8 * xs**3 / 5 + 5 * xs**4 / 3)
     return np.log(out)
@@ -135,7 +146,7 @@ def _newton(
         lo_a = np.where(pos, lo[active], sa)
         new = sa - f / d
         bad = ~((new >= lo_a) & (new <= hi_a))  # also NaN and inf steps
-        if bad.any():
+        if _any(bad):
             new = np.where(bad, 0.5 * (lo_a + hi_a), new)
             zero = f == 0
             new = np.where(zero, sa, new)
@@ -146,9 +157,9 @@ def _newton(
             done = np.abs(new - sa) <= newton_tol * np.maximum(1.0, np.abs(sa))
         lo[active], hi[active] = lo_a, hi_a
         s[active] = new  # (``sa`` is a view of ``s`` while all are active)
-        if done.all():
+        if _all(done):
             break
-        if done.any():
+        if _any(done):
             active = (np.arange(n) if isinstance(active, slice) else active)[~done]
     return s
 
@@ -332,7 +343,7 @@ def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
     big_p = nc / (3.0 * lam)
     s = np.maximum(np.cbrt(big_a), np.sqrt(big_p))
     pos = s > 0
-    all_pos = bool(pos.all())
+    all_pos = _all(pos)
     if not all_pos:
         s = np.where(pos, s, 1.0)
     a = big_a / s / s / s
@@ -341,7 +352,7 @@ def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
     w = np.cbrt(a + np.sqrt(np.maximum(disc, 0.0)))
     t = w + q / w
     three = disc < 0.0
-    if three.any():
+    if _any(three):
         viete = 2.0 * np.sqrt(q) * np.cos(np.arccos(np.minimum(a / (q * np.sqrt(q)), 1.0)) / 3.0)
         t = np.where(three, viete, t)
     t = s * t if all_pos else np.where(pos, s * t, 0.0)
@@ -422,7 +433,7 @@ def _tx_free(
 
     s0 = guess.at(guess.s1, guess.d1, la, sel)
     known = np.isfinite(s0)
-    if not known.all():  # a cold start: the asymptotes of z + log omega(z) - s / 2
+    if not _all(known):  # a cold start: the asymptotes of z + log omega(z) - s / 2
         s0 = np.where(
             known, s0, np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
         )
@@ -436,7 +447,7 @@ def _tx_free(
     ok_b = bu <= bcap_hz
     ok_p = z <= np.log1p(pd.gam[sel] / bu)
     good = ok_b & ok_p
-    if good.all():
+    if _all(good):
         tau[sel], b[sel], dlog[sel] = u / bu, bu, -0.25 / slope - 0.5
         p[sel] = tx_power_for_z_w(pd.n0_over_g[sel], bu, z)
         return
@@ -474,7 +485,7 @@ def _tx_full_band(
 
     s0 = guess.at(guess.s2, guess.d2, la, ib)
     known = np.isfinite(s0)
-    if not known.all():
+    if not _all(known):
         s0 = np.where(known, s0, np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0))))
     s = _newton(f2, s0, -40.0, 9.0)
     guess.s2[ib] = s
@@ -631,7 +642,7 @@ def _solve_pairs(
         )
         if _it == 199:
             conv[:] = True
-        if conv.any():
+        if _any(conv):
             idx = active[conv]
             for row, v in zip(out, (td, ts, tau, b, p), strict=True):
                 row[idx] = v[conv]
@@ -664,7 +675,7 @@ def _lambda_step(la: F64, g: F64, dg: F64, lo: F64, hi: F64, active: I64) -> F64
     new = la - g / dg
     bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
     ok = (new >= lo_a) & (new <= hi_a) & (bracketed | (np.abs(new - la) <= 3.0))
-    if not ok.all():  # (NaN and inf steps fail ``ok`` too)
+    if not _all(ok):  # (NaN and inf steps fail ``ok`` too)
         fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
         new = np.where(ok, new, fallback)
     return np.minimum(np.maximum(new, _LOG_LAM_LO), _LOG_LAM_HI)
@@ -761,14 +772,12 @@ def _predict_start(sol3: PairSolution, m: int, h: float, dx: F64, grp: I64) -> t
     ``[G, 2]`` in log prices: each pair's log lambda and uplink roots in ``sol3`` moved along
     their finite-difference slopes (perturbed copies minus the base point, over ``h``); a
     slope that is not finite (a branch change) leaves the point where it was."""
-    step = np.tile(dx[grp], (3, 1))  # [3m, 2]
+    d_mu, d_nu = dx[grp, 0], dx[grp, 1]
 
     def moved(v: F64) -> F64:
-        base = np.tile(v[:m], 3)
-        slope_mu = np.tile(v[m : 2 * m] - v[:m], 3) / h
-        slope_nu = np.tile(v[2 * m :] - v[:m], 3) / h
-        out = v + slope_mu * step[:, 0] + slope_nu * step[:, 1]
-        return np.where(np.isfinite(out) | ~np.isfinite(base), out, v)
+        v3 = v.reshape(3, m)  # base point, mu perturbed, nu perturbed
+        out = v3 + (v3[1] - v3[0]) / h * d_mu + (v3[2] - v3[0]) / h * d_nu
+        return np.where(np.isfinite(out) | ~np.isfinite(v3[0]), out, v3).ravel()
 
     with np.errstate(invalid="ignore"):
         roots = Roots(moved(sol3.s_free), moved(sol3.s_band), moved(sol3.s_power))
