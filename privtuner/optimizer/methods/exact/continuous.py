@@ -67,12 +67,12 @@ _LOG_LAM_LO, _LOG_LAM_HI = -400.0, 400.0
 # ---------------------------------------------------------------------- small helpers
 def _any(mask: NDArray[np.bool_]) -> bool:
     """``mask.any()``, without its Python wrapper (a quarter of the time on tiny arrays)."""
-    return np.count_nonzero(mask) > 0
+    return bool(np.count_nonzero(mask) > 0)
 
 
 def _all(mask: NDArray[np.bool_]) -> bool:
     """``mask.all()``, without its Python wrapper."""
-    return np.count_nonzero(mask) == mask.size
+    return bool(np.count_nonzero(mask) == mask.size)
 
 
 # ---------------------------------------------------------------------- special functions

@@ -452,14 +452,14 @@ class _Exact:
                     return None
                 free = self.free_pairs().take(idx) if free is None else free
                 ones = np.ones(idx.size)
-                first = self.free_probe(0).take(idx)
+                probe0 = self.free_probe(0).take(idx)
                 sol = solve_pairs(
                     free,
                     self.caps,
                     a / B * ones,
                     (1.0 - a) / F * ones,
-                    first.log_lam,
-                    first.roots(),
+                    probe0.log_lam,
+                    probe0.roots(),
                 )
                 value, b, fs = sol.value, sol.b, sol.fs
             best, first, _ = _two_best_per_device(dev, value)
