@@ -322,6 +322,16 @@ class Roots:
         self.s_free[idx], self.s_band[idx], self.s_power[idx] = sol.s_free, sol.s_band, sol.s_power
 
 
+#: A start of an oracle call: log lambdas and uplink roots per pair.
+Start = tuple[F64, Roots | None]
+
+
+def _take_start(start: Start, idx: Any) -> Start:
+    """The start of the pairs ``idx``."""
+    ll, roots = start
+    return ll[idx], None if roots is None else roots.take(idx)
+
+
 def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
     """t_d(lambda) = max((2 a_d / lambda)^(1/3), C_dev / f_max) and d log t_d / d log lambda."""
     t = np.cbrt(2.0 * pd.a_d / lam)
@@ -742,20 +752,19 @@ def _excess_and_jacobian(
     g3: I64,
     caps: Caps,
     xx: F64,
-    ll: F64,
+    start: Start,
     h: float,
     log_mu_floor: F64,
     log_nu_floor: F64,
-    warm: Roots | None = None,
 ) -> tuple[PairSolution, F64, F64, F64]:
     """One stacked oracle call of :func:`clear_markets` at log prices ``xx`` ``[G, 2]``: the
     excess demands, their finite-difference Jacobian (step ``h`` in each log price) and the
-    merit, from the base point and both perturbations solved together (``big3``, starting
-    from the stacked log lambdas ``ll`` and uplink roots ``warm``)."""
+    merit, from the base point and both perturbations solved together (``big3``, from the
+    stacked ``start``)."""
     G = xx.shape[0]
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     xs = np.concatenate([xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0)  # [3G, 2]
-    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), ll, warm)
+    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), *start)
     eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
     ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
     fval = np.stack([eb[:G], ef[:G]], axis=1)
@@ -806,14 +815,13 @@ def clear_markets(
     does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
     ``base``: the pairs' solution at prices 1e-300 if the caller has it (each pair's
     subproblem is independent of the others, so a cached one serves any group).
-    ``start``: log lambdas and uplink roots of the pairs near ``(mu0, nu0)``, where the
-    first oracle call starts (default: ``base``'s lambdas; only iteration counts depend
-    on it).
+    ``start``: the pairs' log lambdas and uplink roots near ``(mu0, nu0)`` for the first
+    oracle call (default: ``base``'s lambdas; only iteration counts depend on it).
     ``deadline`` (a ``time.perf_counter()`` value): past it, the clearing stops between
     oracle calls and the groups not yet cleared are returned unconverged (never as
     infeasible); the caller's time limit thus covers the clearing too.
 
-    Length (~90 lines): the Newton loop keeps its per-group state (prices, merit, trust
+    Length (~95 lines): the Newton loop keeps its per-group state (prices, merit, trust
     radius, stacked solution) in locals that its accept step updates together.
     """
     G = n_groups
@@ -827,8 +835,8 @@ def clear_markets(
     scale = _floor_and_scale(base, pd, G)
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
-    start = (base.log_lam, None) if start is None else start
-    x, (ll0, roots0) = _initial_log_prices(pd, caps, G, scale, start, mu0, nu0, deadline)
+    start = start or (base.log_lam, None)
+    x, start = _initial_log_prices(pd, caps, G, scale, start, mu0, nu0, deadline)
     x[:, 0] = np.maximum(x[:, 0], log_mu_floor)
     x[:, 1] = np.maximum(x[:, 1], log_nu_floor)
     h = 1e-6
@@ -836,13 +844,10 @@ def clear_markets(
     big3 = _stack(pd, 3)
     g3 = np.concatenate([grp, grp + G, grp + 2 * G])
 
-    def evaluate(
-        xx: NDArray[np.float64], ll: F64, warm: Roots | None = None
-    ) -> tuple[PairSolution, F64, F64, F64]:
-        return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor, warm)
+    def evaluate(xx: F64, start3: Start) -> tuple[PairSolution, F64, F64, F64]:
+        return _excess_and_jacobian(big3, g3, caps, xx, start3, h, log_mu_floor, log_nu_floor)
 
-    at3 = np.tile(np.arange(m), 3)
-    sol3, fval, jac, merit = evaluate(x, ll0[at3], None if roots0 is None else roots0.take(at3))
+    sol3, fval, jac, merit = evaluate(x, _take_start(start, np.tile(np.arange(m), 3)))
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
         todo = merit > tol
@@ -853,7 +858,7 @@ def clear_markets(
         x_new = x + step
         x_new[:, 0] = np.maximum(x_new[:, 0], log_mu_floor)
         x_new[:, 1] = np.maximum(x_new[:, 1], log_nu_floor)
-        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, *_predict_start(sol3, m, h, x_new - x, grp))
+        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, _predict_start(sol3, m, h, x_new - x, grp))
         better = (merit_n < merit) | ~todo
         radius = np.where(better, np.minimum(2 * radius, 3.0), radius / 4)
         # accept per group
@@ -882,10 +887,6 @@ def clear_markets(
     late = np.zeros(G, dtype=bool)
     late[grp[~(resid <= 1e-9)]] = True
     return MarketResult(mu, nu, sol, dual, eb, ef, conv & ~late, it)
-
-
-#: A start of an oracle call: log lambdas and uplink roots per pair.
-Start = tuple[F64, Roots | None]
 
 
 def _initial_log_prices(
@@ -930,14 +931,8 @@ def _initial_log_prices(
     if time.perf_counter() > deadline:
         return np.stack([mu_start, nu_c], axis=1), start
     lnu = (nu_c[None, :] + grid[:, None]).ravel()
-    ll, roots = start
     sol = solve_pairs(
-        big,
-        caps,
-        np.exp(mu_start[big.grp]),
-        np.exp(lnu[big_grp]),
-        ll[at_all],
-        None if roots is None else roots.take(at_all),
+        big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), *_take_start(start, at_all)
     )
     ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
     nu_start = _pick_crossing(ex, lnu.reshape(k, G))
