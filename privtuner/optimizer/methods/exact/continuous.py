@@ -38,6 +38,7 @@ sets, and its dual value certifies it.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, fields
@@ -65,6 +66,12 @@ _LOG_LAM_LO, _LOG_LAM_HI = -400.0, 400.0
 
 
 # ---------------------------------------------------------------------- small helpers
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    """The field names of dataclass ``cls`` (``dataclasses.fields`` once)."""
+    return tuple(f.name for f in fields(cls))
+
+
 def _any(mask: NDArray[np.bool_]) -> bool:
     """``mask.any()``, without its Python wrapper (a quarter of the time on tiny arrays)."""
     return bool(np.count_nonzero(mask) > 0)
@@ -197,7 +204,7 @@ class PairData:
         return int(self.dev.shape[0])
 
     def take(self, idx: Any, grp: I64 | None = None) -> PairData:
-        kw = {f.name: getattr(self, f.name)[idx] for f in fields(self)}
+        kw = {name: getattr(self, name)[idx] for name in _names(PairData)}
         if grp is not None:
             kw["grp"] = grp
         return PairData(**kw)
@@ -295,7 +302,7 @@ class PairSolution:
     s_power: F64
 
     def take(self, idx: Any) -> PairSolution:
-        return PairSolution(*(getattr(self, f.name)[idx] for f in fields(PairSolution)))
+        return PairSolution(*(getattr(self, name)[idx] for name in _names(PairSolution)))
 
     def roots(self) -> Roots:
         return Roots(self.s_free, self.s_band, self.s_power)
@@ -399,11 +406,11 @@ class _TxGuess:
         return g
 
     def take(self, idx: Any) -> _TxGuess:
-        return _TxGuess(*(getattr(self, f.name)[idx] for f in fields(_TxGuess)))
+        return _TxGuess(*(getattr(self, name)[idx] for name in _names(_TxGuess)))
 
     def put(self, idx: Any, other: _TxGuess) -> None:
-        for f in fields(_TxGuess):
-            getattr(self, f.name)[idx] = getattr(other, f.name)
+        for name in _names(_TxGuess):
+            getattr(self, name)[idx] = getattr(other, name)
 
     def at(self, s: F64, d: F64, la: F64, idx: Any) -> F64:
         """The roots ``s[idx]`` (slopes ``d``) moved to log lambda ``la[idx]``."""
@@ -1256,7 +1263,7 @@ def _newton_step(fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64) -
 def _merge(old: PairSolution, new: PairSolution, take_new: NDArray[np.bool_]) -> PairSolution:
     return PairSolution(
         *(
-            np.where(take_new, getattr(new, f.name), getattr(old, f.name))
-            for f in fields(PairSolution)
+            np.where(take_new, getattr(new, name), getattr(old, name))
+            for name in _names(PairSolution)
         )
     )
