@@ -35,7 +35,6 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import minimize
 
 from privtuner.optimizer.core.problem import FEAS_TOL_REL, AllocationProblem
 
@@ -144,6 +143,8 @@ def _phase1(d: _Data, n: int) -> tuple[float, F64, F64, bool]:
     Length (~90 lines): the objective, constraints and Jacobians of one SLSQP problem are
     closures over its data, written next to the restart loop that uses them.
     """
+    from scipy.optimize import minimize  # (here: importing scipy.optimize takes ~0.35 s)
+
     t_dev = d.c_dev / d.f_max
     slack = d.t_avail - t_dev  # time left for uplink + server
 
@@ -236,6 +237,8 @@ def _phase2(d: _Data, n: int, b0: F64, fs0: F64) -> tuple[bool, F64, str]:
 
     Length (~80 lines): as :func:`_phase1`, one SLSQP problem's callbacks as closures.
     """
+    from scipy.optimize import minimize
+
     t_dmin = d.c_dev / d.f_max
     lr0, _ = _log_rate_max(d, np.log(b0))
     x0 = np.concatenate([np.log(t_dmin), np.log(d.c_srv / fs0), np.log(d.s_up) - lr0, np.log(b0)])

@@ -38,6 +38,7 @@ sets, and its dual value certifies it.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, fields
@@ -64,6 +65,23 @@ I64 = NDArray[np.int64]
 _LOG_LAM_LO, _LOG_LAM_HI = -400.0, 400.0
 
 
+# ---------------------------------------------------------------------- small helpers
+@functools.cache
+def _names(cls: type) -> tuple[str, ...]:
+    """The field names of dataclass ``cls`` (``dataclasses.fields`` once)."""
+    return tuple(f.name for f in fields(cls))
+
+
+def _any(mask: NDArray[np.bool_]) -> bool:
+    """``mask.any()``, without its Python wrapper (a quarter of the time on tiny arrays)."""
+    return bool(np.count_nonzero(mask) > 0)
+
+
+def _all(mask: NDArray[np.bool_]) -> bool:
+    """``mask.all()``, without its Python wrapper."""
+    return bool(np.count_nonzero(mask) == mask.size)
+
+
 # ---------------------------------------------------------------------- special functions
 def log_omega(z: F64) -> F64:
     """log of omega(z) = z - 1 + e^{-z} = e^{-z} psi(z) (psi(z) = 1 + (z-1) e^z = -phi'(u)).
@@ -72,7 +90,7 @@ def log_omega(z: F64) -> F64:
     """
     out = z + np.expm1(-z)
     small = z < 1e-2
-    if small.any():
+    if _any(small):
         zs = z[small]
         out[small] = zs**2 / 2 * (1 - zs / 3 + zs**2 / 12 - zs**3 / 60 + zs**4 / 360)
     return np.log(out)
@@ -89,7 +107,7 @@ def log_eta(x: F64) -> F64:
     """
     out = np.log1p(x) - x / (1 + x)
     small = x < 1e-3
-    if small.any():
+    if _any(small):
         xs = x[small]
         out[small] = xs**2 / 2 * (1 - 4 * xs / 3 + 3 * xs**2 / 2 - 8 * xs**3 / 5 + 5 * xs**4 / 3)
     return np.log(out)
@@ -104,27 +122,28 @@ def phi(u: F64, s_bits: F64) -> F64:
 def _newton(
     fun: Any,
     s: F64,
-    lo: F64,
-    hi: F64,
+    lo_end: float,
+    hi_end: float,
     iters: int = 60,
     tol: float = 1e-13,
     newton_tol: float = 1e-8,
 ) -> F64:
     """Solve fun(s) = 0 for increasing ``fun`` (returns value, derivative) elementwise.
 
-    Safeguarded Newton: the bracket [lo, hi] is updated by sign and a step leaving it is
-    replaced by bisection. Ends when every step is below ``tol`` (absolute, in s), or a
-    Newton step (not a bisection) below ``newton_tol``: Newton converges quadratically near
-    a simple root, so the point after such a step is within ~newton_tol^2 of it.
+    Safeguarded Newton: the bracket, [lo_end, hi_end] at first, is updated by sign and a
+    step leaving it is replaced by bisection. Ends when every step is below ``tol``
+    (absolute, in s), or a Newton step (not a bisection) below ``newton_tol``: Newton
+    converges quadratically near a simple root, so the point after such a step is within
+    ~newton_tol^2 of it.
     Floating-point errors are ignored by the caller (:func:`solve_pairs`). ``fun(s, a)``
     gets the points of the components ``a`` (an index array or ``slice(None)``): while every
     component is active the arrays are used whole (no gathering for tiny arrays); a
     finished component keeps its value either way.
     """
-    s = np.minimum(np.maximum(s, lo), hi)
-    lo = lo.copy()
-    hi = hi.copy()
+    s = np.minimum(np.maximum(s, lo_end), hi_end)
     n = s.shape[0]
+    lo = np.full(n, lo_end)
+    hi = np.full(n, hi_end)
     active: Any = slice(None)
     for _ in range(iters):
         sa = s[active]
@@ -133,17 +152,21 @@ def _newton(
         hi_a = np.where(pos, sa, hi[active])
         lo_a = np.where(pos, lo[active], sa)
         new = sa - f / d
-        bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
-        new = np.where(bad, 0.5 * (lo_a + hi_a), new)
-        zero = f == 0
-        new = np.where(zero, sa, new)
-        size = np.abs(new - sa) / np.maximum(1.0, np.abs(sa))
-        done = (size <= tol) | zero | ((size <= newton_tol) & ~bad)
+        bad = ~((new >= lo_a) & (new <= hi_a))  # also NaN and inf steps
+        if _any(bad):
+            new = np.where(bad, 0.5 * (lo_a + hi_a), new)
+            zero = f == 0
+            new = np.where(zero, sa, new)
+            size = np.abs(new - sa)
+            unit = np.maximum(1.0, np.abs(sa))
+            done = (size <= tol * unit) | zero | ((size <= newton_tol * unit) & ~bad)
+        else:  # every step a Newton step (f = 0 gives a zero step): the same test, shorter
+            done = np.abs(new - sa) <= newton_tol * np.maximum(1.0, np.abs(sa))
         lo[active], hi[active] = lo_a, hi_a
         s[active] = new  # (``sa`` is a view of ``s`` while all are active)
-        if done.all():
+        if _all(done):
             break
-        if done.any():
+        if _any(done):
             active = (np.arange(n) if isinstance(active, slice) else active)[~done]
     return s
 
@@ -181,10 +204,18 @@ class PairData:
         return int(self.dev.shape[0])
 
     def take(self, idx: Any, grp: I64 | None = None) -> PairData:
-        kw = {f.name: getattr(self, f.name)[idx] for f in fields(self)}
+        kw = {name: getattr(self, name)[idx] for name in _names(PairData)}
         if grp is not None:
             kw["grp"] = grp
         return PairData(**kw)
+
+
+def concat_pairs(*parts: PairData) -> PairData:
+    """The pairs of ``parts`` one after the other (one oracle call for all of them: each
+    pair's subproblem is its own, so the results are those of separate calls)."""
+    return PairData(
+        **{f.name: np.concatenate([getattr(q, f.name) for q in parts]) for f in fields(PairData)}
+    )
 
 
 def build_pairs(
@@ -264,9 +295,48 @@ class PairSolution:
     e_tx: F64
     value: F64  # Lagrangian value incl. the constant and lambda (sum t - T')
     fs: F64  # server CPU C_srv / t_s [Hz]
+    # the uplink root finds' last points (log z free, log z full band, log x power-limited;
+    # NaN: not reached): warm starts of a later solve of the same pairs (``warm``)
+    s_free: F64
+    s_band: F64
+    s_power: F64
 
     def take(self, idx: Any) -> PairSolution:
-        return PairSolution(*(getattr(self, f.name)[idx] for f in fields(PairSolution)))
+        return PairSolution(*(getattr(self, name)[idx] for name in _names(PairSolution)))
+
+    def roots(self) -> Roots:
+        return Roots(self.s_free, self.s_band, self.s_power)
+
+
+@dataclass
+class Roots:
+    """Per pair, the uplink root finds' last points (as in :class:`PairSolution`; NaN:
+    none): the warm start ``solve_pairs(..., warm=)`` of later solves of the same pairs."""
+
+    s_free: F64
+    s_band: F64
+    s_power: F64
+
+    @classmethod
+    def empty(cls, m: int) -> Roots:
+        return cls(np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan))
+
+    def take(self, idx: Any) -> Roots:
+        return Roots(self.s_free[idx], self.s_band[idx], self.s_power[idx])
+
+    def put(self, idx: Any, sol: PairSolution) -> None:
+        """Keep the roots of ``sol``, a solution of the pairs ``idx``."""
+        self.s_free[idx], self.s_band[idx], self.s_power[idx] = sol.s_free, sol.s_band, sol.s_power
+
+
+#: A start of an oracle call: log lambdas and uplink roots per pair.
+Start = tuple[F64, Roots | None]
+
+
+def _take_start(start: Start, idx: Any) -> Start:
+    """The start of the pairs ``idx``."""
+    ll, roots = start
+    return ll[idx], None if roots is None else roots.take(idx)
 
 
 def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
@@ -279,24 +349,30 @@ def _t_dev(pd: PairData, lam: F64) -> tuple[F64, F64]:
 def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
     """t_s(lambda): root of lambda t^3 - nu C t - 2 a_s = 0 clipped at C/F_s; d log t/d log lam.
 
-    The root lies in [max(x, y), x + y] with x^3 = 2 a_s / lambda, y^2 = nu C / lambda; Newton
-    on log(lambda t^3) - log(nu C t + 2 a_s) (slope in [2, 3]) from the lower end.
+    Closed form of the depressed cubic t^3 - 3 P t - 2 A = 0 (A = a_s / lambda, P = nu C /
+    (3 lambda)): Cardano's t = w + P / w with w^3 = A + sqrt(A^2 - P^3) when A^2 >= P^3, else
+    the largest of three real roots, Viete's t = 2 sqrt(P) cos(arccos(A / P^1.5) / 3) (both
+    stable where the roots meet: t is flat in the rounded term there). Computed in units of
+    s = max(A^(1/3), P^(1/2)) so that no power overflows (lambda spans e^+-400).
     """
-    x = np.cbrt(2.0 * pd.a_s / lam)
-    y = np.sqrt(nu * pd.c_s / lam)
-    t = np.maximum(x, y)
-    pos = t > 0
-    tt = np.where(pos, t, 1.0)
     nc = nu * pd.c_s
-    two_a = 2.0 * pd.a_s
-    for _ in range(40):
-        num = nc * tt
-        rhs = num + two_a
-        step = np.where(pos, -np.log(lam * tt**3 / rhs) / (3.0 - num / rhs), 0.0)
-        tt = tt * np.exp(np.minimum(np.maximum(step, -2.0), 2.0))
-        if not (np.abs(step) > 1e-14).any():
-            break
-    t = np.where(pos, tt, 0.0)
+    big_a = pd.a_s / lam
+    big_p = nc / (3.0 * lam)
+    s = np.maximum(np.cbrt(big_a), np.sqrt(big_p))
+    pos = s > 0
+    all_pos = _all(pos)
+    if not all_pos:
+        s = np.where(pos, s, 1.0)
+    a = big_a / s / s / s
+    q = big_p / s / s
+    disc = a * a - q * q * q
+    w = np.cbrt(a + np.sqrt(np.maximum(disc, 0.0)))
+    t = w + q / w
+    three = disc < 0.0
+    if _any(three):
+        viete = 2.0 * np.sqrt(q) * np.cos(np.arccos(np.minimum(a / (q * np.sqrt(q)), 1.0)) / 3.0)
+        t = np.where(three, viete, t)
+    t = s * t if all_pos else np.where(pos, s * t, 0.0)
     interior = t > pd.tmin_s
     dlog = -1.0 / (3.0 - nc / (lam * t**2))
     return np.where(interior, t, pd.tmin_s), np.where(interior, dlog, 0.0)
@@ -304,26 +380,53 @@ def _t_srv(pd: PairData, lam: F64, nu: F64) -> tuple[F64, F64]:
 
 @dataclass
 class _TxGuess:
-    """Warm starts of the three uplink root finds (log z or log x per pair; NaN = none)."""
+    """Warm starts of the three uplink root finds: per pair the last root (log z or log x;
+    NaN = none), its slope d s / d log lambda there (0 = none) and the log lambda it was
+    found at; :meth:`at` extrapolates the root to a new lambda (first order)."""
 
     s1: F64
     s2: F64
     s3: F64
+    d1: F64
+    d2: F64
+    d3: F64
+    la: F64
 
     @classmethod
     def empty(cls, m: int) -> _TxGuess:
-        return cls(np.full(m, np.nan), np.full(m, np.nan), np.full(m, np.nan))
+        nan, zero = np.full(m, np.nan), np.zeros(m)
+        return cls(nan, nan.copy(), nan.copy(), zero, zero.copy(), zero.copy(), zero.copy())
+
+    @classmethod
+    def start(cls, warm: Roots | None, m: int) -> _TxGuess:
+        """From a previous solution's roots (no slopes), or empty."""
+        g = cls.empty(m)
+        if warm is not None:
+            g.s1, g.s2, g.s3 = warm.s_free.copy(), warm.s_band.copy(), warm.s_power.copy()
+        return g
 
     def take(self, idx: Any) -> _TxGuess:
-        return _TxGuess(self.s1[idx], self.s2[idx], self.s3[idx])
+        return _TxGuess(*(getattr(self, name)[idx] for name in _names(_TxGuess)))
 
     def put(self, idx: Any, other: _TxGuess) -> None:
-        self.s1[idx], self.s2[idx], self.s3[idx] = other.s1, other.s2, other.s3
+        for name in _names(_TxGuess):
+            getattr(self, name)[idx] = getattr(other, name)
+
+    def at(self, s: F64, d: F64, la: F64, idx: Any) -> F64:
+        """The roots ``s[idx]`` (slopes ``d``) moved to log lambda ``la[idx]``."""
+        return s[idx] + d[idx] * (la[idx] - self.la[idx])
+
+
+def _interior_slope(s: F64, slope: F64, lo: float, hi: float) -> F64:
+    """``slope`` where the root ``s`` is inside its bracket, else 0: a root stuck at a
+    bracket end stays there (extrapolating it would only start a bisection back)."""
+    return np.where((s > lo) & (s < hi), slope, 0.0)
 
 
 def _tx_free(
     pd: PairData,
     lam: F64,
+    la: F64,
     mu: F64,
     bcap_hz: float,
     guess: _TxGuess,
@@ -336,30 +439,40 @@ def _tx_free(
     sqrt(mu lam) / (W sqrt(S ln2)); pairs whose solution violates b <= B or the power limit
     go to ``todo_b`` / ``todo_p``. Writes ``out`` = (tau, dlog, b, p) in place."""
     tau, dlog, b, p = out
-    sln2 = pd.s_up * LN2
-    log_r = 0.5 * (np.log(mu[iu]) + np.log(lam[iu]) - np.log(sln2[iu])) - np.log(pd.w_tx[iu])
+    sel: Any = slice(None) if iu.size == pd.size else iu  # (views, not copies, for all)
+    sln2 = pd.s_up[sel] * LN2
+    log_r = 0.5 * (np.log(mu[sel]) + la[sel] - np.log(sln2)) - np.log(pd.w_tx[sel])
 
     def f1(s: F64, a: I64) -> tuple[F64, F64]:
         z = np.exp(s)
         lo = log_omega(z)
         return z + lo - 0.5 * s - log_r[a], z**2 * np.exp(-lo) - 0.5
 
-    s0 = np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
-    g0 = guess.s1[iu]
-    s0 = np.where(np.isfinite(g0), g0, s0)
-    s = _newton(f1, s0, np.full(iu.size, -40.0), np.full(iu.size, 9.0))
-    guess.s1[iu] = s
+    s0 = guess.at(guess.s1, guess.d1, la, sel)
+    known = np.isfinite(s0)
+    if not _all(known):  # a cold start: the asymptotes of z + log omega(z) - s / 2
+        s0 = np.where(
+            known, s0, np.where(log_r < 0, (log_r + LN2) / 1.5, np.log(np.maximum(log_r, 1.0)))
+        )
+    s = _newton(f1, s0, -40.0, 9.0)
+    guess.s1[sel] = s
     z = np.exp(s)
-    u = sln2[iu] / z
-    bu = np.sqrt(lam[iu] * u / mu[iu])
+    slope = z**2 * np.exp(-log_omega(z)) - 0.5  # d f1 / d s at the root
+    guess.d1[sel] = _interior_slope(s, 0.5 / slope, -40.0, 9.0)
+    u = sln2 / z
+    bu = np.sqrt(lam[sel] * u / mu[sel])
     ok_b = bu <= bcap_hz
-    ok_p = z <= np.log1p(pd.gam[iu] / bu)
+    ok_p = z <= np.log1p(pd.gam[sel] / bu)
     good = ok_b & ok_p
+    if _all(good):
+        tau[sel], b[sel], dlog[sel] = u / bu, bu, -0.25 / slope - 0.5
+        p[sel] = tx_power_for_z_w(pd.n0_over_g[sel], bu, z)
+        return
     ig = iu[good]
     zg = z[good]
     tau[ig] = u[good] / bu[good]
     b[ig] = bu[good]
-    dlog[ig] = -0.25 / (zg**2 * np.exp(-log_omega(zg)) - 0.5) - 0.5
+    dlog[ig] = -0.25 / slope[good] - 0.5
     p[ig] = tx_power_for_z_w(pd.n0_over_g[ig], b[ig], zg)
     todo_b[iu[~ok_b]] = True
     todo_p[iu[ok_b & ~ok_p]] = True
@@ -368,6 +481,7 @@ def _tx_free(
 def _tx_full_band(
     pd: PairData,
     lam: F64,
+    la: F64,
     mu: F64,
     bcap_hz: float,
     guess: _TxGuess,
@@ -379,25 +493,28 @@ def _tx_full_band(
     power limit go to ``todo_p``. Writes ``out`` in place."""
     tau, dlog, b, p = out
     sln2 = pd.s_up * LN2
-    c2 = np.log(lam[ib]) - np.log(pd.w_tx[ib] * bcap_hz)
+    c2 = la[ib] - np.log(pd.w_tx[ib] * bcap_hz)
 
     def f2(s: F64, a: I64) -> tuple[F64, F64]:
         z = np.exp(s)
         lo = log_omega(z)
         return z + lo - c2[a], z**2 * np.exp(-lo)
 
-    s0 = np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0)))
-    g0 = guess.s2[ib]
-    s0 = np.where(np.isfinite(g0), g0, s0)
-    s = _newton(f2, s0, np.full(ib.size, -40.0), np.full(ib.size, 9.0))
+    s0 = guess.at(guess.s2, guess.d2, la, ib)
+    known = np.isfinite(s0)
+    if not _all(known):
+        s0 = np.where(known, s0, np.where(c2 < 0, (c2 + LN2) / 2.0, np.log(np.maximum(c2, 1.0))))
+    s = _newton(f2, s0, -40.0, 9.0)
     guess.s2[ib] = s
     z = np.exp(s)
+    slope = z**2 * np.exp(-log_omega(z))  # d f2 / d s at the root
+    guess.d2[ib] = _interior_slope(s, 1.0 / slope, -40.0, 9.0)
     ok_p = z <= np.log1p(pd.gam[ib] / bcap_hz)
     ig = ib[ok_p]
     zg = z[ok_p]
     b[ig] = bcap_hz
     tau[ig] = sln2[ig] / (zg * bcap_hz)
-    dlog[ig] = -1.0 / (zg**2 * np.exp(-log_omega(zg)))
+    dlog[ig] = -1.0 / slope[ok_p]
     p[ig] = tx_power_for_z_w(pd.n0_over_g[ig], bcap_hz, zg)
     todo_p[ib[~ok_p]] = True
 
@@ -405,6 +522,7 @@ def _tx_full_band(
 def _tx_power_limited(
     pd: PairData,
     lam: F64,
+    la: F64,
     mu: F64,
     bcap_hz: float,
     guess: _TxGuess,
@@ -431,10 +549,9 @@ def _tx_power_limited(
             der = 2 + xx**2 / ((1 + xx) ** 2 * np.exp(le)) - 2 * xx / ((1 + xx) * l1)
             return val, der
 
-        s0 = (c3 - np.log(0.5)) / 2.0
-        g0 = guess.s3[ip][ia]
-        s0 = np.where(np.isfinite(g0), g0, s0)
-        s = _newton(f3, s0, np.full(ia.size, -60.0), np.full(ia.size, 80.0))
+        s0 = guess.at(guess.s3, guess.d3, la, ip[ia])
+        s0 = np.where(np.isfinite(s0), s0, (c3 - np.log(0.5)) / 2.0)
+        s = _newton(f3, s0, -60.0, 80.0)
         guess.s3[ip[ia]] = s
         x[ia] = np.maximum(np.exp(s), x_min[ia])
     interior = x > x_min * (1 + 1e-15)
@@ -446,13 +563,16 @@ def _tx_power_limited(
     qd = 2 + x**2 / ((1 + x) ** 2 * le) - 2 * x / ((1 + x) * l1)
     dlx = -lam[ip] / (a_coef * qd)
     dlog[ip] = np.where(interior, dlx * (1 - x / ((1 + x) * l1)), 0.0)
+    if ia.size:  # d log x / d log lambda (c3 moves by -lam / a_coef)
+        guess.d3[ip[ia]] = _interior_slope(s, dlx[ia], -60.0, 80.0)
 
 
 def _tx(
-    pd: PairData, lam: F64, mu: F64, bcap_hz: float, guess: _TxGuess
+    pd: PairData, lam: F64, la: F64, mu: F64, bcap_hz: float, guess: _TxGuess
 ) -> tuple[F64, F64, F64, F64]:
     """Uplink (tau, d log tau / d log lambda, b, p) minimising W phi(tau b) + mu b + lam tau
-    subject to the power limit and b <= B (module docstring); updates ``guess`` in place."""
+    subject to the power limit and b <= B (module docstring), at lambda = ``lam`` =
+    exp(``la``); updates ``guess`` in place."""
     m = pd.size
     tau = np.zeros(m)
     dlog = np.zeros(m)
@@ -466,13 +586,14 @@ def _tx(
     out = (tau, dlog, b, p)
     iu = (has & wpos & mpos).nonzero()[0]
     if iu.size:
-        _tx_free(pd, lam, mu, bcap_hz, guess, out, iu, todo_b, todo_p)
+        _tx_free(pd, lam, la, mu, bcap_hz, guess, out, iu, todo_b, todo_p)
     ib = todo_b.nonzero()[0]
     if ib.size:
-        _tx_full_band(pd, lam, mu, bcap_hz, guess, out, ib, todo_p)
+        _tx_full_band(pd, lam, la, mu, bcap_hz, guess, out, ib, todo_p)
     ip = todo_p.nonzero()[0]
     if ip.size:
-        _tx_power_limited(pd, lam, mu, bcap_hz, guess, out, ip)
+        _tx_power_limited(pd, lam, la, mu, bcap_hz, guess, out, ip)
+    guess.la = la
     return tau, dlog, b, p
 
 
@@ -485,31 +606,38 @@ class Caps:
 
 
 def solve_pairs(
-    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None = None
+    pd: PairData,
+    caps: Caps,
+    mu: F64,
+    nu: F64,
+    log_lam0: F64 | None = None,
+    warm: Roots | None = None,
 ) -> PairSolution:
     """Minimise every pair's Lagrangian at prices ``mu``, ``nu`` (arrays ``[m]``).
 
     Pairs must be individually feasible (``pair_feasible``). Safeguarded Newton in
-    log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``.
+    log lambda on the latency equation t_d + t_s + tau = T', warm-started from ``log_lam0``;
+    ``warm``: the uplink roots of an earlier solve of the same pairs (at other prices), to
+    start the root finds from (only the number of iterations depends on the starts).
     Floating-point errors of the root finds (overflow at extreme prices, 0/0 at converged
     points) are expected and ignored.
     """
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        return _solve_pairs(pd, caps, mu, nu, log_lam0)
+        return _solve_pairs(pd, caps, mu, nu, log_lam0, warm)
 
 
-def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None) -> PairSolution:
+def _solve_pairs(
+    pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | None, warm: Roots | None
+) -> PairSolution:
     m = pd.size
     bcap = caps.bandwidth_hz
     if log_lam0 is None:
-        scale = 2.0 * (pd.a_d + pd.a_s) / np.maximum(pd.tp / 3.0, 1e-300) ** 3
-        scale = scale + pd.w_tx * pd.gam + mu * caps.bandwidth_hz / pd.tp + 1e-300
-        log_lam0 = np.log(scale)
+        log_lam0 = _lambda_guess(pd, mu, bcap)
     ll = np.minimum(np.maximum(np.asarray(log_lam0, dtype=float), _LOG_LAM_LO), _LOG_LAM_HI)
     lo = np.full(m, -np.inf)
     hi = np.full(m, np.inf)
-    guess = _TxGuess.empty(m)
-    td_out, ts_out, tau_out, b_out, p_out = (np.zeros(m) for _ in range(5))
+    guess = _TxGuess.start(warm, m)
+    out = np.zeros((5, m))  # t_d, t_s, tau, b, p at each pair's converged lambda
     active = np.arange(m)
     for _it in range(200):
         if active.size == 0:
@@ -521,32 +649,60 @@ def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | Non
         lam = np.exp(la)
         td, dd = _t_dev(sub, lam)
         ts, ds = _t_srv(sub, lam, nu if full else nu[active])
-        tau, dt, b, p = _tx(sub, lam, mu if full else mu[active], bcap, gsub)
+        tau, dt, b, p = _tx(sub, lam, la, mu if full else mu[active], bcap, gsub)
         if not full:
             guess.put(active, gsub)
         g = td + ts + tau - sub.tp
-        dg = td * dd + ts * ds + tau * dt
-        pos = g > 0  # too slow: lambda must grow
-        lo_a = np.where(pos, la, lo[active])
-        hi_a = np.where(pos, hi[active], la)
-        new = la - g / dg
-        bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
-        bad = ~np.isfinite(new) | (new < lo_a) | (new > hi_a)
-        # no bracket yet: a bounded step in the right direction (lambda grows if g > 0)
-        bad |= ~bracketed & ~(np.abs(new - la) <= 3.0)
-        fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
-        new = np.minimum(np.maximum(np.where(bad, fallback, new), _LOG_LAM_LO), _LOG_LAM_HI)
-        lo[active], hi[active] = lo_a, hi_a
+        new = _lambda_step(la, g, td * dd + ts * ds + tau * dt, lo, hi, active)
         conv = (np.abs(g) <= 1e-13 * sub.tp) | (
             np.abs(new - la) <= 1e-14 * np.maximum(1.0, np.abs(la))
         )
-        conv |= _it == 199
-        idx = active[conv]
-        td_out[idx], ts_out[idx], tau_out[idx] = td[conv], ts[conv], tau[conv]
-        b_out[idx], p_out[idx] = b[conv], p[conv]
+        if _it == 199:
+            conv[:] = True
+        if _any(conv):
+            idx = active[conv]
+            for row, v in zip(out, (td, ts, tau, b, p), strict=True):
+                row[idx] = v[conv]
         ll[active] = np.where(conv, la, new)
         active = active[~conv]
-    td, ts, tau, b, p = td_out, ts_out, tau_out, b_out, p_out
+    return _pair_solution(pd, mu, nu, ll, out, guess)
+
+
+def _lambda_guess(pd: PairData, mu: F64, bcap_hz: float) -> F64:
+    """A first log lambda per pair: the multiplier of each latency term at a third of T'
+    (compute: 2 a / t^3; uplink over all of B: W B psi(z) at z = S ln2 / (B T' / 3), at
+    most W Gamma, the power-limited rate's) plus the bandwidth price's mu B / T'."""
+    third = np.maximum(pd.tp / 3.0, 1e-300)
+    z = pd.s_up * LN2 / (bcap_hz * third)
+    with np.errstate(over="ignore"):
+        tx = pd.w_tx * np.minimum(pd.gam, bcap_hz * np.exp(z + log_omega(z)))
+    scale = 2.0 * (pd.a_d + pd.a_s) / third**3 + tx + mu * bcap_hz / pd.tp + 1e-300
+    return np.log(scale)
+
+
+def _lambda_step(la: F64, g: F64, dg: F64, lo: F64, hi: F64, active: I64) -> F64:
+    """The next log lambda of :func:`solve_pairs`'s safeguarded Newton on g(log lambda) =
+    t_d + t_s + tau - T' (slope ``dg``): a Newton step inside the bracket ``[lo, hi]``
+    (updated in place at ``active``), else bisection, or, without a bracket yet, a bounded
+    step (3) in the right direction (lambda grows if g > 0)."""
+    pos = g > 0  # too slow: lambda must grow
+    lo_a = np.where(pos, la, lo[active])
+    hi_a = np.where(pos, hi[active], la)
+    lo[active], hi[active] = lo_a, hi_a
+    new = la - g / dg
+    bracketed = np.isfinite(lo_a) & np.isfinite(hi_a)
+    ok = (new >= lo_a) & (new <= hi_a) & (bracketed | (np.abs(new - la) <= 3.0))
+    if not _all(ok):  # (NaN and inf steps fail ``ok`` too)
+        fallback = np.where(bracketed, 0.5 * (lo_a + hi_a), la + np.where(pos, 3.0, -3.0))
+        new = np.where(ok, new, fallback)
+    return np.minimum(np.maximum(new, _LOG_LAM_LO), _LOG_LAM_HI)
+
+
+def _pair_solution(
+    pd: PairData, mu: F64, nu: F64, ll: F64, out: F64, guess: _TxGuess
+) -> PairSolution:
+    """Energies, server CPU and the Lagrangian values at the pairs' solved points."""
+    td, ts, tau, b, p = out
     lam = np.exp(ll)
     e_d = np.where(pd.ed_coef > 0, pd.ed_coef / td**2, 0.0)
     e_s = np.where(pd.es_coef > 0, pd.es_coef / ts**2, 0.0)
@@ -557,7 +713,9 @@ def _solve_pairs(pd: PairData, caps: Caps, mu: F64, nu: F64, log_lam0: F64 | Non
     wt = np.where(pd.s_up > 0, pd.w_tx * phi(tau * b, pd.s_up), 0.0)
     e_tx = p * tau
     value = wd + ws + wt + mu * b + nu * fs + lam * (td + ts + tau - pd.tp) + pd.const
-    return PairSolution(ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs)
+    return PairSolution(
+        ll, td, ts, tau, b, p, e_d, e_s, e_tx, value, fs, guess.s1, guess.s2, guess.s3
+    )
 
 
 # ---------------------------------------------------------------------- market clearing
@@ -601,18 +759,19 @@ def _excess_and_jacobian(
     g3: I64,
     caps: Caps,
     xx: F64,
-    ll: F64,
+    start: Start,
     h: float,
     log_mu_floor: F64,
     log_nu_floor: F64,
 ) -> tuple[PairSolution, F64, F64, F64]:
     """One stacked oracle call of :func:`clear_markets` at log prices ``xx`` ``[G, 2]``: the
     excess demands, their finite-difference Jacobian (step ``h`` in each log price) and the
-    merit, from the base point and both perturbations solved together (``big3``)."""
+    merit, from the base point and both perturbations solved together (``big3``, from the
+    stacked ``start``)."""
     G = xx.shape[0]
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     xs = np.concatenate([xx, xx + np.array([h, 0.0]), xx + np.array([0.0, h])], axis=0)  # [3G, 2]
-    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), np.tile(ll, 3))
+    sol = solve_pairs(big3, caps, np.exp(xs[g3, 0]), np.exp(xs[g3, 1]), *start)
     eb = group_sum(sol.b, g3, 3 * G) / B - 1.0
     ef = group_sum(sol.fs, g3, 3 * G) / F - 1.0
     fval = np.stack([eb[:G], ef[:G]], axis=1)
@@ -622,6 +781,23 @@ def _excess_and_jacobian(
     jac[:, 0, 1] = (eb[2 * G :] - eb[:G]) / h
     jac[:, 1, 1] = (ef[2 * G :] - ef[:G]) / h
     return sol, fval, jac, _merit(fval, xx, log_mu_floor, log_nu_floor)
+
+
+def _predict_start(sol3: PairSolution, m: int, h: float, dx: F64, grp: I64) -> tuple[F64, Roots]:
+    """Starts of the next stacked oracle call of :func:`clear_markets` after a step ``dx``
+    ``[G, 2]`` in log prices: each pair's log lambda and uplink roots in ``sol3`` moved along
+    their finite-difference slopes (perturbed copies minus the base point, over ``h``); a
+    slope that is not finite (a branch change) leaves the point where it was."""
+    d_mu, d_nu = dx[grp, 0], dx[grp, 1]
+
+    def moved(v: F64) -> F64:
+        v3 = v.reshape(3, m)  # base point, mu perturbed, nu perturbed
+        out = v3 + (v3[1] - v3[0]) / h * d_mu + (v3[2] - v3[0]) / h * d_nu
+        return np.where(np.isfinite(out) | ~np.isfinite(v3[0]), out, v3).ravel()
+
+    with np.errstate(invalid="ignore"):
+        roots = Roots(moved(sol3.s_free), moved(sol3.s_band), moved(sol3.s_power))
+        return moved(sol3.log_lam), roots
 
 
 def clear_markets(
@@ -634,6 +810,7 @@ def clear_markets(
     max_iter: int = 100,
     base: PairSolution | None = None,
     deadline: float = math.inf,
+    start: Start | None = None,
 ) -> MarketResult:
     """Prices (mu_g, nu_g) >= 0 that clear the bandwidth and server-CPU markets of each group.
 
@@ -645,11 +822,13 @@ def clear_markets(
     does not bind). Groups must be feasible (see ``feasibility.fixed_set_margin``).
     ``base``: the pairs' solution at prices 1e-300 if the caller has it (each pair's
     subproblem is independent of the others, so a cached one serves any group).
+    ``start``: the pairs' log lambdas and uplink roots near ``(mu0, nu0)`` for the first
+    oracle call (default: ``base``'s lambdas; only iteration counts depend on it).
     ``deadline`` (a ``time.perf_counter()`` value): past it, the clearing stops between
     oracle calls and the groups not yet cleared are returned unconverged (never as
     infeasible); the caller's time limit thus covers the clearing too.
 
-    Length (~90 lines): the Newton loop keeps its per-group state (prices, merit, trust
+    Length (~95 lines): the Newton loop keeps its per-group state (prices, merit, trust
     radius, stacked solution) in locals that its accept step updates together.
     """
     G = n_groups
@@ -663,8 +842,8 @@ def clear_markets(
     scale = _floor_and_scale(base, pd, G)
     log_mu_floor = np.log(1e-16 * scale / B)
     log_nu_floor = np.log(1e-16 * scale / F)
-    log_lam = base.log_lam
-    x = _initial_log_prices(pd, caps, G, scale, log_lam, mu0, nu0, deadline)
+    start = start or (base.log_lam, None)
+    x, start = _initial_log_prices(pd, caps, G, scale, start, mu0, nu0, deadline)
     x[:, 0] = np.maximum(x[:, 0], log_mu_floor)
     x[:, 1] = np.maximum(x[:, 1], log_nu_floor)
     h = 1e-6
@@ -672,10 +851,10 @@ def clear_markets(
     big3 = _stack(pd, 3)
     g3 = np.concatenate([grp, grp + G, grp + 2 * G])
 
-    def evaluate(xx: NDArray[np.float64], ll: F64) -> tuple[PairSolution, F64, F64, F64]:
-        return _excess_and_jacobian(big3, g3, caps, xx, ll, h, log_mu_floor, log_nu_floor)
+    def evaluate(xx: F64, start3: Start) -> tuple[PairSolution, F64, F64, F64]:
+        return _excess_and_jacobian(big3, g3, caps, xx, start3, h, log_mu_floor, log_nu_floor)
 
-    sol3, fval, jac, merit = evaluate(x, log_lam)
+    sol3, fval, jac, merit = evaluate(x, _take_start(start, np.tile(np.arange(m), 3)))
     it = 0
     for it in range(1, max_iter + 1):  # noqa: B007
         todo = merit > tol
@@ -686,7 +865,7 @@ def clear_markets(
         x_new = x + step
         x_new[:, 0] = np.maximum(x_new[:, 0], log_mu_floor)
         x_new[:, 1] = np.maximum(x_new[:, 1], log_nu_floor)
-        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, sol3.log_lam[:m])
+        sol_n, fval_n, jac_n, merit_n = evaluate(x_new, _predict_start(sol3, m, h, x_new - x, grp))
         better = (merit_n < merit) | ~todo
         radius = np.where(better, np.minimum(2 * radius, 3.0), radius / 4)
         # accept per group
@@ -722,46 +901,60 @@ def _initial_log_prices(
     caps: Caps,
     n_groups: int,
     scale: F64,
-    log_lam: F64,
+    start: Start,
     mu0: F64 | None,
     nu0: F64 | None,
     deadline: float = math.inf,
-) -> F64:
-    """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets`: the given ones, or a
-    scan of a log grid of mu (nu small), then of nu, each in one stacked oracle call, taking
-    the grid point nearest the excess-demand sign change (past ``deadline``, the nu scan is
-    skipped: the centre of its grid)."""
+) -> tuple[F64, Start]:
+    """Starting log prices ``[n_groups, 2]`` of :func:`clear_markets` and the start of its
+    first oracle call there: the given prices with ``start``, or a scan of a log grid of mu
+    (nu small), then of nu, each in one stacked oracle call, taking the grid point nearest
+    the excess-demand sign change (past ``deadline``, the nu scan is skipped: the centre of
+    its grid). Each scan's solution at its grid row nearest the chosen price starts the next
+    oracle call (lambdas and uplink roots)."""
     G = n_groups
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     grp = pd.grp
     m = pd.size
-    if mu0 is None or nu0 is None:
-        grid = np.linspace(-6.0, 6.0, 13)
-        k = grid.size
-        big = _stack(pd, k)
-        gidx = np.repeat(np.arange(k), m)
-        big_grp = grp[None, :].repeat(k, 0).ravel() + G * gidx
-        mu_c = np.log(scale / B)
-        nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
-        if mu0 is None:
-            lmu = (mu_c[None, :] + grid[:, None]).ravel()
-            sol = solve_pairs(
-                big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]), np.tile(log_lam, k)
-            )
-            ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
-            mu_start = _pick_crossing(ex, lmu.reshape(k, G))
-        else:
-            mu_start = np.log(np.maximum(mu0, 1e-300))
-        if time.perf_counter() > deadline:
-            return np.stack([mu_start, nu_c], axis=1)
-        lnu = (nu_c[None, :] + grid[:, None]).ravel()
-        sol = solve_pairs(
-            big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), np.tile(log_lam, k)
-        )
-        ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
-        nu_start = _pick_crossing(ex, lnu.reshape(k, G))
-        return np.stack([mu_start, nu_start], axis=1)
-    return np.stack([np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1)
+    if mu0 is not None and nu0 is not None:
+        return np.stack(
+            [np.log(np.maximum(mu0, 1e-300)), np.log(np.maximum(nu0, 1e-300))], 1
+        ), start
+    grid = np.linspace(-6.0, 6.0, 13)
+    k = grid.size
+    big = _stack(pd, k)
+    big_grp = np.tile(grp, k) + G * np.repeat(np.arange(k), m)
+    at_all = np.tile(np.arange(m), k)
+    mu_c = np.log(scale / B)
+    nu_c = np.log(1e-3 * scale / F) if nu0 is None else np.log(np.maximum(nu0, 1e-300))
+    if mu0 is None:  # (lambdas from solve_pairs' own start, nearer than the tiny prices')
+        lmu = (mu_c[None, :] + grid[:, None]).ravel()
+        sol = solve_pairs(big, caps, np.exp(lmu[big_grp]), np.exp(nu_c[big.grp]))
+        ex = group_sum(sol.b, big_grp, G * k).reshape(k, G) / B - 1.0
+        mu_start = _pick_crossing(ex, lmu.reshape(k, G))
+        start = _row_start(sol, mu_start - mu_c - grid[0], grp, m)
+    else:
+        mu_start = np.log(np.maximum(mu0, 1e-300))
+    if time.perf_counter() > deadline:
+        return np.stack([mu_start, nu_c], axis=1), start
+    lnu = (nu_c[None, :] + grid[:, None]).ravel()
+    sol = solve_pairs(
+        big, caps, np.exp(mu_start[big.grp]), np.exp(lnu[big_grp]), *_take_start(start, at_all)
+    )
+    ex = group_sum(sol.fs, big_grp, G * k).reshape(k, G) / F - 1.0
+    nu_start = _pick_crossing(ex, lnu.reshape(k, G))
+    return np.stack([mu_start, nu_start], axis=1), _row_start(
+        sol, nu_start - nu_c - grid[0], grp, m
+    )
+
+
+def _row_start(sol: PairSolution, row_f: F64, grp: I64, m: int) -> Start:
+    """The start (lambdas, uplink roots) of the ``m`` pairs from a grid scan's solution
+    ``sol`` (rows of ``m`` pairs), at each group's row nearest ``row_f`` (fractional)."""
+    k = sol.log_lam.size // m
+    row = np.clip(np.rint(row_f), 0, k - 1).astype(np.int64)
+    at = row[grp] * m + np.arange(m)
+    return sol.log_lam[at], sol.roots().take(at)
 
 
 def _nested_fallback(
@@ -1070,7 +1263,7 @@ def _newton_step(fval: F64, jac: F64, x: F64, lmf: F64, lnf: F64, radius: F64) -
 def _merge(old: PairSolution, new: PairSolution, take_new: NDArray[np.bool_]) -> PairSolution:
     return PairSolution(
         *(
-            np.where(take_new, getattr(new, f.name), getattr(old, f.name))
-            for f in fields(PairSolution)
+            np.where(take_new, getattr(new, name), getattr(old, name))
+            for name in _names(PairSolution)
         )
     )

@@ -20,6 +20,8 @@ functions), maximised by golden-section search.
 from __future__ import annotations
 
 import time
+import weakref
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -31,6 +33,7 @@ from privtuner.optimizer.methods.exact.continuous import (
     Caps,
     PairData,
     PairSolution,
+    Roots,
     build_pairs,
     group_sum,
     pair_feasible,
@@ -49,20 +52,33 @@ class _OutOfTime(Exception):
 
 
 def _solve_pairs_by(
-    t_end: float | None, pd: PairData, caps: Caps, mu: F64, nu: F64, ll: F64 | None
+    t_end: float | None,
+    pd: PairData,
+    caps: Caps,
+    mu: F64,
+    nu: F64,
+    ll: F64 | None,
+    warm: Roots | None = None,
 ) -> PairSolution:
     """:func:`solve_pairs`, in blocks of :data:`BLOCK_PAIRS` pairs when ``t_end`` is set,
     raising :class:`_OutOfTime` between blocks once it passes. Each pair's subproblem is
     solved on its own (elementwise Newton), so the blocks give the same numbers."""
     if t_end is None or pd.size <= BLOCK_PAIRS:
-        return solve_pairs(pd, caps, mu, nu, ll)
+        return solve_pairs(pd, caps, mu, nu, ll, warm)
     parts = []
     for start in range(0, pd.size, BLOCK_PAIRS):
         if time.perf_counter() > t_end:
             raise _OutOfTime
         idx = np.arange(start, min(start + BLOCK_PAIRS, pd.size))
         parts.append(
-            solve_pairs(pd.take(idx), caps, mu[idx], nu[idx], None if ll is None else ll[idx])
+            solve_pairs(
+                pd.take(idx),
+                caps,
+                mu[idx],
+                nu[idx],
+                None if ll is None else ll[idx],
+                None if warm is None else warm.take(idx),
+            )
         )
     return PairSolution(
         **{
@@ -81,6 +97,7 @@ def resource_margin(
     n_groups: int,
     iters: int = 48,
     t_end: float | None = None,
+    on_first: Callable[[PairSolution], None] | None = None,
 ) -> tuple[F64, F64]:
     """max over a in [0,1] of sum_slots min_{pairs in slot} R(a) - 1, per group.
 
@@ -91,11 +108,13 @@ def resource_margin(
     stops early, with a margin <= 0, as soon as the minimisers at some a fit both
     capacities (a feasible allocation: the primal certificate). ``t_end`` (a
     :func:`time.perf_counter` time) stops the search early: the margins so far are still
-    valid (each evaluated a is a separating hyperplane), only less tight.
+    valid (each evaluated a is a separating hyperplane), only less tight. ``on_first`` gets
+    the solution of every pair at the first weight, a = 1/2.
     """
     B, F = caps.bandwidth_hz, caps.server_cpu_hz
     pair_group = slot_group[slot]
     log_lam = np.full(pd_free.size, np.nan)
+    roots = Roots.empty(pd_free.size)  # warm starts of the uplink root finds
     done = np.zeros(n_groups, dtype=bool)
     best_v = np.full(n_groups, -np.inf)
     best_a = np.zeros(n_groups)
@@ -110,9 +129,18 @@ def resource_margin(
         a = a_grp[pair_group[act]]
         ll = log_lam[act]
         sol = _solve_pairs_by(
-            t_end, sub, caps, a / B, (1.0 - a) / F, None if np.isnan(ll).any() else ll
+            t_end,
+            sub,
+            caps,
+            a / B,
+            (1.0 - a) / F,
+            None if np.isnan(ll).any() else ll,
+            roots.take(act),
         )
         log_lam[act] = sol.log_lam
+        roots.put(act, sol)
+        if on_first is not None and act.size == pd_free.size and np.all(a == 0.5):
+            on_first(sol)
         sl = slot[act]
         starts = np.flatnonzero(np.r_[True, sl[1:] != sl[:-1]])
         per_slot = np.minimum.reduceat(sol.value, starts)
@@ -228,6 +256,27 @@ def devices_in_outage(problem: AllocationProblem) -> NDArray[np.int64]:
     return np.flatnonzero(~served).astype(np.int64)
 
 
+#: The last :func:`explain_infeasibility`'s joint check at weight a = 1/2: (its problem,
+#: the pairs' devices and sets, their energy-free solution). ``exact``'s first margin probe
+#: is the same subproblems of a subset of these pairs (:func:`half_probe`).
+_HALF_PROBE: list[Any] = [None]
+
+
+def half_probe(problem: AllocationProblem, dev: I64, kset: I64) -> PairSolution | None:
+    """The energy-free solutions at a = 1/2 (prices 1/(2B), 1/(2 F_s)) of the pairs
+    ``(dev, kset)`` of ``problem`` from the last :func:`explain_infeasibility` of that same
+    problem object (each pair's subproblem is its own: the numbers of a new solve), or None
+    when it did not solve them all."""
+    kept = _HALF_PROBE[0]
+    if kept is None or kept[0]() is not problem:
+        return None
+    _, k_dev, k_set, sol = kept
+    where = np.full((problem.n_devices, problem.n_sets), -1, dtype=np.int64)
+    where[k_dev, k_set] = np.arange(k_dev.size)
+    idx = where[dev, kset]
+    return sol.take(idx) if bool(np.all(idx >= 0)) else None
+
+
 #: Device reasons listed one by one up to this many; more devices are summarised by a count
 #: line and the worst ones (``max_listed=None`` lists all: ``privtuner solve --verbose``).
 MAX_LISTED_DEVICES = 5
@@ -259,7 +308,13 @@ def explain_infeasibility(
     keep = np.flatnonzero(ok)
     sub = pd.take(keep)
     caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
-    margin, a = resource_margin(sub, caps, sub.dev, n, np.zeros(n, dtype=np.int64), 1, t_end=t_end)
+
+    def keep_half(sol: PairSolution) -> None:
+        _HALF_PROBE[0] = (weakref.ref(problem), sub.dev, sub.kset, sol)
+
+    margin, a = resource_margin(
+        sub, caps, sub.dev, n, np.zeros(n, dtype=np.int64), 1, t_end=t_end, on_first=keep_half
+    )
     if margin[0] > 1e-9:
         return [
             f"all {n} devices together: deadline {problem.deadline_s:.4g} s cannot be met by "

@@ -50,12 +50,18 @@ from privtuner.optimizer.methods.exact.continuous import (
     MarketResult,
     PairData,
     PairSolution,
+    Roots,
     build_pairs,
     clear_markets,
+    concat_pairs,
     pair_feasible,
     solve_pairs,
 )
-from privtuner.optimizer.methods.exact.feasibility import fixed_set_margin, resource_margin
+from privtuner.optimizer.methods.exact.feasibility import (
+    fixed_set_margin,
+    half_probe,
+    resource_margin,
+)
 
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
@@ -327,6 +333,7 @@ class _Exact:
         self.fixed_solves = 0
         self.history: list[dict[str, Any]] = []
         self.log_lam: F64 | None = None  # warm start for the full pair set
+        self._roots = Roots.empty(self.pd.size)  # uplink roots of the last duals (warm)
         self.last_grad: tuple[float, float] = (0.0, 0.0)
         self.max_ascent = max_ascent
         self.ascent_steps = 0
@@ -362,9 +369,11 @@ class _Exact:
             return pv
         m = idx.size
         ll = None if self.log_lam is None else self.log_lam[idx]
-        sol = solve_pairs(self.pd.take(idx), self.caps, np.full(m, mu), np.full(m, nu), ll)
+        warm = self._roots.take(idx)
+        sol = solve_pairs(self.pd.take(idx), self.caps, np.full(m, mu), np.full(m, nu), ll, warm)
         if self.log_lam is not None:
             self.log_lam[idx] = sol.log_lam
+        self._roots.put(idx, sol)
         if pv is None:
             if len(self._duals) >= _PRICE_CACHE_SIZE:
                 self._duals.pop(next(iter(self._duals)))
@@ -376,11 +385,31 @@ class _Exact:
 
     def tiny_solution(self) -> PairSolution:
         """The root pairs' subproblems at prices 1e-300 (the start of every market
-        clearing, ``clear_markets(base=...)``), solved once."""
+        clearing, ``clear_markets(base=...)``), solved once, in one oracle call with the
+        first energy-free probe (:meth:`free_probe`, which every fixed-set solve needs)."""
         if self._tiny is None:
-            tiny = np.full(self.pd.size, 1e-300)
-            self._tiny = solve_pairs(self.pd, self.caps, tiny, tiny)
+            m = self.pd.size
+            kept = half_probe(self.p, self.pd.dev, self.pd.kset)  # (the pre-solve's)
+            if kept is not None and _PROBE_WEIGHTS[0] == 0.5:
+                self._free_probes[0] = kept
+                tiny = np.full(m, 1e-300)
+                self._tiny = solve_pairs(self.pd, self.caps, tiny, tiny)
+                return self._tiny
+            mu_probe, nu_probe = self._probe_prices(0)
+            sol = solve_pairs(
+                concat_pairs(self.pd, self.free_pairs()),
+                self.caps,
+                np.r_[np.full(m, 1e-300), np.full(m, mu_probe)],
+                np.r_[np.full(m, 1e-300), np.full(m, nu_probe)],
+            )
+            self._tiny = sol.take(slice(0, m))
+            self._free_probes.setdefault(0, sol.take(slice(m, 2 * m)))
         return self._tiny
+
+    def _probe_prices(self, i: int) -> tuple[float, float]:
+        """Prices (a / B, (1 - a) / F_s) of probe weight ``a = _PROBE_WEIGHTS[i]``."""
+        a = _PROBE_WEIGHTS[i]
+        return a / self.caps.bandwidth_hz, (1.0 - a) / self.caps.server_cpu_hz
 
     def free_pairs(self) -> PairData:
         """Energy-free data of the root pairs (``build_pairs(..., energy_free=True)``)."""
@@ -423,8 +452,15 @@ class _Exact:
                     return None
                 free = self.free_pairs().take(idx) if free is None else free
                 ones = np.ones(idx.size)
-                ll = self.free_probe(0).log_lam[idx]
-                sol = solve_pairs(free, self.caps, a / B * ones, (1.0 - a) / F * ones, ll)
+                probe0 = self.free_probe(0).take(idx)
+                sol = solve_pairs(
+                    free,
+                    self.caps,
+                    a / B * ones,
+                    (1.0 - a) / F * ones,
+                    probe0.log_lam,
+                    probe0.roots(),
+                )
                 value, b, fs = sol.value, sol.b, sol.fs
             best, first, _ = _two_best_per_device(dev, value)
             used_b, used_f = float(np.sum(b[first])), float(np.sum(fs[first]))
@@ -446,11 +482,12 @@ class _Exact:
         warm-started from the first (as ``resource_margin`` does)."""
         if i not in self._free_probes:
             free = self.free_pairs()
-            a = _PROBE_WEIGHTS[i]
-            ones = np.ones(free.size)
-            ll = None if i == 0 else self.free_probe(0).log_lam
-            mu, nu = a / self.caps.bandwidth_hz * ones, (1.0 - a) / self.caps.server_cpu_hz * ones
-            self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll)
+            mu_i, nu_i = self._probe_prices(i)
+            first = None if i == 0 else self.free_probe(0)
+            ll = None if first is None else first.log_lam
+            mu, nu = np.full(free.size, mu_i), np.full(free.size, nu_i)
+            warm = None if first is None else first.roots()
+            self._free_probes[i] = solve_pairs(free, self.caps, mu, nu, ll, warm)
         return self._free_probes[i]
 
     def margin(self, idx: I64, sets: I64 | None = None) -> float:
@@ -486,8 +523,11 @@ class _Exact:
             fs = FixedSolution("infeasible", proof=f"resource margin {margin:.6g} > 0")
         else:
             grp = np.zeros(n, dtype=np.int64)
+            start = None  # the last duals' lambdas and roots (warm at prices near mu0, nu0)
             if known:
                 pd, base = self.pd.take(pairs, grp), self.tiny_solution().take(pairs)
+                if self.log_lam is not None:
+                    start = (self.log_lam[pairs], self._roots.take(pairs))
             else:
                 pd, base = build_pairs(self.p, np.arange(n), sets, grp=grp), None
             starts: list[tuple[Any, Any]] = [(None, None)]
@@ -496,7 +536,9 @@ class _Exact:
             best: FixedSolution | None = None
             dual = -math.inf
             for m0, n0 in starts:
-                mr = clear_markets(pd, self.caps, 1, m0, n0, base=base, deadline=self.deadline)
+                mr = clear_markets(
+                    pd, self.caps, 1, m0, n0, base=base, deadline=self.deadline, start=start
+                )
                 self.fixed_solves += 1
                 cand = self._from_market(pd, mr)
                 dual = max(dual, cand.dual)
