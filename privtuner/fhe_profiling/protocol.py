@@ -315,6 +315,7 @@ class ProjectionServer:
                 if "shm" in head:
                     seg = shared_memory.SharedMemory(name=str(head["shm"]))
                     segments.append(seg)
+                    assert seg.buf is not None  # an open segment
                     parts.append(seg.buf[: int(head["shm_size"])])
                 else:
                     parts.append(part)
@@ -346,6 +347,7 @@ def _to_shared_memory(data: bytes) -> str | None:
     except OSError:
         return None
     try:
+        assert seg.buf is not None  # an open segment
         seg.buf[: len(data)] = data
         return seg.name
     finally:
