@@ -1110,14 +1110,20 @@ def _mulpow2_mod(r: NDArray[np.uint64], e: int, q: int) -> NDArray[np.uint64]:
 
 
 def _reduce_exact_float(s: NDArray[np.float64], q: int) -> NDArray[np.int64]:
-    """Integer-valued floats with ``|s| <= 2^53`` reduced mod ``q`` into ``[0, q)`` (int64)."""
+    """Integer-valued floats with ``|s| <= 2^53`` reduced mod ``q`` into ``[0, q)`` (int64):
+    the float quotient is off by at most one, the int64 remainder is corrected once either
+    way (in place: the kernels call this on every product)."""
+    qi = np.int64(q)
+    rem = s.astype(np.int64)
     if q > 2**53:  # |s| < q: one conditional add
-        si = s.astype(np.int64)
-        return np.where(si < 0, si + np.int64(q), si)
-    qhat = np.floor(s * (1.0 / q))
-    rem = s.astype(np.int64) - qhat.astype(np.int64) * np.int64(q)
-    rem = np.where(rem < 0, rem + np.int64(q), rem)
-    return np.where(rem >= q, rem - np.int64(q), rem)
+        np.add(rem, qi, out=rem, where=rem < 0)
+        return rem
+    qhat = s * (1.0 / q)
+    np.floor(qhat, out=qhat)
+    rem -= qhat.astype(np.int64) * qi
+    np.add(rem, qi, out=rem, where=rem < 0)
+    np.subtract(rem, qi, out=rem, where=rem >= qi)
+    return rem
 
 
 @dataclass(frozen=True)
@@ -1430,19 +1436,21 @@ def _serialize_blocks(magic: bytes, head: dict[str, Any], enc: _Blocks) -> bytes
     return b"".join(parts)
 
 
-def _read_head(magic: bytes, data: bytes | memoryview, what: str) -> tuple[dict[str, Any], int]:
-    """The JSON head of :func:`_serialize_blocks` bytes and the offset of the first
-    ciphertext (only the head is checked)."""
+def _read_head(
+    magic: bytes, data: bytes | memoryview, what: str
+) -> tuple[dict[str, Any], list[list[int]], int]:
+    """The JSON head of :func:`_serialize_blocks` bytes, its per-ciphertext byte lengths by
+    block and the offset of the first ciphertext (only the head is checked)."""
     if bytes(data[: len(magic)]) != magic:
         raise CkksInputError(f"{what} bytes: bad magic")
     off = len(magic)
     try:
         (hlen,) = struct.unpack_from("<I", data, off)
         head = json.loads(bytes(data[off + 4 : off + 4 + hlen]))
-        [[int(n) for n in bl] for bl in head["lengths"]]
+        lengths = [[int(n) for n in bl] for bl in head["lengths"]]
     except (ValueError, KeyError, TypeError, struct.error) as exc:
         raise CkksInputError(f"{what} bytes: bad header ({exc})") from exc
-    return head, off + 4 + hlen
+    return head, lengths, off + 4 + hlen
 
 
 def _join_blocks(
@@ -1456,8 +1464,8 @@ def _join_blocks(
     (less their ``lengths``) are merged by ``merge_head``."""
     heads, bodies = [], []
     for data in parts:
-        head, off = _read_head(magic, data, what)
-        lengths = [[int(n) for n in bl] for bl in head.pop("lengths")]
+        head, lengths, off = _read_head(magic, data, what)
+        del head["lengths"]
         if off + sum(map(sum, lengths)) != len(data):
             raise CkksInputError(f"{what} bytes: lengths do not match the data")
         spans = []
@@ -1498,16 +1506,7 @@ def _parse_blocks(
     """Inverse of :func:`_serialize_blocks`: the JSON head and the blocks; checks the magic,
     lengths and each ciphertext's SEAL or compact header (the rest is checked where a
     ciphertext is loaded or parsed: level, residues below their primes)."""
-    if not data.startswith(magic):
-        raise CkksInputError(f"{what} bytes: bad magic")
-    off = len(magic)
-    try:
-        (hlen,) = struct.unpack_from("<I", data, off)
-        head = json.loads(data[off + 4 : off + 4 + hlen])
-        all_lengths = [[int(n) for n in bl] for bl in head["lengths"]]
-    except (ValueError, KeyError, TypeError, struct.error) as exc:
-        raise CkksInputError(f"{what} bytes: bad header ({exc})") from exc
-    off += 4 + hlen
+    head, all_lengths, off = _read_head(magic, data, what)
     blocks: list[list[SealCiphertext]] = []
     for block_lengths in all_lengths:
         block = []

@@ -564,22 +564,6 @@ def _prepare(
     return prep
 
 
-def _reduce1(s: NDArray[np.float64], q: int) -> NDArray[np.uint64]:
-    """``s mod q`` in ``[0, q)`` for exact integer floats ``|s| <= 2^53`` (``s`` is overwritten;
-    :func:`ckks_ops._reduce_exact_float` for the maths: the float quotient is off by
-    at most one, the int64 remainder is corrected once either way)."""
-    if q > 2**53:
-        return _ops._reduce_exact_float(s, q).view(np.uint64)
-    qi = np.int64(q)
-    rem = s.astype(np.int64)
-    s *= 1.0 / q
-    np.floor(s, out=s)
-    rem -= s.astype(np.int64) * qi
-    np.add(rem, qi, out=rem, where=rem < 0)
-    np.subtract(rem, qi, out=rem, where=rem >= qi)
-    return rem.view(np.uint64)
-
-
 def _recombine2(s: NDArray[np.float64], n_out: int, bw: int, q: int) -> NDArray[np.uint64]:
     """``(s1 2^bw + s0) mod q`` in ``[0, q)`` with ``s0 = s[:, :n_out]``, ``s1 = s[:, n_out:]``
     (exact integer floats, ``|s1|, |s0| <= 2^53``); returns ``[C, n_out, M]``.
@@ -608,7 +592,7 @@ def _reduce_limbs(s: NDArray[np.float64], n_out: int, plan: Any, q: int) -> NDAr
     """The residues ``[C, n_out, M]`` of the limb products ``s [C, nw*n_out, M]``:
     ``sum_c 2^(c bw) s_c mod q``."""
     if plan.nw == 1:
-        return _reduce1(s, q)
+        return _ops._reduce_exact_float(s, q).view(np.uint64)
     if plan.nw == 2:
         return _recombine2(s, n_out, plan.bw, q)
     acc = _ops._reduce_exact_float(s[:, (plan.nw - 1) * n_out :], q).view(np.uint64)

@@ -367,8 +367,8 @@ def _result_bound(x: NDArray[np.float64], head: Mapping[str, Any]) -> float:
 
 
 #: Work of this process relative to one worker's when a projection is split: a worker's part
-#: also pays the trip of its products through a pipe (~0.12 s per 67 MB of products measured
-#: against ~0.6 s of kernel), so this process takes a larger part and both finish together.
+#: also pays its request and the trip of its products back (measured with a pipe: ~0.12 s per
+#: 67 MB of products against ~0.6 s of kernel), so this process takes a larger part.
 _OWN_PART_WEIGHT = 1.2
 
 
