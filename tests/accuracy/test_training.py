@@ -104,6 +104,54 @@ def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path
         tr.run_one(tr.RunSpec("simulate", default_params(), "column"), model, weights, data, cfg)
 
 
+@pytest.mark.parametrize(("total", "warmup_ratio"), [(100, 0.06), (7, 0.3), (50, 0.0)])
+def test_linear_schedule_is_transformers_warmup_then_decay(total: int, warmup_ratio: float) -> None:
+    """Independent truth: transformers' ``get_linear_schedule_with_warmup`` on an optimiser."""
+    from transformers import get_linear_schedule_with_warmup
+
+    cfg = tr.TrainConfig(lr_schedule="linear", warmup_ratio=warmup_ratio)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = get_linear_schedule_with_warmup(opt, round(warmup_ratio * total), total)
+    ref = []
+    for _ in range(total):
+        ref.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    ours = [cfg.lr_factor(i, total) for i in range(total)]
+    np.testing.assert_allclose(ours, ref, rtol=1e-12, atol=1e-12)
+    assert tr.TrainConfig().lr_factor(5, 10) == 1.0  # constant
+    with pytest.raises(ScenarioError, match="lr_schedule: one of constant, linear"):
+        tr.TrainConfig(lr_schedule="cosine")
+
+
+def test_schedule_and_pooling_change_the_run(tiny: dict[str, Path]) -> None:
+    model, weights, data, cfg = _setup(tiny, steps=4)
+    base = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    for kw in ({"lr_schedule": "linear"}, {"pooling": "mean"}):
+        m2, w2, d2, c2 = _setup(tiny, steps=4, **kw)
+        other = tr.run_one(tr.RunSpec("plain"), m2, w2, d2, c2)
+        assert other["losses"][1:] != base["losses"][1:], kw
+
+
+def test_parallel_runs_equal_one_process(tiny: dict[str, Path]) -> None:
+    """``jobs=2``: every run in a spawned one-thread process, the same losses, accuracies and
+    parameters as one process, in the same order, and every step reported."""
+    model, weights, data, cfg = _setup(tiny, steps=3, max_dev=8)
+    small = em.load_error_model()
+    from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
+
+    p = catalogue_by_name(generate_catalogue())[SMALL_SET]
+    runs = [tr.RunSpec("plain"), tr.RunSpec("simulate", p, "interleaved")]
+    one = [tr.run_one(r, model, weights, data, cfg, small) for r in runs]
+    ticks: list[int] = []
+    two = tr.run_parallel(runs, (model, weights, data, cfg, small), 2, ticks.append)
+    assert sum(ticks) == 6
+    for a, b in zip(one, two, strict=True):
+        assert (a["mode"], a["losses"], a["epochs"]) == (b["mode"], b["losses"], b["epochs"])
+        for name, v in a["_params"].items():
+            np.testing.assert_array_equal(v, b["_params"][name])
+
+
 def test_runs_of_a_study() -> None:
     assert [r.label for r in tr.select_runs("plain", None, ["column"])] == ["plain"]
     enc = tr.select_runs("encrypted", None, ["interleaved", "column"])

@@ -102,6 +102,30 @@ def test_hf_weights_reproduce_hf_bert_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(pooled.numpy(), ref.pooler_output.numpy(), rtol=0, atol=1e-10)
 
 
+def test_mean_pooling_pools_the_attended_tokens_of_hf_bert(tmp_path: Path) -> None:
+    """Independent truth: transformers' last hidden states, averaged over the attention mask
+    (sentence-transformers' mean pooling), through the checkpoint's pooler dense + tanh."""
+    hf = _hf_model(TINY, seed=4)
+    hf.save_pretrained(tmp_path)
+    model, weights = bert.load_hf_weights(tmp_path, dtype=torch.float64)
+    model.set_pooling("mean")
+    ids = torch.from_numpy(np.random.default_rng(1).integers(5, TINY.vocab_size, size=(3, 6)))
+    mask = torch.ones(3, 6, dtype=torch.long)
+    mask[0, 3:] = 0
+    mask[2, 5:] = 0
+    with torch.no_grad():
+        hs = hf(input_ids=ids, attention_mask=mask).last_hidden_state
+        mean = torch.stack([hs[i, mask[i].bool()].mean(0) for i in range(3)])
+        ref = torch.tanh(hf.pooler.dense(mean))
+        _, pooled = model.encode(ids, mask, None, bert.PlainProjector(weights, torch.float64))
+    np.testing.assert_allclose(pooled.numpy(), ref.numpy(), rtol=0, atol=1e-10)
+    assert not np.allclose(
+        pooled.numpy(), hf(input_ids=ids, attention_mask=mask).pooler_output.detach().numpy()
+    )
+    with pytest.raises(ScenarioError, match="pooling: one of cls, mean"):
+        model.set_pooling("max")
+
+
 def test_hf_weights_missing_tensor_is_reported(tmp_path: Path) -> None:
     hf = _hf_model(TINY, seed=1)
     sd = {k: v for k, v in hf.state_dict().items() if "pooler" not in k}
