@@ -40,6 +40,8 @@ def main() -> None:
     ap.add_argument("--lr-schedule", default="constant", choices=("constant", "linear"))
     ap.add_argument("--pooling", default="cls", choices=("cls", "mean"))
     ap.add_argument("--full", action="store_true", help="plain full fine-tuning")
+    ap.add_argument("--group-by-length", action="store_true", help="length-grouped batches")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each)")
     ap.add_argument("--threads", type=int, default=1, help="torch and BLAS threads")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -64,13 +66,16 @@ def main() -> None:
         lr_schedule=args.lr_schedule,
         pooling=args.pooling,
         full=args.full,
+        group_by_length=args.group_by_length,
     )
     out = {"model": model, "config": vars(args), "studies": []}
     with limit_blas_threads(args.threads):
         for mode in args.modes:
             t0 = time.perf_counter()
             chosen = None if mode == "plain" else sets
-            res = run_study(args.data, model, mode, sets=chosen, packings=args.packing, cfg=cfg)
+            res = run_study(
+                args.data, model, mode, sets=chosen, packings=args.packing, cfg=cfg, jobs=args.jobs
+            )
             runs = [
                 {
                     "mode": r["mode"],

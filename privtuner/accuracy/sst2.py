@@ -116,11 +116,39 @@ def collate(ids: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[Any, Any]:
     return out, mask
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> Iterator[np.ndarray]:
+#: Batches per mega-batch of length-grouped batching (HF ``LengthGroupedSampler``'s 50).
+MEGABATCH_BATCHES = 50
+
+
+def epoch_batches(
+    n: int,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    lengths: Sequence[int] | None = None,
+) -> Iterator[np.ndarray]:
     """Indices of the batches of one epoch: a permutation drawn from ``Generator([seed,
-    epoch])`` cut into ``batch_size`` pieces (the last one may be shorter)."""
+    epoch])`` cut into ``batch_size`` pieces (the last one may be shorter).
+
+    With ``lengths`` (tokens per example), length-grouped batches as transformers'
+    ``group_by_length`` (``LengthGroupedSampler``): the permutation is cut into mega-batches of
+    :data:`MEGABATCH_BATCHES` batches, each sorted by decreasing length (stable) before it is
+    cut, so a batch holds sentences of similar length and pads little. Same examples per
+    epoch, same seed, same batches.
+    """
     if batch_size < 1:
         raise ScenarioError([f"batch_size: must be >= 1 (got {batch_size})"])
     order = np.random.default_rng([seed, epoch]).permutation(n)
+    if lengths is not None:
+        if len(lengths) != n:
+            raise ValueError(f"lengths: {len(lengths)} values for {n} examples")
+        lens = np.asarray(lengths)
+        mega = MEGABATCH_BATCHES * batch_size
+        order = np.concatenate(
+            [
+                part[np.argsort(-lens[part], kind="stable")]
+                for part in (order[i : i + mega] for i in range(0, n, mega))
+            ]
+        )
     for i in range(0, n, batch_size):
         yield order[i : i + batch_size]

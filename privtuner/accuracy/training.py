@@ -71,6 +71,7 @@ class TrainConfig:
     pooling: str = "cls"
     lr_schedule: str = "constant"
     warmup_ratio: float = 0.06
+    group_by_length: bool = False
 
     def __post_init__(self) -> None:
         problems = []
@@ -324,7 +325,8 @@ def run_one(
     eval_s = 0.0
     for epoch in range(cfg.epochs):
         first = len(losses)
-        for idx in sst2.epoch_batches(n, cfg.batch_size, cfg.seed, epoch):
+        lengths = [len(x) for x in data.train_ids] if cfg.group_by_length else None
+        for idx in sst2.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, lengths):
             ids, mask = sst2.collate([data.train_ids[i] for i in idx], data.pad_id)
             labels = torch.from_numpy(data.train_labels[idx])
             opt.zero_grad(set_to_none=True)

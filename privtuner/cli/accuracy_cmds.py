@@ -68,6 +68,11 @@ def register(sub: Any) -> None:
         default="cls",
         help="pooler input: first token (cls) or mean of the tokens (mean; default cls)",
     )
+    p.add_argument(
+        "--group-by-length",
+        action="store_true",
+        help="batches of similar sentence lengths (transformers' group_by_length): less padding",
+    )
     p.add_argument("--full", action="store_true", help="fine-tune every weight (plain only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -159,6 +164,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         lr_schedule=args.lr_schedule,
         warmup_ratio=args.warmup_ratio,
+        group_by_length=args.group_by_length,
     )
     result = run_study(
         args.data,

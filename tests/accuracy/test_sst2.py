@@ -62,6 +62,30 @@ def test_batches_are_a_seeded_permutation_per_epoch() -> None:
     assert not np.array_equal(np.concatenate(b0), other)
 
 
+def test_length_grouped_batches_pad_less_and_keep_every_example() -> None:
+    """Same examples as the plain permutation, each mega-batch (50 batches) in decreasing
+    length, and far less padding than random batches on a skewed length distribution."""
+    lengths = np.random.default_rng(0).geometric(0.08, size=1000) + 2
+    plain = list(sst2.epoch_batches(1000, 8, seed=1, epoch=0))
+    grouped = list(sst2.epoch_batches(1000, 8, seed=1, epoch=0, lengths=lengths.tolist()))
+    assert sorted(np.concatenate(grouped).tolist()) == list(range(1000))
+    assert [len(b) for b in grouped] == [len(b) for b in plain]
+    # mega-batch i holds the same examples as positions 400 i .. 400 i + 399 of the permutation
+    flat_p, flat_g = np.concatenate(plain), np.concatenate(grouped)
+    for i in range(0, 1000, 400):
+        assert set(flat_g[i : i + 400]) == set(flat_p[i : i + 400])
+        assert np.all(np.diff(lengths[flat_g[i : i + 400]]) <= 0)
+
+    def padded(batches: list[np.ndarray]) -> int:
+        return sum(len(b) * int(lengths[b].max()) for b in batches)
+
+    assert padded(grouped) < 0.7 * padded(plain)
+    again = list(sst2.epoch_batches(1000, 8, seed=1, epoch=0, lengths=lengths.tolist()))
+    assert all(np.array_equal(x, y) for x, y in zip(grouped, again, strict=True))
+    with pytest.raises(ValueError, match="lengths: 3 values for 1000 examples"):
+        list(sst2.epoch_batches(1000, 8, seed=1, epoch=0, lengths=[1, 2, 3]))
+
+
 def test_subset_is_seeded_and_keeps_file_order() -> None:
     ex = sst2.Examples(tuple(f"s{i}" for i in range(20)), tuple(i % 2 for i in range(20)), "m")
     a, b = ex.subset(5, seed=1), ex.subset(5, seed=1)
