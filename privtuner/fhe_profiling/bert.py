@@ -59,8 +59,9 @@ LAYER_PROJECTIONS: tuple[str, ...] = (
     "ffn_in",
     "ffn_out",
 )
-#: How the pooler's input is formed from the last hidden states: ``cls`` (the first token, as
-#: HF ``BertModel``) or ``mean`` (the mean over attended tokens, as sentence-transformers).
+#: What the classifier head reads: ``cls`` (the tanh pooler projection of the first token, as
+#: HF ``BertModel``) or ``mean`` (the mean of the attended tokens' last hidden states, no
+#: pooler projection, as sentence-transformers).
 POOLINGS: tuple[str, ...] = ("cls", "mean")
 #: Projections a LoRA adapter may target (per layer; the pooler is not adapted).
 LORA_TARGETS: tuple[str, ...] = LAYER_PROJECTIONS
@@ -305,9 +306,8 @@ class BertDevice(nn.Module):
             p.requires_grad_(False)
 
     def set_pooling(self, pooling: str) -> None:
-        """The pooler's input: ``cls`` (first token) or ``mean`` (attended tokens); either way
-        one row per sequence goes to the ``pooler`` projection, so the protocol and its op
-        counts are the same."""
+        """What the head reads (:data:`POOLINGS`). ``mean`` needs no ``pooler`` projection: the
+        device averages its own hidden states, so a step sends one projection fewer."""
         if pooling not in POOLINGS:
             raise ScenarioError([f"pooling: one of {', '.join(POOLINGS)} (got {pooling!r})"])
         self.pooling = pooling
@@ -354,9 +354,10 @@ class BertDevice(nn.Module):
         projector: Projector,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT encoder: ``(sequence output [B, S, H], pooler output [B, H])``, as HF
-        ``BertModel`` (post-LN layers, erf GELU, tanh pooler over the first token, or over the
-        mean of the attended tokens with :meth:`set_pooling` ``("mean")``, the pooling
-        all-MiniLM-L6-v2 was trained with: Reimers-Gurevych, EMNLP 2019)."""
+        ``BertModel`` (post-LN layers, erf GELU, tanh pooler over the first token), or with
+        :meth:`set_pooling` ``("mean")`` the mean of the attended tokens' hidden states as the
+        pooled output (the pooling all-MiniLM-L6-v2 was trained with, Reimers-Gurevych,
+        EMNLP 2019; its checkpoint's pooler is untrained: zero bias)."""
         cfg = self.config
         b, s = input_ids.shape
         if s > cfg.max_position_embeddings:
@@ -397,10 +398,8 @@ class BertDevice(nn.Module):
             hid = self.out_ln[i](o + h1).reshape(b, s, hsz)
         if self.pooling == "mean":
             m = attention_mask.to(dtype)[:, :, None]
-            first = (hid * m).sum(1) / m.sum(1).clamp_min(1.0)
-        else:
-            first = hid[:, 0]
-        pooled = torch.tanh(projector("pooler", first))
+            return hid, (hid * m).sum(1) / m.sum(1).clamp_min(1.0)
+        pooled = torch.tanh(projector("pooler", hid[:, 0]))
         return hid, pooled
 
 

@@ -94,6 +94,19 @@ def test_encrypted_steps_match_the_plain_loss_trajectory(tiny: dict[str, Path]) 
         assert enc["final_dev_accuracy"] == plain["final_dev_accuracy"]
 
 
+@pytest.mark.fhe
+def test_encrypted_mean_pooling_steps_match_plain(tiny: dict[str, Path]) -> None:
+    """Mean pooling sends no pooler projection; the real protocol still matches plaintext."""
+    pytest.importorskip("tenseal")
+    model, weights, data, cfg = _setup(tiny, steps=2, max_dev=4, dtype="float64", pooling="mean")
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    enc = tr.run_one(
+        tr.RunSpec("encrypted", default_params(), "interleaved"), model, weights, data, cfg
+    )
+    rel = np.abs(np.subtract(enc["losses"], plain["losses"])) / np.abs(plain["losses"])
+    assert len(enc["losses"]) == 2 and rel.max() <= 1e-3, rel
+
+
 def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path]) -> None:
     model, weights, data, cfg = _setup(tiny, steps=2, full=True)
     assert cfg.learning_rate == tr.LR_FULL
