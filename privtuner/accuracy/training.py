@@ -562,7 +562,16 @@ def _worker_init(steps: Any) -> None:
 
 
 def _worker_run(spec: RunSpec, *shared: Any) -> dict[str, Any]:
-    return run_one(spec, *shared, tick=lambda: _STEPS.put(1))
+    import os
+
+    parent = os.getppid()
+
+    def tick() -> None:
+        if os.getppid() != parent:  # the study's process is gone (killed): stop, not orphan
+            os._exit(1)
+        _STEPS.put(1)
+
+    return run_one(spec, *shared, tick=tick)
 
 
 def compare_with_reference(run: dict[str, Any], ref: dict[str, Any]) -> dict[str, float]:
