@@ -561,7 +561,9 @@ def _worker_init(steps: Any) -> None:
     torch.set_num_threads(1)
 
 
-def _worker_run(spec: RunSpec, *shared: Any) -> dict[str, Any]:
+def _worker_run(
+    spec: RunSpec, model0: Any, weights: Any, data: Dataset, cfg: TrainConfig, error_model: Any
+) -> dict[str, Any]:
     import os
 
     parent = os.getppid()
@@ -571,7 +573,7 @@ def _worker_run(spec: RunSpec, *shared: Any) -> dict[str, Any]:
             os._exit(1)
         _STEPS.put(1)
 
-    return run_one(spec, *shared, tick=tick)
+    return run_one(spec, model0, weights, data, cfg, error_model, tick=tick)
 
 
 def compare_with_reference(run: dict[str, Any], ref: dict[str, Any]) -> dict[str, float]:
