@@ -137,10 +137,10 @@ def test_linear_schedule_is_transformers_warmup_then_decay(total: int, warmup_ra
         tr.TrainConfig(lr_schedule="cosine")
 
 
-def test_schedule_and_pooling_change_the_run(tiny: dict[str, Path]) -> None:
+def test_schedule_pooling_and_grouping_change_the_run(tiny: dict[str, Path]) -> None:
     model, weights, data, cfg = _setup(tiny, steps=4)
     base = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
-    for kw in ({"lr_schedule": "linear"}, {"pooling": "mean"}):
+    for kw in ({"lr_schedule": "linear"}, {"pooling": "mean"}, {"group_by_length": True}):
         m2, w2, d2, c2 = _setup(tiny, steps=4, **kw)
         other = tr.run_one(tr.RunSpec("plain"), m2, w2, d2, c2)
         assert other["losses"][1:] != base["losses"][1:], kw
