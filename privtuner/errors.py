@@ -4,6 +4,7 @@ per problem and exit code 1; anything else is a bug and keeps its traceback."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 #: Longest problem line the CLI prints (characters, after escaping); longer ones end in "...".
 MAX_LINE_CHARS = 500
@@ -55,6 +56,9 @@ class ScenarioError(PrivtunerError):
         prefix = f"{source}: " if source else ""
         super().__init__("\n".join(prefix + p for p in self.problems))
 
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles whole (errors of worker processes)
+        return (type(self), (self.problems, self.source))
+
     def lines(self) -> list[str]:
         prefix = f"{self.source}: " if self.source else ""
         return [prefix + p for p in self.problems]
@@ -66,6 +70,9 @@ class InfeasibleError(PrivtunerError):
     def __init__(self, reasons: Sequence[str]) -> None:
         self.reasons = list(reasons)
         super().__init__("infeasible: " + "; ".join(self.reasons))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reasons,))
 
     def lines(self) -> list[str]:
         return [f"infeasible: {r}" for r in self.reasons]

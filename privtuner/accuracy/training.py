@@ -533,14 +533,20 @@ def run_parallel(
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     ctx = mp.get_context("spawn")
-    steps = ctx.Queue()
+    steps, stop = ctx.Queue(), ctx.Event()
     with ProcessPoolExecutor(
-        max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(steps,)
+        max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(steps, stop)
     ) as ex:
         futures = [ex.submit(_worker_run, spec, *shared) for spec in runs]
         pending = set(futures)
         while pending:
-            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:  # fail fast: drop queued runs, stop running ones, raise the first error
+                stop.set()
+                for f in pending:
+                    f.cancel()
+                raise _worker_error(failed[0].exception())
             n = 0
             with contextlib.suppress(queue.Empty):
                 while True:
@@ -551,13 +557,28 @@ def run_parallel(
 
 
 _STEPS: Any = None
+_STOP: Any = None
 
 
-def _worker_init(steps: Any) -> None:
+def _worker_error(exc: BaseException | None) -> BaseException:
+    """A worker's error as the study raises it: privtuner's own as is; a worker process that
+    died (killed, out of memory) as one clear :class:`PrivtunerError`."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    if isinstance(exc, BrokenProcessPool):
+        return PrivtunerError(
+            "accuracy --jobs: a worker process died (killed, or out of memory?); "
+            "rerun with fewer --jobs"
+        )
+    assert exc is not None
+    return exc
+
+
+def _worker_init(steps: Any, stop: Any) -> None:
     import torch
 
-    global _STEPS
-    _STEPS = steps
+    global _STEPS, _STOP
+    _STEPS, _STOP = steps, stop
     torch.set_num_threads(1)
 
 
@@ -571,6 +592,8 @@ def _worker_run(
     def tick() -> None:
         if os.getppid() != parent:  # the study's process is gone (killed): stop, not orphan
             os._exit(1)
+        if _STOP.is_set():  # another run failed: the study stops
+            raise PrivtunerError("cancelled: another run of the study failed")
         _STEPS.put(1)
 
     return run_one(spec, model0, weights, data, cfg, error_model, tick=tick)

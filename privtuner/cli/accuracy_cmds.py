@@ -44,7 +44,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--epochs", type=int, default=1, metavar="E", help="epochs (default 1)")
     p.add_argument(
-        "--steps", type=int, default=None, metavar="N", help="stop after N steps per run"
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="stop after N steps per run (a linear schedule spans these N steps)",
     )
     p.add_argument("--max-train", type=int, default=None, metavar="N", help="train subset size")
     p.add_argument("--max-dev", type=int, default=None, metavar="N", help="dev subset size")
@@ -66,7 +70,8 @@ def register(sub: Any) -> None:
         "--pooling",
         choices=("cls", "mean"),
         default="cls",
-        help="pooler input: first token (cls) or mean of the tokens (mean; default cls)",
+        help="head input: the pooler projection of the first token (cls, default) or the mean "
+        "of the attended tokens, no pooler projection (mean)",
     )
     p.add_argument(
         "--group-by-length",

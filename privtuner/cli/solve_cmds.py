@@ -126,9 +126,31 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"# {problem.name}: {problem.n_devices} devices, {problem.n_sets} CKKS sets, "
             f"deadline {problem.deadline_s:g} s per round"
         )
+        for line in _catalogue_notes(spec):
+            print(f"# {line}")
         print(result.table(max_rows=args.max_rows))
     sys.stdout.flush()
     return 0
+
+
+def _catalogue_notes(spec: Any) -> list[str]:
+    """The catalogue sets the scenario's floors dropped (from the cost table's provenance)."""
+    from privtuner.pipeline import cost_table
+
+    prov = cost_table(spec).provenance
+    notes = []
+    for key, what in (
+        ("dropped_for_precision", f"below fhe.min_precision_bits={spec.fhe.min_precision_bits:g}"),
+        (
+            "dropped_for_accuracy",
+            "losing more than fhe.max_accuracy_loss_points="
+            f"{spec.fhe.max_accuracy_loss_points} in {prov.get('accuracy_study')}",
+        ),
+    ):
+        if prov.get(key):
+            n = len(prov[key])
+            notes.append(f"dropped {n} set{'s' * (n != 1)} {what}: {', '.join(prov[key])}")
+    return notes
 
 
 def _write_result(args: argparse.Namespace, result: Any) -> None:

@@ -165,6 +165,17 @@ def test_parallel_runs_equal_one_process(tiny: dict[str, Path]) -> None:
             np.testing.assert_array_equal(v, b["_params"][name])
 
 
+def test_a_failing_parallel_run_stops_the_study(tiny: dict[str, Path]) -> None:
+    """The first error of any run is raised (a privtuner error, whole), the others stop."""
+    model, weights, data, cfg = _setup(tiny, steps=200, max_dev=4)
+    p = default_params()
+    runs = [tr.RunSpec("plain"), tr.RunSpec("simulate", p, "interleaved")]
+    empty = em.ErrorModel({}, {}, {})
+    with pytest.raises(PrivtunerError, match=f"no calibration of set {p.name}") as info:
+        tr.run_parallel(runs, (model, weights, data, cfg, empty), 2, lambda n: None)
+    assert "\n" not in str(info.value)
+
+
 def test_runs_of_a_study() -> None:
     assert [r.label for r in tr.select_runs("plain", None, ["column"])] == ["plain"]
     enc = tr.select_runs("encrypted", None, ["interleaved", "column"])

@@ -57,3 +57,15 @@ def test_example_scenario_drops_exactly_the_sets_losing_more_than_its_bound() ->
     assert dropped == worse
     assert {p.name for p in table.params}.isdisjoint(worse)
     assert table.n_sets > 0
+
+
+def test_solve_names_the_sets_the_floors_dropped(cli, tmp_path: Path) -> None:
+    """`privtuner solve` says which catalogue sets the accuracy floor (or the precision
+    floor) removed, so a planner sees it without the Python API."""
+    proc = cli("solve", str(SCENARIO), "--out", str(tmp_path / "r.json"))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [x for x in proc.stdout.splitlines() if "max_accuracy_loss_points" in x]
+    assert line.startswith("# dropped 1 set losing more than fhe.max_accuracy_loss_points=1.0")
+    assert line.endswith(": N32768_q40-20-40_s20")
+    default = cli("solve", str(EXAMPLES.parent / "default.yaml"), "--out", str(tmp_path / "d.json"))
+    assert "below fhe.min_precision_bits=20: N4096_q40-20-40_s20" in default.stdout
