@@ -323,9 +323,9 @@ def run_one(
     losses: list[float] = []
     epochs: list[dict[str, Any]] = []
     eval_s = 0.0
+    lengths = [len(x) for x in data.train_ids] if cfg.group_by_length else None
     for epoch in range(cfg.epochs):
         first = len(losses)
-        lengths = [len(x) for x in data.train_ids] if cfg.group_by_length else None
         for idx in sst2.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, lengths):
             ids, mask = sst2.collate([data.train_ids[i] for i in idx], data.pad_id)
             labels = torch.from_numpy(data.train_labels[idx])

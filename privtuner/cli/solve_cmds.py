@@ -64,7 +64,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from privtuner.optimizer import SolveResult, solve, solver_info
     from privtuner.optimizer.core.options import options_from_spec
     from privtuner.optimizer.core.result import fold_device_reasons
-    from privtuner.pipeline import build_problem
+    from privtuner.pipeline import build_stages
     from privtuner.rows import device_ids
     from privtuner.scenario import load_scenario
     from privtuner.studies import write_allocation
@@ -79,7 +79,8 @@ def cmd_solve(args: argparse.Namespace) -> int:
     note = random_channel_note(spec)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    problem = build_problem(spec, args.seed)
+    stages = build_stages(spec, args.seed)
+    problem = stages.problem
     method = args.method or spec.solver.method
     options: dict[str, Any] = options_from_spec(
         spec.solver, rel_tol=args.rel_tol, time_limit_s=args.time_limit
@@ -126,18 +127,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"# {problem.name}: {problem.n_devices} devices, {problem.n_sets} CKKS sets, "
             f"deadline {problem.deadline_s:g} s per round"
         )
-        for line in _catalogue_notes(spec):
+        for line in _catalogue_notes(spec, stages.costs.provenance):
             print(f"# {line}")
         print(result.table(max_rows=args.max_rows))
     sys.stdout.flush()
     return 0
 
 
-def _catalogue_notes(spec: Any) -> list[str]:
-    """The catalogue sets the scenario's floors dropped (from the cost table's provenance)."""
-    from privtuner.pipeline import cost_table
-
-    prov = cost_table(spec).provenance
+def _catalogue_notes(spec: Any, prov: Any) -> list[str]:
+    """The catalogue sets the scenario's floors dropped (``prov``: the cost table's
+    provenance)."""
     notes = []
     for key, what in (
         ("dropped_for_precision", f"below fhe.min_precision_bits={spec.fhe.min_precision_bits:g}"),
