@@ -3,12 +3,16 @@
 8 sequences x 64 tokens (T = 512), forward and backward, at the default N = 8192 catalogue
 set (largest scale), server in its own process (one server for the warm-up and the timed
 step, as a long-running server), in both packings in the same run (interleaved, the default,
-and column, the PrivTuner-style baseline). Prints JSON: per packing the time split, bytes
-moved, peak memory per party and the precision vs the plaintext step; the column/interleaved
-ratios; the targets (bytes up <= 40 MB, server <= 3 s, step <= 8 s). Not a timed test.
+and column, the PrivTuner-style baseline), with each server process count and each choice of
+the party that rescales the products (the protocol option ``rescale``: ``server``, the default,
+or ``device``, which downloads unrescaled products). Prints JSON: per variant the time split,
+bytes moved, peak memory per party and the precision vs the plaintext step; the
+column/interleaved ratios; the device/server-rescale ratios; the targets (bytes up <= 40 MB,
+server <= 3 s, step <= 8 s) for the first --rescale value at the most server processes, and
+for every interleaved variant. Not a timed test.
 
     .venv/bin/python benchmarks/bench_lora_step.py [--sequences 8] [--seq-len 64] [--set NAME]
-        [--packing interleaved column]
+        [--packing interleaved column] [--server-workers 1 2] [--rescale server device]
 """
 
 from __future__ import annotations
@@ -35,6 +39,13 @@ def main() -> None:
         default=[1, 2],
         help="server processes per projection; each count is measured (scaling)",
     )
+    ap.add_argument(
+        "--rescale",
+        nargs="+",
+        default=["server"],
+        choices=("server", "device"),
+        help="who rescales the server's products (protocol option); each is measured",
+    )
     args = ap.parse_args()
 
     from privtuner.fhe_profiling import lora_profile as lp
@@ -42,6 +53,7 @@ def main() -> None:
     sets = lp.select_sets([args.set] if args.set else None, quick=True)
     records = [
         rec
+        for rescale in args.rescale
         for workers in args.server_workers
         for rec in lp.profile_lora(
             sets,
@@ -53,11 +65,13 @@ def main() -> None:
             warmup_steps=args.warmup,
             packings=args.packing,
             server_workers=workers,
+            rescale=rescale,
         )
     ]
     keys = (
         "set_name",
         "packing",
+        "rescale",
         "server_workers",
         "warmup_steps",
         "allocator",
@@ -97,25 +111,54 @@ def main() -> None:
         "torch_version",
         "date",
     )
-    steps = {f"{r['packing']}@{r['server_workers']}w": {k: r[k] for k in keys} for r in records}
+
+    def name(packing: str, workers: int, rescale: str) -> str:
+        # the default protocol keeps its earlier key (packing@Nw)
+        return f"{packing}@{workers}w" + ("" if rescale == "server" else f"+rescale={rescale}")
+
+    steps = {
+        name(r["packing"], r["server_workers"], r["rescale"]): {k: r[k] for k in keys}
+        for r in records
+    }
     best = max(args.server_workers)
-    by = {r["packing"]: steps[f"{r['packing']}@{best}w"] for r in records}
-    out: dict[str, object] = {"steps": steps, "server_workers_compared": best}
+    base = args.rescale[0]
+    by = {p: steps[name(p, best, base)] for p in args.packing}
+    out: dict[str, object] = {
+        "steps": steps,
+        "server_workers_compared": best,
+        "rescale_compared": base,
+    }
     if len(args.server_workers) > 1:
         out["server_scaling"] = {
-            p: {
-                f"{w}w": steps[f"{p}@{min(args.server_workers)}w"]["server_s"]
-                / steps[f"{p}@{w}w"]["server_s"]
+            p + ("" if r == "server" else f"+rescale={r}"): {
+                f"{w}w": steps[name(p, min(args.server_workers), r)]["server_s"]
+                / steps[name(p, w, r)]["server_s"]
                 for w in args.server_workers
             }
             for p in args.packing
+            for r in args.rescale
         }
+    if len(args.rescale) > 1:
+        out["device_over_server_rescale"] = {
+            name(p, w, "server"): {
+                q: float(steps[name(p, w, "device")][q]) / float(steps[name(p, w, "server")][q])
+                for q in ("total_s", "server_s", "decrypt_s", "bytes_down")
+            }
+            for p in args.packing
+            for w in args.server_workers
+        }
+
+    def targets(st: dict[str, object]) -> dict[str, bool]:
+        return {
+            "bytes_up_le_40MB": float(st["bytes_up"]) <= 40e6,  # type: ignore[arg-type]
+            "server_le_3s": float(st["server_s"]) <= 3.0,  # type: ignore[arg-type]
+            "step_le_8s": float(st["total_s"]) <= 8.0,  # type: ignore[arg-type]
+        }
+
     if "interleaved" in by:
-        il = by["interleaved"]
-        out["targets"] = {
-            "bytes_up_le_40MB": float(il["bytes_up"]) <= 40e6,
-            "server_le_3s": float(il["server_s"]) <= 3.0,
-            "step_le_8s": float(il["total_s"]) <= 8.0,
+        out["targets"] = targets(by["interleaved"])
+        out["targets_by_variant"] = {
+            k: targets(v) for k, v in steps.items() if k.startswith("interleaved@")
         }
     if {"interleaved", "column"} <= set(by):
         il, col = by["interleaved"], by["column"]

@@ -670,11 +670,13 @@ class CkksKeys(_Session):
         """Decrypt and decode ``cts`` to their complex slots ``[len(cts), slots]``, with the
         checks of :meth:`decrypt_checked`.
 
-        Ciphertexts at a one-prime level (every projection's output) take a batched path:
-        SEAL decrypts each one (NTT form), SEAL's inverse NTT runs on two plaintexts at a time
-        (as the two polynomials of a scratch ciphertext), and the canonical embedding is one
-        numpy FFT over all of them (:func:`_slot_decoder`, checked against SEAL's decoder).
-        Other levels, or a build where :mod:`seal_memory` is unverified, use SEAL's decoder.
+        Ciphertexts at a level of one prime (every rescaled projection output) or two (an
+        unrescaled product, ``rescale="device"``) take a batched path: SEAL decrypts each one
+        (NTT form), SEAL's inverse NTT runs on two plaintexts at a time (as the two polynomials
+        of a scratch ciphertext), two primes are joined by the CRT (:func:`_crt2_centred`), and
+        the canonical embedding is one numpy FFT over all of them (:func:`_slot_decoder`,
+        checked against SEAL's decoder). Other levels, or a build where :mod:`seal_memory` is
+        unverified, use SEAL's decoder.
         """
         seal = _sealapi()
         raws = [RawCiphertext.parse(ct.blob) for ct in cts]
@@ -683,42 +685,47 @@ class CkksKeys(_Session):
         if (
             decoder is None
             or first is None
-            or any(r is None or r.n_primes != 1 or r.parms_id != first.parms_id for r in raws)
+            or first.n_primes not in (1, 2)
+            or any(r is None or r.parms_id != first.parms_id for r in raws)
         ):
             plain = seal.Plaintext()
             rows = [self.decrypt_checked(ct, plain, self.decode_complex, slot_bound) for ct in cts]
             return np.stack(rows) if rows else np.empty((0, self.slots), np.complex128)
-        n = self.params.poly_modulus_degree
+        n, n_primes = self.params.poly_modulus_degree, first.n_primes
         pair = self.scratch_ciphertext(first.parms_id, "intt")
         pair_view = seal_memory.ciphertext_residues(pair)
         assert pair_view is not None  # _slot_decoder checked the memory paths
         out = seal.Ciphertext()
-        coeffs = np.empty((len(raws), n), dtype=np.uint64)
+        coeffs = np.empty((len(raws), n_primes, n), dtype=np.uint64)
         plain = seal.Plaintext()
         for i, raw in enumerate(raws):
             assert raw is not None
             self.decryptor.decrypt(self.seal_view(raw), plain)
             pv = seal_memory.plaintext_residues(plain)
-            if pv is None or pv.size != n:
+            if pv is None or pv.size != n_primes * n:
                 raise CkksInputError("decrypted plaintext has an unexpected layout")
-            pair_view[i % 2, 0, :] = pv
+            pair_view[i % 2] = pv.reshape(n_primes, n)
             if i % 2 == 1 or i == len(raws) - 1:
                 lo = i - i % 2
                 # SEAL refuses a result with a zero c1 ("transparent"): a zero plaintext's
                 # coefficients are zero, so a stand-in row is transformed and then dropped
-                zero = [not np.any(pair_view[r, 0]) for r in range(i + 1 - lo)]
+                zero = [not np.any(pair_view[r]) for r in range(i + 1 - lo)]
                 if i % 2 == 0 or zero[-1]:
-                    pair_view[1, 0, :] = 1
+                    pair_view[1] = 1
                 self.evaluator.transform_from_ntt(pair, out)
                 ov = seal_memory.ciphertext_residues(out)
                 if ov is None:
                     raise CkksInputError("SEAL's inverse NTT has an unexpected layout")
-                coeffs[lo : i + 1] = ov[: i + 1 - lo, 0, :]
+                coeffs[lo : i + 1] = ov[: i + 1 - lo]
                 for r, z in enumerate(zero):
                     if z:
                         coeffs[lo + r] = 0
         scales = np.array([r.scale for r in raws if r is not None])
-        vals = decoder(coeffs, self.moduli(first.parms_id)[0], scales)
+        moduli = self.moduli(first.parms_id)
+        if n_primes == 1:
+            vals = decoder(_centre(coeffs[:, 0], moduli[0]), scales)
+        else:
+            vals = decoder(_crt2_centred(coeffs, moduli[0], moduli[1]), scales)
         for raw, row in zip(raws, vals, strict=True):
             assert raw is not None
             check_headroom(self, _Level(raw.parms_id, raw.scale), row, slot_bound)
@@ -945,11 +952,10 @@ def _slot_decoder(keys: CkksKeys) -> Callable[..., NDArray[np.complex128]] | Non
         twist = np.exp(1j * np.pi * np.arange(n) / n)
 
         def decode(
-            coeffs: NDArray[np.uint64], q: int, scales: NDArray[np.float64]
+            coeffs: NDArray[np.int64] | NDArray[np.float64], scales: NDArray[np.float64]
         ) -> NDArray[np.complex128]:
-            # centred in int64 first (exact), then to the complex plane
-            wrap = np.where(coeffs > np.uint64(q // 2), np.int64(q), np.int64(0))
-            spec = np.fft.ifft((coeffs.view(np.int64) - wrap) * twist, axis=1)
+            # centred coefficients (exact int64, or float64 for more than one prime)
+            spec = np.fft.ifft(coeffs * twist, axis=1)
             out = np.take(spec, u, axis=1)
             out *= (n / scales)[:, None]
             return out
@@ -985,7 +991,7 @@ def _decoder_matches(keys: CkksKeys, decode: Callable[..., NDArray[np.complex128
     if ov is None:
         return False
     q = keys.moduli(ct.parms_id())[0]
-    got = decode(ov[:, 0, :].copy(), q, np.array([plain.scale, plain.scale]))
+    got = decode(_centre(ov[:, 0, :].copy(), q), np.array([plain.scale, plain.scale]))
     # both are double-precision FFTs of the same coefficients (about 1e-9 apart at scale
     # 2^40, below CKKS's own error); a wrong slot order would be O(1) off
     tol = 1e-6 * float(np.max(np.abs(ref)))
@@ -1167,6 +1173,59 @@ def _centre(v: NDArray[np.uint64], q: int) -> NDArray[np.int64]:
     return np.where(v > np.uint64(q // 2), s - np.int64(q), s)
 
 
+def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float64]:
+    """The integers of ``(-q0 q1 / 2, q0 q1 / 2)`` with residues ``res [..., 2, N]`` modulo
+    ``q0`` and ``q1``, as float64 (relative error below ``2^-50``; small ones exact).
+
+    Garner's mixed radix with a centred first digit: ``x = a + q0 t``, ``a`` the centred
+    residue mod ``q0`` and ``t = (x - a) / q0`` the centred residue of ``(a1 - a) q0^(-1)``
+    mod ``q1`` (exact, :func:`_mul_const_mod`). ``|a| <= q0 / 2``, so where ``t != 0`` the
+    float64 sum is within ``3 2^-53 |x|``."""
+    a0, a1 = res[..., 0, :], res[..., 1, :]
+    a = _centre(a0, q0)
+    if q0 < 1 << 62 and q1 < 1 << 50:
+        # a mod q1 up to a multiple of q1 by a float quotient (error < 1 as |a| < 2^61);
+        # d = a1 - a + 2 q1 (mod q1) then lies in [0, 4 q1), which _mul_const_mod accepts
+        qh = a.astype(np.float64)
+        qh *= 1.0 / q1
+        np.floor(qh, out=qh)
+        d = qh.astype(np.int64)
+        d *= np.int64(q1)
+        d -= a
+        d += a1.view(np.int64)
+        d += np.int64(2 * q1)
+        d -= np.where(d >= np.int64(4 * q1), np.int64(q1), np.int64(0))
+        d += np.where(d < 0, np.int64(q1), np.int64(0))
+    else:
+        am = np.where(a < 0, a + np.int64(q1 * ((q0 // q1) + 1)), a).view(np.uint64) % np.uint64(q1)
+        d = (a1 % np.uint64(q1)).astype(np.int64) - am.astype(np.int64)
+        d += np.where(d < 0, np.int64(q1), np.int64(0))
+    t = _centre(_mul_const_mod(d.view(np.uint64), pow(q0, -1, q1), q1), q1).astype(np.float64)
+    t *= float(q0)
+    t += a
+    return t
+
+
+def _mul_const_mod(v: NDArray[np.uint64], c: int, q: int) -> NDArray[np.uint64]:
+    """``v c mod q`` exactly for ``v`` in ``[0, 4 q)``, ``0 <= c < q``.
+
+    For ``q < 2^50`` the quotient ``floor(v c / q) < 2^52`` is estimated in float64 (off by at
+    most one, its error being about ``2^(bits(q) - 52)``), the remainder computed modulo
+    2^64 in uint64 (exact: it lies in ``(-q, 2q)``) and corrected once; larger primes take
+    the exact limb product :func:`_modmatmul`."""
+    if q >= 1 << 50:
+        cm = np.array([[c]], dtype=np.uint64)
+        return _modmatmul(cm, (v % np.uint64(q)).reshape(1, -1), q).reshape(v.shape)
+    qhat = v.astype(np.float64)
+    qhat *= float(c) / q
+    np.floor(qhat, out=qhat)
+    rem = v * np.uint64(c) - qhat.astype(np.uint64) * np.uint64(q)
+    r = rem.view(np.int64)
+    r += np.where(r < 0, np.int64(q), np.int64(0))
+    r -= np.where(r >= np.int64(q), np.int64(q), np.int64(0))
+    return rem
+
+
 @dataclass(frozen=True)
 class _WeightLimbs:
     """A modular weight matrix prepared for :func:`_apply_limbs` (see :func:`_modmatmul`)."""
@@ -1295,25 +1354,56 @@ def _products_like(
     ]
 
 
+#: Where a projection's products are rescaled (the request's ``rescale``, protocol option):
+#: ``server`` (default) rescales each output once and returns one-prime ciphertexts;
+#: ``device`` returns the unrescaled products (every prime of the input level, scale
+#: ``scale_x * scale_w``) and the device decrypts them as they are. The plaintext is the same;
+#: ``device`` spares the server one SEAL rescale per output (the floor of its time with
+#: interleaved packing) and costs a download larger by the rescaling prime's bits.
+RESCALE_AT: tuple[str, ...] = ("server", "device")
+
+
+def check_rescale(value: str) -> bool:
+    """``True`` if the server rescales (``value`` in :data:`RESCALE_AT`), else a clear error."""
+    if value not in RESCALE_AT:
+        raise CkksInputError(f"rescale: unknown value {value!r}; valid: {', '.join(RESCALE_AT)}")
+    return value == "server"
+
+
+def _not_transparent(session: _Session, raw: RawCiphertext) -> RawCiphertext:
+    """``raw``, or ``raw`` plus a fresh public-key encryption of zero where its ``c1`` is zero.
+
+    A product whose ``c1`` is zero (all its weights are zero) would be a *transparent*
+    ciphertext, which SEAL refuses and which would reveal ``c0``: the encryption of zero keeps
+    the plaintext and brings fresh randomness."""
+    if np.any(raw.data[1]):
+        return raw
+    seal = _sealapi()
+    zero = seal.Ciphertext(session.context)
+    seal.Encryptor(session.context, session.public_key).encrypt_zero(list(raw.parms_id), zero)
+    z = RawCiphertext.parse(_save_bytes(zero))
+    assert z is not None
+    moduli = np.array(session.moduli(raw.parms_id), dtype=np.uint64)[None, :, None]
+    t = raw.data + z.data
+    return dataclasses.replace(raw, data=np.where(t >= moduli, t - moduli, t))
+
+
+def _unrescaled(session: _Session, raw: RawCiphertext) -> SealCiphertext:
+    """A raw product as it is (``rescale="device"``): compact bytes of every prime of its
+    level, never transparent (:func:`_not_transparent`)."""
+    raw = _not_transparent(session, raw)
+    return SealCiphertext(raw.to_compact(session.moduli(raw.parms_id)))
+
+
 def _rescale(session: _Session, raw: RawCiphertext, *, computed: bool = False) -> SealCiphertext:
     """SEAL ``rescale_to_next`` of a raw product; returns the result's compact bytes.
 
     ``computed``: ``raw`` is the server's own product, whose residues the kernel reduced below
     their primes (skips that check, which received ciphertexts need).
 
-    A product whose ``c1`` is zero (all its weights are zero) would be a *transparent*
-    ciphertext, which SEAL refuses and which would reveal ``c0``; a fresh public-key
-    encryption of zero is added to it first (same plaintext, fresh randomness).
+    A product whose ``c1`` is zero is made non-transparent first (:func:`_not_transparent`).
     """
-    seal = _sealapi()
-    if not np.any(raw.data[1]):
-        zero = seal.Ciphertext(session.context)
-        seal.Encryptor(session.context, session.public_key).encrypt_zero(list(raw.parms_id), zero)
-        z = RawCiphertext.parse(_save_bytes(zero))
-        assert z is not None
-        moduli = np.array(session.moduli(raw.parms_id), dtype=np.uint64)[None, :, None]
-        t = raw.data + z.data
-        raw = dataclasses.replace(raw, data=np.where(t >= moduli, t - moduli, t))
+    raw = _not_transparent(session, raw)
     src = session.seal_view(raw, checked=not computed)
     out = session.rescaled_scratch()
     session.evaluator.rescale_to_next(src, out)
@@ -1332,8 +1422,8 @@ class ProjectTimings:
     """Seconds spent in each part of :func:`project` (summed over blocks).
 
     ``load_s``: parsing the input ciphertexts (and SEAL expanding seeded ones); ``mac_s``: the
-    exact kernel; ``rescale_s``: SEAL rescale + serialization of every output.
-    ``rescale_each_s`` holds the rescale time of each output ciphertext.
+    exact kernel; ``rescale_s``: SEAL rescale + serialization of every output (serialization
+    alone with ``rescale="device"``). ``rescale_each_s`` holds that time per output.
     """
 
     load_s: float = 0.0
@@ -1351,19 +1441,24 @@ def project(
     bias: Any = None,
     *,
     timings: ProjectTimings | None = None,
+    rescale: str = "server",
 ) -> EncryptedColumns:
     """Server: ``Y = X W + b`` on column-packed ciphertexts (see the module docstring).
 
     ``weight [d_in, d_out]`` and ``bias [d_out]`` are plaintext. Per block: ``d_in * d_out``
     exact ciphertext x plaintext-scalar multiply-accumulates (one modular matrix product), no
-    rotation, then one SEAL rescale per output ciphertext (depth one). ``timings`` (optional)
-    receives the split: parsing/expanding inputs, the kernel, the rescale + serialization.
+    rotation, then one SEAL rescale per output ciphertext (depth one), or none with
+    ``rescale="device"`` (:data:`RESCALE_AT`). ``timings`` (optional) receives the split:
+    parsing/expanding inputs, the kernel, the rescale + serialization.
     """
     if not isinstance(pub, _Session):
         raise CkksInputError("project needs a PublicCkks (or CkksKeys) context")
+    at_server = check_rescale(rescale)
     w, b = _weight_and_bias(weight, bias, enc.n_features)
     _check_layout(enc, pub.slots)
-    blocks = _project_blocks(pub, enc.blocks, lambda raws: [_mac_raw(pub, raws, w, b)], timings)
+    blocks = _project_blocks(
+        pub, enc.blocks, lambda raws: [_mac_raw(pub, raws, w, b)], timings, at_server
+    )
     return EncryptedColumns(n_tokens=enc.n_tokens, n_features=w.shape[1], blocks=blocks)
 
 
@@ -1391,10 +1486,12 @@ def _project_blocks(
     blocks: Sequence[Sequence[SealCiphertext]],
     mac: Callable[[list[RawCiphertext]], Iterable[list[RawCiphertext]]],
     timings: ProjectTimings | None,
+    rescale: bool = True,
 ) -> list[list[SealCiphertext]]:
     """Per block: parse (and expand) the inputs, ``mac`` them (an iterable of chunks of
-    products, each rescaled before the next chunk is made, while it is in the CPU's cache);
-    the stages timed into ``timings`` (:class:`ProjectTimings`). Both packings' server loop."""
+    products, each rescaled before the next chunk is made, while it is in the CPU's cache, or
+    with ``rescale=False`` serialized as they are, :func:`_unrescaled`); the stages timed into
+    ``timings`` (:class:`ProjectTimings`). Both packings' server loop."""
     tm = timings if timings is not None else ProjectTimings()
     clock = tm.clock
     out: list[list[SealCiphertext]] = []
@@ -1416,7 +1513,7 @@ def _project_blocks(
                 break
             for r in products:
                 t_r = clock()
-                outs.append(_rescale(pub, r, computed=True))
+                outs.append(_rescale(pub, r, computed=True) if rescale else _unrescaled(pub, r))
                 dt = clock() - t_r
                 tm.rescale_each_s.append(dt)
                 tm.rescale_s += dt

@@ -46,7 +46,9 @@ is, per prime and per NTT class, one modular matrix product of ``k d_out`` rows 
 at the same token count. No rotation and no Galois key: the device decrypts the ``k``
 partials of each group and sums them in clear, ``Y[t, h k + c'] = sum_d Z_{h,d}[t k + (c' -
 d) mod k]``. The bias ``b`` is the complex periodic plaintext ``(1 + i) b[h k + c]`` added to
-the partial ``d = 0`` at the product's scale. Each partial is rescaled once by SEAL.
+the partial ``d = 0`` at the product's scale. Each partial is rescaled once by SEAL, on the
+server by default or, with the protocol option ``rescale="device"``, not at all: the device
+then decrypts the two-prime product at scale ``scale_x scale_w``.
 """
 
 from __future__ import annotations
@@ -681,11 +683,14 @@ def project_interleaved(
     bias: Any = None,
     *,
     timings: ProjectTimings | None = None,
+    rescale: str = "server",
 ) -> EncryptedInterleaved:
     """Server: ``Y = X W + b`` on interleaved ciphertexts; returns the partials (module
-    docstring): per block ``ceil(d_out/k) k`` ciphertexts, each one rescale, no rotation."""
+    docstring): per block ``ceil(d_out/k) k`` ciphertexts, each one rescale (none with
+    ``rescale="device"``, :data:`ckks_ops.RESCALE_AT`), no rotation."""
     if not isinstance(pub, _ops._Session):
         raise CkksInputError("project needs a PublicCkks (or CkksKeys) context")
+    at_server = _ops.check_rescale(rescale)
     if enc.layout.partials:
         raise CkksInputError("partial sums cannot be projected again: decrypt them first")
     w, b = _ops._weight_and_bias(weight, bias, enc.n_features)
@@ -698,7 +703,7 @@ def project_interleaved(
         with limit_blas_threads(1):
             yield from _mac_chunks(pub, raws, w, b, lay.k)
 
-    blocks = _ops._project_blocks(pub, enc.blocks, mac, timings)
+    blocks = _ops._project_blocks(pub, enc.blocks, mac, timings, at_server)
     out_layout = dataclasses.replace(lay, n_features=w.shape[1], partials=True)
     return EncryptedInterleaved(out_layout, blocks)
 

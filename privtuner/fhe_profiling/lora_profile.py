@@ -53,6 +53,7 @@ CLOCKS: tuple[str, ...] = ("wall", "cpu")
 RECORD_COLUMNS: tuple[str, ...] = (
     "set_name",
     "packing",
+    "rescale",
     "server_workers",
     "poly_modulus_degree",
     "coeff_mod_bit_sizes",
@@ -277,11 +278,13 @@ def profile_step(
     timed_steps: int = 1,
     packing: str = "interleaved",
     server_workers: int = 1,
+    rescale: str = "server",
 ) -> dict[str, Any]:
     """One encrypted step with ``params`` vs the plaintext step: a record (:data:`RECORD_COLUMNS`).
 
     ``packing``: the protocol's packing (:mod:`packing`: ``interleaved`` or ``column``);
-    ``server_workers``: processes the server splits each projection's outputs over.
+    ``server_workers``: processes the server splits each projection's outputs over;
+    ``rescale``: who rescales the products (:data:`ckks_ops.RESCALE_AT`, protocol option).
 
     ``model`` is copied (the caller's is not trained). ``clock``: ``"wall"`` or ``"cpu"``
     (single-thread CPU seconds, both parties in this thread; needs ``separate_process=False``).
@@ -308,7 +311,7 @@ def profile_step(
 
         def one_step() -> tuple[Any, Any]:
             return _cpu_clock_step(
-                params, weights, copy.deepcopy(model), lr, ids, mask, labels, packing
+                params, weights, copy.deepcopy(model), lr, ids, mask, labels, packing, rescale
             )
 
         for _ in range(warmup_steps):
@@ -325,7 +328,7 @@ def profile_step(
 
         def session_step() -> tuple[Any, Any]:
             client = proto.DeviceClient(
-                params, transport, copy.deepcopy(model), lr=lr, packing=packing
+                params, transport, copy.deepcopy(model), lr=lr, packing=packing, rescale=rescale
             )
             return client.train_step(ids, mask, labels), client
 
@@ -343,6 +346,7 @@ def profile_step(
     rec: dict[str, Any] = {
         "set_name": params.name,
         "packing": packing,
+        "rescale": rescale,
         "server_workers": int(server_workers),
         "poly_modulus_degree": params.poly_modulus_degree,
         "coeff_mod_bit_sizes": "-".join(str(b) for b in params.coeff_mod_bit_sizes),
@@ -437,6 +441,7 @@ def profile_lora(
     timed_steps: int = 1,
     packings: Sequence[str] = ("interleaved",),
     server_workers: int = 1,
+    rescale: str = "server",
 ) -> list[dict[str, Any]]:
     """One encrypted step per set in ``sets`` on the same model and batch; returns records.
 
@@ -449,9 +454,11 @@ def profile_lora(
     inherits the heap, SEAL memory pools or caches of the sets before it (measured on this
     machine: the fourth set of one process ran 15-30 % slower than the same set in a new
     process). ``packings``: each set is measured once per packing (:mod:`packing`).
+    ``rescale``: who rescales the server's products (:data:`ckks_ops.RESCALE_AT`).
     """
     from tqdm.auto import tqdm
 
+    from privtuner.fhe_profiling.ckks_ops import RESCALE_AT
     from privtuner.fhe_profiling.packing import check_packing
 
     if not sets:
@@ -460,6 +467,8 @@ def profile_lora(
         raise ParameterError("no packing to profile")
     for name in packings:
         check_packing(name)
+    if rescale not in RESCALE_AT:
+        raise ParameterError(f"rescale: unknown value {rescale!r}; valid: {', '.join(RESCALE_AT)}")
     _check_step_counts(warmup_steps, timed_steps)  # before any process is spawned
     setup: dict[str, Any] = {
         "tokens": tokens,
@@ -475,6 +484,7 @@ def profile_lora(
     }
     step_kw: dict[str, Any] = {
         "server_workers": server_workers,
+        "rescale": rescale,
         "separate_process": separate_process,
         "seed": seed,
         "clock": clock,
@@ -555,6 +565,7 @@ def _cpu_clock_step(
     mask: Any,
     labels: Any,
     packing: str = "interleaved",
+    rescale: str = "server",
 ) -> tuple[Any, Any]:
     """One encrypted step with both parties in this thread, timed in CPU seconds.
 
@@ -588,7 +599,13 @@ def _cpu_clock_step(
     try:
         with limit_blas_threads(1), proto.InProcessTransport(CpuClockServer(weights)) as transport:
             client = proto.DeviceClient(
-                params, transport, model, lr=lr, packing=packing, clock=time.thread_time
+                params,
+                transport,
+                model,
+                lr=lr,
+                packing=packing,
+                rescale=rescale,
+                clock=time.thread_time,
             )
             t0 = time.thread_time()
             res = client.train_step(ids, mask, labels)
@@ -840,6 +857,13 @@ def validation_report(
             f"records of {wall} were not measured with clock='cpu' (single-thread CPU "
             "seconds, the profiler's clock); re-measure with profile_lora(..., clock='cpu', "
             "separate_process=False)"
+        )
+    device = sorted({str(r["set_name"]) for r in records if r.get("rescale") == "device"})
+    if device:
+        raise CostModelError(
+            f"records of {device} were measured with rescale='device', which the cost model "
+            "does not cover yet (it prices the server's rescale); validate rescale='server' "
+            "records"
         )
     sets: dict[str, Any] = {}
     worst = 0.0

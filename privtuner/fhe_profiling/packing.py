@@ -85,11 +85,15 @@ def project(
     bias: Any = None,
     *,
     timings: ProjectTimings | None = None,
+    rescale: str = "server",
 ) -> Encrypted:
-    """Server: ``X W + b`` in the packing of ``enc``."""
+    """Server: ``X W + b`` in the packing of ``enc``; ``rescale`` says who rescales the
+    products (:data:`ckks_ops.RESCALE_AT`)."""
     if isinstance(enc, EncryptedInterleaved):
-        return interleaved.project_interleaved(pub, enc, weight, bias, timings=timings)
-    return ckks_ops.project(pub, enc, weight, bias, timings=timings)
+        return interleaved.project_interleaved(
+            pub, enc, weight, bias, timings=timings, rescale=rescale
+        )
+    return ckks_ops.project(pub, enc, weight, bias, timings=timings, rescale=rescale)
 
 
 def output_group(enc: Encrypted) -> int:

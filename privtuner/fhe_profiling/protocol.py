@@ -42,6 +42,13 @@ limit (1) above does not already concede); the device bounds ``|X W + b|`` by
 ``max_t ||x_t||_2 max_j ||W_:j||_2 + max |b|`` from its clear input and refuses the result
 (:class:`ckks_ops.CkksOverflowError`) when the bound or a decrypted value reaches the headroom.
 
+Rescale (protocol option ``rescale``): by default the server rescales every product once and
+returns one-prime ciphertexts. With ``rescale="device"`` it returns the products unrescaled
+(every prime of the input level, scale ``scale_x scale_w``) and the device decrypts them as they
+are: same plaintext, no SEAL rescale on the server (with interleaved packing the rescales are
+most of its time), downloads larger by the rescaling prime's share of the bits. Rescaling
+needs nothing secret, so the server learns nothing more or less either way.
+
 Messages: ``kind (4 bytes) | header length (u32, big-endian) | JSON header | payload``.
 """
 
@@ -241,7 +248,7 @@ class ProjectionServer:
         return pack_message(MSG_OK, {})
 
     def _project(self, header: dict[str, Any], payload: bytes) -> bytes:
-        from privtuner.fhe_profiling import packing
+        from privtuner.fhe_profiling import ckks_ops, packing
 
         if self._context is None:
             raise ProtocolError("projection requested before the public context was set up")
@@ -262,18 +269,33 @@ class ProjectionServer:
             raise ProtocolError(
                 f"{name} {direction}: {enc.n_features} input features, expected {weight.shape[0]}"
             )
+        rescale = header.get("rescale", "server")
+        if rescale not in ckks_ops.RESCALE_AT:
+            raise ProtocolError(
+                f"rescale must be one of {', '.join(ckks_ops.RESCALE_AT)} (got {rescale!r})"
+            )
         lo, hi = header.get("columns") or (0, weight.shape[1])
         if not 0 <= lo < hi <= weight.shape[1]:
             raise ProtocolError(f"columns [{lo}, {hi}) outside the {weight.shape[1]} outputs")
         ranges = _split_columns(lo, hi, self.workers, packing.output_group(enc))
         pending = []
         for t, (c0, c1) in zip(self._pool, ranges[1:], strict=False):
-            sub = {"name": name, "direction": direction, "columns": [c0, c1], "reply": "shm"}
+            sub = {
+                "name": name,
+                "direction": direction,
+                "columns": [c0, c1],
+                "rescale": rescale,
+                "reply": "shm",
+            }
             t._post(pack_message(MSG_PROJECT, sub, payload))
             pending.append(t)
         c0, c1 = ranges[0]
         out = packing.project(
-            self._context, enc, weight[:, c0:c1], None if bias is None else bias[c0:c1]
+            self._context,
+            enc,
+            weight[:, c0:c1],
+            None if bias is None else bias[c0:c1],
+            rescale=rescale,
         )
         t2 = time.perf_counter()
         data = packing.serialize(out)
@@ -665,7 +687,10 @@ class DeviceClient:
     ``DeviceClient(params, transport, model)`` generates the CKKS keys, uploads the public
     context (``setup_bytes_up``) and trains ``model`` with ``AdamW(lr, weight_decay)`` over
     the encrypted projections. Implements ``project_forward``/``project_backward`` for
-    :class:`bert.RemoteProjector`.
+    :class:`bert.RemoteProjector`. ``packing`` picks the ciphertext layout
+    (:data:`packing.PACKINGS`); ``rescale`` who rescales the server's products
+    (:data:`ckks_ops.RESCALE_AT`: ``server``, the default, or ``device``, which downloads the
+    unrescaled products and spares the server one SEAL rescale per output ciphertext).
     """
 
     def __init__(
@@ -678,6 +703,7 @@ class DeviceClient:
         weight_decay: float = 0.01,
         scale_gradients: bool = True,
         packing: str = "interleaved",
+        rescale: str = "server",
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         import torch
@@ -688,6 +714,8 @@ class DeviceClient:
 
         self.params = params
         self.packing = packings.check_packing(packing)
+        ckks_ops.check_rescale(rescale)
+        self.rescale = rescale
         self.transport = transport
         self.model = model
         self.scale_gradients = scale_gradients
@@ -715,7 +743,8 @@ class DeviceClient:
         enc = packing.encrypt(self._keys, np.asarray(x, dtype=np.float64), self.packing)
         t1 = clk()
         up = packing.serialize(enc)
-        msg = pack_message(MSG_PROJECT, {"name": name, "direction": direction}, up)
+        head_up = {"name": name, "direction": direction, "rescale": self.rescale}
+        msg = pack_message(MSG_PROJECT, head_up, up)
         t2 = clk()
         reply = self.transport.request(msg)
         t3 = clk()

@@ -58,15 +58,22 @@ def _batch(sequences: int = 2, seq_len: int = 6) -> tuple[Any, Any, Any]:
     return ids, mask, torch.from_numpy(rng.integers(0, 2, size=sequences))
 
 
-#: (packing, sequences, tokens per sequence): 12 tokens do not divide N/2 = 2048 (and the
-#: pooler sees 2); 128 x 16 = 2048 tokens fill every slot of the interleaved ciphertexts.
-RUNS = [("interleaved", 2, 6), ("column", 2, 6), ("interleaved", 128, 16)]
+#: (packing, sequences, tokens per sequence, who rescales): 12 tokens do not divide N/2 =
+#: 2048 (and the pooler sees 2); 128 x 16 = 2048 tokens fill every slot of the interleaved
+#: ciphertexts; the protocol option rescale="device" with both packings.
+RUNS = [
+    ("interleaved", 2, 6, "server"),
+    ("column", 2, 6, "server"),
+    ("interleaved", 128, 16, "server"),
+    ("interleaved", 2, 6, "device"),
+    ("column", 2, 6, "device"),
+]
 
 
-@pytest.fixture(scope="module", params=RUNS, ids=[f"{p}-{b}x{t}" for p, b, t in RUNS])
+@pytest.fixture(scope="module", params=RUNS, ids=[f"{p}-{b}x{t}-{r}" for p, b, t, r in RUNS])
 def run(request: Any) -> dict[str, Any]:
     """One encrypted step (spied) and the plaintext step with the same init and batch."""
-    packing, sequences, seq_len = request.param
+    packing, sequences, seq_len, rescale = request.param
     model, weights = bert.init_model(TINY, LORA, seed=3, dtype=torch.float64)
     ref_model = copy.deepcopy(model)
     ids, mask, labels = _batch(sequences, seq_len)
@@ -77,7 +84,9 @@ def run(request: Any) -> dict[str, Any]:
     ref_opt.step()
     server = proto.ProjectionServer(weights)
     spy = SpyTransport(server)
-    client = proto.DeviceClient(SMALL, spy, model, lr=1e-3, weight_decay=0.01, packing=packing)
+    client = proto.DeviceClient(
+        SMALL, spy, model, lr=1e-3, weight_decay=0.01, packing=packing, rescale=rescale
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     res = client.train_step(ids, mask, labels)
     return {
@@ -92,6 +101,7 @@ def run(request: Any) -> dict[str, Any]:
         "before": before,
         "batch": (ids, mask, labels),
         "packing": packing,
+        "rescale": rescale,
     }
 
 
@@ -145,6 +155,16 @@ def test_message_and_ciphertext_counts_match_workload_model(run: dict[str, Any])
                 run["server"].context, proto.unpack_message(r)[2]
             ).n_ciphertexts
     assert (up, down) == (c.ciphertexts_up, c.ciphertexts_down)
+    # every reply holds the primes the option says: one after the server's rescale, the
+    # input level's two when the device rescales
+    want_primes = 1 if run["rescale"] == "server" else 2
+    for m, r in run["spy"].log:
+        if m[:4] == proto.MSG_PROJECT:
+            assert proto.unpack_message(m)[1]["rescale"] == run["rescale"]
+            enc = packing.deserialize(run["server"].context, proto.unpack_message(r)[2])
+            assert {ct.raw(run["server"].context).n_primes for b in enc.blocks for ct in b} == {
+                want_primes
+            }
     kinds = [m[:4] for m, _ in run["spy"].log]
     assert kinds.count(proto.MSG_SETUP) == 1
     assert kinds.count(proto.MSG_PROJECT) == 23
@@ -278,6 +298,12 @@ def test_protocol_errors_are_reported() -> None:
         client.project_forward("q", np.zeros((3, 2)))
     with pytest.raises(proto.ProtocolError, match="3 input features, expected 2"):
         client.project_forward("p", np.zeros((3, 3)))
+    enc = packing.serialize(packing.encrypt(client._keys, np.zeros((3, 2))))
+    head = {"name": "p", "direction": "forward", "rescale": "nobody"}
+    with pytest.raises(proto.ProtocolError, match="rescale must be one of server, device"):
+        proto._expect_ok(t.request(proto.pack_message(proto.MSG_PROJECT, head, enc)))
+    with pytest.raises(ckks_ops.CkksInputError, match="rescale: unknown value 'nobody'"):
+        proto.DeviceClient(SMALL, t, model, rescale="nobody")
 
 
 def test_relative_error_is_normwise() -> None:
@@ -331,10 +357,12 @@ def test_split_columns_gives_this_process_its_weight() -> None:
         assert sizes[0] / sizes[1] == pytest.approx(weight, rel=0.1), sizes
 
 
+@pytest.mark.parametrize("rescale", ["server", "device"])
 @pytest.mark.parametrize("packing_name", ["interleaved", "column"])
-def test_server_workers_split_outputs_and_agree(packing_name: str) -> None:
+def test_server_workers_split_outputs_and_agree(packing_name: str, rescale: str) -> None:
     """A server with two processes returns the same products as one (same inputs, same
-    partials order), each worker computing a range of output columns."""
+    partials order), each worker computing a range of output columns, with either party
+    rescaling."""
     rng = np.random.default_rng(5)
     w = rng.normal(0, 0.3, (8, 24))
     b = rng.normal(0, 0.3, 24)
@@ -344,7 +372,7 @@ def test_server_workers_split_outputs_and_agree(packing_name: str) -> None:
     for workers in (1, 2):
         server = proto.ProjectionServer({"p": (w, b)}, workers=workers)
         with proto.InProcessTransport(server) as t:
-            client = proto.DeviceClient(SMALL, t, model, packing=packing_name)
+            client = proto.DeviceClient(SMALL, t, model, packing=packing_name, rescale=rescale)
             assert server.workers == workers
             outs.append(client.project_forward("p", x))
     np.testing.assert_allclose(outs[0], x @ w + b, atol=1e-4)
