@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +103,83 @@ def write_outputs(result: Mapping[str, Any], out_dir: str | Path) -> dict[str, s
     atomic_write_bytes(paths["figure"], png)
     atomic_write_text(paths["json"], json.dumps(result, indent=1, default=str) + "\n")
     return {k: str(v) for k, v in paths.items()}
+
+
+def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Accuracy loss against plaintext over studies that differ only in their seed.
+
+    Each study (an ``accuracy.json``, :func:`training.run_study`) holds a ``plain`` run and
+    the runs compared with it, all of one seed (same initialisation, batches and, in
+    ``simulate``, CKKS error draws). A single seed cannot tell a lasting loss of accuracy
+    from the spread of fine-tuning itself (two runs whose losses agree to 1e-6 for hundreds
+    of steps still end a point apart once they part); the paired difference ``run - plain``
+    per seed, averaged over seeds, can. Per run key (:func:`run_key`) and epoch: the
+    differences [points], their mean, sample standard deviation, standard error and a
+    two-sided 95 % Student-t interval of the mean; and the plaintext accuracy's own mean and
+    spread over the seeds (the seed-to-seed spread of the recipe). Raises ``ValueError`` if
+    the studies differ in anything but the seed (model, data, recipe) or repeat a seed.
+    """
+    import math
+    import statistics
+
+    from scipy import stats
+
+    if len(studies) < 2:
+        raise ValueError("a paired-seed summary needs at least two studies")
+    seeds = [int(s["config"]["seed"]) for s in studies]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"studies repeat a seed: {seeds}")
+    ref = studies[0]
+    for s in studies[1:]:
+        for key in ("mode", "model", "model_config"):
+            if s.get(key) != ref.get(key):
+                raise ValueError(f"studies differ in {key!r}: {s.get(key)!r} vs {ref.get(key)!r}")
+        cfg = {k: v for k, v in s["config"].items() if k != "seed"}
+        ref_cfg = {k: v for k, v in ref["config"].items() if k != "seed"}
+        diff = sorted(k for k in set(cfg) | set(ref_cfg) if cfg.get(k) != ref_cfg.get(k))
+        if diff:
+            raise ValueError(f"studies differ in config {diff} (only the seed may differ)")
+
+    def by_key(study: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+        runs = {run_key(r): r for r in study["runs"]}
+        if "plain" not in runs:
+            raise ValueError(f"study of seed {study['config']['seed']} has no plain run")
+        return runs
+
+    keyed = [by_key(s) for s in studies]
+    common = sorted(set.intersection(*(set(k) for k in keyed)) - {"plain"})
+
+    def describe(values: list[float]) -> dict[str, Any]:
+        n = len(values)
+        mean = statistics.fmean(values)
+        sd = statistics.stdev(values)
+        sem = sd / math.sqrt(n)
+        half = float(stats.t.ppf(0.975, n - 1)) * sem
+        return {
+            "n": n,
+            "values": values,
+            "mean": mean,
+            "sd": sd,
+            "sem": sem,
+            "ci95": [mean - half, mean + half],
+        }
+
+    def accuracies(run: Mapping[str, Any]) -> list[float]:
+        return [100.0 * float(e["dev_accuracy"]) for e in run["epochs"]]
+
+    plain = [accuracies(k["plain"]) for k in keyed]
+    n_epochs = min(len(a) for a in plain)
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "plain_accuracy_points": {
+            f"epoch_{e + 1}": describe([a[e] for a in plain]) for e in range(n_epochs)
+        },
+        "runs": {},
+    }
+    for key in common:
+        per_epoch = {}
+        for e in range(n_epochs):
+            d = [accuracies(k[key])[e] - accuracies(k["plain"])[e] for k in keyed]
+            per_epoch[f"epoch_{e + 1}"] = describe(d)
+        out["runs"][key] = {"difference_points": per_epoch}
+    return out

@@ -1,0 +1,99 @@
+"""Paired-seed summary of accuracy studies (report.paired_seed_summary, benchmarks script)."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from privtuner.accuracy.report import paired_seed_summary
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _study(seed: int, plain: list[float], sim: list[float]) -> dict[str, Any]:
+    def run(mode: str, set_name: str | None, accs: list[float]) -> dict[str, Any]:
+        return {
+            "mode": mode,
+            "set_name": set_name,
+            "packing": None if set_name is None else "interleaved",
+            "epochs": [{"epoch": i + 1, "dev_accuracy": a} for i, a in enumerate(accs)],
+        }
+
+    return {
+        "mode": "simulate",
+        "model": "minilm",
+        "model_config": {"hidden_size": 384},
+        "config": {"seed": seed, "epochs": len(plain), "lr": 1e-3},
+        "runs": [run("plain", None, plain), run("simulate", "S", sim)],
+    }
+
+
+def test_differences_and_interval_by_hand() -> None:
+    """Differences 1, 2, 3 points: mean 2, sd 1, sem 1/sqrt(3), t(0.975, 2) = 4.303 (table)."""
+    studies = [
+        _study(0, [0.80, 0.85], [0.81, 0.85]),
+        _study(1, [0.82, 0.86], [0.84, 0.85]),
+        _study(2, [0.79, 0.84], [0.82, 0.86]),
+    ]
+    out = paired_seed_summary(studies)
+    assert out["seeds"] == [0, 1, 2]
+    d = out["runs"]["simulate:S@interleaved"]["difference_points"]
+    last = d["epoch_1"]
+    assert last["values"] == pytest.approx([1.0, 2.0, 3.0])
+    assert last["mean"] == pytest.approx(2.0)
+    assert last["sd"] == pytest.approx(1.0)
+    assert last["sem"] == pytest.approx(1 / math.sqrt(3))
+    half = 4.3027 / math.sqrt(3)
+    assert last["ci95"] == pytest.approx([2.0 - half, 2.0 + half], abs=1e-3)
+    assert d["epoch_2"]["values"] == pytest.approx([0.0, -1.0, 2.0])
+    p = out["plain_accuracy_points"]["epoch_1"]
+    assert p["mean"] == pytest.approx(80.333333) and p["sd"] == pytest.approx(1.527525)
+
+
+def test_only_the_seed_may_differ() -> None:
+    a, b = _study(0, [0.8], [0.8]), _study(1, [0.8], [0.8])
+    with pytest.raises(ValueError, match="repeat a seed"):
+        paired_seed_summary([a, copy.deepcopy(a)])
+    with pytest.raises(ValueError, match="at least two"):
+        paired_seed_summary([a])
+    c = copy.deepcopy(b)
+    c["config"]["lr"] = 2e-3
+    with pytest.raises(ValueError, match=r"differ in config \['lr'\]"):
+        paired_seed_summary([a, c])
+    c = copy.deepcopy(b)
+    c["model"] = "bert-tiny"
+    with pytest.raises(ValueError, match="differ in 'model'"):
+        paired_seed_summary([a, c])
+    c = copy.deepcopy(b)
+    c["runs"] = c["runs"][1:]
+    with pytest.raises(ValueError, match="no plain run"):
+        paired_seed_summary([a, c])
+
+
+def test_script_prints_json_and_one_line_errors(tmp_path: Path, capsys: Any) -> None:
+    spec = importlib.util.spec_from_file_location(
+        "accuracy_seeds", ROOT / "benchmarks" / "accuracy_seeds.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    dirs = []
+    for seed, sim in ((0, 0.80), (1, 0.83)):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "accuracy.json").write_text(json.dumps(_study(seed, [0.81], [sim])))
+        dirs.append(str(d))
+    assert mod.main(dirs) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["runs"]["simulate:S@interleaved"]["difference_points"]["epoch_1"]["values"] == (
+        pytest.approx([-1.0, 2.0])
+    )
+    assert mod.main([dirs[0], str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot read") and err.count("\n") == 1
