@@ -6,8 +6,9 @@ Column packing (:mod:`privtuner.fhe_profiling.ckks_ops`, the PrivTuner-style bas
 interleaved packing (:mod:`privtuner.fhe_profiling.interleaved`, the default), each at
 T = 512 tokens (the default step's token count) and T = N/2, through the same
 :mod:`privtuner.fhe_profiling.packing` interface: encrypt, serialize, server projection,
-serialize, decrypt. All at the same parameter set, in the same run (ratios of one run).
-Prints one JSON object.
+serialize, decrypt; at T = 512 also with the protocol option ``rescale="device"`` (the server
+returns unrescaled products). All at the same parameter set, in the same run (ratios of one
+run). Prints one JSON object.
 
     python benchmarks/bench_encrypted_projection.py [--naive-tokens 3] [--repeats 3]
 """
@@ -71,6 +72,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         for t in sorted({512, params.slots})
         for packing in ("column", "interleaved")
     }
+    # the protocol option rescale="device": the server returns unrescaled products
+    for packing in ("column", "interleaved"):
+        x512 = rng.uniform(-1, 1, size=(512, d))
+        kernels[f"{packing}@T=512+rescale=device"] = _kernel(
+            keys, pub, packing, x512, w, args, rescale="device"
+        )
     n_srv = statistics.median(naive_server)
     n_tot = statistics.median(naive_total)
     il, col = kernels["interleaved@T=512"], kernels["column@T=512"]
@@ -93,6 +100,19 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "bytes_up": col["bytes_up"] / il["bytes_up"],
             "target_end_to_end": 10,
         },
+        "device_rescale_at_T512": {
+            p: {
+                q: kernels[f"{p}@T=512+rescale=device"][q] / kernels[f"{p}@T=512"][q]
+                for q in ("server_s_per_token", "end_to_end_s_per_token", "bytes_down")
+            }
+            for p in ("column", "interleaved")
+        },
+        "interleaved_device_rescale_over_column_at_T512": {
+            "end_to_end_per_token": col["end_to_end_s_per_token"]
+            / kernels["interleaved@T=512+rescale=device"]["end_to_end_s_per_token"],
+            "server_per_token": col["server_s_per_token"]
+            / kernels["interleaved@T=512+rescale=device"]["server_s_per_token"],
+        },
         "naive_over_interleaved_at_T512": {
             "server_per_token": n_srv / il["server_s_per_token"],
             "end_to_end_per_token": n_tot / il["end_to_end_s_per_token"],
@@ -104,9 +124,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
 
 def _kernel(
-    keys: ops.CkksKeys, pub: ops.PublicCkks, packing: str, x: np.ndarray, w: np.ndarray, args: Any
+    keys: ops.CkksKeys,
+    pub: ops.PublicCkks,
+    packing: str,
+    x: np.ndarray,
+    w: np.ndarray,
+    args: Any,
+    rescale: str = "server",
 ) -> dict[str, object]:
-    """Median over ``args.repeats`` runs of one projection of ``x [T, d]`` in ``packing``."""
+    """Median over ``args.repeats`` runs of one projection of ``x [T, d]`` in ``packing``,
+    its products rescaled by ``rescale`` (the protocol option)."""
     tokens = x.shape[0]
     enc_s, srv_s, dec_s, errs, split = [], [], [], [], []
     for _ in range(args.warmup + args.repeats):
@@ -116,7 +143,7 @@ def _kernel(
         served = pk.deserialize(pub, pk.serialize(enc))
         tm = ops.ProjectTimings()
         t2 = time.perf_counter()
-        y_enc = pk.project(pub, served, w, timings=tm)
+        y_enc = pk.project(pub, served, w, timings=tm, rescale=rescale)
         t3 = time.perf_counter()
         back = pk.deserialize(keys, pk.serialize(y_enc))
         t4 = time.perf_counter()
@@ -131,6 +158,7 @@ def _kernel(
     total = statistics.median(enc_s) + statistics.median(srv_s) + statistics.median(dec_s)
     return {
         "tokens": tokens,
+        "rescale": rescale,
         "repeats": args.repeats,
         "ciphertexts_up": enc.n_ciphertexts,
         "ciphertexts_down": y_enc.n_ciphertexts,
