@@ -139,7 +139,8 @@ class _Scratch:
     processes rewriting one file read each other's ciphertexts): :meth:`reset` runs in every
     forked child (``os.register_at_fork``) and :meth:`path` also checks the pid, so a child
     makes its own folder. Only the process that made a folder removes it at exit (a forked
-    child inherits the parent's ``atexit`` handlers).
+    child inherits the parent's ``atexit`` handlers); a new folder's maker first removes the
+    folders of processes that died without that (:func:`_remove_stale_folders`).
     """
 
     def __init__(self) -> None:
@@ -166,11 +167,46 @@ class _Scratch:
                     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK)
                     else None
                 )
-                self._dir = tempfile.mkdtemp(prefix="privtuner-seal-", dir=base)
+                _remove_stale_folders(base or tempfile.gettempdir())
+                self._dir = tempfile.mkdtemp(prefix=f"privtuner-seal-{self._pid}-", dir=base)
                 atexit.register(_remove_own_folder, self._dir, self._pid)
             p = os.path.join(self._dir, f"{self._pid}-{next(self._ids)}.bin")
         self._local.path = p
         return p
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # alive, another user's
+        return True
+    return True
+
+
+def _remove_stale_folders(base: str) -> None:
+    """Remove this user's scratch folders (``privtuner-seal-PID-*``, or older ones named by
+    their files ``PID-N.bin``) whose processes are all gone: a process killed by a signal
+    never runs its ``atexit`` removal, and ``/dev/shm`` is memory."""
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    uid = os.getuid()
+    for e in entries:
+        if not e.name.startswith("privtuner-seal-"):
+            continue
+        try:
+            if not e.is_dir(follow_symlinks=False) or e.stat(follow_symlinks=False).st_uid != uid:
+                continue
+            head = e.name[len("privtuner-seal-") :].split("-", 1)[0]
+            pids = {int(head)} if head.isdigit() else set()
+            pids |= {int(f.split("-", 1)[0]) for f in os.listdir(e.path) if f[:1].isdigit()}
+        except (OSError, ValueError):
+            continue
+        if pids and not any(_pid_alive(pid) for pid in pids):
+            shutil.rmtree(e.path, ignore_errors=True)
 
 
 def _remove_own_folder(path: str, owner_pid: int) -> None:

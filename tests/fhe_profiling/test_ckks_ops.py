@@ -7,6 +7,7 @@ checked bit for bit against SEAL's own ``multiply_plain`` + ``add_inplace``.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -397,3 +398,58 @@ def test_a_wrap_back_into_range_needs_the_bound(keys_small: K.CkksKeys) -> None:
     assert np.max(np.abs(wrapped - x @ w)) > headroom
     with pytest.raises(K.CkksOverflowError, match=r"\|X W \+ b\| may reach 6.82e\+05"):
         K.decrypt_columns(keys_small, y, bound=K.projection_bound(x, 1.3 * headroom))
+
+
+_KILLED_SCRIPT = """
+import os, signal
+from privtuner.fhe_profiling import ckks_ops as K
+from privtuner.costmodels.types import CkksParams
+K.make_context(CkksParams(4096, (40, 20, 40), 20)).public_bytes()  # scratch files in use
+print(K._SCRATCH._dir, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no atexit: the folder stays behind
+"""
+
+_FRESH_SCRIPT = """
+import os, sys
+from privtuner.fhe_profiling import ckks_ops as K
+from privtuner.costmodels.types import CkksParams
+K.make_context(CkksParams(4096, (40, 20, 40), 20)).public_bytes()
+print(K._SCRATCH._dir, os.path.isdir(sys.argv[1]), os.path.isdir(sys.argv[2]))
+"""
+
+
+@pytest.mark.fhe
+def test_scratch_folders_of_killed_processes_are_removed(seal_mod, tmp_path) -> None:
+    """A process killed by a signal leaves its scratch folder; the next process to make one
+    removes it, and keeps the folders of live processes (this one's, a sleeping child's)."""
+    import subprocess
+    import sys
+
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_SCRIPT], capture_output=True, text=True, timeout=300
+    )
+    assert killed.returncode == -9
+    stale = killed.stdout.strip()
+    assert os.path.isdir(stale) and os.listdir(stale)
+    # a live process's folder, named as the older scheme did (by its files only)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        live = os.path.join(os.path.dirname(stale), "privtuner-seal-test" + str(sleeper.pid))
+        os.mkdir(live)
+        open(os.path.join(live, f"{sleeper.pid}-0.bin"), "wb").close()
+        fresh = subprocess.run(
+            [sys.executable, "-c", _FRESH_SCRIPT, stale, live],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert fresh.returncode == 0, fresh.stderr[-2000:]
+        new_dir, stale_left, live_left = fresh.stdout.split()
+        assert (stale_left, live_left) == ("False", "True")
+        assert not os.path.isdir(new_dir)  # removed at its own (normal) exit
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+        import shutil
+
+        shutil.rmtree(live, ignore_errors=True)
