@@ -126,12 +126,17 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     if len(studies) < 2:
         raise ValueError("a paired-seed summary needs at least two studies")
+    for i, s in enumerate(studies):
+        cfg = s.get("config") if isinstance(s, Mapping) else None
+        if not (isinstance(cfg, Mapping) and "seed" in cfg and isinstance(s.get("runs"), list)):
+            raise ValueError(f"study {i + 1} is not an accuracy study (no config.seed or runs)")
     seeds = [int(s["config"]["seed"]) for s in studies]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"studies repeat a seed: {seeds}")
     ref = studies[0]
     for s in studies[1:]:
-        for key in ("mode", "model", "model_config"):
+        # what the runs depend on besides the config: data, initial weights, error model
+        for key in ("mode", "model", "model_config", "weights", "data", "error_model"):
             if s.get(key) != ref.get(key):
                 raise ValueError(f"studies differ in {key!r}: {s.get(key)!r} vs {ref.get(key)!r}")
         cfg = {k: v for k, v in s["config"].items() if k != "seed"}

@@ -70,6 +70,20 @@ def test_only_the_seed_may_differ() -> None:
     c["model"] = "bert-tiny"
     with pytest.raises(ValueError, match="differ in 'model'"):
         paired_seed_summary([a, c])
+    # the data, initial weights and error model matter as much as the config
+    for key, other in (
+        ("data", {"train_file": "other/train.tsv", "train_examples": 100}),
+        ("weights", "/models/other"),
+        ("error_model", {"date": "2026-12-01"}),
+    ):
+        c = copy.deepcopy(b)
+        c[key] = other
+        with pytest.raises(ValueError, match=f"differ in '{key}'"):
+            paired_seed_summary([a, c])
+    with pytest.raises(ValueError, match="study 2 is not an accuracy study"):
+        paired_seed_summary([a, {"mode": "simulate"}])
+    with pytest.raises(ValueError, match="study 1 is not an accuracy study"):
+        paired_seed_summary([[1, 2], a])  # type: ignore[list-item]
     c = copy.deepcopy(b)
     c["runs"] = c["runs"][1:]
     with pytest.raises(ValueError, match="no plain run"):

@@ -311,6 +311,8 @@ def test_clock_option_errors() -> None:
         lp.profile_step(SMALL, None, None, {}, clock="sundial")
     with pytest.raises(ParameterError, match="separate_process=False"):
         lp.profile_step(SMALL, None, None, {}, clock="cpu", separate_process=True)
+    with pytest.raises(ParameterError, match="rescale: unknown value 'client'"):
+        lp.profile_lora([SMALL], rescale="client", progress=False)
 
 
 def test_validation_report(
@@ -334,6 +336,9 @@ def test_validation_report(
         lp.validation_report(records, SyntheticModel(rec, 1.0))
     with pytest.raises(CostModelError, match="no profile-lora records"):
         lp.validation_report([], SyntheticModel(rec, 1.0))
+    # the cost model prices the server's rescale: rescale="device" steps are refused
+    with pytest.raises(CostModelError, match=rf"\['{SMALL.name}'\] were measured with rescale"):
+        lp.validation_report([{**rec, "rescale": "device"}], SyntheticModel(rec, 1.0))
 
 
 def test_clear_s_per_token_from_steps(cpu_records: list[dict[str, Any]]) -> None:

@@ -156,11 +156,14 @@ def test_column_decrypt_same_either_way(keys: K.CkksKeys, file_path_only: None) 
     np.testing.assert_allclose(got, x @ w, atol=2.0 ** (-keys.params.scale_bits + 14))
 
 
-def test_decrypt_many_odd_count_and_single(keys: K.CkksKeys) -> None:
+@pytest.mark.parametrize("rescale", K.RESCALE_AT)
+def test_decrypt_many_odd_count_and_single(keys: K.CkksKeys, rescale: str) -> None:
+    """Odd counts pair the last plaintext with a stand-in, at every level decrypt_many sees:
+    one prime (rescaled), two (unrescaled, or rescaled from three) and three (SEAL decodes)."""
     rng = np.random.default_rng(5)
     for n_out in (1, 3):
         x = rng.standard_normal((10, 4))
         w = rng.standard_normal((4, n_out))
-        y = K.project(keys, K.encrypt_columns(keys, x), w)
+        y = K.project(keys, K.encrypt_columns(keys, x), w, rescale=rescale)
         got = K.decrypt_columns(keys, y)
         np.testing.assert_allclose(got, x @ w, atol=2.0 ** (-keys.params.scale_bits + 14))
