@@ -67,16 +67,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         naive_err.append(float(np.max(np.abs(y - x @ w))))
         naive_bytes.append((tm["bytes_up"], tm["bytes_down"]))
 
+    xs = {t: rng.uniform(-1, 1, size=(t, d)) for t in sorted({512, params.slots})}
     kernels = {
-        f"{packing}@T={t}": _kernel(keys, pub, packing, rng.uniform(-1, 1, size=(t, d)), w, args)
-        for t in sorted({512, params.slots})
+        f"{packing}@T={t}": _kernel(keys, pub, packing, x, w, args)
+        for t, x in xs.items()
         for packing in ("column", "interleaved")
     }
-    # the protocol option rescale="device": the server returns unrescaled products
+    # the protocol option rescale="device" (the server returns unrescaled products), on the
+    # same inputs
     for packing in ("column", "interleaved"):
-        x512 = rng.uniform(-1, 1, size=(512, d))
         kernels[f"{packing}@T=512+rescale=device"] = _kernel(
-            keys, pub, packing, x512, w, args, rescale="device"
+            keys, pub, packing, xs[512], w, args, rescale="device"
         )
     n_srv = statistics.median(naive_server)
     n_tot = statistics.median(naive_total)

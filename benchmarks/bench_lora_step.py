@@ -47,6 +47,10 @@ def main() -> None:
         help="who rescales the server's products (protocol option); each is measured",
     )
     args = ap.parse_args()
+    # each value once, in the order given (a repeated one would be measured twice)
+    args.packing, args.server_workers, args.rescale = (
+        list(dict.fromkeys(v)) for v in (args.packing, args.server_workers, args.rescale)
+    )
 
     from privtuner.fhe_profiling import lora_profile as lp
 

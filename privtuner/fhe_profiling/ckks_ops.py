@@ -1037,7 +1037,8 @@ def _decoder_matches(keys: CkksKeys, decode: Callable[..., NDArray[np.complex128
 def headroom_log2(session: _Session, ct: Any) -> float:
     """log2 of the largest slot magnitude a SEAL ciphertext ``ct`` can hold:
     ``Q_l / (2 D)``, with ``Q_l`` the product of the primes of its level and ``D`` its scale
-    (after a projection's rescale ``Q_l = q0``: ``2^(q0 - scale - 1)``).
+    (after a projection's rescale ``Q_l = q0``: ``2^(q0 - scale - 1)``; an unrescaled product,
+    ``Q_l = q0 q1`` at scale ``D^2 ~ q1 D``, has the same).
 
     A slot vector ``z`` encodes to coefficients ``c = D sigma^-1(z)`` with ``|c_i| <= D max|z|``
     (Cheon, Kim, Kim, Song, ASIACRYPT 2017, canonical embedding), which decrypt correctly while
@@ -1072,7 +1073,7 @@ def check_headroom(
     all slots can wrap back into range, so the device passes ``slot_bound``.
     """
     limit = headroom_log2(session, ct)
-    headroom = f"the headroom 2^{limit:.1f} = {2.0**limit:.3g} (2^(q0 - scale - 1))"
+    headroom = f"the headroom 2^{limit:.1f} = {2.0**limit:.3g} (2^(log2 Q_level - scale - 1))"
     fix = "use a set with more bits of q0 above the scale or smaller values"
     if slot_bound is not None and not (
         slot_bound == 0.0 or (math.isfinite(slot_bound) and math.log2(slot_bound) < limit)
@@ -1080,15 +1081,15 @@ def check_headroom(
         raise CkksOverflowError(
             f"CKKS overflow under {session.params.name}: |X W + b| may reach {slot_bound:.3g} "
             f"(max_t ||x_t||_2 * max_j ||W_:j||_2 + max |b|), at or above {headroom}; the "
-            f"result may have wrapped modulo q0: {fix}"
+            f"result may have wrapped modulo the level's modulus: {fix}"
         )
     arr = np.abs(np.asarray(values))
     peak = float(np.max(arr)) if arr.size else 0.0
     if not (np.isfinite(peak) and (peak == 0.0 or math.log2(peak) < limit)):
         raise CkksOverflowError(
             f"CKKS overflow under {session.params.name}: a decrypted value of magnitude "
-            f"{peak:.3g} reaches {headroom}; results this large wrap modulo q0 (wrong "
-            f"values): {fix}"
+            f"{peak:.3g} reaches {headroom}; results this large wrap modulo the level's "
+            f"modulus (wrong values): {fix}"
         )
 
 
