@@ -427,12 +427,13 @@ class RawCiphertext:
             chunk = np.frombuffer(blob, dtype=np.uint8, count=size * n * w, offset=off)
             full[:, p, :, :w] = chunk.reshape(size, n, w)
             off += size * n * w
+        data = full.view("<u8").reshape(size, n_primes, n)
         return RawCiphertext(
             parms_id=parms,
             is_ntt_form=bool(ntt),
             scale=float(scale),
             correction_factor=1,
-            data=full.view("<u8").reshape(size, n_primes, n).astype(np.uint64),
+            data=data.astype(np.uint64, copy=False),  # a view on little-endian machines
         )
 
     def to_bytes(self) -> bytes:
