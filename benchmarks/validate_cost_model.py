@@ -22,7 +22,7 @@ number for a set that was not measured.
     # warm-up step, then two timed steps averaged (slow: ~3 x 35 s CPU per N=8192 set)
     .venv/bin/python benchmarks/validate_cost_model.py --run --sets N4096_q40-20-40_s20 \\
         [--tokens 512] [--seq-len 64] [--save-records DIR] [--warmup-steps 1] [--timed-steps 2]
-        [--same-process]
+        [--same-process] [--packing interleaved column] [--rescale server device]
     # refit the model from CKKS profile records + these step records (the clear-text
     # constant), write it, and compare (how the shipped ckks_default.json is made)
     .venv/bin/python benchmarks/validate_cost_model.py \\
@@ -80,6 +80,14 @@ def main(argv: list[str] | None = None) -> int:
         choices=("interleaved", "column"),
         help="packings measured with --run (default both)",
     )
+    ap.add_argument(
+        "--rescale",
+        nargs="+",
+        default=["server"],
+        choices=("server", "device"),
+        help="who rescales the products (protocol option) in the steps measured with --run, or "
+        "compared from --records (default server)",
+    )
     ap.add_argument("--refit", default=None, metavar="RECORDS.csv", help="CKKS profile records")
     ap.add_argument("--refit-out", default=None, metavar="MODEL.json")
     args = ap.parse_args(argv)
@@ -93,40 +101,47 @@ def main(argv: list[str] | None = None) -> int:
         sets = lp.select_sets(args.sets, quick=False)
         records: list[dict[str, Any]] = []
         for p in sets:  # one set at a time: partial results survive an interrupt
-            records.extend(
-                lp.profile_lora(
-                    [p],
-                    tokens=args.tokens,
-                    seq_len=args.seq_len,
-                    seed=args.seed,
-                    separate_process=False,
-                    clock="cpu",
-                    progress=args.progress,
-                    warmup_steps=args.warmup_steps,
-                    timed_steps=args.timed_steps,
-                    fresh_process=not args.same_process,
-                    packings=args.packing,
+            for rescale in args.rescale:
+                records.extend(
+                    lp.profile_lora(
+                        [p],
+                        tokens=args.tokens,
+                        seq_len=args.seq_len,
+                        seed=args.seed,
+                        separate_process=False,
+                        clock="cpu",
+                        progress=args.progress,
+                        warmup_steps=args.warmup_steps,
+                        timed_steps=args.timed_steps,
+                        fresh_process=not args.same_process,
+                        packings=args.packing,
+                        rescale=rescale,
+                    )
                 )
-            )
-            if args.save_records:
-                lp.write_records(records, args.save_records)
-            for r in records[-len(args.packing) :]:
-                print(
-                    f"measured {p.name} {r['packing']}: total {r['total_s']:.1f} s CPU",
-                    file=sys.stderr,
-                )
+                if args.save_records:
+                    lp.write_records(records, args.save_records)
+                for r in records[-len(args.packing) :]:
+                    print(
+                        f"measured {p.name} {r['packing']} rescale={rescale}: "
+                        f"total {r['total_s']:.1f} s CPU",
+                        file=sys.stderr,
+                    )
     else:
         path = Path(args.records) if args.records else SHIPPED_RECORDS
         records = lp.read_records(path)
         if args.sets:
             records = [r for r in records if r["set_name"] in set(args.sets)]
         records = [r for r in records if lp.record_packing(r) in set(args.packing)]
+        records = [r for r in records if lp.record_rescale(r) in set(args.rescale)]
     if args.refit:
         from privtuner.costmodels.fitting import fit_records
         from privtuner.costmodels.model import clear_s_per_token_from_steps
 
+        # the clear-text constant from the default protocol's steps (the device's clear-text
+        # work does not depend on who rescales)
+        steps = [r for r in records if lp.record_rescale(r) == "server"] or records
         model = fit_records(
-            args.refit, device_clear_s_per_token=clear_s_per_token_from_steps(records)
+            args.refit, device_clear_s_per_token=clear_s_per_token_from_steps(steps)
         )
         if args.refit_out:
             model.save(args.refit_out)

@@ -252,6 +252,7 @@ def spec_input_columns(spec: Any) -> dict[str, Any]:
         "min_precision_bits": float(spec.fhe.min_precision_bits),
         "cost_model": str(spec.fhe.cost_model),
         "packing": str(spec.fhe.packing),
+        "rescale": str(spec.fhe.rescale),
         "rel_tol": float(spec.solver.rel_tol),
         "max_iterations": int(spec.solver.max_iterations),
         "time_limit_s": float(spec.solver.time_limit_s),

@@ -89,6 +89,12 @@ def register(sub: Any) -> None:
         help="protocol packing(s); each set is measured once per packing (default interleaved; "
         "column is the PrivTuner-style baseline)",
     )
+    p.add_argument(
+        "--rescale",
+        default="server",
+        choices=("server", "device"),
+        help="who rescales the server's products (protocol option; default server)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_profile_lora)
 
@@ -121,6 +127,7 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
         timed_steps=args.timed_steps,
         fresh_process=args.fresh_process,
         packings=args.packing,
+        rescale=args.rescale,
     )
     paths = lp.write_records(records, args.out)
     summary: dict[str, Any] = {"records": {k: str(v) for k, v in paths.items()}, "sets": []}
@@ -131,6 +138,7 @@ def cmd_profile_lora(args: argparse.Namespace) -> int:
                 for k in (
                     "set_name",
                     "packing",
+                    "rescale",
                     "total_s",
                     "encrypt_s",
                     "decrypt_s",

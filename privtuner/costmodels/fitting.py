@@ -57,6 +57,13 @@ RECORD_OPS: dict[str, str] = {
     "decrypt_il": "s",
     "project_il": "s",
     "precision_bits_il": "bits",
+    # the protocol option rescale="device" (fhe.rescale): the server writes its products
+    # unrescaled, the device decrypts them at the input level's primes
+    "product_out": "s",
+    "ct_bytes_unrescaled": "bytes",
+    "decrypt_unrescaled": "s",
+    "decrypt_unrescaled_one": "s",
+    "decrypt_il_unrescaled": "s",
 }
 
 #: Kernel ops fitted per block shape (``d_in``, ``d_out``): see :func:`fit_records`.
@@ -362,6 +369,23 @@ TIME_FORMS: tuple[CurveForm, ...] = (
         physical=True,
     ),
     CurveForm(
+        "compact_unrescaled",
+        "a*N*W + c  (a >= 0; W = sum_k ceil(bits_k / 8) over the unrescaled product's primes)",
+        ("a", "c"),
+        ("poly_modulus_degree", "unrescaled_bytes"),
+        lambda v: _stack(_n(v) * v["unrescaled_bytes"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
+        "compact_io_unrescaled",
+        "a*N*L + b*N*S + c  (a, b >= 0; S = sum_k ceil(bits_k / 8) over the unrescaled "
+        "product's primes narrower than 8 bytes)",
+        ("a", "b", "c"),
+        ("poly_modulus_degree", "n_primes", "unrescaled_strided_bytes"),
+        lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v["unrescaled_strided_bytes"], _ones(v)),
+        physical=True,
+    ),
+    CurveForm(
         "limbs",
         "a*N*P + c  (a >= 0; P = sum_k limb products of prime k)",
         ("a", "c"),
@@ -426,6 +450,10 @@ the spec. The *physical* forms count the work of the measured operations:
   bytes by a strided copy, while 8-byte residues are copied whole: measured, decryption and
   rescale cost ~20 % more at 40-56-bit ``q0`` than at 60 bits. ``S`` counts those strided
   bytes per coefficient (:func:`strided_bytes`).
+* ``compact_unrescaled`` / ``compact_io_unrescaled``: the same for a product the server does
+  not rescale (``fhe.rescale: device``: ``ct_bytes_unrescaled``, and ``product_out``,
+  ``decrypt_unrescaled*``, ``decrypt_il_unrescaled``), whose level keeps the scale prime
+  (:func:`unrescaled_bytes`).
 * ``limbs``: the column-packed projection kernel (``fhe_profiling.ckks_ops``) splits each
   residue of prime k into ``nx_k`` limbs and each weight into ``nw_k`` limbs so that float64
   BLAS stays exact; its multiply-accumulate does ``nx_k nw_k`` limb products per prime, so
@@ -464,8 +492,15 @@ FORMS_BY_NAME: dict[str, CurveForm] = {f.name: f for f in (*TIME_FORMS, *PRECISI
 _KERNEL_FORMS = ("limbs", "limbs_zstd", "power_limbs", "limbs_words_zstd")
 #: The compact wire format's size: only for ``ct_bytes_product``; its packing work: only for
 #: the ops that write or read products.
-_COMPACT_FORMS = ("compact", "compact_io")
+_COMPACT_FORMS = ("compact", "compact_io", "compact_unrescaled", "compact_io_unrescaled")
 _COMPACT_IO_OPS = ("rescale", "decrypt", "decrypt_one", "decrypt_il")
+#: ops that write or read unrescaled products (``fhe.rescale: device``)
+_UNRESCALED_IO_OPS = (
+    "product_out",
+    "decrypt_unrescaled",
+    "decrypt_unrescaled_one",
+    "decrypt_il_unrescaled",
+)
 
 
 def candidate_forms(op: str) -> tuple[CurveForm, ...]:
@@ -477,11 +512,14 @@ def candidate_forms(op: str) -> tuple[CurveForm, ...]:
         return PRECISION_FORMS
     if op == "project_mac":
         return tuple(f for f in TIME_FORMS if f.name not in _COMPACT_FORMS)
-    if op == "ct_bytes_product":
-        return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, "compact_io"))
-    if op in _COMPACT_IO_OPS:
-        return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, "compact"))
-    return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, *_COMPACT_FORMS))
+    own = {
+        "ct_bytes_product": "compact",
+        "ct_bytes_unrescaled": "compact_unrescaled",
+        **dict.fromkeys(_COMPACT_IO_OPS, "compact_io"),
+        **dict.fromkeys(_UNRESCALED_IO_OPS, "compact_io_unrescaled"),
+    }.get(op)
+    other_compact = tuple(f for f in _COMPACT_FORMS if f != own)
+    return tuple(f for f in TIME_FORMS if f.name not in (*_KERNEL_FORMS, *other_compact))
 
 
 #: Inputs per output of the profiled projection block (BERT-Tiny hidden size), which sets the
@@ -536,6 +574,22 @@ def product_bytes(params: CkksParams) -> int:
     return sum(_product_widths(params))
 
 
+def _unrescaled_widths(params: CkksParams) -> list[int]:
+    """``ceil(bits_k / 8)`` per prime of a product the server does not rescale (the chain
+    without the special prime): bytes per residue of the compact wire format."""
+    return [(int(b) + 7) // 8 for b in params.coeff_mod_bit_sizes[:-1]]
+
+
+def unrescaled_bytes(params: CkksParams) -> int:
+    """``W`` of :func:`product_bytes` for an unrescaled product (:func:`_unrescaled_widths`)."""
+    return sum(_unrescaled_widths(params))
+
+
+def unrescaled_strided_bytes(params: CkksParams) -> int:
+    """``S`` of :func:`strided_bytes` for an unrescaled product."""
+    return sum(w for w in _unrescaled_widths(params) if w < 8)
+
+
 def strided_bytes(params: CkksParams) -> int:
     """``S = sum_k ceil(bits_k / 8)`` over the product's primes (:func:`product_bytes`) whose
     residues take fewer than 8 bytes: what the compact format packs by a strided copy."""
@@ -561,6 +615,10 @@ def variables_of(
         "zero_bits": np.array([zero_bits(p) for p in params], dtype=float),
         "product_bytes": np.array([product_bytes(p) for p in params], dtype=float),
         "strided_bytes": np.array([strided_bytes(p) for p in params], dtype=float),
+        "unrescaled_bytes": np.array([unrescaled_bytes(p) for p in params], dtype=float),
+        "unrescaled_strided_bytes": np.array(
+            [unrescaled_strided_bytes(p) for p in params], dtype=float
+        ),
         "limb_products": np.array([limb_products(p, d_in) for p in params], dtype=float),
     }
 
@@ -1122,6 +1180,10 @@ SYNTHETIC_TRUTH: dict[str, tuple[str, dict[str, float]]] = {
     "decrypt_il": ("nlogn_l", {"a": 8.0e-10, "c": 2.0e-5}),
     "project_il": ("n_l", {"a": 4.0e-8, "c": 1.0e-5}),
     "precision_bits_il": ("scale_log2n", {"a": 1.0, "b": -0.5, "c": -5.0}),
+    "product_out": ("nlogn_l", {"a": 2.0e-10, "c": 5.0e-6}),
+    "ct_bytes_unrescaled": ("n_logq_n", {"a": 0.12, "b": 2.0, "c": 110.0}),
+    "decrypt_unrescaled": ("nlogn_l", {"a": 7.0e-10, "c": 2.0e-5}),
+    "decrypt_il_unrescaled": ("nlogn_l", {"a": 1.1e-9, "c": 2.0e-5}),
 }
 
 

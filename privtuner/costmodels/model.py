@@ -32,6 +32,16 @@ T_enc = n_enc t_enc. ``t_load`` (``project_load``: the server parsing an uploade
 ciphertext and expanding its seed) is paid once per input ciphertext, not per MAC; older
 models without it lump it into ``t_mac``.
 
+Who rescales (``fhe.rescale``, the protocol option of ``fhe_profiling.ckks_ops.RESCALE_AT``):
+with ``server`` (default) every output ciphertext costs the server one ``rescale`` (SEAL's
+rescale and the compact serialization of the one-prime result) and downloads
+``bytes_product``; with ``device`` the server writes each product unrescaled (``product_out``),
+the download is ``bytes_unrescaled`` (the scale prime kept) and the device's decryption is the
+two-prime one (``decrypt_unrescaled``/``decrypt_unrescaled_one``, ``decrypt_il_unrescaled``):
+
+* C_srv(theta) = f_ref x [... + n_rescale t_product_out(theta)],
+* S_down(theta) = 8 x n_down x bytes_unrescaled(theta).
+
 """
 
 from __future__ import annotations
@@ -80,6 +90,37 @@ OPTIONAL_OPS: tuple[str, ...] = ("encrypt_one", "decrypt_one", "project_load")
 
 #: Ops the interleaved packing needs besides ``rescale``, the byte sizes and ``project_load``.
 INTERLEAVED_OPS: tuple[str, ...] = ("encrypt_il", "decrypt_il", "project_il")
+
+#: Who rescales the server's products (``fhe.rescale``), default first.
+RESCALE_AT: tuple[str, ...] = ("server", "device")
+
+#: Ops ``rescale="device"`` needs, by packing (see the module docstring).
+UNRESCALED_OPS: dict[str, tuple[str, ...]] = {
+    "column": ("product_out", "ct_bytes_unrescaled", "decrypt_unrescaled"),
+    "interleaved": ("product_out", "ct_bytes_unrescaled", "decrypt_il_unrescaled"),
+}
+
+
+def _op_names(rescale: str) -> dict[str, str]:
+    """The curve behind each role of the step formulas for ``rescale``: the server's output
+    op, the download size and the decryptions."""
+    if rescale not in RESCALE_AT:
+        raise ParameterError(f"rescale: unknown value {rescale!r}; valid: {', '.join(RESCALE_AT)}")
+    if rescale == "server":
+        return {
+            "out": "rescale",
+            "bytes_down": "ct_bytes_product",
+            "decrypt": "decrypt",
+            "decrypt_one": "decrypt_one",
+            "decrypt_il": "decrypt_il",
+        }
+    return {
+        "out": "product_out",
+        "bytes_down": "ct_bytes_unrescaled",
+        "decrypt": "decrypt_unrescaled",
+        "decrypt_one": "decrypt_unrescaled_one",
+        "decrypt_il": "decrypt_il_unrescaled",
+    }
 
 
 def slot_values_per_step(workload: WorkloadSpec) -> tuple[int, int]:
@@ -178,12 +219,14 @@ def interleaved_output_s(model: CostModel, params: CkksParams, g: int) -> float:
     return max(t0 + (t1 - t0) * (g - g0) / (g1 - g0), 0.5 * min(t0, t1))
 
 
-def _required(model: CostModel, packing: str) -> list[str]:
+def _required(model: CostModel, packing: str, rescale: str = "server") -> list[str]:
     need = list(REQUIRED_OPS)
     if packing == "interleaved":
         need += [op for op in INTERLEAVED_OPS if op != "project_il"]
         if not interleaved_kernel_points(model):
             need.append("project_il")
+    if rescale == "device":
+        need += UNRESCALED_OPS[packing]
     return [op for op in need if not model.has(op)]
 
 
@@ -193,9 +236,10 @@ def step_costs(
     params: CkksParams,
     steps: int = 1,
     packing: str = DEFAULT_PACKING,
+    rescale: str = "server",
 ) -> dict[str, float]:
-    """Predicted costs of ``steps`` steps of ``workload`` with ``params`` in ``packing``
-    (module formulas).
+    """Predicted costs of ``steps`` steps of ``workload`` with ``params`` in ``packing``, the
+    products rescaled by ``rescale`` (module formulas).
 
     Keys: ``encrypt_s``, ``decrypt_s`` (device crypto), ``clear_s`` (device clear-text work),
     ``device_s`` (their sum), ``server_s``, ``step_s`` (device + server) [single-thread CPU
@@ -203,17 +247,21 @@ def step_costs(
     Raises :class:`CostModelError` if the model lacks a required curve or a set lies outside
     a curve's domain.
     """
-    missing = _required(model, packing)
+    names = _op_names(rescale)
+    missing = _required(model, packing, rescale)
     if missing:
         raise CostModelError(
-            f"cost model lacks curves for {', '.join(missing)} (packing {packing!r}; profile "
-            "the model again, or set fhe.packing: column)"
+            f"cost model lacks curves for {', '.join(missing)} (packing {packing!r}, rescale "
+            f"{rescale!r}; profile the model again, or set fhe.packing: column / fhe.rescale: "
+            "server)"
         )
     c: OpCounts = op_counts_per_step(workload, params, packing).scaled(steps)
     t = {op: model.evaluate(op, params) for op in REQUIRED_OPS}
-    for op in (*OPTIONAL_OPS, "encrypt_il", "decrypt_il"):
+    for op in (*OPTIONAL_OPS, "encrypt_il", "decrypt_il", *UNRESCALED_OPS[packing]):
         if model.has(op):
             t[op] = model.evaluate(op, params)
+    if rescale == "device" and model.has("decrypt_unrescaled_one"):
+        t["decrypt_unrescaled_one"] = model.evaluate("decrypt_unrescaled_one", params)
     if packing == "interleaved":
         outs = {g: steps * n for g, n in interleaved_outputs_per_step(workload, params).items()}
         kernel = {f"project_il[G={g}]": interleaved_output_s(model, params, g) for g in outs}
@@ -228,10 +276,10 @@ def step_costs(
         raise CostModelError(f"set {params.name}: fitted cost of {', '.join(bad)} is not positive")
     if packing == "interleaved":  # every ciphertext holds all slots: no per-value share
         enc_s = c.encryptions * t["encrypt_il"]
-        dec_s = c.decryptions * t["decrypt_il"]
+        dec_s = c.decryptions * t[names["decrypt_il"]]
     else:
-        enc_s, dec_s = _column_crypto_s(model, workload, params, steps, c, t)
-    server_s = kernel_s + c.server_rescales * t["rescale"]
+        enc_s, dec_s = _column_crypto_s(model, workload, params, steps, c, t, names)
+    server_s = kernel_s + c.server_rescales * t[names["out"]]
     if "project_load" in t:
         server_s += c.ciphertexts_up * t["project_load"]
     clear_s = steps * workload.tokens_per_step * (model.device_clear_s_per_token or 0.0)
@@ -243,7 +291,7 @@ def step_costs(
         "server_s": server_s,
         "step_s": enc_s + dec_s + clear_s + server_s,
         "bytes_up": c.ciphertexts_up * t["ct_bytes_fresh"],
-        "bytes_down": c.ciphertexts_down * t["ct_bytes_product"],
+        "bytes_down": c.ciphertexts_down * t[names["bytes_down"]],
         "ciphertexts_up": float(c.ciphertexts_up),
         "ciphertexts_down": float(c.ciphertexts_down),
     }
@@ -256,18 +304,21 @@ def _column_crypto_s(
     steps: int,
     c: OpCounts,
     t: dict[str, float],
+    names: dict[str, str],
 ) -> tuple[float, float]:
     """Column packing's ``(encrypt_s, decrypt_s)``: a fixed part per ciphertext plus a part per
-    slot value when the model has the ``*_one`` curves (module docstring)."""
+    slot value when the model has the ``*_one`` curves (module docstring); the decryption
+    curves named by ``names`` (:func:`_op_names`)."""
     v_up, v_down = (steps * v for v in slot_values_per_step(workload))
     enc_s = c.encryptions * t["encrypt"]
     per_value = _per_value_s(model, "encrypt", params, t["encrypt"])
     if per_value is not None:
         enc_s = c.encryptions * t["encrypt_one"] + max(v_up - c.encryptions, 0) * per_value
-    dec_s = c.decryptions * t["decrypt"]
-    per_value = _per_value_s(model, "decrypt", params, t["decrypt"])
+    dec, dec_one = names["decrypt"], names["decrypt_one"]
+    dec_s = c.decryptions * t[dec]
+    per_value = _per_value_s(model, dec, params, t[dec])
     if per_value is not None:
-        dec_s = c.decryptions * t["decrypt_one"] + max(v_down - c.decryptions, 0) * per_value
+        dec_s = c.decryptions * t[dec_one] + max(v_down - c.decryptions, 0) * per_value
     return enc_s, dec_s
 
 
@@ -341,12 +392,13 @@ def build_cost_table(
     missing = [op for op in REQUIRED_OPS if not model.has(op)]
     if missing:
         raise CostModelError(f"cost model lacks curves for {', '.join(missing)}")
-    packing = spec.fhe.packing
-    missing = _required(model, packing)
+    packing, rescale = spec.fhe.packing, spec.fhe.rescale
+    missing = _required(model, packing, rescale)
     if missing:
         raise CostModelError(
             f"cost model lacks curves for {', '.join(missing)} needed by fhe.packing "
-            f"{packing!r}; profile and fit a model with them, or set fhe.packing: column"
+            f"{packing!r} and fhe.rescale {rescale!r}; profile and fit a model with them, or "
+            "set fhe.packing: column / fhe.rescale: server"
         )
     metric = get_privacy_metric(spec.objective.privacy_metric)
     wl = spec.workload
@@ -359,6 +411,9 @@ def build_cost_table(
         kernel_ops = sorted(
             {op for p in catalogue_for(spec) for op in kernel_macs_per_step(model, wl, p)}
         )
+    if rescale == "device":
+        extra = (*UNRESCALED_OPS[packing], "decrypt_unrescaled_one")
+        kernel_ops += [op for op in extra if model.has(op)]
     ops_used = (*REQUIRED_OPS, *(op for op in OPTIONAL_OPS if model.has(op)), *kernel_ops)
 
     sets: list[CkksParams] = []
@@ -398,7 +453,7 @@ def build_cost_table(
                 dropped_accuracy.append(p.name)
                 continue
         try:
-            k = step_costs(model, wl, p, steps=wl.steps_per_round, packing=packing)
+            k = step_costs(model, wl, p, steps=wl.steps_per_round, packing=packing, rescale=rescale)
         except CostModelError as exc:
             raise CostModelError(f"catalogue set {p.name}: {exc}") from exc
         rows.append(
@@ -437,6 +492,7 @@ def build_cost_table(
         "dropped_for_accuracy": dropped_accuracy,
         "accuracy_study": spec.fhe.accuracy_study if max_loss is not None else None,
         "packing": packing,
+        "rescale": rescale,
         "op_counts_per_round": {
             p.name: op_counts_per_round(wl, p, packing).to_dict() for p in sets
         },

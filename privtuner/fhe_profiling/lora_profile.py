@@ -692,11 +692,18 @@ def record_packing(rec: dict[str, Any]) -> str:
     return str(rec.get("packing") or "column")
 
 
+def record_rescale(rec: dict[str, Any]) -> str:
+    """Who rescaled the products in a step record (records before the option: the server)."""
+    return str(rec.get("rescale") or "server")
+
+
 def record_key(rec: dict[str, Any]) -> str:
-    """``set_name`` (column packing) or ``set_name@interleaved``: one key per measured step."""
+    """``set_name`` (column packing) or ``set_name@interleaved``, with ``+rescale=device``
+    where the device rescaled: one key per measured step."""
     from privtuner.costmodels.fitting import precision_key
 
-    return precision_key(str(rec["set_name"]), record_packing(rec) == "interleaved")
+    key = precision_key(str(rec["set_name"]), record_packing(rec) == "interleaved")
+    return key if record_rescale(rec) == "server" else f"{key}+rescale=device"
 
 
 def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
@@ -712,7 +719,9 @@ def predict_step(model: Any, rec: dict[str, Any]) -> dict[str, float]:
     from privtuner.costmodels.model import step_costs
 
     p = _record_params(rec)
-    k = step_costs(model, _record_workload(rec), p, packing=record_packing(rec))
+    k = step_costs(
+        model, _record_workload(rec), p, packing=record_packing(rec), rescale=record_rescale(rec)
+    )
     return {
         q: float(k[q])
         for q in (
@@ -858,13 +867,6 @@ def validation_report(
             "seconds, the profiler's clock); re-measure with profile_lora(..., clock='cpu', "
             "separate_process=False)"
         )
-    device = sorted({str(r["set_name"]) for r in records if r.get("rescale") == "device"})
-    if device:
-        raise CostModelError(
-            f"records of {device} were measured with rescale='device', which the cost model "
-            "does not cover yet (it prices the server's rescale); validate rescale='server' "
-            "records"
-        )
     sets: dict[str, Any] = {}
     worst = 0.0
     worst_target = 0.0
@@ -901,6 +903,7 @@ def validation_report(
         rows["measured_device_clear_s"] = float(rec["device_clear_s"])
         rows["load_avg_1m"] = float(rec.get("load_avg_1m") or "nan")
         rows["packing"] = record_packing(rec)
+        rows["rescale"] = record_rescale(rec)
         sets[record_key(rec)] = rows
     return {
         "tolerance": tolerance,

@@ -33,6 +33,11 @@ of thousands of ops sums to: op times are right-skewed (p90 up to 1.4x the media
   for a block of ``ceil(d_out / 4)`` products keeping one value each;
 * ``ct_bytes_fresh`` / ``ct_bytes_product`` [bytes]: wire size of an uploaded (fresh, seeded,
   SEAL-serialized) and of a downloaded (product after rescale, compact) ciphertext;
+* ``product_out``, ``ct_bytes_unrescaled``, ``decrypt_unrescaled`` (``_one``),
+  ``decrypt_il_unrescaled``: the same block with the protocol option ``rescale="device"``
+  (``fhe.rescale``): the server's compact serialization of each unrescaled product [s per
+  output], its wire size [bytes] and the device's decryption of it (two primes) [s per
+  ciphertext; ``_il``: per interleaved partial];
 * ``precision_bits`` [bits]: ``-log2(max |Y_enc - (X W + b)|)`` of the projection with
   ``X ~ U(-1, 1) [N/2, d_in]``, ``W ~ N(0, 1/d_in)``, ``b ~ N(0, 0.01)`` (outputs O(1)).
 
@@ -221,6 +226,12 @@ def profile_set(
     bits: list[float] = []
     fresh_bytes: list[float] = []
     prod_bytes: list[float] = []
+    dev: dict[str, list[float]] = {
+        "product_out": [],
+        "ct_bytes_unrescaled": [],
+        "decrypt_unrescaled": [],
+        "decrypt_unrescaled_one": [],
+    }
     for i in range(cfg.warmup + cfg.repeats):
         # device: each column encrypted (and serialized) on its own, timed per ciphertext
         cts: list[ops.SealCiphertext] = []
@@ -251,16 +262,18 @@ def profile_set(
                     shape_mac_s[s].append((_clock() - t0) / (s[0] * s[1]))
         back = ops.deserialize_columns(keys, ops.serialize_columns(y))
         # one block as the device decrypts it (batched decoding), per output ciphertext
-        t0 = _clock()
-        got = ops.decrypt_columns(keys, back)
-        dec_each = [(_clock() - t0) / cfg.d_out]
-        # the same keeping one value per ciphertext (a block of one token)
-        few = back.blocks[0][: math.ceil(cfg.d_out / 4)]
-        t0 = _clock()
-        ops.decrypt_columns(keys, ops.EncryptedColumns(1, len(few), [list(few)]))
-        dec_one_each = [(_clock() - t0) / len(few)]
+        got, dec_each, dec_one_each = _time_decrypt(keys, back, cfg.d_out)
+        # rescale="device": the products written unrescaled, decrypted at two primes
+        tm_dev = ops.ProjectTimings(clock=_clock)
+        y_dev = ops.project(pub, served, w, b, timings=tm_dev, rescale="device")
+        back_dev = ops.deserialize_columns(keys, ops.serialize_columns(y_dev))
+        _, dec_dev, dec_dev_one = _time_decrypt(keys, back_dev, cfg.d_out)
         if i < cfg.warmup:
             continue
+        dev["product_out"].extend(tm_dev.rescale_each_s)
+        dev["ct_bytes_unrescaled"].extend(ct.nbytes for blk in y_dev.blocks for ct in blk)
+        dev["decrypt_unrescaled"].extend(dec_dev)
+        dev["decrypt_unrescaled_one"].extend(dec_dev_one)
         enc_s.extend(enc_each)
         enc_one_s.extend(one_each)
         dec_one_s.extend(dec_one_each)
@@ -291,8 +304,27 @@ def profile_set(
         _record("rescale", params, rescale_s, "s", env, base),
         _record("ct_bytes_fresh", params, fresh_bytes, "bytes", env, base),
         _record("ct_bytes_product", params, prod_bytes, "bytes", env, base),
+        *(
+            _record(op, params, vals, "bytes" if op.startswith("ct_bytes") else "s", env, base)
+            for op, vals in dev.items()
+        ),
         _record("precision_bits", params, bits, "bits", env, base),
     ]
+
+
+def _time_decrypt(
+    keys: ops.CkksKeys, back: ops.EncryptedColumns, d_out: int
+) -> tuple[Any, list[float], list[float]]:
+    """Decrypt one column block as the device does (batched decoding): the values, the time
+    per output ciphertext, and the time per ciphertext of its first ``ceil(d_out / 4)`` kept
+    with one value each (a block of one token)."""
+    t0 = _clock()
+    got = ops.decrypt_columns(keys, back)
+    each = [(_clock() - t0) / d_out]
+    few = back.blocks[0][: math.ceil(d_out / 4)]
+    t0 = _clock()
+    ops.decrypt_columns(keys, ops.EncryptedColumns(1, len(few), [list(few)]))
+    return got, each, [(_clock() - t0) / len(few)]
 
 
 def _profile_interleaved(
@@ -307,6 +339,7 @@ def _profile_interleaved(
     seeded encryption, serialization], ``project_il`` [s per output partial: the kernel
     alone, per block of ``cfg.d_in x cfg.d_out`` and of each ``interleaved_shapes`` block, the
     inputs cycled], ``decrypt_il`` [s per partial: load, decrypt, complex decode, sum],
+    ``decrypt_il_unrescaled`` (the same for the partials of ``rescale="device"``),
     ``precision_bits_il``. Returns ``(op, unit, shape, samples)``."""
     from privtuner.costmodels.fitting import INTERLEAVED_PROFILE_K
     from privtuner.fhe_profiling import interleaved as il
@@ -347,8 +380,14 @@ def _profile_interleaved(
         t2 = _clock()
         got = il.decrypt_interleaved(keys, back)
         t_dec = (_clock() - t2) / n_out
+        y_dev = il.project_interleaved(pub, served, w, b, rescale="device")
+        back_dev = il.deserialize_interleaved(keys, il.serialize_interleaved(y_dev))
+        t3 = _clock()
+        il.decrypt_interleaved(keys, back_dev)
+        t_dec_dev = (_clock() - t3) / n_out
         if not timed:
             continue
+        add("decrypt_il_unrescaled", (d_in, d_out), t_dec_dev)
         add("encrypt_il", (d_in, d_out), t_enc)
         add("project_il", (d_in, d_out), tm.mac_s / n_out)
         add("decrypt_il", (d_in, d_out), t_dec)

@@ -303,6 +303,13 @@ class FheSpec(_Frozen):
         "or 'column' (the PrivTuner-style baseline: one feature of up to N/2 tokens per "
         "ciphertext).",
     )
+    rescale: Literal["server", "device"] = Field(
+        "server",
+        description="Who rescales the server's products (a protocol option): 'server' "
+        "(default; one SEAL rescale per output ciphertext, one-prime downloads) or 'device' "
+        "(the server returns the products unrescaled: less server work, downloads larger by "
+        "the scale prime, two-prime decryptions on the device).",
+    )
     max_accuracy_loss_points: Float | None = Field(
         None,
         ge=0,

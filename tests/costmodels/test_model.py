@@ -431,3 +431,42 @@ def test_interleaved_needs_its_curves() -> None:
     with pytest.raises(CostModelError, match=r"encrypt_il.*fhe.packing: column"):
         build_cost_table(spec(**{"fhe.packing": "interleaved"}), m)
     assert build_cost_table(spec(), m).n_sets > 0  # column packing needs none of them
+
+
+def test_device_rescale_composition(model: CostModel) -> None:
+    """fhe.rescale: device swaps the server's rescale for the unrescaled product's writing,
+    the download for the unrescaled size and the decryptions for the two-prime ones; the rest
+    of the step is unchanged (hand composition, both packings)."""
+    wl = ScenarioSpec().workload
+    p = CkksParams(8192, (60, 40, 60), 40)
+    ev = {op: model.evaluate(op, p) for op in model.curves}
+    for packing, dec in (("interleaved", "decrypt_il"), ("column", "decrypt")):
+        c = op_counts_per_step(wl, p, packing)
+        srv = step_costs(model, wl, p, packing=packing)
+        dev = step_costs(model, wl, p, packing=packing, rescale="device")
+        assert dev["server_s"] - srv["server_s"] == pytest.approx(
+            c.server_rescales * (ev["product_out"] - ev["rescale"]), rel=1e-9
+        )
+        assert dev["bytes_down"] == pytest.approx(c.ciphertexts_down * ev["ct_bytes_unrescaled"])
+        assert dev["decrypt_s"] == pytest.approx(c.decryptions * ev[f"{dec}_unrescaled"])
+        assert dev["encrypt_s"] == srv["encrypt_s"] and dev["bytes_up"] == srv["bytes_up"]
+        # the synthetic truth: writing a product is cheaper than rescaling it, its bytes more
+        assert dev["server_s"] < srv["server_s"] and dev["bytes_down"] > srv["bytes_down"]
+    base = build_cost_table(spec(), model)
+    table = build_cost_table(spec(**{"fhe.rescale": "device"}), model)
+    assert table.provenance["rescale"] == "device" and base.provenance["rescale"] == "server"
+    assert table.params == base.params
+    assert np.all(table.server_cycles < base.server_cycles)
+    assert np.all(table.downlink_bits > base.downlink_bits)
+    assert np.array_equal(table.uplink_bits, base.uplink_bits)
+
+
+def test_device_rescale_needs_its_curves() -> None:
+    m = fit_records(
+        [r for r in synthetic_records(generate_catalogue(), seed=3) if "unrescaled" not in r["op"]]
+    )
+    with pytest.raises(CostModelError, match=r"ct_bytes_unrescaled.*fhe.rescale: server"):
+        build_cost_table(spec(**{"fhe.rescale": "device"}), m)
+    assert build_cost_table(spec(), m).n_sets > 0  # the server's rescale needs none of them
+    with pytest.raises(ScenarioError, match="rescale"):
+        spec(**{"fhe.rescale": "client"})

@@ -336,9 +336,22 @@ def test_validation_report(
         lp.validation_report(records, SyntheticModel(rec, 1.0))
     with pytest.raises(CostModelError, match="no profile-lora records"):
         lp.validation_report([], SyntheticModel(rec, 1.0))
-    # the cost model prices the server's rescale: rescale="device" steps are refused
-    with pytest.raises(CostModelError, match=rf"\['{SMALL.name}'\] were measured with rescale"):
-        lp.validation_report([{**rec, "rescale": "device"}], SyntheticModel(rec, 1.0))
+    # a rescale="device" step is priced with the unrescaled curves, under its own key; a
+    # model without them says which it lacks
+    dev = {**rec, "rescale": "device"}
+    with pytest.raises(CostModelError, match="lacks curves for product_out, ct_bytes_unrescal"):
+        lp.validation_report([dev], SyntheticModel(rec, 1.0))
+    m = SyntheticModel(rec, 1.0)
+    m.costs.update(
+        product_out=0.5 * m.costs["rescale"],
+        ct_bytes_unrescaled=2 * m.costs["ct_bytes_product"],
+        decrypt_unrescaled=3 * m.costs["decrypt"],
+    )
+    rows = lp.validation_report([rec, dev], m)["sets"]
+    key = f"{SMALL.name}+rescale=device"
+    assert set(rows) == {SMALL.name, key} and rows[key]["rescale"] == "device"
+    for q, factor in (("bytes_down", 2.0), ("decrypt_s", 3.0)):
+        assert rows[key][q]["predicted"] == pytest.approx(factor * rows[SMALL.name][q]["predicted"])
 
 
 def test_clear_s_per_token_from_steps(cpu_records: list[dict[str, Any]]) -> None:

@@ -135,6 +135,12 @@ def test_profiler_smoke_n4096(tmp_path) -> None:
     n = SMOKE.poly_modulus_degree
     assert by_op["ct_bytes_fresh"]["value"] < 2 * n * 2 * 8
     assert by_op["ct_bytes_product"]["value"] < 2 * n * 1 * 8 + 200
+    # the compact format (ceil(bits / 8) bytes per residue, a fixed header and one width byte
+    # per prime) of the rescaled product (q0) and of the unrescaled one (q0, q1)
+    widths = [math.ceil(b / 8) for b in SMOKE.coeff_mod_bit_sizes[:-1]]
+    head = by_op["ct_bytes_product"]["value"] - 2 * n * widths[0] - 1
+    assert 0 < head < 100
+    assert by_op["ct_bytes_unrescaled"]["value"] == head + 2 + 2 * n * sum(widths)
     # precision: the rescale-noise bound of test_ckks_ops.ckks_tol (25 sigma_r0 sigma_s / D)
     # plus fresh noise bounds the error from above; the scale 2^20 bounds the bits from above
     bound = 25 * math.sqrt(n / 12) * math.sqrt(2 * n / 3) / 2.0**20 + 1e-3
