@@ -307,11 +307,14 @@ def test_shipped_model_invariants() -> None:
         if curve.curve_form.physical:
             work = {k: v for k, v in curve.coefficients.items() if k != "c"}
             assert all(v >= 0 for v in work.values()), (op, curve.coefficients)
-    for op in ("ct_bytes_fresh", "ct_bytes_product"):
+    for op in ("ct_bytes_fresh", "ct_bytes_product", "ct_bytes_unrescaled"):
         for n in (4096, 8192, 16384, 32768):
             ps = sorted((p for p in cat if p.poly_modulus_degree == n), key=lambda p: p.log2_q)
             vals = [m.evaluate(op, p) for p in ps]
             assert all(b >= a for a, b in itertools.pairwise(vals)), (op, n, vals)
+    # the unrescaled product keeps the scale prime: larger than the rescaled one
+    for p in cat:
+        assert m.evaluate("ct_bytes_unrescaled", p) > m.evaluate("ct_bytes_product", p), p.name
     t = build_cost_table(spec(), m)
     for chain in chains:
         idx = [i for i, p in enumerate(t.params) if p.coeff_mod_bit_sizes == chain]
