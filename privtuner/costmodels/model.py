@@ -227,7 +227,22 @@ def _required(model: CostModel, packing: str, rescale: str = "server") -> list[s
             need.append("project_il")
     if rescale == "device":
         need += UNRESCALED_OPS[packing]
+        if packing == "column" and model.has("decrypt_one"):
+            # the server's decryption is split per slot value: the device's must be too
+            need.append("decrypt_unrescaled_one")
     return [op for op in need if not model.has(op)]
+
+
+def _missing_fix(missing: list[str]) -> str:
+    """``", or set ..."``: the scenario option that does without the ``missing`` curves of
+    :func:`_required` (``fhe.packing: column`` for the interleaved ops, ``fhe.rescale:
+    server`` for the unrescaled ones), or ``""``."""
+    fixes = []
+    if any(op in INTERLEAVED_OPS for op in missing):
+        fixes.append("fhe.packing: column")
+    if any("unrescaled" in op or op == "product_out" for op in missing):
+        fixes.append("fhe.rescale: server")
+    return f", or set {' and '.join(fixes)}" if fixes else ""
 
 
 def step_costs(
@@ -252,16 +267,15 @@ def step_costs(
     if missing:
         raise CostModelError(
             f"cost model lacks curves for {', '.join(missing)} (packing {packing!r}, rescale "
-            f"{rescale!r}; profile the model again, or set fhe.packing: column / fhe.rescale: "
-            "server)"
+            f"{rescale!r}; profile the model again{_missing_fix(missing)})"
         )
     c: OpCounts = op_counts_per_step(workload, params, packing).scaled(steps)
     t = {op: model.evaluate(op, params) for op in REQUIRED_OPS}
-    for op in (*OPTIONAL_OPS, "encrypt_il", "decrypt_il", *UNRESCALED_OPS[packing]):
+    # the other protocol option's curves are not evaluated: they must not decide this price
+    unrescaled = (*UNRESCALED_OPS[packing], "decrypt_unrescaled_one") if rescale == "device" else ()
+    for op in (*OPTIONAL_OPS, "encrypt_il", "decrypt_il", *unrescaled):
         if model.has(op):
             t[op] = model.evaluate(op, params)
-    if rescale == "device" and model.has("decrypt_unrescaled_one"):
-        t["decrypt_unrescaled_one"] = model.evaluate("decrypt_unrescaled_one", params)
     if packing == "interleaved":
         outs = {g: steps * n for g, n in interleaved_outputs_per_step(workload, params).items()}
         kernel = {f"project_il[G={g}]": interleaved_output_s(model, params, g) for g in outs}
@@ -397,8 +411,8 @@ def build_cost_table(
     if missing:
         raise CostModelError(
             f"cost model lacks curves for {', '.join(missing)} needed by fhe.packing "
-            f"{packing!r} and fhe.rescale {rescale!r}; profile and fit a model with them, or "
-            "set fhe.packing: column / fhe.rescale: server"
+            f"{packing!r} and fhe.rescale {rescale!r}; profile and fit a model with them"
+            f"{_missing_fix(missing)}"
         )
     metric = get_privacy_metric(spec.objective.privacy_metric)
     wl = spec.workload

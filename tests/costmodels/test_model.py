@@ -473,3 +473,63 @@ def test_device_rescale_needs_its_curves() -> None:
     assert build_cost_table(spec(), m).n_sets > 0  # the server's rescale needs none of them
     with pytest.raises(ScenarioError, match="rescale"):
         spec(**{"fhe.rescale": "client"})
+
+
+def test_device_rescale_column_splits_its_decryption_per_value() -> None:
+    """Column packing with fhe.rescale: device prices its decryptions like the server's
+    option (a part per ciphertext plus a part per slot value), from the two-prime curves
+    ``decrypt_unrescaled`` / ``decrypt_unrescaled_one``; a model that splits the one-prime
+    decryption but lacks ``decrypt_unrescaled_one`` is refused, not priced unsplit."""
+    from privtuner.costmodels.fitting import SYNTHETIC_TRUTH
+
+    truth = {
+        **SYNTHETIC_TRUTH,
+        "decrypt_one": ("nlogn_l", {"a": 1.0e-10, "c": 1.0e-5}),
+        "decrypt_unrescaled_one": ("nlogn_l", {"a": 2.0e-10, "c": 1.5e-5}),
+    }
+    recs = synthetic_records(generate_catalogue(), seed=5, noise_rel=0.01, truth=truth)
+    m = fit_records(recs)
+    wl = ScenarioSpec().workload
+    p = CkksParams(32768, (60, 40, 60), 40)
+    c = op_counts_per_step(wl, p, "column")
+    v_down = slot_values_per_step(wl)[1]
+    assert v_down < c.decryptions * p.slots  # the blocks are partly filled: the split matters
+    full, one = (m.evaluate(op, p) for op in ("decrypt_unrescaled", "decrypt_unrescaled_one"))
+    want = c.decryptions * one + (v_down - c.decryptions) * (full - one) / (p.slots - 1)
+    dev = step_costs(m, wl, p, packing="column", rescale="device")
+    assert dev["decrypt_s"] == pytest.approx(want, rel=1e-9)
+    lacking = fit_records([r for r in recs if r["op"] != "decrypt_unrescaled_one"])
+    with pytest.raises(CostModelError, match=r"decrypt_unrescaled_one.*fhe.rescale: server\)"):
+        step_costs(lacking, wl, p, packing="column", rescale="device")
+    assert step_costs(lacking, wl, p, packing="column")["decrypt_s"] > 0
+
+
+def test_server_rescale_ignores_the_unrescaled_curves(model: CostModel) -> None:
+    """fhe.rescale: server is priced without the device option's curves: a broken
+    ``product_out`` curve changes nothing (and is refused only where it is used)."""
+    p = CkksParams(8192, (60, 40, 60), 40)
+    wl = ScenarioSpec().workload
+    bad = dataclasses.replace(model.curves["product_out"], coefficients={"a": -1.0, "c": -1.0})
+    broken = dataclasses.replace(model, curves={**model.curves, "product_out": bad})
+    for packing in ("column", "interleaved"):
+        assert step_costs(broken, wl, p, packing=packing) == step_costs(
+            model, wl, p, packing=packing
+        )
+        with pytest.raises(CostModelError, match="product_out is not positive"):
+            step_costs(broken, wl, p, packing=packing, rescale="device")
+
+
+def test_missing_curves_message_names_the_option_that_needs_them() -> None:
+    """The refusal suggests only the scenario option that would do without the missing
+    curves: fhe.packing: column does not help a model without the unrescaled ones."""
+    recs = [
+        r for r in synthetic_records(generate_catalogue(), seed=3) if "unrescaled" not in r["op"]
+    ]
+    m = fit_records(recs)
+    with pytest.raises(CostModelError) as err:
+        build_cost_table(spec(**{"fhe.packing": "interleaved", "fhe.rescale": "device"}), m)
+    assert (
+        "fhe.rescale: server" in str(err.value)
+        and "fhe.packing" not in str(err.value).split(";")[1]
+    )
+    assert "\n" not in str(err.value)
