@@ -68,6 +68,7 @@ COLUMNS: dict[str, type] = {
     "min_precision_bits": float,
     "cost_model": str,
     "packing": str,
+    "rescale": str,
     "rel_tol": float,
     "max_iterations": int,
     "time_limit_s": float,
