@@ -465,13 +465,20 @@ def plot_scaling(
 
 
 def packing_series(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """``rows`` with each method labelled by its packing (``"exact [column]"``) when the rows
-    hold more than one ``packing`` (a sweep over ``fhe.packing``: one curve per method and
-    packing, side by side); otherwise ``rows`` unchanged."""
-    packings = {r.get("packing") for r in rows} - {None, ""}
-    if len(packings) < 2:
+    """``rows`` with each method labelled by its protocol variant when the rows hold more than
+    one: its packing (``"exact [column]"``, a sweep over ``fhe.packing``), who rescales
+    (``"exact [rescale=device]"``, over ``fhe.rescale``) or both (``"exact [column,
+    rescale=device]"``): one curve per method and variant, side by side, never two variants
+    averaged into one; otherwise ``rows`` unchanged."""
+    varied = [k for k in ("packing", "rescale") if len({r.get(k) for r in rows} - {None, ""}) > 1]
+    if not varied:
         return list(rows)
-    return [{**r, "method": f"{r.get('method')} [{r.get('packing')}]"} for r in rows]
+
+    def label(r: Mapping[str, Any]) -> str:
+        parts = [str(r.get(k)) if k == "packing" else f"{k}={r.get(k)}" for k in varied]
+        return f"{r.get('method')} [{', '.join(parts)}]"
+
+    return [{**r, "method": label(r)} for r in rows]
 
 
 def group_by_base(rows: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
@@ -938,7 +945,8 @@ def figures_from_results(
     """Figures of ``kind`` (:data:`PLOT_KINDS`) from results rows: ``{file stem: Figure}``.
 
     * tradeoff: one figure per sweep base whose privacy weight/requirement varies (a sweep
-      over ``fhe.packing`` too: one curve per method and packing, :func:`packing_series`);
+      over ``fhe.packing`` or ``fhe.rescale`` too: one curve per method and variant,
+      :func:`packing_series`);
     * pareto: energy vs achieved security per method, for the same sweeps (:func:`plot_pareto`);
     * scaling: :func:`plot_scaling` (``y``, objective and objective gap vs each swept input);
     * convergence: the ``ao`` histories of :func:`convergence_rows` (the 8 longest);

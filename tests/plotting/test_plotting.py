@@ -601,3 +601,33 @@ def test_packing_sweep_draws_one_curve_per_method_and_packing(tmp_path: Path) ->
     assert got == pytest.approx(want)
     # a single packing keeps the plain method names
     assert {r["method"] for r in plotting.packing_series(tr[:6])} == {"exact", "ao"}
+
+
+def test_rescale_sweep_keeps_each_option_its_own_curve() -> None:
+    """A trade-off swept over fhe.rescale (one packing): a curve per (method, rescale), not
+    the two options' energies averaged into one curve; with both swept, both in the label."""
+    rng = np.random.default_rng(4)
+    tr = [
+        _row(
+            "tr",
+            {"fhe.rescale": rs, "objective.privacy_weight": w},
+            seed,
+            "exact",
+            rng,
+            privacy_weight=w,
+            packing="interleaved",
+            rescale=rs,
+        )
+        for rs in ("server", "device")
+        for w in (0.0, 10.0)
+        for seed in (0, 1)
+    ]
+    series = plotting.packing_series(tr)
+    assert {r["method"] for r in series} == {"exact [rescale=server]", "exact [rescale=device]"}
+    agg = plotting.aggregate(series, "privacy_weight")
+    want = np.mean(
+        [r["energy_j"] for r in tr if r["rescale"] == "device" and r["privacy_weight"] == 10.0]
+    )
+    assert agg["exact [rescale=device]"]["mean"][1] == pytest.approx(want)
+    both = [{**r, "packing": pk} for r in tr for pk in ("column", "interleaved")]
+    assert "exact [column, rescale=device]" in {r["method"] for r in plotting.packing_series(both)}
