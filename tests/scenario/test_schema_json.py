@@ -66,6 +66,13 @@ def test_schema_enums(schema: dict) -> None:
     metric = defs["ObjectiveSpec"]["properties"]["privacy_metric"]
     assert metric["enum"] == privacy_metric_names()
     assert defs["FheSpec"]["properties"]["packing"]["enum"] == ["interleaved", "column"]
+    # fhe.rescale: the protocol's options, as the cost model prices them (default first)
+    from privtuner.costmodels.model import RESCALE_AT
+    from privtuner.fhe_profiling.ckks_ops import RESCALE_AT as PROTOCOL_RESCALE_AT
+
+    rescale = defs["FheSpec"]["properties"]["rescale"]
+    assert rescale["enum"] == list(RESCALE_AT) == list(PROTOCOL_RESCALE_AT)
+    assert rescale["default"] == RESCALE_AT[0]
     assert defs["SystemSpec"]["properties"]["fading"]["enum"] == ["rayleigh", "none"]
     assert defs["FheSpec"]["properties"]["ring_degrees"]["items"]["enum"] == [
         4096,
@@ -101,6 +108,7 @@ def test_every_shipped_file_validates_against_the_schema(
         {"solver": {"method": "exakt"}},
         {"objective": {"privacy_metric": "bits"}},
         {"fhe": {"packing": "rows"}},
+        {"fhe": {"rescale": "client"}},
         {"fhe": {"ring_degrees": [1000]}},
         {"system": {"fading": "rician"}},
         {"workload": {"include_pooler": 1}},
