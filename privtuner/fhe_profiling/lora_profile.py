@@ -785,8 +785,8 @@ def compare_with_cost_model(
     """Relative error of the cost model per set and quantity: one row per (set, quantity).
 
     ``model``: a :class:`privtuner.costmodels.fitting.CostModel` (see :func:`predict_step`).
-    Row: ``set_name, quantity, measured, predicted, rel_err = (predicted - measured) /
-    measured, within = |rel_err| <= tolerance``.
+    Row: ``set_name, packing, rescale, quantity, measured, predicted, rel_err = (predicted -
+    measured) / measured, within = |rel_err| <= tolerance``.
     """
     rows: list[dict[str, Any]] = []
     for rec in records:
@@ -798,6 +798,7 @@ def compare_with_cost_model(
                 {
                     "set_name": rec["set_name"],
                     "packing": record_packing(rec),
+                    "rescale": record_rescale(rec),
                     "quantity": q,
                     "measured": m,
                     "predicted": p,
@@ -811,12 +812,13 @@ def compare_with_cost_model(
 def format_comparison(rows: Sequence[dict[str, Any]]) -> str:
     """A markdown table of :func:`compare_with_cost_model` rows."""
     lines = [
-        "| set | packing | quantity | measured | predicted | rel. error |",
-        "|---|---|---|---|---|---|",
+        "| set | packing | rescale | quantity | measured | predicted | rel. error |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['set_name']} | {r.get('packing', 'column')} | {r['quantity']} | "
+            f"| {r['set_name']} | {r.get('packing', 'column')} | {r.get('rescale', 'server')} | "
+            f"{r['quantity']} | "
             f"{r['measured']:.4g} | "
             f"{r['predicted']:.4g} | {100 * r['rel_err']:+.1f}% |"
         )

@@ -215,6 +215,16 @@ def test_compare_with_cost_model_on_synthetic_model(records: list[dict[str, Any]
     assert not biased["bytes_up"]["within"]
     table = lp.format_comparison(exact)
     assert table.count("\n") == len(exact) + 1 and SMALL.name in table
+    # a rescale="device" step says so in its rows and the table (priced by its own curves)
+    m = SyntheticModel(rec, 1.0)
+    m.costs.update(
+        product_out=m.costs["rescale"],
+        ct_bytes_unrescaled=m.costs["ct_bytes_product"],
+        decrypt_unrescaled=m.costs["decrypt"],
+    )
+    dev = lp.compare_with_cost_model([{**rec, "rescale": "device"}], m)
+    assert {r["rescale"] for r in dev} == {"device"} and {r["rescale"] for r in exact} == {"server"}
+    assert f"| {SMALL.name} | column | device | bytes_down |" in lp.format_comparison(dev)
 
 
 def test_compare_with_the_shipped_cost_model(records: list[dict[str, Any]]) -> None:
