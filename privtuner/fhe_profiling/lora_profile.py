@@ -873,7 +873,7 @@ def validation_report(
     worst = 0.0
     worst_target = 0.0
     worst_held = 0.0
-    for i, rec in enumerate(records):
+    for rec in records:
         pred, meas = predict_step(model, rec), measured_step(rec)
         rows: dict[str, Any] = {}
         for q in VALIDATION_QUANTITIES:
@@ -888,7 +888,7 @@ def validation_report(
             worst = max(worst, abs(rel))
             if q in TARGET_QUANTITIES:
                 worst_target = max(worst_target, abs(rel))
-        others = [r for j, r in enumerate(records) if j != i]
+        others = [r for r in records if str(r["set_name"]) != str(rec["set_name"])]
         if others:
             held_model = _with_clear(model, clear_s_per_token_from_steps(others))
             held = predict_step(held_model, rec)
