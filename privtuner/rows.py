@@ -484,9 +484,16 @@ def device_ids(spec: Any) -> tuple[str, ...]:
     return ids if any(ids) else ()
 
 
-def provenance(result: Any, *, scenario: str = "", source: str = "") -> dict[str, Any]:
+def provenance(
+    result: Any,
+    *,
+    scenario: str = "",
+    source: str = "",
+    protocol: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """What the allocation CSV came from (its sidecar JSON): scenario, method, seed, status,
-    gap, objective, totals with units, the columns' meanings and the versions."""
+    gap, objective, totals with units, the protocol options the costs were priced with
+    (``fhe.packing``, ``fhe.rescale``), the columns' meanings and the versions."""
     rows = allocation_records(result)
 
     def total(key: str) -> float | None:
@@ -516,6 +523,7 @@ def provenance(result: Any, *, scenario: str = "", source: str = "") -> dict[str
                     default=None,
                 ),
             },
+            "protocol": dict(protocol or {}),
             "reasons": list(result.reasons),
             "suggestions": list(getattr(result, "suggestions", ())),
             "columns": {k: v[0] for k, v in PLANNER_COLUMNS.items()},

@@ -203,7 +203,9 @@ def write_solve_figures(
     alloc = allocation_records(result)
     fig = plot_allocation(alloc, title=f"{problem.name}: {result.method} (seed {result.seed})")
     paths += save_figure(fig, out, "allocation")
-    paths += write_allocation(result, out / "allocation.csv", source=source)
+    paths += write_allocation(
+        result, out / "allocation.csv", source=source, protocol=protocol_of(problem)
+    )
     method = method or result.method
     factory, x = privacy_problem_factory(problem)
     values = (
@@ -217,16 +219,26 @@ def write_solve_figures(
     return paths
 
 
-def write_allocation(result: Any, path: str | Path, *, source: str = "") -> list[Path]:
+def protocol_of(problem: Any) -> dict[str, Any]:
+    """The protocol options ``problem``'s costs were priced with: ``fhe.packing`` and
+    ``fhe.rescale`` (from its cost table's provenance; None where it does not say)."""
+    prov = getattr(getattr(problem, "costs", None), "provenance", None) or {}
+    return {k: prov.get(k) for k in ("packing", "rescale")}
+
+
+def write_allocation(
+    result: Any, path: str | Path, *, source: str = "", protocol: Mapping[str, Any] | None = None
+) -> list[Path]:
     """The planner's allocation CSV (:func:`privtuner.rows.planner_rows`: one row per device,
     units and per-run / per-round in the column names, rounded) and its provenance sidecar
     ``<stem>.provenance.json`` (:func:`privtuner.rows.provenance`: scenario, method, seed,
-    status, gap, totals, column meanings, versions). Returns both paths."""
+    status, gap, totals, the protocol options priced (``protocol``, :func:`protocol_of`),
+    column meanings, versions). Returns both paths."""
     from privtuner.io import atomic_write_text
     from privtuner.rows import PLANNER_COLUMNS, planner_rows, provenance, sidecar_path
 
     csv_path = write_csv(planner_rows(result), path, list(PLANNER_COLUMNS))
-    meta = provenance(result, source=source)
+    meta = provenance(result, source=source, protocol=protocol)
     side = atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2) + "\n")
     return [csv_path, side]
 

@@ -67,7 +67,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from privtuner.pipeline import build_stages
     from privtuner.rows import device_ids
     from privtuner.scenario import load_scenario
-    from privtuner.studies import write_allocation
+    from privtuner.studies import protocol_of, write_allocation
 
     _check_output_paths(args)
     spec = load_scenario(args.file)
@@ -109,7 +109,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         _note_not_written(args, "the solver found no usable allocation")
         raise SolverError(f"method {method!r} found no usable allocation: {result.message}")
     if args.csv:
-        write_allocation(result, args.csv, source=str(args.file))
+        write_allocation(result, args.csv, source=str(args.file), protocol=protocol_of(problem))
     if args.plots:
         from privtuner.studies import write_solve_figures
 

@@ -157,6 +157,7 @@ def test_csv_for_planners_capped_security_provenance_and_device_ids(
     assert meta["scenario"] == "csvtest" and meta["method"] == "exact" and meta["seed"] == 3
     assert meta["status"] == result["status"] and meta["gap"] == result["gap"]
     assert meta["versions"]["privtuner"] and set(meta["columns"]) == set(rows[0])
+    assert meta["protocol"] == {"packing": "interleaved", "rescale": "server"}
     total = sum(float(r["energy_j_per_run"]) for r in rows)
     assert meta["totals"]["energy_j_per_run"] == pytest.approx(total, rel=1e-5)
     # --plots writes the same table (same columns, same values)
