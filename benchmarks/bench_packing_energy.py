@@ -60,8 +60,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--rescale",
         nargs="+",
         default=["server"],
-        choices=("server", "device"),
-        help="who rescales the products (fhe.rescale); each is solved",
+        choices=("server", "device", "choose"),
+        help="who rescales the products (fhe.rescale; choose: the optimiser picks per "
+        "device); each is solved",
     )
     args = ap.parse_args(argv)
     from privtuner import load_scenario

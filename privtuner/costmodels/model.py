@@ -91,8 +91,11 @@ OPTIONAL_OPS: tuple[str, ...] = ("encrypt_one", "decrypt_one", "project_load")
 #: Ops the interleaved packing needs besides ``rescale``, the byte sizes and ``project_load``.
 INTERLEAVED_OPS: tuple[str, ...] = ("encrypt_il", "decrypt_il", "project_il")
 
-#: Who rescales the server's products (``fhe.rescale``), default first.
+#: Who rescales the server's products (the protocol option), default first.
 RESCALE_AT: tuple[str, ...] = ("server", "device")
+#: ``fhe.rescale``: one of :data:`RESCALE_AT`, or ``choose``: every set priced both ways, the
+#: optimiser picks per device (the device variant's entries are named ``...+rescale=device``).
+RESCALE_CHOICES: tuple[str, ...] = (*RESCALE_AT, "choose")
 
 #: Ops ``rescale="device"`` needs, by packing (see the module docstring).
 UNRESCALED_OPS: dict[str, tuple[str, ...]] = {
@@ -225,7 +228,7 @@ def _required(model: CostModel, packing: str, rescale: str = "server") -> list[s
         need += [op for op in INTERLEAVED_OPS if op != "project_il"]
         if not interleaved_kernel_points(model):
             need.append("project_il")
-    if rescale == "device":
+    if rescale in ("device", "choose"):
         need += UNRESCALED_OPS[packing]
         if packing == "column" and model.has("decrypt_one"):
             # the server's decryption is split per slot value: the device's must be too
@@ -425,12 +428,14 @@ def build_cost_table(
         kernel_ops = sorted(
             {op for p in catalogue_for(spec) for op in kernel_macs_per_step(model, wl, p)}
         )
-    if rescale == "device":
+    if rescale != "server":
         extra = (*UNRESCALED_OPS[packing], "decrypt_unrescaled_one")
         kernel_ops += [op for op in extra if model.has(op)]
+    options = RESCALE_AT if rescale == "choose" else (rescale,)
     ops_used = (*REQUIRED_OPS, *(op for op in OPTIONAL_OPS if model.has(op)), *kernel_ops)
 
     sets: list[CkksParams] = []
+    variants: list[str] = []
     rows: list[dict[str, float]] = []
     dropped_precision: list[str] = []
     dropped_accuracy: list[str] = []
@@ -466,22 +471,26 @@ def build_cost_table(
             if loss > max_loss:
                 dropped_accuracy.append(p.name)
                 continue
-        try:
-            k = step_costs(model, wl, p, steps=wl.steps_per_round, packing=packing, rescale=rescale)
-        except CostModelError as exc:
-            raise CostModelError(f"catalogue set {p.name}: {exc}") from exc
-        rows.append(
-            {
-                "device_cycles": k["device_s"] * f_ref,
-                "server_cycles": k["server_s"] * f_ref,
-                "uplink_bits": 8.0 * k["bytes_up"],
-                "downlink_bits": 8.0 * k["bytes_down"],
-                "privacy": metric(p),
-                "security_bits": security_bits(p.poly_modulus_degree, p.log2_q),
-                "precision_bits": prec,
-            }
-        )
-        sets.append(p)
+        for option in options:
+            try:
+                k = step_costs(
+                    model, wl, p, steps=wl.steps_per_round, packing=packing, rescale=option
+                )
+            except CostModelError as exc:
+                raise CostModelError(f"catalogue set {p.name}: {exc}") from exc
+            rows.append(
+                {
+                    "device_cycles": k["device_s"] * f_ref,
+                    "server_cycles": k["server_s"] * f_ref,
+                    "uplink_bits": 8.0 * k["bytes_up"],
+                    "downlink_bits": 8.0 * k["bytes_down"],
+                    "privacy": metric(p),
+                    "security_bits": security_bits(p.poly_modulus_degree, p.log2_q),
+                    "precision_bits": prec,
+                }
+            )
+            sets.append(p)
+            variants.append("rescale=device" if rescale == "choose" and option == "device" else "")
     if not sets:
         reasons = []
         if dropped_precision:
@@ -530,4 +539,5 @@ def build_cost_table(
         privacy_metric=metric.name,
         rounds=wl.rounds,
         provenance=provenance,
+        variants=tuple(variants) if rescale == "choose" else (),
     )

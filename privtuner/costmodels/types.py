@@ -67,6 +67,9 @@ class CostTable:
     * ``privacy``: Phi(theta) under ``privacy_metric``; ``security_bits`` always present
     * ``precision_bits``: measured precision of one encrypted projection
     * ``rounds``: fine-tuning rounds; energies in the objective are ``rounds`` x per-round.
+    * ``variants``: per entry, the protocol variant it was priced with ("" for the scenario's
+      own; ``rescale=device`` where ``fhe.rescale: choose`` prices a set both ways), or empty
+      (all ""): an entry's name is its set's name plus ``+variant`` (:attr:`set_names`).
     """
 
     params: tuple[CkksParams, ...]
@@ -80,9 +83,12 @@ class CostTable:
     privacy_metric: str = "security_bits"
     rounds: int = 1
     provenance: dict[str, Any] = field(default_factory=dict, compare=False)
+    variants: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         k = len(self.params)
+        if self.variants and len(self.variants) != k:
+            raise ValueError(f"CostTable.variants must have {k} entries, got {len(self.variants)}")
         for name in (
             "device_cycles",
             "server_cycles",
@@ -101,6 +107,12 @@ class CostTable:
     def n_sets(self) -> int:
         return len(self.params)
 
+    @property
+    def set_names(self) -> list[str]:
+        """Each entry's name: its set's, with ``+variant`` where it has one."""
+        variants = self.variants or ("",) * self.n_sets
+        return [p.name + (f"+{v}" if v else "") for p, v in zip(self.params, variants, strict=True)]
+
     def select(self, idx: Any) -> CostTable:
         """The table restricted to sets ``idx`` (an index array or boolean mask)."""
         sel = np.arange(self.n_sets)[idx]
@@ -116,6 +128,7 @@ class CostTable:
             privacy_metric=self.privacy_metric,
             rounds=self.rounds,
             provenance=self.provenance,
+            variants=tuple(self.variants[i] for i in sel) if self.variants else (),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,4 +143,5 @@ class CostTable:
             "precision_bits": self.precision_bits.tolist(),
             "privacy_metric": self.privacy_metric,
             "rounds": self.rounds,
+            "variants": list(self.variants),
         }

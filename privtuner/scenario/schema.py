@@ -303,12 +303,14 @@ class FheSpec(_Frozen):
         "or 'column' (the PrivTuner-style baseline: one feature of up to N/2 tokens per "
         "ciphertext).",
     )
-    rescale: Literal["server", "device"] = Field(
+    rescale: Literal["server", "device", "choose"] = Field(
         "server",
         description="Who rescales the server's products (a protocol option): 'server' "
-        "(default; one SEAL rescale per output ciphertext, one-prime downloads) or 'device' "
+        "(default; one SEAL rescale per output ciphertext, one-prime downloads), 'device' "
         "(the server returns the products unrescaled: less server work, downloads larger by "
-        "the scale prime, two-prime decryptions on the device).",
+        "the scale prime, two-prime decryptions on the device) or 'choose' (every set priced "
+        "both ways; the optimiser picks per device, the device option's sets named "
+        "'...+rescale=device').",
     )
     max_accuracy_loss_points: Float | None = Field(
         None,

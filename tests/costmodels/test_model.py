@@ -533,3 +533,40 @@ def test_missing_curves_message_names_the_option_that_needs_them() -> None:
         and "fhe.packing" not in str(err.value).split(";")[1]
     )
     assert "\n" not in str(err.value)
+
+
+def test_rescale_choose_prices_both_and_the_optimiser_picks(model: CostModel) -> None:
+    """fhe.rescale: choose holds every set twice, each entry priced exactly as the single-option
+    table prices it; the optimum over both is at least as good as over either alone (each is
+    a restriction of it), and where the server's CPU is scarce the devices take the device
+    option."""
+    from privtuner import solve
+    from privtuner.optimizer.core.problem import AllocationProblem
+    from privtuner.system_sim import build_instance
+
+    over = {"devices.count": 4}
+    tabs = {
+        r: build_cost_table(spec(**over, **{"fhe.rescale": r}), model)
+        for r in ("server", "device", "choose")
+    }
+    both = tabs["choose"]
+    assert both.n_sets == 2 * tabs["server"].n_sets == 2 * tabs["device"].n_sets
+    assert both.provenance["rescale"] == "choose" and len(set(both.set_names)) == both.n_sets
+    for i, name in enumerate(both.set_names):
+        option = "device" if name.endswith("+rescale=device") else "server"
+        j = tabs[option].set_names.index(name.removesuffix("+rescale=device"))
+        for arr in ("device_cycles", "server_cycles", "uplink_bits", "downlink_bits", "privacy"):
+            assert getattr(both, arr)[i] == getattr(tabs[option], arr)[j], (name, arr)
+    assert both.select(np.arange(both.n_sets) % 2 == 1).set_names[0].endswith("+rescale=device")
+    s = spec(**over, **{"fhe.rescale": "choose"})
+    inst = build_instance(s, 0)
+    for factor in (1.0, 0.01):
+        res = {}
+        for r, t in tabs.items():
+            p = AllocationProblem.from_instance(inst, t, s.objective, s.fhe)
+            res[r] = solve(p.with_server_cpu(p.server_cpu_hz * factor), "exact")
+        assert all(x.status == "optimal" for x in res.values()), factor
+        best_single = min(res["server"].objective, res["device"].objective)
+        assert res["choose"].objective <= best_single + 1e-9 * abs(best_single), factor
+    picked = [n.endswith("+rescale=device") for n in res["choose"].set_names]
+    assert all(picked)  # 1 % of the server's CPU: every device rescales itself

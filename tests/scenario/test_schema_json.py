@@ -66,12 +66,14 @@ def test_schema_enums(schema: dict) -> None:
     metric = defs["ObjectiveSpec"]["properties"]["privacy_metric"]
     assert metric["enum"] == privacy_metric_names()
     assert defs["FheSpec"]["properties"]["packing"]["enum"] == ["interleaved", "column"]
-    # fhe.rescale: the protocol's options, as the cost model prices them (default first)
-    from privtuner.costmodels.model import RESCALE_AT
+    # fhe.rescale: the protocol's options, as the cost model prices them (default first),
+    # and "choose" (both priced, the optimiser picks)
+    from privtuner.costmodels.model import RESCALE_AT, RESCALE_CHOICES
     from privtuner.fhe_profiling.ckks_ops import RESCALE_AT as PROTOCOL_RESCALE_AT
 
     rescale = defs["FheSpec"]["properties"]["rescale"]
-    assert rescale["enum"] == list(RESCALE_AT) == list(PROTOCOL_RESCALE_AT)
+    assert list(RESCALE_AT) == list(PROTOCOL_RESCALE_AT)
+    assert rescale["enum"] == list(RESCALE_CHOICES) == [*RESCALE_AT, "choose"]
     assert rescale["default"] == RESCALE_AT[0]
     assert defs["SystemSpec"]["properties"]["fading"]["enum"] == ["rayleigh", "none"]
     assert defs["FheSpec"]["properties"]["ring_degrees"]["items"]["enum"] == [

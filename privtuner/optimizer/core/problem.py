@@ -210,7 +210,7 @@ class AllocationProblem:
 
     @property
     def set_names(self) -> list[str]:
-        return [p.name for p in self.costs.params]
+        return self.costs.set_names
 
     @property
     def energy_scale(self) -> float:
