@@ -305,6 +305,31 @@ def _stack(*cols: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.column_stack(cols)
 
 
+def _compact_forms(suffix: str, bytes_var: str, strided_var: str, over: str) -> list[CurveForm]:
+    """``compact{suffix}`` (the wire size, ``a*N*W + c``) and ``compact_io{suffix}`` (the
+    strided packing work, ``a*N*L + b*N*S + c``) over the byte counts ``bytes_var`` /
+    ``strided_var`` of a product's level (see the forms' notes below)."""
+    return [
+        CurveForm(
+            f"compact{suffix}",
+            f"a*N*W + c  (a >= 0; W = sum_k ceil(bits_k / 8) over {over})",
+            ("a", "c"),
+            ("poly_modulus_degree", bytes_var),
+            lambda v: _stack(_n(v) * v[bytes_var], _ones(v)),
+            physical=True,
+        ),
+        CurveForm(
+            f"compact_io{suffix}",
+            f"a*N*L + b*N*S + c  (a, b >= 0; S = sum_k ceil(bits_k / 8) over {over} "
+            "narrower than 8 bytes)",
+            ("a", "b", "c"),
+            ("poly_modulus_degree", "n_primes", strided_var),
+            lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v[strided_var], _ones(v)),
+            physical=True,
+        ),
+    ]
+
+
 TIME_FORMS: tuple[CurveForm, ...] = (
     CurveForm(
         "nlogn_l",
@@ -351,39 +376,12 @@ TIME_FORMS: tuple[CurveForm, ...] = (
         lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v["zero_bits"], _ones(v)),
         physical=True,
     ),
-    CurveForm(
-        "compact",
-        "a*N*W + c  (a >= 0; W = sum_k ceil(bits_k / 8) over the product's primes)",
-        ("a", "c"),
-        ("poly_modulus_degree", "product_bytes"),
-        lambda v: _stack(_n(v) * v["product_bytes"], _ones(v)),
-        physical=True,
-    ),
-    CurveForm(
-        "compact_io",
-        "a*N*L + b*N*S + c  (a, b >= 0; S = sum_k ceil(bits_k / 8) over the product's primes "
-        "narrower than 8 bytes)",
-        ("a", "b", "c"),
-        ("poly_modulus_degree", "n_primes", "strided_bytes"),
-        lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v["strided_bytes"], _ones(v)),
-        physical=True,
-    ),
-    CurveForm(
-        "compact_unrescaled",
-        "a*N*W + c  (a >= 0; W = sum_k ceil(bits_k / 8) over the unrescaled product's primes)",
-        ("a", "c"),
-        ("poly_modulus_degree", "unrescaled_bytes"),
-        lambda v: _stack(_n(v) * v["unrescaled_bytes"], _ones(v)),
-        physical=True,
-    ),
-    CurveForm(
-        "compact_io_unrescaled",
-        "a*N*L + b*N*S + c  (a, b >= 0; S = sum_k ceil(bits_k / 8) over the unrescaled "
-        "product's primes narrower than 8 bytes)",
-        ("a", "b", "c"),
-        ("poly_modulus_degree", "n_primes", "unrescaled_strided_bytes"),
-        lambda v: _stack(_n(v) * v["n_primes"], _n(v) * v["unrescaled_strided_bytes"], _ones(v)),
-        physical=True,
+    *_compact_forms("", "product_bytes", "strided_bytes", "the product's primes"),
+    *_compact_forms(
+        "_unrescaled",
+        "unrescaled_bytes",
+        "unrescaled_strided_bytes",
+        "the unrescaled product's primes",
     ),
     CurveForm(
         "limbs",

@@ -104,12 +104,18 @@ UNRESCALED_OPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def check_rescale(rescale: str) -> str:
+    """``rescale`` if it is one of :data:`RESCALE_AT`, else a :class:`ParameterError` naming
+    the valid ones."""
+    if rescale not in RESCALE_AT:
+        raise ParameterError(f"rescale: unknown value {rescale!r}; valid: {', '.join(RESCALE_AT)}")
+    return rescale
+
+
 def _op_names(rescale: str) -> dict[str, str]:
     """The curve behind each role of the step formulas for ``rescale``: the server's output
     op, the download size and the decryptions."""
-    if rescale not in RESCALE_AT:
-        raise ParameterError(f"rescale: unknown value {rescale!r}; valid: {', '.join(RESCALE_AT)}")
-    if rescale == "server":
+    if check_rescale(rescale) == "server":
         return {
             "out": "rescale",
             "bytes_down": "ct_bytes_product",

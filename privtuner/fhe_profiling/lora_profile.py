@@ -458,7 +458,7 @@ def profile_lora(
     """
     from tqdm.auto import tqdm
 
-    from privtuner.fhe_profiling.ckks_ops import RESCALE_AT
+    from privtuner.costmodels.model import check_rescale
     from privtuner.fhe_profiling.packing import check_packing
 
     if not sets:
@@ -467,8 +467,7 @@ def profile_lora(
         raise ParameterError("no packing to profile")
     for name in packings:
         check_packing(name)
-    if rescale not in RESCALE_AT:
-        raise ParameterError(f"rescale: unknown value {rescale!r}; valid: {', '.join(RESCALE_AT)}")
+    check_rescale(rescale)
     _check_step_counts(warmup_steps, timed_steps)  # before any process is spawned
     setup: dict[str, Any] = {
         "tokens": tokens,
