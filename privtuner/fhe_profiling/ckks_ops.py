@@ -5,8 +5,8 @@ Parties (spec section 1): the device holds a :class:`CkksKeys` (secret key); the
 key, never the secret key, no Galois keys). Uploaded ciphertexts travel as SEAL's own
 serialization (seeded, zstd), downloaded products in a compact residue format
 (:meth:`RawCiphertext.to_compact`: each residue in the bytes its prime needs, 5 for a 40-bit
-prime, where SEAL's zstd keeps 6); :class:`SealCiphertext` wraps those exact bytes, so every
-byte count is what is shipped.
+prime, where SEAL's zstd keeps 6, in byte planes); :class:`SealCiphertext` wraps those exact
+bytes, so every byte count is what is shipped.
 
 Column (feature-major) packing, spec section 1
 -----------------------------------------------
@@ -113,6 +113,8 @@ _KERNEL_CHUNK_BYTES = 32 * 2**20
 _PUBLIC_MAGIC = b"PTCKKSPUB1\n"
 #: compact residues: magic, version, size, L, log2 N, NTT flag, parms_id, scale
 _COMPACT_MAGIC = b"PTRC"
+#: version 2: each prime's residues in byte planes (:func:`_byte_planes`)
+_COMPACT_VERSION = 2
 _COMPACT_HEAD = struct.Struct("<4sBBBBB4Qd")
 _COLUMNS_MAGIC = b"PTCOLS1\n"
 
@@ -394,16 +396,14 @@ class RawCiphertext:
             header_version=(int(hdr[2]), int(hdr[3])),
         )
 
-    def to_compact(self, moduli: Sequence[int]) -> bytes:
-        """Compact wire bytes: a 56-byte header, then per prime ``q`` of the level (``moduli``)
-        and per polynomial the ``N`` residues, each in ``ceil(bits(q) / 8)`` little-endian
-        bytes (uniform residues leave a general compressor nothing more to take)."""
+    def _compact_head(self, moduli: Sequence[int]) -> bytes:
+        """The header and residue widths of :meth:`to_compact` bytes."""
         size, n_primes, n = self.data.shape
         if len(moduli) != n_primes or n & (n - 1) or not 0 < size < 256:
             raise CkksInputError("to_compact: moduli or shape do not match the ciphertext")
         head = _COMPACT_HEAD.pack(
             _COMPACT_MAGIC,
-            1,
+            _COMPACT_VERSION,
             size,
             n_primes,
             n.bit_length() - 1,
@@ -411,29 +411,63 @@ class RawCiphertext:
             *self.parms_id,
             self.scale,
         )
-        widths = bytes(_residue_bytes(q) for q in moduli)
-        as_bytes = np.ascontiguousarray(self.data, dtype="<u8").view(np.uint8)
-        as_bytes = as_bytes.reshape(size, n_primes, n, 8)
-        body = [as_bytes[:, p, :, : widths[p]].tobytes() for p in range(n_primes)]
-        return b"".join([head, widths, *body])
+        return head + bytes(_residue_bytes(q) for q in moduli)
+
+    def compact_nbytes(self, moduli: Sequence[int]) -> int:
+        """Length of :meth:`to_compact` bytes [bytes], without making them."""
+        size, n_primes, n = self.data.shape
+        return _COMPACT_HEAD.size + n_primes + size * n * sum(_residue_bytes(q) for q in moduli)
+
+    def to_compact(self, moduli: Sequence[int]) -> bytes:
+        """Compact wire bytes: a 56-byte header and the residue widths, then per prime ``q``
+        of the level (``moduli``) its ``size x N`` residues in ``ceil(bits(q) / 8)`` bytes
+        each, as little-endian byte planes (:func:`_byte_planes`: a 40-bit prime's residues
+        as their low 4 bytes, then their fifth bytes; uniform residues leave a general
+        compressor nothing more to take)."""
+        out = bytearray(self.compact_nbytes(moduli))
+        self.write_compact(moduli, out, 0)
+        return bytes(out)
+
+    def write_compact(self, moduli: Sequence[int], out: bytearray | memoryview, off: int) -> int:
+        """:meth:`to_compact` bytes written into ``out`` at ``off`` (each byte plane one
+        vectorized narrowing copy, no intermediate object); returns the offset after them."""
+        head = self._compact_head(moduli)
+        size, n_primes, n = self.data.shape
+        end = off + self.compact_nbytes(moduli)
+        if end > len(out):
+            raise CkksInputError("write_compact: the buffer is too small")
+        out[off : off + len(head)] = head
+        off += len(head)
+        for p in range(n_primes):
+            res = self.data[:, p, :]
+            for shift, width in _byte_planes(head[-n_primes + p]):
+                dst = np.ndarray((size, n), dtype=_PLANE_DTYPES[width], buffer=out, offset=off)
+                np.copyto(dst, res >> np.uint64(shift) if shift else res, casting="unsafe")
+                off += size * n * width
+        assert off == end
+        return off
 
     @staticmethod
-    def from_compact(blob: bytes) -> RawCiphertext:
+    def from_compact(blob: bytes | bytearray | memoryview) -> RawCiphertext:
         """Inverse of :meth:`to_compact` (residues are checked against their primes where
         they are used)."""
         (size, n_primes, n, ntt, parms, scale), widths, off = _compact_layout(blob)
-        full = np.zeros((size, n_primes, n, 8), dtype=np.uint8)
+        data = np.empty((size, n_primes, n), dtype=np.uint64)
         for p, w in enumerate(widths):
-            chunk = np.frombuffer(blob, dtype=np.uint8, count=size * n * w, offset=off)
-            full[:, p, :, :w] = chunk.reshape(size, n, w)
-            off += size * n * w
-        data = full.view("<u8").reshape(size, n_primes, n)
+            res = data[:, p, :]
+            for i, (shift, width) in enumerate(_byte_planes(w)):
+                plane = np.ndarray((size, n), dtype=_PLANE_DTYPES[width], buffer=blob, offset=off)
+                if i == 0:
+                    res[...] = plane
+                else:
+                    res |= plane.astype(np.uint64) << np.uint64(shift)
+                off += size * n * width
         return RawCiphertext(
             parms_id=parms,
             is_ntt_form=bool(ntt),
             scale=float(scale),
             correction_factor=1,
-            data=data.astype(np.uint64, copy=False),  # a view on little-endian machines
+            data=data,
         )
 
     def to_bytes(self) -> bytes:
@@ -463,18 +497,24 @@ class RawCiphertext:
 
 
 def _compact_layout(
-    blob: bytes,
+    blob: bytes | bytearray | memoryview,
 ) -> tuple[tuple[int, int, int, int, tuple[int, int, int, int], float], bytes, int]:
     """Header of :meth:`RawCiphertext.to_compact` bytes, checked against the blob's length:
     ``((size, L, N, ntt, parms_id, scale), residue widths, offset of the residues)``."""
     if len(blob) < _COMPACT_HEAD.size:
         raise CkksInputError("corrupt compact ciphertext: too short")
     magic, ver, size, n_primes, log_n, ntt, p0, p1, p2, p3, scale = _COMPACT_HEAD.unpack_from(blob)
-    if magic != _COMPACT_MAGIC or ver != 1 or size == 0 or n_primes == 0 or log_n > 17:
+    if (
+        magic != _COMPACT_MAGIC
+        or ver != _COMPACT_VERSION
+        or size == 0
+        or n_primes == 0
+        or log_n > 17
+    ):
         raise CkksInputError("corrupt compact ciphertext: bad header")
     n = 1 << log_n
     off = _COMPACT_HEAD.size
-    widths = blob[off : off + n_primes]
+    widths = bytes(blob[off : off + n_primes])
     off += n_primes
     if len(widths) != n_primes or any(not 1 <= w <= 8 for w in widths):
         raise CkksInputError("corrupt compact ciphertext: bad residue widths")
@@ -488,22 +528,79 @@ def _residue_bytes(q: int) -> int:
     return (int(q).bit_length() + 7) // 8
 
 
+#: little-endian unsigned integers of 1, 2, 4 and 8 bytes: the byte planes' element types
+_PLANE_DTYPES: dict[int, np.dtype[Any]] = {
+    1: np.dtype("u1"),
+    2: np.dtype("<u2"),
+    4: np.dtype("<u4"),
+    8: np.dtype("<u8"),
+}
+
+
+def _byte_planes(width: int) -> tuple[tuple[int, int], ...]:
+    """The byte planes of residues ``width`` bytes wide, as ``(bit shift, bytes)``, lowest
+    first: 8 -> one plane of 8; 5 -> 4 + 1; 6 -> 4 + 2; 7 -> 4 + 2 + 1; 3 -> 2 + 1. Each
+    plane holds bytes ``shift/8 ..`` of every residue, so writing or reading it is one
+    vectorized cast (a residue's bytes side by side would be a strided copy of odd width)."""
+    if not 1 <= width <= 8:
+        raise CkksInputError(f"compact residues: width {width} bytes outside 1..8")
+    if width == 8:
+        return ((0, 8),)
+    planes, done = [], 0
+    for size in (4, 2, 1):
+        if width - done >= size:
+            planes.append((8 * done, size))
+            done += size
+    return tuple(planes)
+
+
 class SealCiphertext:
     """One CKKS ciphertext as the bytes that cross the network: SEAL's own serialization, or
     :meth:`RawCiphertext.to_compact` for the server's products.
 
     ``nbytes`` is the wire size; :meth:`raw` parses (and caches) the residues for the kernel.
+    A server product is held as its residues (:meth:`of_raw`) and written straight into the
+    reply (:meth:`write_into`): its compact bytes are made once, where they are sent.
     """
 
-    __slots__ = ("_raw", "blob")
+    __slots__ = ("_blob", "_moduli", "_raw")
 
-    def __init__(self, blob: bytes) -> None:
-        self.blob = bytes(blob)
+    def __init__(self, blob: bytes | bytearray | memoryview) -> None:
+        self._blob: bytes | None = bytes(blob)
         self._raw: RawCiphertext | None = None
+        self._moduli: tuple[int, ...] = ()
+
+    @classmethod
+    def of_raw(cls, raw: RawCiphertext, moduli: Sequence[int]) -> SealCiphertext:
+        """The ciphertext ``raw`` (residues of the level of primes ``moduli``), whose wire
+        bytes are its compact bytes (:meth:`RawCiphertext.to_compact`), made when needed."""
+        ct = cls.__new__(cls)
+        ct._blob, ct._raw, ct._moduli = None, raw, tuple(int(q) for q in moduli)
+        return ct
+
+    @property
+    def blob(self) -> bytes:
+        """The wire bytes (compact bytes of a product made on first use)."""
+        if self._blob is None:
+            assert self._raw is not None
+            self._blob = self._raw.to_compact(self._moduli)
+        return self._blob
 
     @property
     def nbytes(self) -> int:
-        return len(self.blob)
+        if self._blob is None:
+            assert self._raw is not None
+            return self._raw.compact_nbytes(self._moduli)
+        return len(self._blob)
+
+    def write_into(self, out: bytearray | memoryview, off: int) -> int:
+        """The wire bytes written into ``out`` at ``off``; returns the offset after them."""
+        if self._blob is None:
+            assert self._raw is not None
+            return self._raw.write_compact(self._moduli, out, off)
+        end = off + len(self._blob)
+        out[off:end] = self._blob
+        return end
 
     def raw(self, session: _Session) -> RawCiphertext:
         """The residues; a seeded ciphertext is expanded by SEAL (load + save) first."""
@@ -1207,8 +1304,10 @@ def _split_limbs(v: NDArray[np.int64], n: int, b: int) -> list[NDArray[np.float6
 
 
 def _centre(v: NDArray[np.uint64], q: int) -> NDArray[np.int64]:
+    """Residues ``v`` in ``[0, q)`` as the centred integers of ``(-q/2, q/2]`` (a new array)."""
     s = v.astype(np.int64)
-    return np.where(v > np.uint64(q // 2), s - np.int64(q), s)
+    np.subtract(s, np.int64(q), out=s, where=v > np.uint64(q // 2))
+    return s
 
 
 def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float64]:
@@ -1222,23 +1321,27 @@ def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float
     a0, a1 = res[..., 0, :], res[..., 1, :]
     a = _centre(a0, q0)
     if q0 < 1 << 62 and q1 < 1 << 50:
-        # a mod q1 up to a multiple of q1 by a float quotient (error < 1 as |a| < 2^61);
-        # d = a1 - a + 2 q1 (mod q1) then lies in [0, 4 q1), which _mul_const_mod accepts
+        # r = a - q1 floor(a / q1) by a float quotient (off by at most one as |a| < 2^61), so
+        # r lies in (-q1, 2 q1) and d = a1 - r + 2 q1 = a1 - a (mod q1) in (0, 4 q1), which
+        # _mul_const_mod accepts
         qh = a.astype(np.float64)
         qh *= 1.0 / q1
         np.floor(qh, out=qh)
         d = qh.astype(np.int64)
-        d *= np.int64(q1)
-        d -= a
-        d += a1.view(np.int64)
+        d *= np.int64(-q1)
+        d += a
+        np.subtract(a1.view(np.int64), d, out=d)
         d += np.int64(2 * q1)
-        d -= np.where(d >= np.int64(4 * q1), np.int64(q1), np.int64(0))
-        d += np.where(d < 0, np.int64(q1), np.int64(0))
     else:
         am = np.where(a < 0, a + np.int64(q1 * ((q0 // q1) + 1)), a).view(np.uint64) % np.uint64(q1)
         d = (a1 % np.uint64(q1)).astype(np.int64) - am.astype(np.int64)
         d += np.where(d < 0, np.int64(q1), np.int64(0))
-    t = _centre(_mul_const_mod(d.view(np.uint64), pow(q0, -1, q1), q1), q1).astype(np.float64)
+    tm = _mul_const_mod(d.view(np.uint64), pow(q0, -1, q1), q1)
+    t = tm.astype(np.float64)  # exact: tm < q1 < 2^53 (primes of SEAL: at most 60 bits)
+    if q1 >= 1 << 53:
+        t = _centre(tm, q1).astype(np.float64)
+    else:
+        np.subtract(t, float(q1), out=t, where=tm > np.uint64(q1 // 2))
     t *= float(q0)
     t += a
     return t
@@ -1257,10 +1360,13 @@ def _mul_const_mod(v: NDArray[np.uint64], c: int, q: int) -> NDArray[np.uint64]:
     qhat = v.astype(np.float64)
     qhat *= float(c) / q
     np.floor(qhat, out=qhat)
-    rem = v * np.uint64(c) - qhat.astype(np.uint64) * np.uint64(q)
+    rem = v * np.uint64(c)
+    qq = qhat.astype(np.uint64)
+    qq *= np.uint64(q)
+    rem -= qq
     r = rem.view(np.int64)
-    r += np.where(r < 0, np.int64(q), np.int64(0))
-    r -= np.where(r >= np.int64(q), np.int64(q), np.int64(0))
+    np.add(r, np.int64(q), out=r, where=r < 0)
+    np.subtract(r, np.int64(q), out=r, where=r >= np.int64(q))
     return rem
 
 
@@ -1430,11 +1536,12 @@ def _unrescaled(session: _Session, raw: RawCiphertext) -> SealCiphertext:
     """A raw product as it is (``rescale="device"``): compact bytes of every prime of its
     level, never transparent (:func:`_not_transparent`)."""
     raw = _not_transparent(session, raw)
-    return SealCiphertext(raw.to_compact(session.moduli(raw.parms_id)))
+    return SealCiphertext.of_raw(raw, session.moduli(raw.parms_id))
 
 
 def _rescale(session: _Session, raw: RawCiphertext, *, computed: bool = False) -> SealCiphertext:
-    """SEAL ``rescale_to_next`` of a raw product; returns the result's compact bytes.
+    """SEAL ``rescale_to_next`` of a raw product; returns the result (its wire bytes
+    are its compact bytes, :meth:`SealCiphertext.of_raw`).
 
     ``computed``: ``raw`` is the server's own product, whose residues the kernel reduced below
     their primes (skips that check, which received ciphertexts need).
@@ -1450,9 +1557,9 @@ def _rescale(session: _Session, raw: RawCiphertext, *, computed: bool = False) -
     if view is None:
         parsed = _raw_of(out)
         assert parsed is not None  # SEAL never saves a computed ciphertext seeded
-    else:  # compact bytes straight from SEAL's memory (to_compact copies them out)
-        parsed = RawCiphertext(parms_id, True, float(out.scale), 1, view)  # type: ignore[arg-type]
-    return SealCiphertext(parsed.to_compact(session.moduli(parms_id)))
+    else:  # the residues copied straight out of SEAL's memory (its scratch is reused)
+        parsed = RawCiphertext(parms_id, True, float(out.scale), 1, view.copy())  # type: ignore[arg-type]
+    return SealCiphertext.of_raw(parsed, session.moduli(parms_id))
 
 
 @dataclass
@@ -1561,18 +1668,28 @@ def _project_blocks(
 
 
 # --------------------------------------------------------------------------- serialization
-def _serialize_blocks(magic: bytes, head: dict[str, Any], enc: _Blocks) -> bytes:
+def _serialize_blocks(
+    magic: bytes, head: dict[str, Any], enc: _Blocks, prefix: bytes = b""
+) -> bytearray:
     """``magic``, u32 JSON length, JSON ``head`` + per-ciphertext byte lengths, then each
-    ciphertext's SEAL bytes, block-major (the wire format of both packings)."""
+    ciphertext's SEAL bytes, block-major (the wire format of both packings), after ``prefix``
+    (a message header: the reply is made in one buffer). Each ciphertext's bytes are written
+    once, straight into the buffer."""
     lengths = [[ct.nbytes for ct in block] for block in enc.blocks]
     raw_head = json.dumps({**head, "lengths": lengths}).encode()
-    parts = [magic, struct.pack("<I", len(raw_head)), raw_head]
-    parts.extend(ct.blob for block in enc.blocks for ct in block)
-    return b"".join(parts)
+    lead = b"".join([prefix, magic, struct.pack("<I", len(raw_head)), raw_head])
+    out = bytearray(len(lead) + sum(map(sum, lengths)))
+    out[: len(lead)] = lead
+    off = len(lead)
+    for block in enc.blocks:
+        for ct in block:
+            off = ct.write_into(out, off)
+    assert off == len(out)
+    return out
 
 
 def _read_head(
-    magic: bytes, data: bytes | memoryview, what: str
+    magic: bytes, data: bytes | bytearray | memoryview, what: str
 ) -> tuple[dict[str, Any], list[list[int]], int]:
     """The JSON head of :func:`_serialize_blocks` bytes, its per-ciphertext byte lengths by
     block and the offset of the first ciphertext (only the head is checked)."""
@@ -1590,13 +1707,14 @@ def _read_head(
 
 def _join_blocks(
     magic: bytes,
-    parts: Sequence[bytes | memoryview],
+    parts: Sequence[bytes | bytearray | memoryview],
     merge_head: Callable[[list[dict[str, Any]]], dict[str, Any]],
     what: str,
-) -> bytes:
+    prefix: bytes = b"",
+) -> bytearray:
     """:func:`_serialize_blocks` bytes of outputs over consecutive column ranges joined into
-    one, block by block, without parsing a ciphertext (one copy of every byte); the heads
-    (less their ``lengths``) are merged by ``merge_head``."""
+    one, block by block, without parsing a ciphertext (one copy of every byte), after
+    ``prefix``; the heads (less their ``lengths``) are merged by ``merge_head``."""
     heads, bodies = [], []
     for data in parts:
         head, lengths, off = _read_head(magic, data, what)
@@ -1614,9 +1732,17 @@ def _join_blocks(
     n_blocks = len(bodies[0])
     lengths = [[n for b in bodies for n in b[i][1]] for i in range(n_blocks)]
     raw_head = json.dumps({**merge_head(heads), "lengths": lengths}).encode()
-    out: list[bytes | memoryview] = [magic, struct.pack("<I", len(raw_head)), raw_head]
-    out.extend(b[i][0] for i in range(n_blocks) for b in bodies)
-    return b"".join(out)
+    lead = b"".join([prefix, magic, struct.pack("<I", len(raw_head)), raw_head])
+    out = bytearray(len(lead) + sum(map(sum, lengths)))
+    out[: len(lead)] = lead
+    off = len(lead)
+    for i in range(n_blocks):
+        for b in bodies:
+            span = b[i][0]
+            out[off : off + len(span)] = span
+            off += len(span)
+    assert off == len(out)
+    return out
 
 
 def _merge_column_heads(heads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -1629,14 +1755,14 @@ def _merge_column_heads(heads: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def join_columns(parts: Sequence[bytes | memoryview]) -> bytes:
+def join_columns(parts: Sequence[bytes | bytearray | memoryview], prefix: bytes = b"") -> bytearray:
     """:func:`serialize_columns` bytes of one projection's outputs over consecutive column
-    ranges, joined (the bytes of the whole)."""
-    return _join_blocks(_COLUMNS_MAGIC, parts, _merge_column_heads, "column")
+    ranges, joined (the bytes of the whole), after ``prefix``."""
+    return _join_blocks(_COLUMNS_MAGIC, parts, _merge_column_heads, "column", prefix)
 
 
 def _parse_blocks(
-    magic: bytes, data: bytes, what: str
+    magic: bytes, data: bytes | bytearray | memoryview, what: str
 ) -> tuple[dict[str, Any], list[list[SealCiphertext]]]:
     """Inverse of :func:`_serialize_blocks`: the JSON head and the blocks; checks the magic,
     lengths and each ciphertext's SEAL or compact header (the rest is checked where a
@@ -1665,15 +1791,18 @@ def _parse_blocks(
     return head, blocks
 
 
-def serialize_columns(enc: EncryptedColumns) -> bytes:
+def serialize_columns(enc: EncryptedColumns, prefix: bytes = b"") -> bytearray:
     """Bytes on the wire: ``b"PTCOLS1\\n"``, u32 JSON length, JSON header (tokens, features,
-    per-ciphertext byte lengths), then each ciphertext's SEAL bytes, block-major."""
+    per-ciphertext byte lengths), then each ciphertext's SEAL bytes, block-major; after
+    ``prefix`` (:func:`_serialize_blocks`)."""
     return _serialize_blocks(
-        _COLUMNS_MAGIC, {"n_tokens": enc.n_tokens, "n_features": enc.n_features}, enc
+        _COLUMNS_MAGIC, {"n_tokens": enc.n_tokens, "n_features": enc.n_features}, enc, prefix
     )
 
 
-def deserialize_columns(ctx: PublicCkks | CkksKeys, data: bytes) -> EncryptedColumns:
+def deserialize_columns(
+    ctx: PublicCkks | CkksKeys, data: bytes | bytearray | memoryview
+) -> EncryptedColumns:
     """Inverse of :func:`serialize_columns`; checks the layout against ``ctx``'s slot count."""
     head, blocks = _parse_blocks(_COLUMNS_MAGIC, data, "column")
     try:

@@ -709,10 +709,11 @@ def project_interleaved(
 
 
 # --------------------------------------------------------------------------- serialization
-def serialize_interleaved(enc: EncryptedInterleaved) -> bytes:
+def serialize_interleaved(enc: EncryptedInterleaved, prefix: bytes = b"") -> bytearray:
     """Bytes on the wire: ``b"PTILV1\\n"``, u32 JSON length, JSON header (layout, per-ciphertext
-    byte lengths), then each ciphertext's SEAL bytes, block-major."""
-    return _ops._serialize_blocks(_MAGIC, {"layout": enc.layout.to_dict()}, enc)
+    byte lengths), then each ciphertext's SEAL bytes, block-major; after ``prefix``
+    (:func:`ckks_ops._serialize_blocks`)."""
+    return _ops._serialize_blocks(_MAGIC, {"layout": enc.layout.to_dict()}, enc, prefix)
 
 
 def _merge_heads(heads: list[dict[str, Any]]) -> dict[str, Any]:
@@ -727,17 +728,22 @@ def _merge_heads(heads: list[dict[str, Any]]) -> dict[str, Any]:
     return {"layout": {**first, "n_features": sum(int(la["n_features"]) for la in lays)}}
 
 
-def join_interleaved(parts: Sequence[bytes | memoryview]) -> bytes:
+def join_interleaved(
+    parts: Sequence[bytes | bytearray | memoryview], prefix: bytes = b""
+) -> bytearray:
     """:func:`serialize_interleaved` bytes of one projection's outputs over consecutive
-    column ranges, joined (the bytes of the whole; the server merges its workers' parts)."""
-    return _ops._join_blocks(_MAGIC, parts, _merge_heads, "interleaved")
+    column ranges, joined (the bytes of the whole; the server merges its workers' parts),
+    after ``prefix``."""
+    return _ops._join_blocks(_MAGIC, parts, _merge_heads, "interleaved", prefix)
 
 
-def is_interleaved(data: bytes) -> bool:
-    return data.startswith(_MAGIC)
+def is_interleaved(data: bytes | bytearray | memoryview) -> bool:
+    return bytes(data[: len(_MAGIC)]) == _MAGIC
 
 
-def deserialize_interleaved(ctx: PublicCkks | CkksKeys, data: bytes) -> EncryptedInterleaved:
+def deserialize_interleaved(
+    ctx: PublicCkks | CkksKeys, data: bytes | bytearray | memoryview
+) -> EncryptedInterleaved:
     """Inverse of :func:`serialize_interleaved`; checks the layout against ``ctx``."""
     head, blocks = _ops._parse_blocks(_MAGIC, data, "interleaved")
     try:

@@ -585,7 +585,7 @@ def _cpu_clock_step(
     class CpuClockServer(proto.ProjectionServer):
         """Adds ``cpu_project_s``: thread CPU seconds in the handling of projection messages."""
 
-        def handle(self, message: bytes) -> bytes:
+        def handle(self, message: proto.Message) -> proto.Message:
             if message[:4] != proto.MSG_PROJECT:
                 return super().handle(message)
             t0 = time.thread_time()

@@ -117,27 +117,32 @@ def concat_outputs(a: Encrypted, b: Encrypted) -> Encrypted:
     return EncryptedColumns(n_tokens=a.n_tokens, n_features=n, blocks=blocks)
 
 
-def join_serialized(parts: Sequence[bytes | memoryview]) -> bytes:
+def join_serialized(
+    parts: Sequence[bytes | bytearray | memoryview], prefix: bytes = b""
+) -> bytearray:
     """The serialized outputs of one projection over consecutive column ranges (each part
     :func:`serialize` bytes), joined without parsing a ciphertext: byte for byte
-    ``serialize(concat_outputs(...))``. The server merges its workers' parts this way."""
+    ``prefix + serialize(concat_outputs(...))``. The server merges its workers' parts this
+    way, straight after its reply's header (``prefix``)."""
     if not parts:
         raise CkksInputError("nothing to join")
     if interleaved.is_interleaved(bytes(parts[0][:16])):
-        return interleaved.join_interleaved(parts)
-    return ckks_ops.join_columns(parts)
+        return interleaved.join_interleaved(parts, prefix)
+    return ckks_ops.join_columns(parts, prefix)
 
 
-def serialize(enc: Encrypted) -> bytes:
+def serialize(enc: Encrypted, prefix: bytes = b"") -> bytearray:
+    """The wire bytes of ``enc`` after ``prefix`` (a message header: one buffer, each
+    ciphertext's bytes written once)."""
     if isinstance(enc, EncryptedInterleaved):
-        return interleaved.serialize_interleaved(enc)
-    return ckks_ops.serialize_columns(enc)
+        return interleaved.serialize_interleaved(enc, prefix)
+    return ckks_ops.serialize_columns(enc, prefix)
 
 
-def deserialize(ctx: PublicCkks | CkksKeys, data: bytes) -> Encrypted:
+def deserialize(ctx: PublicCkks | CkksKeys, data: bytes | bytearray | memoryview) -> Encrypted:
     """Either packing's bytes, told apart by their magic."""
     if interleaved.is_interleaved(data):
         return interleaved.deserialize_interleaved(ctx, data)
-    if data.startswith(ckks_ops._COLUMNS_MAGIC):
+    if bytes(data[: len(ckks_ops._COLUMNS_MAGIC)]) == ckks_ops._COLUMNS_MAGIC:
         return ckks_ops.deserialize_columns(ctx, data)
     raise CkksInputError("ciphertext bytes: neither interleaved nor column packing")

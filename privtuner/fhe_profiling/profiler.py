@@ -25,8 +25,8 @@ of thousands of ops sums to: op times are right-skewed (p90 up to 1.4x the media
   shape (limb splitting per input, reductions and output buffers per output);
 * ``rescale`` [s per output ciphertext]: SEAL ``rescale_to_next`` of one product, including
   handing the raw product to SEAL (in memory, :mod:`seal_memory`) and writing the result's
-  compact bytes (the split is exact: the kernel
-  reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
+  compact bytes into the reply (the block's serialization, per output; the split is exact:
+  the kernel reports its stages separately, see :class:`ckks_ops.ProjectTimings`);
 * ``decrypt`` [s per ciphertext]: load + decrypt + decode of the ``d_out`` downloaded
   (rescaled) products of a block, as the device decrypts them (one batched decoding,
   :meth:`ckks_ops.CkksKeys.decrypt_many`), divided by ``d_out``; ``decrypt_one`` the same
@@ -260,17 +260,25 @@ def profile_set(
                 ops._mac_raw(pub, xs, ws, bs)
                 if i >= cfg.warmup:
                     shape_mac_s[s].append((_clock() - t0) / (s[0] * s[1]))
-        back = ops.deserialize_columns(keys, ops.serialize_columns(y))
+        t0 = _clock()
+        down = ops.serialize_columns(y)
+        ser_each = (_clock() - t0) / max(1, y.n_ciphertexts)
+        back = ops.deserialize_columns(keys, down)
         # one block as the device decrypts it (batched decoding), per output ciphertext
         got, dec_each, dec_one_each = _time_decrypt(keys, back, cfg.d_out)
         # rescale="device": the products written unrescaled, decrypted at two primes
         tm_dev = ops.ProjectTimings(clock=_clock)
         y_dev = ops.project(pub, served, w, b, timings=tm_dev, rescale="device")
-        back_dev = ops.deserialize_columns(keys, ops.serialize_columns(y_dev))
+        t0 = _clock()
+        down_dev = ops.serialize_columns(y_dev)
+        ser_dev_each = (_clock() - t0) / max(1, y_dev.n_ciphertexts)
+        back_dev = ops.deserialize_columns(keys, down_dev)
         _, dec_dev, dec_dev_one = _time_decrypt(keys, back_dev, cfg.d_out)
         if i < cfg.warmup:
             continue
-        dev["product_out"].extend(tm_dev.rescale_each_s)
+        # an output's server cost: its rescale (none for product_out) and its wire bytes
+        # written into the reply (SealCiphertext.write_into)
+        dev["product_out"].extend(t + ser_dev_each for t in tm_dev.rescale_each_s)
         dev["ct_bytes_unrescaled"].extend(ct.nbytes for blk in y_dev.blocks for ct in blk)
         dev["decrypt_unrescaled"].extend(dec_dev)
         dev["decrypt_unrescaled_one"].extend(dec_dev_one)
@@ -279,7 +287,7 @@ def profile_set(
         dec_one_s.extend(dec_one_each)
         load_s.append(tm.load_s / cfg.d_in)
         mac_s.append(tm.mac_s / (cfg.d_in * cfg.d_out))
-        rescale_s.extend(tm.rescale_each_s)
+        rescale_s.extend(t + ser_each for t in tm.rescale_each_s)
         dec_s.extend(dec_each)
         err = float(np.max(np.abs(got - ref)))
         bits.append(-math.log2(err) if err > 0 else 64.0)

@@ -88,13 +88,17 @@ MSG_OK = b"OKAY"
 RELATIVE_TOLERANCE = 1e-3
 
 _HEADER = struct.Struct(">I")
+#: A message on the wire: ``bytes``, or a ``bytearray`` made in one buffer (a large reply).
+Message = bytes | bytearray
 
 
 class ProtocolError(PrivtunerError):
     """A malformed or unexpected protocol message, or an error reported by the other party."""
 
 
-def pack_message(kind: bytes, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
+def pack_message(
+    kind: bytes, header: Mapping[str, Any], payload: bytes | bytearray | memoryview = b""
+) -> bytes:
     """``kind | u32 len | JSON header | payload`` (kind: 4 bytes)."""
     if len(kind) != 4:
         raise ProtocolError(f"message kind must be 4 bytes (got {kind!r})")
@@ -102,15 +106,19 @@ def pack_message(kind: bytes, header: Mapping[str, Any], payload: bytes = b"") -
     return kind + _HEADER.pack(len(h)) + h + payload
 
 
-def unpack_message(data: bytes) -> tuple[bytes, dict[str, Any], bytes]:
-    """Inverse of :func:`pack_message`: ``(kind, header, payload)``."""
+def unpack_message(
+    data: bytes | bytearray, *, copy: bool = True
+) -> tuple[bytes, dict[str, Any], bytes | memoryview]:
+    """Inverse of :func:`pack_message`: ``(kind, header, payload)``; with ``copy=False`` the
+    payload is a read-only view on ``data`` (no copy of a large reply)."""
     if not isinstance(data, bytes | bytearray) or len(data) < 8:
         raise ProtocolError(f"a message must be bytes of length >= 8 (got {type(data).__name__})")
     (n,) = _HEADER.unpack_from(data, 4)
     if 8 + n > len(data):
         raise ProtocolError(f"message header length {n} exceeds the message ({len(data)} bytes)")
     header = json.loads(bytes(data[8 : 8 + n]).decode())
-    return bytes(data[:4]), header, bytes(data[8 + n :])
+    payload = bytes(data[8 + n :]) if copy else memoryview(data).toreadonly()[8 + n :]
+    return bytes(data[:4]), header, payload
 
 
 # --------------------------------------------------------------------------- memory
@@ -200,11 +208,12 @@ class ProjectionServer:
         """The public CKKS context received from the device (None before setup)."""
         return self._context
 
-    def handle(self, message: bytes) -> bytes:
+    def handle(self, message: bytes | bytearray) -> bytes | bytearray:
         """Answer one message; errors come back as an ``ERR!`` message, never raised."""
         t0 = time.perf_counter()
+        reply: bytes | bytearray
         try:
-            kind, header, payload = unpack_message(message)
+            kind, header, payload = unpack_message(message, copy=False)
             if kind == MSG_SETUP:
                 reply = self._setup(header, payload)
             elif kind == MSG_PROJECT:
@@ -234,9 +243,10 @@ class ProjectionServer:
             "pid": os.getpid(),
         }
 
-    def _setup(self, header: dict[str, Any], payload: bytes) -> bytes:
+    def _setup(self, header: dict[str, Any], payload: bytes | memoryview) -> bytes:
         from privtuner.fhe_profiling import ckks_ops
 
+        payload = bytes(payload)
         params = CkksParams.from_dict(header["params"])
         ctx = ckks_ops.load_public_context(payload, params)
         if _context_is_private(ctx):
@@ -247,7 +257,7 @@ class ProjectionServer:
             _expect_ok(t.request(message))
         return pack_message(MSG_OK, {})
 
-    def _project(self, header: dict[str, Any], payload: bytes) -> bytes:
+    def _project(self, header: dict[str, Any], payload: bytes | memoryview) -> bytes | bytearray:
         from privtuner.fhe_profiling import ckks_ops, packing
 
         if self._context is None:
@@ -298,15 +308,6 @@ class ProjectionServer:
             rescale=rescale,
         )
         t2 = time.perf_counter()
-        data = packing.serialize(out)
-        t3 = time.perf_counter()
-        if pending:
-            data = self._join_worker_parts(data, pending, t3)
-        self._timers["deserialize_s"] += t1 - t0
-        self._timers["project_s"] += t2 - t1
-        self._timers["serialize_s"] += t3 - t2
-        self._counts[f"n_{direction}"] += 1
-        self._counts[f"n_{packing.packing_of(enc)}"] += 1
         norms = np.linalg.norm(weight[:, lo:hi], axis=0)
         bias_abs = 0.0 if bias is None else float(np.max(np.abs(bias[lo:hi])))
         head = {
@@ -316,20 +317,37 @@ class ProjectionServer:
             "w_col_l2_max": float(np.max(norms)),
             "b_abs_max": bias_abs,
         }
-        if header.get("reply") == "shm":  # a worker's part, for the process that merges
+        # The reply is made in one buffer: its header, then each ciphertext's bytes written
+        # once (no copy of the whole for the message); a worker's part has no header.
+        to_shm = header.get("reply") == "shm"  # a worker's part, for the process that merges
+        prefix = pack_message(MSG_OK, head)
+        data = packing.serialize(out, prefix=b"" if (pending or to_shm) else prefix)
+        t3 = time.perf_counter()
+        if pending:
+            data = self._join_worker_parts(data, pending, t3, prefix)
+        self._timers["deserialize_s"] += t1 - t0
+        self._timers["project_s"] += t2 - t1
+        self._timers["serialize_s"] += t3 - t2
+        self._counts[f"n_{direction}"] += 1
+        self._counts[f"n_{packing.packing_of(enc)}"] += 1
+        if to_shm:
             shm = _to_shared_memory(data)
             if shm is not None:
                 return pack_message(MSG_OK, {**head, "shm": shm, "shm_size": len(data)})
-        return pack_message(MSG_OK, head, data)
+            return pack_message(MSG_OK, head, data)
+        return data
 
-    def _join_worker_parts(self, own: bytes, pending: list[ProcessTransport], t0: float) -> bytes:
-        """This process's serialized part joined with each worker's (in column order), the
-        workers' parts read from shared memory where they came that way."""
+    def _join_worker_parts(
+        self, own: bytearray, pending: list[ProcessTransport], t0: float, prefix: bytes
+    ) -> bytearray:
+        """This process's serialized part joined with each worker's (in column order) after
+        ``prefix`` (the reply's header), the workers' parts read from shared memory where they
+        came that way."""
         from multiprocessing import shared_memory
 
         from privtuner.fhe_profiling import packing
 
-        parts: list[bytes | memoryview] = [own]
+        parts: list[bytes | bytearray | memoryview] = [own]
         segments = []
         try:
             for t in pending:
@@ -343,7 +361,7 @@ class ProjectionServer:
                     parts.append(part)
             t1 = time.perf_counter()
             self._timers["wait_workers_s"] += t1 - t0
-            data = packing.join_serialized(parts)
+            data = packing.join_serialized(parts, prefix)
             self._timers["merge_s"] += time.perf_counter() - t1
             return data
         finally:
@@ -355,7 +373,7 @@ class ProjectionServer:
                 seg.unlink()
 
 
-def _to_shared_memory(data: bytes) -> str | None:
+def _to_shared_memory(data: bytes | bytearray) -> str | None:
     """``data`` copied into a new POSIX shared-memory segment; its name, or None where
     ``/dev/shm`` lacks room (a tmpfs too small would kill the writer with SIGBUS), the caller
     then sends the bytes through the pipe. The reader unlinks the segment."""
@@ -447,11 +465,11 @@ class _TransportBase:
     def __init__(self) -> None:
         self.stats = TransportStats()
 
-    def _send(self, message: bytes) -> bytes:  # pragma: no cover - abstract
+    def _send(self, message: Message) -> Message:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def request(self, message: bytes) -> bytes:
-        if not isinstance(message, bytes):
+    def request(self, message: Message) -> Message:
+        if not isinstance(message, bytes | bytearray):
             raise ProtocolError(
                 f"only bytes may cross the transport (got {type(message).__name__})"
             )
@@ -459,7 +477,7 @@ class _TransportBase:
         t0 = time.perf_counter()
         reply = self._send(message)
         self.stats.round_trip_s[kind] += time.perf_counter() - t0
-        if not isinstance(reply, bytes):
+        if not isinstance(reply, bytes | bytearray):
             raise ProtocolError(f"only bytes may cross the transport (got {type(reply).__name__})")
         self.stats.bytes_up[kind] += len(message)
         self.stats.bytes_down[kind] += len(reply)
@@ -489,7 +507,7 @@ class InProcessTransport(_TransportBase):
         super().__init__()
         self.server = server
 
-    def _send(self, message: bytes) -> bytes:
+    def _send(self, message: Message) -> Message:
         return self.server.handle(message)
 
     def close(self) -> None:
@@ -571,11 +589,11 @@ class ProcessTransport(_TransportBase):
         """The server process's id."""
         return self._proc.pid
 
-    def _send(self, message: bytes) -> bytes:
+    def _send(self, message: Message) -> Message:
         self._post(message)
         return self._receive()
 
-    def _post(self, message: bytes) -> None:
+    def _post(self, message: Message) -> None:
         """Send ``message`` once the server is up (waits for its start-up handshake)."""
         if self._conn.closed:
             raise ProtocolError("the transport is closed (its server was stopped)")
@@ -643,8 +661,12 @@ def _check_timeout(name: str, value: float) -> float:
     return v
 
 
-def _expect_ok(reply: bytes) -> tuple[dict[str, Any], bytes]:
-    kind, header, payload = unpack_message(reply)
+def _expect_ok(
+    reply: bytes | bytearray, *, copy: bool = True
+) -> tuple[dict[str, Any], bytes | memoryview]:
+    """The header and payload of an ``OK`` reply (``copy``: :func:`unpack_message`), else a
+    :class:`ProtocolError` with the server's error."""
+    kind, header, payload = unpack_message(reply, copy=copy)
     if kind == MSG_ERROR:
         raise ProtocolError(f"server error: {header.get('error')}")
     if kind != MSG_OK:
@@ -742,13 +764,12 @@ class DeviceClient:
         t0 = clk()
         enc = packing.encrypt(self._keys, np.asarray(x, dtype=np.float64), self.packing)
         t1 = clk()
-        up = packing.serialize(enc)
         head_up = {"name": name, "direction": direction, "rescale": self.rescale}
-        msg = pack_message(MSG_PROJECT, head_up, up)
+        msg = packing.serialize(enc, prefix=pack_message(MSG_PROJECT, head_up))
         t2 = clk()
         reply = self.transport.request(msg)
         t3 = clk()
-        head, payload = _expect_ok(reply)
+        head, payload = _expect_ok(reply, copy=False)
         enc_res = packing.deserialize(self._keys, payload)
         t4 = clk()
         res = packing.decrypt(self._keys, enc_res, bound=_result_bound(x, head))

@@ -92,6 +92,56 @@ def test_compact_round_trip_and_size(keys: K.CkksKeys) -> None:
     np.testing.assert_array_equal(again.data, raw.data)
 
 
+def test_compact_written_in_place_equals_to_compact(keys: K.CkksKeys) -> None:
+    """A product held as residues (``SealCiphertext.of_raw``) writes, at any offset of a
+    reply buffer, the bytes ``to_compact`` makes; its size is known before; a level of
+    primes of mixed widths (8 and 5 bytes here) included."""
+    rng = np.random.default_rng(3)
+    raw = _raw(keys, rng)
+    moduli = keys.moduli(raw.parms_id)
+    assert len({-(-q.bit_length() // 8) for q in moduli}) > 1
+    blob = raw.to_compact(moduli)
+    lazy = K.SealCiphertext.of_raw(raw, moduli)
+    assert lazy.nbytes == len(blob) == raw.compact_nbytes(moduli)
+    buf = bytearray(b"\xaa" * (len(blob) + 10))
+    assert lazy.write_into(buf, 7) == 7 + len(blob)
+    assert buf[7 : 7 + len(blob)] == blob and buf[:7] == b"\xaa" * 7 and buf[-3:] == b"\xaa" * 3
+    assert lazy.blob == blob
+    with pytest.raises(K.CkksInputError, match="too small"):
+        raw.write_compact(moduli, bytearray(len(blob) - 1), 0)
+    # a whole serialization: the bytes of the eagerly made blobs, after the prefix
+    eager = K.EncryptedColumns(4, 2, [[K.SealCiphertext(blob), K.SealCiphertext(blob)]])
+    held = K.EncryptedColumns(4, 2, [[lazy, K.SealCiphertext.of_raw(raw, moduli)]])
+    assert K.serialize_columns(held, prefix=b"HEAD") == b"HEAD" + K.serialize_columns(eager)
+
+
+@pytest.mark.parametrize("width", range(1, 9))
+def test_compact_byte_planes_round_trip_every_width(width: int) -> None:
+    """Residues of every width (1..8 bytes) survive to_compact/from_compact exactly, the
+    largest value of the width included, in exactly ``width`` bytes each."""
+    rng = np.random.default_rng(width)
+    n = 16
+    top = (1 << (8 * width)) - 1
+    data = rng.integers(0, top, size=(2, 1, n), dtype=np.uint64, endpoint=True)
+    data[0, 0, 0] = top
+    raw = K.RawCiphertext((1, 2, 3, 4), True, 2.0**40, 1, data)
+    q = 1 << (8 * width - 1)  # a modulus of 8 * width bits: residues of `width` bytes
+    blob = raw.to_compact([q])
+    assert len(blob) == K._COMPACT_HEAD.size + 1 + 2 * n * width
+    back = K.RawCiphertext.from_compact(blob)
+    np.testing.assert_array_equal(back.data, data)
+
+
+def test_compact_byte_plane_layout() -> None:
+    """The layout, by hand: 5-byte residues go as their low 4 bytes (little-endian), all of
+    them, then their fifth bytes."""
+    data = np.array([[[0x0102030405, 0x1112131415]]], dtype=np.uint64)
+    raw = K.RawCiphertext((0, 0, 0, 0), True, 1.0, 1, data)
+    blob = raw.to_compact([1 << 39])
+    body = blob[K._COMPACT_HEAD.size + 1 :]
+    assert body == bytes([5, 4, 3, 2, 0x15, 0x14, 0x13, 0x12, 1, 0x11])
+
+
 def test_compact_rejects_corrupt_bytes(keys: K.CkksKeys) -> None:
     raw = _raw(keys, np.random.default_rng(2))
     blob = raw.to_compact(keys.moduli(raw.parms_id))
