@@ -1326,7 +1326,8 @@ def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float
     Garner's mixed radix with a centred first digit: ``x = a + q0 t``, ``a`` the centred
     residue mod ``q0`` and ``t = (x - a) / q0`` the centred residue of ``(a1 - a) q0^(-1)``
     mod ``q1`` (exact, :func:`_mul_const_mod`). ``|a| <= q0 / 2``, so where ``t != 0`` the
-    float64 sum is within ``3 2^-53 |x|``."""
+    float64 sum is within ``3 2^-53 |x|`` (``5 2^-53 |x|`` for ``q1 > 2^54``, whose ``t``
+    is itself rounded to float64)."""
     a0, a1 = res[..., 0, :], res[..., 1, :]
     a = _centre(a0, q0)
     if q0 < 1 << 62 and q1 < 1 << 50:
@@ -1346,7 +1347,7 @@ def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float
         d = (a1 % np.uint64(q1)).astype(np.int64) - am.astype(np.int64)
         d += np.where(d < 0, np.int64(q1), np.int64(0))
     tm = _mul_const_mod(d.view(np.uint64), pow(q0, -1, q1), q1)
-    t = tm.astype(np.float64)  # exact: tm < q1 < 2^53 (primes of SEAL: at most 60 bits)
+    t = tm.astype(np.float64)  # exact where q1 < 2^53; larger primes are centred in int64
     if q1 >= 1 << 53:
         t = _centre(tm, q1).astype(np.float64)
     else:
