@@ -422,7 +422,7 @@ class RawCiphertext:
         return _COMPACT_HEAD.size + n_primes + size * n * sum(_residue_bytes(q) for q in moduli)
 
     def to_compact(self, moduli: Sequence[int]) -> bytes:
-        """Compact wire bytes: a 56-byte header and the residue widths, then per prime ``q``
+        """Compact wire bytes: a 49-byte header and the residue widths, then per prime ``q``
         of the level (``moduli``) its ``size x N`` residues in ``ceil(bits(q) / 8)`` bytes
         each, as little-endian byte planes (:func:`_byte_planes`: a 40-bit prime's residues
         as their low 4 bytes, then their fifth bytes; uniform residues leave a general
@@ -811,9 +811,10 @@ class CkksKeys(_Session):
         unrescaled product, ``rescale="device"``) take a batched path: SEAL decrypts each one
         (NTT form), SEAL's inverse NTT runs on two plaintexts at a time (as the two polynomials
         of a scratch ciphertext), two primes are joined by the CRT (:func:`_crt2_centred`), and
-        the canonical embedding is one numpy FFT over all of them (:func:`_slot_decoder`,
-        checked against SEAL's decoder). Other levels, or a build where :mod:`seal_memory` is
-        unverified, use SEAL's decoder.
+        the canonical embedding is one numpy FFT per :data:`_DECODE_CHUNK` of them
+        (:func:`_slot_decoder`, checked against SEAL's decoder; a few ciphertexts at a time
+        stay in the cache). Other levels, or a build where :mod:`seal_memory` is unverified,
+        use SEAL's decoder.
         """
         seal = _sealapi()
         raws = [RawCiphertext.parse(ct.blob) for ct in cts]
@@ -1325,7 +1326,8 @@ def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float
     Garner's mixed radix with a centred first digit: ``x = a + q0 t``, ``a`` the centred
     residue mod ``q0`` and ``t = (x - a) / q0`` the centred residue of ``(a1 - a) q0^(-1)``
     mod ``q1`` (exact, :func:`_mul_const_mod`). ``|a| <= q0 / 2``, so where ``t != 0`` the
-    float64 sum is within ``3 2^-53 |x|``."""
+    float64 sum is within ``3 2^-53 |x|`` (``5 2^-53 |x|`` for ``q1 > 2^54``, whose ``t``
+    is itself rounded to float64)."""
     a0, a1 = res[..., 0, :], res[..., 1, :]
     a = _centre(a0, q0)
     if q0 < 1 << 62 and q1 < 1 << 50:
@@ -1345,7 +1347,7 @@ def _crt2_centred(res: NDArray[np.uint64], q0: int, q1: int) -> NDArray[np.float
         d = (a1 % np.uint64(q1)).astype(np.int64) - am.astype(np.int64)
         d += np.where(d < 0, np.int64(q1), np.int64(0))
     tm = _mul_const_mod(d.view(np.uint64), pow(q0, -1, q1), q1)
-    t = tm.astype(np.float64)  # exact: tm < q1 < 2^53 (primes of SEAL: at most 60 bits)
+    t = tm.astype(np.float64)  # exact where q1 < 2^53; larger primes are centred in int64
     if q1 >= 1 << 53:
         t = _centre(tm, q1).astype(np.float64)
     else:
@@ -1541,8 +1543,9 @@ def _not_transparent(session: _Session, raw: RawCiphertext) -> RawCiphertext:
 
 
 def _unrescaled(session: _Session, raw: RawCiphertext) -> SealCiphertext:
-    """A raw product as it is (``rescale="device"``): compact bytes of every prime of its
-    level, never transparent (:func:`_not_transparent`)."""
+    """A raw product as it is (``rescale="device"``): held as its residues of every prime of
+    its level (its wire bytes are their compact bytes, :meth:`SealCiphertext.of_raw`), never
+    transparent (:func:`_not_transparent`)."""
     raw = _not_transparent(session, raw)
     return SealCiphertext.of_raw(raw, session.moduli(raw.parms_id))
 
@@ -1575,8 +1578,10 @@ class ProjectTimings:
     """Seconds spent in each part of :func:`project` (summed over blocks).
 
     ``load_s``: parsing the input ciphertexts (and SEAL expanding seeded ones); ``mac_s``: the
-    exact kernel; ``rescale_s``: SEAL rescale + serialization of every output (serialization
-    alone with ``rescale="device"``). ``rescale_each_s`` holds that time per output.
+    exact kernel; ``rescale_s``: SEAL rescale of every output, its residues copied out of
+    SEAL (with ``rescale="device"`` only the transparency check, :func:`_not_transparent`).
+    ``rescale_each_s`` holds that time per output. The outputs' compact bytes are written
+    later, by the serialization of the reply (:meth:`SealCiphertext.write_into`).
     """
 
     load_s: float = 0.0
@@ -1643,7 +1648,7 @@ def _project_blocks(
 ) -> list[list[SealCiphertext]]:
     """Per block: parse (and expand) the inputs, ``mac`` them (an iterable of chunks of
     products, each rescaled before the next chunk is made, while it is in the CPU's cache, or
-    with ``rescale=False`` serialized as they are, :func:`_unrescaled`); the stages timed into
+    with ``rescale=False`` kept as they are, :func:`_unrescaled`); the stages timed into
     ``timings`` (:class:`ProjectTimings`). Both packings' server loop."""
     tm = timings if timings is not None else ProjectTimings()
     clock = tm.clock

@@ -5,7 +5,8 @@ section 1) on a real batch, and the same step in clear on the same batch:
 
 * wall-time split [s]: device ``encrypt`` (encode + encrypt + SEAL save), ``serialize``,
   ``deserialize``, ``decrypt`` (decrypt + decode), ``server`` (the server's handling of the
-  projection messages, ``server_project`` of it in the products), ``transport`` and
+  projection messages, ``server_project`` of it in computing the products; writing their
+  bytes into the reply is serialization, not ``server_project``), ``transport`` and
   ``device_clear`` (autograd, LoRA, non-linearities, loss, AdamW), ``total``;
 * bytes up and down per step (projection messages), ciphertexts up and down;
 * precision: max abs logit error vs plaintext, max normwise relative error of logits, loss

@@ -683,9 +683,11 @@ class StepResult:
 
     ``timings_s`` (device side): ``encrypt`` (encode + encrypt), ``serialize`` (ciphertexts
     to bytes), ``deserialize``, ``decrypt`` (decrypt + decode); ``server`` (the server's own
-    handling time of the projection messages; ``server_project`` of it in the products),
-    ``transport`` (round trip minus server time), ``device_clear`` (everything else on the
-    device: autograd, LoRA, non-linearities, loss, optimiser), ``total`` (wall time).
+    handling time of the projection messages; ``server_project`` of it in computing the
+    products, ``server_serialization`` in reading the request and writing the reply, the
+    products' compact bytes included), ``transport`` (round trip minus server time),
+    ``device_clear`` (everything else on the device: autograd, LoRA, non-linearities, loss,
+    optimiser), ``total`` (wall time).
     ``bytes_up``/``bytes_down``: projection messages of this step (headers included);
     ``peak_rss_bytes``: per party.
     """
