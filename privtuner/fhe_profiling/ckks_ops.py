@@ -1681,6 +1681,19 @@ def _project_blocks(
 
 
 # --------------------------------------------------------------------------- serialization
+def _blocks_buffer(
+    prefix: bytes, magic: bytes, head: dict[str, Any], lengths: list[list[int]]
+) -> tuple[bytearray, int]:
+    """The buffer of :func:`_serialize_blocks` bytes after ``prefix``, its lead (``prefix``,
+    ``magic``, u32 JSON length, JSON ``head`` + ``lengths``) written; the offset of the first
+    ciphertext's bytes."""
+    raw_head = json.dumps({**head, "lengths": lengths}).encode()
+    lead = b"".join([prefix, magic, struct.pack("<I", len(raw_head)), raw_head])
+    out = bytearray(len(lead) + sum(map(sum, lengths)))
+    out[: len(lead)] = lead
+    return out, len(lead)
+
+
 def _serialize_blocks(
     magic: bytes, head: dict[str, Any], enc: _Blocks, prefix: bytes = b""
 ) -> bytearray:
@@ -1689,11 +1702,7 @@ def _serialize_blocks(
     (a message header: the reply is made in one buffer). Each ciphertext's bytes are written
     once, straight into the buffer."""
     lengths = [[ct.nbytes for ct in block] for block in enc.blocks]
-    raw_head = json.dumps({**head, "lengths": lengths}).encode()
-    lead = b"".join([prefix, magic, struct.pack("<I", len(raw_head)), raw_head])
-    out = bytearray(len(lead) + sum(map(sum, lengths)))
-    out[: len(lead)] = lead
-    off = len(lead)
+    out, off = _blocks_buffer(prefix, magic, head, lengths)
     for block in enc.blocks:
         for ct in block:
             off = ct.write_into(out, off)
@@ -1744,11 +1753,7 @@ def _join_blocks(
         raise CkksInputError(f"{what} bytes: parts with different numbers of blocks")
     n_blocks = len(bodies[0])
     lengths = [[n for b in bodies for n in b[i][1]] for i in range(n_blocks)]
-    raw_head = json.dumps({**merge_head(heads), "lengths": lengths}).encode()
-    lead = b"".join([prefix, magic, struct.pack("<I", len(raw_head)), raw_head])
-    out = bytearray(len(lead) + sum(map(sum, lengths)))
-    out[: len(lead)] = lead
-    off = len(lead)
+    out, off = _blocks_buffer(prefix, magic, merge_head(heads), lengths)
     for i in range(n_blocks):
         for b in bodies:
             span = b[i][0]

@@ -107,7 +107,7 @@ def pack_message(
 
 
 def unpack_message(
-    data: bytes | bytearray, *, copy: bool = True
+    data: Message, *, copy: bool = True
 ) -> tuple[bytes, dict[str, Any], bytes | memoryview]:
     """Inverse of :func:`pack_message`: ``(kind, header, payload)``; with ``copy=False`` the
     payload is a read-only view on ``data`` (no copy of a large reply)."""
@@ -208,10 +208,10 @@ class ProjectionServer:
         """The public CKKS context received from the device (None before setup)."""
         return self._context
 
-    def handle(self, message: bytes | bytearray) -> bytes | bytearray:
+    def handle(self, message: Message) -> Message:
         """Answer one message; errors come back as an ``ERR!`` message, never raised."""
         t0 = time.perf_counter()
-        reply: bytes | bytearray
+        reply: Message
         try:
             kind, header, payload = unpack_message(message, copy=False)
             if kind == MSG_SETUP:
@@ -257,7 +257,7 @@ class ProjectionServer:
             _expect_ok(t.request(message))
         return pack_message(MSG_OK, {})
 
-    def _project(self, header: dict[str, Any], payload: bytes | memoryview) -> bytes | bytearray:
+    def _project(self, header: dict[str, Any], payload: bytes | memoryview) -> Message:
         from privtuner.fhe_profiling import ckks_ops, packing
 
         if self._context is None:
@@ -661,9 +661,7 @@ def _check_timeout(name: str, value: float) -> float:
     return v
 
 
-def _expect_ok(
-    reply: bytes | bytearray, *, copy: bool = True
-) -> tuple[dict[str, Any], bytes | memoryview]:
+def _expect_ok(reply: Message, *, copy: bool = True) -> tuple[dict[str, Any], bytes | memoryview]:
     """The header and payload of an ``OK`` reply (``copy``: :func:`unpack_message`), else a
     :class:`ProtocolError` with the server's error."""
     kind, header, payload = unpack_message(reply, copy=copy)
