@@ -72,6 +72,7 @@ class TrainConfig:
     lr_schedule: str = "constant"
     warmup_ratio: float = 0.06
     group_by_length: bool = False
+    dropout: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -93,10 +94,24 @@ class TrainConfig:
             problems.append(
                 f"lr_schedule: one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})"
             )
+        if not 0.0 <= self.dropout < 1.0:
+            problems.append(f"dropout: must be in [0, 1) (got {self.dropout!r})")
         if not 0.0 <= self.warmup_ratio < 1.0:
             problems.append(f"warmup_ratio: must be in [0, 1) (got {self.warmup_ratio!r})")
         if problems:
             raise ScenarioError(problems)
+
+    def step_dropout(self, step: int) -> Any:
+        """The seeded dropout masks of training step ``step`` (0-based, counted over the run),
+        or ``None`` without dropout: ``p = dropout`` on the hidden states and the attention
+        probabilities, where HF BERT drops (:class:`bert.Dropout`). The masks depend only on
+        ``seed`` and ``step``, so every mode of a study drops the same entries."""
+        if self.dropout == 0.0:
+            return None
+        from privtuner.fhe_profiling.bert import Dropout
+
+        seed = int(np.random.SeedSequence([self.seed, 3, step]).generate_state(1)[0])
+        return Dropout.seeded(self.dropout, self.dropout, seed)
 
     @property
     def learning_rate(self) -> float:
@@ -330,7 +345,7 @@ def run_one(
             ids, mask = sst2.collate([data.train_ids[i] for i in idx], data.pad_id)
             labels = torch.from_numpy(data.train_labels[idx])
             opt.zero_grad(set_to_none=True)
-            logits = model(ids, mask, None, projector)
+            logits = model(ids, mask, None, projector, cfg.step_dropout(len(losses)))
             loss = torch.nn.functional.cross_entropy(logits, labels)
             loss.backward()
             opt.step()

@@ -78,6 +78,14 @@ def register(sub: Any) -> None:
         action="store_true",
         help="batches of similar sentence lengths (transformers' group_by_length): less padding",
     )
+    p.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="dropout on hidden states and attention probabilities while training, where HF "
+        "BERT drops, the same seeded masks in every mode (default 0: none)",
+    )
     p.add_argument("--full", action="store_true", help="fine-tune every weight (plain only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -170,6 +178,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule,
         warmup_ratio=args.warmup_ratio,
         group_by_length=args.group_by_length,
+        dropout=args.dropout,
     )
     result = run_study(
         args.data,

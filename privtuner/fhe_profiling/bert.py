@@ -20,8 +20,10 @@ An adapted projection computes ``Y = X W0 + b0 + (alpha / r) X A B`` (Hu et al. 
 ``A [d_in, r] ~ N(0, 1/r)`` and ``B [r, d_out]`` zero by default (``b_init_std`` > 0 makes
 the first step's ``dL/dA`` non-zero, which the encrypted-vs-plaintext check needs).
 
-Differences from HF ``BertModel``: no dropout (the training step must be deterministic so that
-an encrypted step can be compared with a plaintext one), and seeded random *biases*
+Differences from HF ``BertModel``: dropout only when the caller passes a seeded
+:class:`Dropout` (off by default: a step must be reproducible so that an encrypted step can be
+compared with a plaintext one; with the same :class:`Dropout` seed every mode draws the same
+masks, on the device, in clear), and seeded random *biases*
 (``N(0, initializer_range)``, HF uses zeros) so that every term of ``X W + b`` is exercised.
 Loading real weights (:func:`load_hf_weights`) reproduces HF ``BertModel`` outputs exactly.
 """
@@ -190,6 +192,45 @@ class LoraConfig:
         return float(self.alpha) / self.rank
 
 
+class Dropout:
+    """Seeded dropout of a training step, the masks HF BERT draws (Srivastava et al., JMLR 2014;
+    Devlin et al. 2019): ``p_hidden`` on the embeddings, on the attention-output and FFN-output
+    projections before their residual sums, and on the pooled vector before the head (HF
+    ``BertForSequenceClassification`` with ``classifier_dropout`` unset); ``p_attention`` on the
+    attention probabilities. Kept entries are scaled by ``1 / (1 - p)`` (inverted dropout).
+
+    The masks are drawn from ``generator`` in forward order, on the device and in clear, and
+    never depend on the projector: with the same seed a plain, simulated and encrypted step
+    drop the same entries (the server never sees a mask; the encrypted projections of a
+    dropped-out input carry its zeros like any other value)."""
+
+    def __init__(self, p_hidden: float, p_attention: float, generator: torch.Generator) -> None:
+        for name, p in (("p_hidden", p_hidden), ("p_attention", p_attention)):
+            if not 0.0 <= p < 1.0:
+                raise ScenarioError([f"dropout {name}: must be in [0, 1) (got {p!r})"])
+        self.p_hidden = float(p_hidden)
+        self.p_attention = float(p_attention)
+        self.generator = generator
+
+    @staticmethod
+    def seeded(p_hidden: float, p_attention: float, seed: int) -> Dropout:
+        return Dropout(p_hidden, p_attention, torch.Generator().manual_seed(int(seed)))
+
+    def apply(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """``x`` with each entry zeroed with probability ``p``, the others scaled by
+        ``1 / (1 - p)``."""
+        if p == 0.0:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator, dtype=x.dtype) >= p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - p))
+
+    def hidden(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.p_hidden)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        return self.apply(x, self.p_attention)
+
+
 # --------------------------------------------------------------------------- projectors
 
 
@@ -266,6 +307,10 @@ class RemoteProjector:
 # --------------------------------------------------------------------------- the model
 
 
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class BertDevice(nn.Module):
     """The device's part of BERT + LoRA + classifier head (everything but frozen projections).
 
@@ -340,9 +385,13 @@ class BertDevice(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None,
         projector: Projector,
+        dropout: Dropout | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, num_labels]`` = head(pooler output)."""
-        _, pooled = self.encode(input_ids, attention_mask, token_type_ids, projector)
+        """Logits ``[B, num_labels]`` = head(pooler output); ``dropout``: a training step's
+        seeded masks (none by default)."""
+        _, pooled = self.encode(input_ids, attention_mask, token_type_ids, projector, dropout)
+        if dropout is not None:
+            pooled = dropout.hidden(pooled)
         logits: torch.Tensor = self.head(pooled)
         return logits
 
@@ -352,12 +401,14 @@ class BertDevice(nn.Module):
         attention_mask: torch.Tensor,
         token_type_ids: torch.Tensor | None,
         projector: Projector,
+        dropout: Dropout | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT encoder: ``(sequence output [B, S, H], pooler output [B, H])``, as HF
         ``BertModel`` (post-LN layers, erf GELU, tanh pooler over the first token), or with
         :meth:`set_pooling` ``("mean")`` the mean of the attended tokens' hidden states as the
         pooled output (the pooling all-MiniLM-L6-v2 was trained with, Reimers-Gurevych,
-        EMNLP 2019; its checkpoint's pooler is untrained: zero bias)."""
+        EMNLP 2019; its checkpoint's pooler is untrained: zero bias). ``dropout``: where HF BERT
+        drops (:class:`Dropout`), none by default."""
         cfg = self.config
         b, s = input_ids.shape
         if s > cfg.max_position_embeddings:
@@ -375,6 +426,9 @@ class BertDevice(nn.Module):
             + self.position_embeddings(pos)[None]
             + self.token_type_embeddings(token_type_ids)
         )
+        drop_h = dropout.hidden if dropout is not None else _identity
+        drop_a = dropout.attention if dropout is not None else _identity
+        hid = drop_h(hid)
         dtype = hid.dtype
         # additive mask as in HF BertModel: 0 where attended, finfo.min where padded
         neg = (1.0 - attention_mask.to(dtype))[:, None, None, :] * torch.finfo(dtype).min
@@ -389,12 +443,12 @@ class BertDevice(nn.Module):
                 return t.reshape(b, s, nh, dh).transpose(1, 2)
 
             scores = heads(q) @ heads(k).transpose(-1, -2) / float(np.sqrt(dh)) + neg
-            probs = torch.softmax(scores, dim=-1)
+            probs = drop_a(torch.softmax(scores, dim=-1))
             ctx = (probs @ heads(v)).transpose(1, 2).reshape(b * s, hsz)
-            a = self._dense(projector, i, "attention_output", ctx)
+            a = drop_h(self._dense(projector, i, "attention_output", ctx))
             h1 = self.attn_ln[i](a + x)
             f = F.gelu(self._dense(projector, i, "ffn_in", h1))
-            o = self._dense(projector, i, "ffn_out", f)
+            o = drop_h(self._dense(projector, i, "ffn_out", f))
             hid = self.out_ln[i](o + h1).reshape(b, s, hsz)
         if self.pooling == "mean":
             m = attention_mask.to(dtype)[:, :, None]

@@ -80,6 +80,7 @@ def test_simulate_writes_json_csv_losses_and_figure(tiny: dict[str, Path], tmp_p
         (["--sets", "nope", "--mode", "simulate"], "error: --sets: unknown catalogue set(s)"),
         (["--model", "/nonexistent"], "error: --model: bert-tiny, minilm, a Hugging Face"),
         (["--epochs", "0"], "error: epochs: must be a positive integer (got 0)"),
+        (["--dropout", "1"], "error: dropout: must be in [0, 1) (got 1.0)"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

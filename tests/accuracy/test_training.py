@@ -107,6 +107,69 @@ def test_encrypted_mean_pooling_steps_match_plain(tiny: dict[str, Path]) -> None
     assert len(enc["losses"]) == 2 and rel.max() <= 1e-3, rel
 
 
+def test_dropout_zeroes_p_of_the_entries_and_rescales_the_rest() -> None:
+    from privtuner.fhe_profiling.bert import Dropout
+
+    x = torch.linspace(1.0, 2.0, 200_000, dtype=torch.float64).reshape(400, 500)
+    y = Dropout.seeded(0.1, 0.3, seed=7).hidden(x)
+    dropped = y == 0
+    # binomial(200000, 0.1): sd 134 entries; 5 sd
+    assert abs(int(dropped.sum()) - 20_000) <= 5 * 134
+    torch.testing.assert_close(y[~dropped], x[~dropped] / 0.9, rtol=1e-15, atol=0)
+    z = Dropout.seeded(0.1, 0.3, seed=7).attention(x)
+    assert abs(int((z == 0).sum()) - 60_000) <= 5 * 205
+    again = Dropout.seeded(0.1, 0.3, seed=7).hidden(x)
+    assert torch.equal(again, y)
+    assert torch.equal(Dropout.seeded(0.0, 0.0, seed=1).hidden(x), x)
+    with pytest.raises(ScenarioError, match=r"dropout p_attention: must be in \[0, 1\)"):
+        Dropout.seeded(0.1, 1.0, seed=1)
+    with pytest.raises(ScenarioError, match=r"dropout: must be in \[0, 1\)"):
+        tr.TrainConfig(dropout=-0.1)
+
+
+def test_dropout_draws_the_same_masks_in_every_mode(tiny: dict[str, Path]) -> None:
+    """Seeded per step, never from the projector: a zero-error simulated run with dropout is
+    the plain run with dropout, which differs from the run without; the masks change from step
+    to step and are the same for the same step."""
+    model, weights, data, cfg = _setup(tiny, steps=4, dropout=0.2)
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    params = default_params()
+    zero = em.ErrorModel(
+        {("column", params.name): em.SetErrorModel(params.name, "column", 8192, 40, 0, 0, 0)},
+        {},
+        {},
+    )
+    sim0 = tr.run_one(tr.RunSpec("simulate", params, "column"), model, weights, data, cfg, zero)
+    assert sim0["losses"] == plain["losses"] and sim0["epochs"] == plain["epochs"]
+    nodrop = tr.run_one(
+        tr.RunSpec("plain"), model, weights, data, dataclasses.replace(cfg, dropout=0.0)
+    )
+    assert nodrop["losses"][0] != plain["losses"][0]
+    x = torch.ones(64, 64)
+    first = cfg.step_dropout(0).hidden(x)
+    assert not torch.equal(first, cfg.step_dropout(1).hidden(x))
+    assert torch.equal(first, cfg.step_dropout(0).hidden(x))
+    assert tr.TrainConfig().step_dropout(0) is None
+
+
+@pytest.mark.fhe
+def test_encrypted_steps_with_dropout_match_plain(tiny: dict[str, Path]) -> None:
+    """With dropout the real protocol still matches plaintext (same masks, dropped on the
+    device), per-step losses within 1e-3 relative."""
+    pytest.importorskip("tenseal")
+    model, weights, data, cfg = _setup(tiny, steps=2, max_dev=4, dtype="float64", dropout=0.2)
+    plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    enc = tr.run_one(
+        tr.RunSpec("encrypted", default_params(), "interleaved"), model, weights, data, cfg
+    )
+    rel = np.abs(np.subtract(enc["losses"], plain["losses"])) / np.abs(plain["losses"])
+    assert len(enc["losses"]) == 2 and rel.max() <= 1e-3, rel
+    nodrop = tr.run_one(
+        tr.RunSpec("plain"), model, weights, data, dataclasses.replace(cfg, dropout=0.0)
+    )
+    assert abs(nodrop["losses"][0] - plain["losses"][0]) > 1e-3 * abs(plain["losses"][0])
+
+
 def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path]) -> None:
     model, weights, data, cfg = _setup(tiny, steps=2, full=True)
     assert cfg.learning_rate == tr.LR_FULL
