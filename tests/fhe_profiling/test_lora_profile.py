@@ -379,13 +379,14 @@ def test_clear_s_per_token_from_steps(cpu_records: list[dict[str, Any]]) -> None
 SHIPPED_PHASE_BOUND = 0.30
 
 #: Steps whose predicted time misses the 15 % target in the shipped validation, with the bound
-#: each is held to (its measured error, rounded up): the column packing at N >= 16384 with the
-#: 60-bit chain is over-predicted, reproducibly (N16384 +19.2 % with one timed step, +18.7 %
-#: with two; N32768 +17.3 % with one, +22.2 % with two): its server and encryption are
-#: priced high there. Keys are validation-report names (column packing: the bare set name).
+#: each is held to (its measured error, rounded up). The column packing at N = 32768 with the
+#: 60-bit chain is over-predicted (+15.8 %, server +18.6 %, encryption +10.8 %: the step,
+#: re-measured with two timed steps, ran faster in every phase than the profile's conditions;
+#: the kernel curve's own residual there is +13 %). Before the kernel curve counted the
+#: W-limb reductions (``power_limbs_rows``), N16384 with that chain was out too (+18.7 %, now
+#: +12.5 %) and N32768 was +22.2 %. Keys are validation-report names (column: the bare name).
 SHIPPED_STEP_EXCEPTIONS: dict[str, float] = {
-    "N16384_q60-40-60_s40": 0.19,
-    "N32768_q60-40-60_s40": 0.23,
+    "N32768_q60-40-60_s40": 0.17,
 }
 
 
