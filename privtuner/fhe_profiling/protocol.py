@@ -54,12 +54,13 @@ Messages: ``kind (4 bytes) | header length (u32, big-endian) | JSON header | pay
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import struct
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -300,13 +301,17 @@ class ProjectionServer:
             t._post(pack_message(MSG_PROJECT, sub, payload))
             pending.append(t)
         c0, c1 = ranges[0]
-        out = packing.project(
-            self._context,
-            enc,
-            weight[:, c0:c1],
-            None if bias is None else bias[c0:c1],
-            rescale=rescale,
-        )
+        try:
+            out = packing.project(
+                self._context,
+                enc,
+                weight[:, c0:c1],
+                None if bias is None else bias[c0:c1],
+                rescale=rescale,
+            )
+        except BaseException:
+            _drain_workers(pending)  # no reply of this request may stay queued in a pipe
+            raise
         t2 = time.perf_counter()
         norms = np.linalg.norm(weight[:, lo:hi], axis=0)
         bias_abs = 0.0 if bias is None else float(np.max(np.abs(bias[lo:hi])))
@@ -321,7 +326,11 @@ class ProjectionServer:
         # once (no copy of the whole for the message); a worker's part has no header.
         to_shm = header.get("reply") == "shm"  # a worker's part, for the process that merges
         prefix = pack_message(MSG_OK, head)
-        data = packing.serialize(out, prefix=b"" if (pending or to_shm) else prefix)
+        try:
+            data = packing.serialize(out, prefix=b"" if (pending or to_shm) else prefix)
+        except BaseException:
+            _drain_workers(pending)
+            raise
         t3 = time.perf_counter()
         if pending:
             data = self._join_worker_parts(data, pending, t3, prefix)
@@ -342,23 +351,31 @@ class ProjectionServer:
     ) -> bytearray:
         """This process's serialized part joined with each worker's (in column order) after
         ``prefix`` (the reply's header), the workers' parts read from shared memory where they
-        came that way."""
+        came that way. Every worker's reply is read even when one fails (the first failure is
+        raised after), so that none stays queued for the next request, and every segment is
+        unlinked."""
         from multiprocessing import shared_memory
 
         from privtuner.fhe_profiling import packing
 
         parts: list[bytes | bytearray | memoryview] = [own]
-        segments = []
+        segments: list[shared_memory.SharedMemory] = []
+        error: BaseException | None = None
         try:
             for t in pending:
-                head, part = _expect_ok(t._receive())
-                if "shm" in head:
-                    seg = shared_memory.SharedMemory(name=str(head["shm"]))
-                    segments.append(seg)
-                    assert seg.buf is not None  # an open segment
-                    parts.append(seg.buf[: int(head["shm_size"])])
-                else:
-                    parts.append(part)
+                try:
+                    head, part = _expect_ok(t._receive())
+                    if "shm" in head:
+                        seg = shared_memory.SharedMemory(name=str(head["shm"]))
+                        segments.append(seg)
+                        assert seg.buf is not None  # an open segment
+                        part = seg.buf[: int(head["shm_size"])]
+                except Exception as exc:  # read the others' replies first, then raise
+                    error = error or exc
+                    continue
+                parts.append(part)
+            if error is not None:
+                raise error
             t1 = time.perf_counter()
             self._timers["wait_workers_s"] += t1 - t0
             data = packing.join_serialized(parts, prefix)
@@ -369,8 +386,28 @@ class ProjectionServer:
                 if isinstance(p, memoryview):
                     p.release()
             for seg in segments:
+                with contextlib.suppress(BufferError):
+                    # a view still exported (only on an error path) keeps the mapping open
+                    # until it is collected; the error being raised is not masked by this
+                    seg.close()
+                seg.unlink()
+
+
+def _drain_workers(pending: Sequence[ProcessTransport]) -> None:
+    """Read and drop the reply of every worker in ``pending`` (after a failure of the
+    merging process's own part), unlinking any shared-memory segment a reply names; the
+    workers' own errors are dropped (the merging process's error is the one raised)."""
+    from multiprocessing import shared_memory
+
+    for t in pending:
+        try:
+            head, _ = _expect_ok(t._receive())
+            if "shm" in head:
+                seg = shared_memory.SharedMemory(name=str(head["shm"]))
                 seg.close()
                 seg.unlink()
+        except Exception:  # best effort: the caller raises its own error
+            continue
 
 
 def _to_shared_memory(data: bytes | bytearray) -> str | None:

@@ -448,6 +448,62 @@ def test_worker_parts_through_shared_memory_or_the_pipe() -> None:
         shared_memory.SharedMemory(name=name)
 
 
+class _Counted(_Replies):
+    """A stand-in worker transport that counts the replies read from it."""
+
+    def __init__(self, reply: bytes) -> None:
+        super().__init__(reply)
+        self.reads = 0
+
+    def _receive(self) -> bytes:
+        self.reads += 1
+        return self.reply
+
+
+def test_a_failed_worker_part_still_reads_every_reply_and_unlinks_segments() -> None:
+    """A worker's error is raised, but only after every other worker's reply was read (none
+    stays queued for the next request) and every segment named was unlinked."""
+    from multiprocessing import shared_memory
+
+    data = bytes(range(256)) * 4
+    name = proto._to_shared_memory(data)
+    assert name is not None
+    pending = [
+        _Counted(proto.pack_message(proto.MSG_ERROR, {"error": "ValueError: boom"})),
+        _Counted(proto.pack_message(proto.MSG_OK, {"shm": name, "shm_size": len(data)})),
+        _Counted(proto.pack_message(proto.MSG_OK, {}, data)),
+    ]
+    server = proto.ProjectionServer({})
+    with pytest.raises(proto.ProtocolError, match="boom"):
+        server._join_worker_parts(bytearray(data), pending, 0.0, b"")  # type: ignore[arg-type]
+    assert [t.reads for t in pending] == [1, 1, 1]
+    with pytest.raises(FileNotFoundError):
+        shared_memory.SharedMemory(name=name)
+
+
+def test_a_failure_of_the_own_part_leaves_no_worker_reply_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With two server processes, a projection whose own part fails (here: forced, in the
+    merging process only) answers an error; the worker's reply of that request is drained, so
+    the next request gets its own, correct, products."""
+    rng = np.random.default_rng(6)
+    w = rng.normal(0, 0.3, (8, 24))
+    b = rng.normal(0, 0.3, 24)
+    x = rng.normal(0, 1, (40, 8))
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    server = proto.ProjectionServer({"p": (w, b)}, workers=2)
+    real = packing.project
+    with proto.InProcessTransport(server) as t:
+        client = proto.DeviceClient(SMALL, t, model, packing="interleaved")
+        monkeypatch.setattr(packing, "project", lambda *a, **k: 1 / 0)
+        with pytest.raises(proto.ProtocolError, match="ZeroDivisionError"):
+            client.project_forward("p", x)
+        monkeypatch.setattr(packing, "project", real)
+        x2 = rng.normal(0, 1, (40, 8))
+        np.testing.assert_allclose(client.project_forward("p", x2), x2 @ w + b, atol=1e-4)
+
+
 def _request_in_thread(t: proto.ProcessTransport, seconds: float) -> tuple[bool, dict[str, Any]]:
     """``t.request(STAT)`` in a thread; (still blocked after ``seconds``, its outcome)."""
     import threading
