@@ -289,19 +289,19 @@ class ProjectionServer:
         if not 0 <= lo < hi <= weight.shape[1]:
             raise ProtocolError(f"columns [{lo}, {hi}) outside the {weight.shape[1]} outputs")
         ranges = _split_columns(lo, hi, self.workers, packing.output_group(enc))
-        pending = []
-        for t, (c0, c1) in zip(self._pool, ranges[1:], strict=False):
-            sub = {
-                "name": name,
-                "direction": direction,
-                "columns": [c0, c1],
-                "rescale": rescale,
-                "reply": "shm",
-            }
-            t._post(pack_message(MSG_PROJECT, sub, payload))
-            pending.append(t)
-        c0, c1 = ranges[0]
-        try:
+        pending: list[ProcessTransport] = []
+        try:  # a failure from here on drains the workers sent a part: no reply stays queued
+            for t, (c0, c1) in zip(self._pool, ranges[1:], strict=False):
+                sub = {
+                    "name": name,
+                    "direction": direction,
+                    "columns": [c0, c1],
+                    "rescale": rescale,
+                    "reply": "shm",
+                }
+                t._post(pack_message(MSG_PROJECT, sub, payload))
+                pending.append(t)
+            c0, c1 = ranges[0]
             out = packing.project(
                 self._context,
                 enc,
@@ -309,24 +309,21 @@ class ProjectionServer:
                 None if bias is None else bias[c0:c1],
                 rescale=rescale,
             )
-        except BaseException:
-            _drain_workers(pending)  # no reply of this request may stay queued in a pipe
-            raise
-        t2 = time.perf_counter()
-        norms = np.linalg.norm(weight[:, lo:hi], axis=0)
-        bias_abs = 0.0 if bias is None else float(np.max(np.abs(bias[lo:hi])))
-        head = {
-            "name": name,
-            "direction": direction,
-            # the device's overflow check (ckks_ops.projection_bound): two numbers of W, b
-            "w_col_l2_max": float(np.max(norms)),
-            "b_abs_max": bias_abs,
-        }
-        # The reply is made in one buffer: its header, then each ciphertext's bytes written
-        # once (no copy of the whole for the message); a worker's part has no header.
-        to_shm = header.get("reply") == "shm"  # a worker's part, for the process that merges
-        prefix = pack_message(MSG_OK, head)
-        try:
+            t2 = time.perf_counter()
+            norms = np.linalg.norm(weight[:, lo:hi], axis=0)
+            bias_abs = 0.0 if bias is None else float(np.max(np.abs(bias[lo:hi])))
+            head = {
+                "name": name,
+                "direction": direction,
+                # the device's overflow check (ckks_ops.projection_bound): two numbers of W, b
+                "w_col_l2_max": float(np.max(norms)),
+                "b_abs_max": bias_abs,
+            }
+            # The reply is made in one buffer: its header, then each ciphertext's bytes
+            # written once (no copy of the whole for the message); a worker's part has no
+            # header.
+            to_shm = header.get("reply") == "shm"  # a worker's part, for the merging process
+            prefix = pack_message(MSG_OK, head)
             data = packing.serialize(out, prefix=b"" if (pending or to_shm) else prefix)
         except BaseException:
             _drain_workers(pending)

@@ -504,6 +504,41 @@ def test_a_failure_of_the_own_part_leaves_no_worker_reply_queued(
         np.testing.assert_allclose(client.project_forward("p", x2), x2 @ w + b, atol=1e-4)
 
 
+class _Posted(_Counted):
+    """A stand-in worker transport that counts the requests posted to it; ``closed``: its
+    ``_post`` raises as a stopped worker's transport does."""
+
+    def __init__(self, reply: bytes, closed: bool = False) -> None:
+        super().__init__(reply)
+        self.posts = 0
+        self.closed = closed
+
+    def _post(self, message: bytes) -> None:
+        if self.closed:
+            raise proto.ProtocolError("the transport is closed (its server was stopped)")
+        self.posts += 1
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_failed_post_to_a_worker_drains_the_workers_already_posted() -> None:
+    """A worker that cannot take its part (its transport closed) fails the projection, but
+    the reply of every worker already sent its part is read: none stays queued to be taken
+    for the next request's part."""
+    rng = np.random.default_rng(7)
+    w = rng.normal(0, 0.3, (8, 24))
+    model, _ = bert.init_model(TINY, LORA, seed=0)
+    server = proto.ProjectionServer({"p": (w, None)})
+    live = _Posted(proto.pack_message(proto.MSG_ERROR, {"error": "ValueError: stale"}))
+    with proto.InProcessTransport(server) as t:
+        client = proto.DeviceClient(SMALL, t, model, packing="column")
+        server._pool = [live, _Posted(b"", closed=True)]  # type: ignore[list-item]
+        with pytest.raises(proto.ProtocolError, match="transport is closed"):
+            client.project_forward("p", rng.normal(0, 1, (40, 8)))
+    assert (live.posts, live.reads) == (1, 1)
+
+
 def _request_in_thread(t: proto.ProcessTransport, seconds: float) -> tuple[bool, dict[str, Any]]:
     """``t.request(STAT)`` in a thread; (still blocked after ``seconds``, its outcome)."""
     import threading
