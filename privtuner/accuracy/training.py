@@ -84,6 +84,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 problems.append(f"{name}: must be a positive integer (got {v!r})")
+        if not isinstance(self.seed, int) or self.seed < 0:  # numpy seed sequences need >= 0
+            problems.append(f"seed: must be a non-negative integer (got {self.seed!r})")
         if self.lr is not None and not self.lr > 0:
             problems.append(f"lr: must be > 0 (got {self.lr!r})")
         if self.dtype not in ("float32", "float64"):

@@ -10,6 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from privtuner.cli.argtypes import seed
+
 PACKINGS = ("interleaved", "column")
 
 
@@ -87,7 +89,7 @@ def register(sub: Any) -> None:
         "BERT drops, the same seeded masks in every mode (default 0: none)",
     )
     p.add_argument("--full", action="store_true", help="fine-tune every weight (plain only)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
         "--error-model", default=None, metavar="MODEL.json", help="CKKS error model (simulate)"
     )
@@ -108,7 +110,7 @@ def register(sub: Any) -> None:
     c.add_argument("--out", required=True, metavar="MODEL.json", help="error model to write")
     c.add_argument("--sets", nargs="+", default=None, metavar="NAME", help="default: all")
     c.add_argument("--packing", nargs="+", default=list(PACKINGS), choices=PACKINGS)
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=seed, default=0)
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_calibrate)
 

@@ -81,6 +81,10 @@ def test_simulate_writes_json_csv_losses_and_figure(tiny: dict[str, Path], tmp_p
         (["--model", "/nonexistent"], "error: --model: bert-tiny, minilm, a Hugging Face"),
         (["--epochs", "0"], "error: epochs: must be a positive integer (got 0)"),
         (["--dropout", "1"], "error: dropout: must be in [0, 1) (got 1.0)"),
+        (
+            ["--seed", "-1", "--dropout", "0.1"],
+            "error: privtuner accuracy: argument --seed: must be in [0, 2**63 - 1] (got -1)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

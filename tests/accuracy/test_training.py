@@ -125,6 +125,8 @@ def test_dropout_zeroes_p_of_the_entries_and_rescales_the_rest() -> None:
         Dropout.seeded(0.1, 1.0, seed=1)
     with pytest.raises(ScenarioError, match=r"dropout: must be in \[0, 1\)"):
         tr.TrainConfig(dropout=-0.1)
+    with pytest.raises(ScenarioError, match=r"seed: must be a non-negative integer \(got -1\)"):
+        tr.TrainConfig(seed=-1, dropout=0.1)
 
 
 def test_dropout_draws_the_same_masks_in_every_mode(tiny: dict[str, Path]) -> None:
