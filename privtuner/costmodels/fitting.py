@@ -267,10 +267,12 @@ class CurveForm:
     ``kind="linear"``: y = features(v) @ coef; ``kind="power"``: log y = features(v) @ beta with
     coefficient ``c = exp(beta_0)`` and the exponents as stored (y = c * prod v_i^a_i).
     ``variables``: what it reads (``poly_modulus_degree``, ``log2_q``, ``n_primes``,
-    ``scale_bits``, ``zero_bits``, ``limb_products``; see :func:`variables_of`).
+    ``scale_bits``, ``zero_bits``, ``limb_products``, ``limb_rows``; see :func:`variables_of`).
     ``physical``: the form is a cost model of the operation's work (per-word and per-limb
     counts with non-negative coefficients, fitted by non-negative least squares on all but
-    the constant ``c``), preferred by :func:`fit_curve` when its held-out error is as good.
+    the constant ``c``; a power form: least squares in log space, a fit with a negative
+    exponent rejected as unidentifiable), preferred by :func:`fit_curve` when its held-out
+    error is as good.
     """
 
     name: str
@@ -595,8 +597,10 @@ def limb_products(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
 
 def limb_rows(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
     """``R = sum_k nw_k`` over the data primes: W-limb partial sums the kernel reduces and
-    shifts into each output (per prime), the kernel's elementwise work besides its ``P``
-    limb products (:func:`limb_products`)."""
+    shifts into each output (per prime; ``ckks_ops._apply_limbs``: ``nw_k`` exact reductions,
+    ``nw_k - 1`` shift-adds), its elementwise work per output besides its ``P`` limb products
+    (:func:`limb_products`). Not counted: the split of each input into ``nx_k`` X-limbs (per
+    input, ``d_in / d_out`` of an output's share, and ``sum_k nx_k`` is not ``R``)."""
     data = params.coeff_mod_bit_sizes[:-1] or params.coeff_mod_bit_sizes
     return int(sum(limb_plan(int(bits), d_in)[1] for bits in data))
 
