@@ -169,7 +169,10 @@ def test_encrypted_steps_with_dropout_match_plain(tiny: dict[str, Path]) -> None
     nodrop = tr.run_one(
         tr.RunSpec("plain"), model, weights, data, dataclasses.replace(cfg, dropout=0.0)
     )
-    assert abs(nodrop["losses"][0] - plain["losses"][0]) > 1e-3 * abs(plain["losses"][0])
+    # dropout moves the losses far more than encryption does (at random init the loss stays
+    # near ln 2, so its effect is small in absolute terms): equal losses mean equal masks
+    effect = np.abs(np.subtract(nodrop["losses"], plain["losses"])) / np.abs(plain["losses"])
+    assert effect.min() > 100 * rel.max(), (effect, rel)
 
 
 def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path]) -> None:
