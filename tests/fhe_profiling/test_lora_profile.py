@@ -387,19 +387,31 @@ SHIPPED_PHASE_BOUND = 0.30
 #: +12.5 %) and N32768 was +22.2 %. Keys are validation-report names (column: the bare name).
 SHIPPED_STEP_EXCEPTIONS: dict[str, float] = {
     "N32768_q60-40-60_s40": 0.17,
+    # fhe.rescale: device (lora_step_records_device.csv, 2026-12-05 18:39-18:45, every set,
+    # interleaved, one timed step, two halves at once): 18 of 19 within 15 %; N32768 s24 was
+    # +16.3 %, re-measured alone with two timed steps +16.7 % (shipped): every phase runs
+    # faster than the profile prices it at N = 32768 (encrypt +12 %, decrypt +16 %).
+    "N32768_q44-24-44_s24@interleaved+rescale=device": 0.17,
 }
+#: Shipped measured steps: the server rescales (both packings, every set) and, for the
+#: device-rescale option, the interleaved packing at every set.
+SHIPPED_STEP_RECORDS = ("lora_step_records.csv", "lora_step_records_device.csv")
 
 
-def test_shipped_lora_records_against_shipped_model() -> None:
+@pytest.mark.parametrize("records_file", SHIPPED_STEP_RECORDS)
+def test_shipped_lora_records_against_shipped_model(records_file: str) -> None:
     """The shipped model vs the shipped measured steps (CPU clock): step time, bytes and
     ciphertext counts within the issue-4 tolerance, every phase within
     :data:`SHIPPED_PHASE_BOUND`."""
+    from privtuner.costmodels.catalogue import generate_catalogue
     from privtuner.costmodels.fitting import DEFAULT_MODEL_PATH, load_cost_model
 
-    path = DEFAULT_MODEL_PATH.parent / "lora_step_records.csv"
+    path = DEFAULT_MODEL_PATH.parent / records_file
     assert path.is_file(), f"shipped LoRA step records missing: {path}"
     recs = lp.read_records(path)
     assert {r["clock"] for r in recs} == {"cpu"} and len(recs) >= 6
+    # every catalogue set is measured (the device option: interleaved only)
+    assert {str(r["set_name"]) for r in recs} == {p.name for p in generate_catalogue()}
     rep = lp.validation_report(recs, load_cost_model("default"))
     for name, row in rep["sets"].items():
         for q in ("bytes_up", "bytes_down", "ciphertexts_up", "ciphertexts_down"):
