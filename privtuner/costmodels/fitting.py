@@ -588,11 +588,16 @@ def limb_plan(q_bits: int, d_in: int = KERNEL_D_IN) -> tuple[int, int]:
     return best
 
 
+def _data_limb_plans(params: CkksParams, d_in: int) -> list[tuple[int, int]]:
+    """:func:`limb_plan` of each data prime (all but the last, special prime)."""
+    data = params.coeff_mod_bit_sizes[:-1] or params.coeff_mod_bit_sizes
+    return [limb_plan(int(bits), d_in) for bits in data]
+
+
 def limb_products(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
     """``P = sum_k nx_k nw_k`` over the data primes (all but the last, special prime): limb
     matrix products per ciphertext x plaintext multiply-accumulate of the kernel."""
-    data = params.coeff_mod_bit_sizes[:-1] or params.coeff_mod_bit_sizes
-    return int(sum(a * b for a, b in (limb_plan(int(bits), d_in) for bits in data)))
+    return sum(nx * nw for nx, nw in _data_limb_plans(params, d_in))
 
 
 def limb_rows(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
@@ -601,8 +606,7 @@ def limb_rows(params: CkksParams, d_in: int = KERNEL_D_IN) -> int:
     ``nw_k - 1`` shift-adds), its elementwise work per output besides its ``P`` limb products
     (:func:`limb_products`). Not counted: the split of each input into ``nx_k`` X-limbs (per
     input, ``d_in / d_out`` of an output's share, and ``sum_k nx_k`` is not ``R``)."""
-    data = params.coeff_mod_bit_sizes[:-1] or params.coeff_mod_bit_sizes
-    return int(sum(limb_plan(int(bits), d_in)[1] for bits in data))
+    return sum(nw for _, nw in _data_limb_plans(params, d_in))
 
 
 def _product_widths(params: CkksParams) -> list[int]:

@@ -361,15 +361,12 @@ class ProjectionServer:
         try:
             for t in pending:
                 try:
-                    head, part = _expect_ok(t._receive())
-                    if "shm" in head:
-                        seg = shared_memory.SharedMemory(name=str(head["shm"]))
-                        segments.append(seg)
-                        assert seg.buf is not None  # an open segment
-                        part = seg.buf[: int(head["shm_size"])]
+                    part, seg = _receive_part(t)
                 except Exception as exc:  # read the others' replies first, then raise
                     error = error or exc
                     continue
+                if seg is not None:
+                    segments.append(seg)
                 parts.append(part)
             if error is not None:
                 raise error
@@ -390,21 +387,32 @@ class ProjectionServer:
                 seg.unlink()
 
 
+def _receive_part(t: ProcessTransport) -> tuple[bytes | memoryview, Any]:
+    """One worker's reply: its part, read from the shared-memory segment the reply names
+    (returned too, for the caller to close and unlink) or carried in the reply (segment
+    ``None``)."""
+    from multiprocessing import shared_memory
+
+    head, part = _expect_ok(t._receive())
+    if "shm" not in head:
+        return part, None
+    seg = shared_memory.SharedMemory(name=str(head["shm"]))
+    assert seg.buf is not None  # an open segment
+    return seg.buf[: int(head["shm_size"])], seg
+
+
 def _drain_workers(pending: Sequence[ProcessTransport]) -> None:
     """Read and drop the reply of every worker in ``pending`` (after a failure of the
     merging process's own part), unlinking any shared-memory segment a reply names; the
     workers' own errors are dropped (the merging process's error is the one raised)."""
-    from multiprocessing import shared_memory
-
     for t in pending:
-        try:
-            head, _ = _expect_ok(t._receive())
-            if "shm" in head:
-                seg = shared_memory.SharedMemory(name=str(head["shm"]))
+        with contextlib.suppress(Exception):  # best effort: the caller raises its own error
+            part, seg = _receive_part(t)
+            if seg is not None:
+                if isinstance(part, memoryview):
+                    part.release()
                 seg.close()
                 seg.unlink()
-        except Exception:  # best effort: the caller raises its own error
-            continue
 
 
 def _to_shared_memory(data: bytes | bytearray) -> str | None:
