@@ -73,6 +73,7 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     group_by_length: bool = False
     dropout: float = 0.0
+    head: str = "linear"
 
     def __post_init__(self) -> None:
         problems = []
@@ -92,6 +93,8 @@ class TrainConfig:
             problems.append(f"dtype: float32 or float64 (got {self.dtype!r})")
         if self.pooling not in ("cls", "mean"):
             problems.append(f"pooling: cls or mean (got {self.pooling!r})")
+        if self.head not in ("linear", "mlp"):
+            problems.append(f"head: linear or mlp (got {self.head!r})")
         if self.lr_schedule not in LR_SCHEDULES:
             problems.append(
                 f"lr_schedule: one of {', '.join(LR_SCHEDULES)} (got {self.lr_schedule!r})"
@@ -207,7 +210,7 @@ def resolve_model(spec: str, vocab: str | Path | None = None) -> ModelSource:
 
 def build_model(src: ModelSource, cfg: TrainConfig) -> tuple[Any, Any]:
     """The seeded starting model ``(BertDevice, frozen weights)``: LoRA r on query and value
-    (none with ``cfg.full``), ``B = 0``, head drawn from ``cfg.seed``."""
+    (none with ``cfg.full``), ``B = 0``, head (``cfg.head``) drawn from ``cfg.seed``."""
     import torch
 
     from privtuner.fhe_profiling import bert
@@ -222,6 +225,7 @@ def build_model(src: ModelSource, cfg: TrainConfig) -> tuple[Any, Any]:
         config = bert.load_config(src.config_path)
         model, weights = bert.init_model(config, lora, seed=cfg.seed, dtype=dtype)
     model.set_pooling(cfg.pooling)
+    model.set_head(cfg.head, seed=cfg.seed)
     return model, weights
 
 

@@ -76,6 +76,13 @@ def register(sub: Any) -> None:
         "of the attended tokens, no pooler projection (mean)",
     )
     p.add_argument(
+        "--head",
+        choices=("linear", "mlp"),
+        default="linear",
+        help="classifier head: one dense layer (linear, default) or dense H x H + tanh + "
+        "dropout + dense, RoBERTa's classification head (mlp); trained, on the device",
+    )
+    p.add_argument(
         "--group-by-length",
         action="store_true",
         help="batches of similar sentence lengths (transformers' group_by_length): less padding",
@@ -181,6 +188,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         warmup_ratio=args.warmup_ratio,
         group_by_length=args.group_by_length,
         dropout=args.dropout,
+        head=args.head,
     )
     result = run_study(
         args.data,

@@ -65,6 +65,10 @@ LAYER_PROJECTIONS: tuple[str, ...] = (
 #: HF ``BertModel``) or ``mean`` (the mean of the attended tokens' last hidden states, no
 #: pooler projection, as sentence-transformers).
 POOLINGS: tuple[str, ...] = ("cls", "mean")
+#: The classifier head: ``linear`` (one dense layer on the pooled vector, HF
+#: ``BertForSequenceClassification``) or ``mlp`` (dense H x H, tanh, dropout, dense: HF
+#: ``RobertaClassificationHead``, the head the LoRA paper trains on RoBERTa, Hu et al. 2022).
+HEADS: tuple[str, ...] = ("linear", "mlp")
 #: Projections a LoRA adapter may target (per layer; the pooler is not adapted).
 LORA_TARGETS: tuple[str, ...] = LAYER_PROJECTIONS
 
@@ -346,6 +350,7 @@ class BertDevice(nn.Module):
                 self.lora_a[key] = nn.Parameter(torch.zeros(d_in, lora.rank))
                 self.lora_b[key] = nn.Parameter(torch.zeros(lora.rank, d_out))
         self.head = nn.Linear(h, num_labels)
+        self.head_dense: nn.Linear | None = None
         self.pooling = "cls"
         for p in self.frozen_parameters():
             p.requires_grad_(False)
@@ -356,6 +361,25 @@ class BertDevice(nn.Module):
         if pooling not in POOLINGS:
             raise ScenarioError([f"pooling: one of {', '.join(POOLINGS)} (got {pooling!r})"])
         self.pooling = pooling
+
+    def set_head(self, head: str, seed: int = 0) -> None:
+        """The classifier head (:data:`HEADS`). ``mlp`` adds a trainable dense ``H x H`` layer
+        before :attr:`head`, drawn ``~ N(0, initializer_range^2)`` (HF init) from numpy
+        ``Generator([seed, 4])``, bias 0, in the module's dtype; the other draws of the model
+        are unchanged. Like the rest of the head it runs on the device in clear."""
+        if head not in HEADS:
+            raise ScenarioError([f"head: one of {', '.join(HEADS)} (got {head!r})"])
+        if head == "linear":
+            self.head_dense = None
+            return
+        h = self.config.hidden_size
+        rng = np.random.default_rng([seed, 4])
+        dense = nn.Linear(h, h).to(self.head.weight.dtype)
+        with torch.no_grad():
+            w = rng.normal(0.0, self.config.initializer_range, size=(h, h))
+            dense.weight.copy_(torch.from_numpy(w))
+            dense.bias.zero_()
+        self.head_dense = dense
 
     def frozen_parameters(self) -> list[nn.Parameter]:
         mods: list[nn.Module] = [
@@ -387,11 +411,16 @@ class BertDevice(nn.Module):
         projector: Projector,
         dropout: Dropout | None = None,
     ) -> torch.Tensor:
-        """Logits ``[B, num_labels]`` = head(pooler output); ``dropout``: a training step's
-        seeded masks (none by default)."""
+        """Logits ``[B, num_labels]`` = head(pooler output) (:meth:`set_head`: with ``mlp``,
+        head(dropout(tanh(dense(dropout(pooled))))), as ``RobertaClassificationHead``);
+        ``dropout``: a training step's seeded masks (none by default)."""
         _, pooled = self.encode(input_ids, attention_mask, token_type_ids, projector, dropout)
         if dropout is not None:
             pooled = dropout.hidden(pooled)
+        if self.head_dense is not None:
+            pooled = torch.tanh(self.head_dense(pooled))
+            if dropout is not None:
+                pooled = dropout.hidden(pooled)
         logits: torch.Tensor = self.head(pooled)
         return logits
 

@@ -155,11 +155,14 @@ def test_dropout_draws_the_same_masks_in_every_mode(tiny: dict[str, Path]) -> No
 
 
 @pytest.mark.fhe
-def test_encrypted_steps_with_dropout_match_plain(tiny: dict[str, Path]) -> None:
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_encrypted_steps_with_dropout_match_plain(tiny: dict[str, Path], head: str) -> None:
     """With dropout the real protocol still matches plaintext (same masks, dropped on the
-    device), per-step losses within 1e-3 relative."""
+    device, in the mlp head too), per-step losses within 1e-3 relative."""
     pytest.importorskip("tenseal")
-    model, weights, data, cfg = _setup(tiny, steps=2, max_dev=4, dtype="float64", dropout=0.2)
+    model, weights, data, cfg = _setup(
+        tiny, steps=2, max_dev=4, dtype="float64", dropout=0.2, head=head
+    )
     plain = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
     enc = tr.run_one(
         tr.RunSpec("encrypted", default_params(), "interleaved"), model, weights, data, cfg
@@ -173,6 +176,49 @@ def test_encrypted_steps_with_dropout_match_plain(tiny: dict[str, Path]) -> None
     # near ln 2, so its effect is small in absolute terms): equal losses mean equal masks
     effect = np.abs(np.subtract(nodrop["losses"], plain["losses"])) / np.abs(plain["losses"])
     assert effect.min() > 100 * rel.max(), (effect, rel)
+
+
+def test_mlp_head_is_robertas_classification_head(tiny: dict[str, Path]) -> None:
+    """Independent truth: transformers' ``RobertaClassificationHead`` with the same weights
+    gives the same logits (eval, no dropout); the dense layer is trained, seeded apart from the
+    rest of the model (the linear head's draws are unchanged)."""
+    from transformers import RobertaConfig
+    from transformers.models.roberta.modeling_roberta import RobertaClassificationHead
+
+    model, weights, data, cfg = _setup(tiny, steps=2, head="mlp", dtype="float64")
+    lin, _, _, _ = _setup(tiny, steps=2, dtype="float64")
+    assert model.head_dense is not None and lin.head_dense is None
+    assert torch.equal(model.head.weight, lin.head.weight)
+    h = model.config.hidden_size
+    ref = RobertaClassificationHead(
+        RobertaConfig(hidden_size=h, num_labels=2, hidden_dropout_prob=0.0)
+    ).double()
+    with torch.no_grad():
+        ref.dense.weight.copy_(model.head_dense.weight)
+        ref.dense.bias.copy_(torch.linspace(-0.1, 0.1, h, dtype=torch.float64))
+        model.head_dense.bias.copy_(ref.dense.bias)
+        ref.out_proj.weight.copy_(model.head.weight)
+        ref.out_proj.bias.copy_(torch.tensor([0.3, -0.2]))
+        model.head.bias.copy_(ref.out_proj.bias)
+    ref.eval()
+    ids = torch.tensor([data.dev_ids[i][:8] for i in range(3)])
+    mask = torch.ones_like(ids)
+    from privtuner.fhe_profiling import bert
+
+    proj = bert.PlainProjector(weights, torch.float64)
+    with torch.no_grad():
+        _, pooled = model.encode(ids, mask, None, proj)
+        ours = model(ids, mask, None, proj)
+        theirs = ref(pooled[:, None, :])
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-12)
+    std = float(model.head_dense.weight.detach().std())
+    assert abs(std - model.config.initializer_range) < 0.1 * model.config.initializer_range
+    run = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    assert {"head_dense.weight", "head_dense.bias"} <= set(run["_params"])
+    with pytest.raises(ScenarioError, match="head: linear or mlp"):
+        tr.TrainConfig(head="rnn")
+    with pytest.raises(ScenarioError, match="head: one of linear, mlp"):
+        model.set_head("rnn")
 
 
 def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path]) -> None:
@@ -208,7 +254,12 @@ def test_linear_schedule_is_transformers_warmup_then_decay(total: int, warmup_ra
 def test_schedule_pooling_and_grouping_change_the_run(tiny: dict[str, Path]) -> None:
     model, weights, data, cfg = _setup(tiny, steps=4)
     base = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
-    for kw in ({"lr_schedule": "linear"}, {"pooling": "mean"}, {"group_by_length": True}):
+    for kw in (
+        {"lr_schedule": "linear"},
+        {"pooling": "mean"},
+        {"group_by_length": True},
+        {"head": "mlp"},
+    ):
         m2, w2, d2, c2 = _setup(tiny, steps=4, **kw)
         other = tr.run_one(tr.RunSpec("plain"), m2, w2, d2, c2)
         assert other["losses"][1:] != base["losses"][1:], kw
