@@ -54,6 +54,14 @@ def test_differences_and_interval_by_hand() -> None:
     assert d["epoch_2"]["values"] == pytest.approx([0.0, -1.0, 2.0])
     p = out["plain_accuracy_points"]["epoch_1"]
     assert p["mean"] == pytest.approx(80.333333) and p["sd"] == pytest.approx(1.527525)
+    # the LoRA paper's protocol: each seed's best epoch (85, 86, 84), their median 85
+    b = out["plain_best_epoch_points"]
+    assert b["values"] == pytest.approx([85.0, 86.0, 84.0]) and b["median"] == pytest.approx(85.0)
+    assert b["best_epochs"] == [2, 2, 2]
+    studies[1]["runs"][0]["epochs"][0]["dev_accuracy"] = 0.87
+    b = paired_seed_summary(studies)["plain_best_epoch_points"]
+    assert b["best_epochs"] == [2, 1, 2] and b["median"] == pytest.approx(85.0)
+    assert b["mean"] == pytest.approx((85 + 87 + 84) / 3)
 
 
 def test_only_the_seed_may_differ() -> None:
@@ -65,6 +73,13 @@ def test_only_the_seed_may_differ() -> None:
     c = copy.deepcopy(b)
     c["config"]["lr"] = 2e-3
     with pytest.raises(ValueError, match=r"differ in config \['lr'\]"):
+        paired_seed_summary([a, c])
+    # an option a study's config lacks (written before the option existed) is its default
+    c = copy.deepcopy(b)
+    c["config"]["head"] = "linear"
+    assert paired_seed_summary([a, c])["seeds"] == [0, 1]
+    c["config"]["head"] = "mlp"
+    with pytest.raises(ValueError, match=r"differ in config \['head'\]"):
         paired_seed_summary([a, c])
     c = copy.deepcopy(b)
     c["model"] = "bert-tiny"
