@@ -27,7 +27,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "dev_accuracy",
     "dev_loss",
     "train_loss_mean",
+    "holdout_accuracy",
+    "holdout_loss",
     "final_dev_accuracy",
+    "selected_epoch",
+    "selected_dev_accuracy",
     "accuracy_loss_points",
     "loss_traj_max_rel_err",
     "params_max_rel_err",
@@ -121,7 +125,9 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ``plain_best_epoch_points`` also gives the plaintext accuracy under the LoRA paper's GLUE
     protocol (Hu et al., ICLR 2022, Table 2: each run's best epoch, the median over seeds):
     the epoch is picked on the dev set itself, so it reads optimistic, and is reported beside
-    the per-epoch figures, not instead of them.
+    the per-epoch figures, not instead of them. Where every plain run held training examples
+    out (``--holdout``), ``plain_selected_epoch_points`` gives the dev accuracy of the epoch
+    chosen on them (:func:`training.selected_epoch`), a choice the dev set plays no part in.
 
     Raises ``ValueError`` if the studies differ in anything but the seed (model, data, recipe)
     or repeat a seed; a recipe option that one study's config lacks (written before the option
@@ -209,6 +215,13 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         },
         "runs": {},
     }
+    selected = [k["plain"].get("selected_dev_accuracy") for k in keyed]
+    if all(v is not None for v in selected):
+        # the epoch chosen on held-out training examples (training.selected_epoch): no dev
+        out["plain_selected_epoch_points"] = {
+            **describe([100.0 * float(v) for v in selected if v is not None]),
+            "selected_epochs": [k["plain"].get("selected_epoch") for k in keyed],
+        }
     for key in common:
         per_epoch = {}
         for e in range(n_epochs):

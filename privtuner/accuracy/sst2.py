@@ -45,6 +45,22 @@ class Examples:
             tuple(self.sentences[i] for i in idx), tuple(self.labels[i] for i in idx), self.source
         )
 
+    def split_off(self, n: int, seed: Any) -> tuple[Examples, Examples]:
+        """``(rest, held)``: ``n`` examples drawn without replacement (numpy
+        ``Generator(seed)``) held out, both parts in file order."""
+        perm = np.random.default_rng(seed).permutation(len(self))
+        held = set(perm[:n].tolist())
+
+        def pick(keep: bool) -> Examples:
+            idx = [i for i in range(len(self)) if (i in held) != keep]
+            return Examples(
+                tuple(self.sentences[i] for i in idx),
+                tuple(self.labels[i] for i in idx),
+                self.source,
+            )
+
+        return pick(True), pick(False)
+
 
 def read_tsv(path: str | Path) -> Examples:
     """Examples of one ``label<TAB>sentence`` file (header line allowed, empty lines skipped).

@@ -25,7 +25,7 @@ import copy
 import importlib.util
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,7 @@ class TrainConfig:
     group_by_length: bool = False
     dropout: float = 0.0
     head: str = "linear"
+    holdout: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -81,6 +82,8 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 problems.append(f"{name}: must be a positive integer (got {v!r})")
+        if not isinstance(self.holdout, int) or self.holdout < 0:
+            problems.append(f"holdout: must be a non-negative integer (got {self.holdout!r})")
         for name in ("steps", "max_train", "max_dev"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -278,13 +281,16 @@ class RunSpec:
 
 @dataclass
 class Dataset:
-    """Tokenized train and dev examples."""
+    """Tokenized train and dev examples (and the training examples held out for choosing the
+    epoch, :attr:`TrainConfig.holdout`; none by default)."""
 
     train_ids: list[list[int]]
     train_labels: np.ndarray
     dev_ids: list[list[int]]
     dev_labels: np.ndarray
     pad_id: int = 0
+    holdout_ids: list[list[int]] = field(default_factory=list)
+    holdout_labels: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def make_projector(
@@ -365,19 +371,28 @@ def run_one(
             if cfg.steps is not None and len(losses) >= cfg.steps:
                 break
         t_eval = time.perf_counter()
-        acc, dev_loss = evaluate(model, projector, data, cfg.eval_batch_size)
-        eval_s += time.perf_counter() - t_eval
-        done = cfg.steps is not None and len(losses) >= cfg.steps
-        epochs.append(
-            {
-                "epoch": epoch + 1,
-                "steps": len(losses),
-                "dev_accuracy": acc,
-                "dev_loss": dev_loss,
-                "train_loss_mean": float(np.mean(losses[first:])),
-            }
+        acc, dev_loss = evaluate(
+            model, projector, data.dev_ids, data.dev_labels, data.pad_id, cfg.eval_batch_size
         )
-        if done:
+        row = {
+            "epoch": epoch + 1,
+            "steps": len(losses),
+            "dev_accuracy": acc,
+            "dev_loss": dev_loss,
+            "train_loss_mean": float(np.mean(losses[first:])),
+        }
+        if data.holdout_ids:
+            row["holdout_accuracy"], row["holdout_loss"] = evaluate(
+                model,
+                projector,
+                data.holdout_ids,
+                data.holdout_labels,
+                data.pad_id,
+                cfg.eval_batch_size,
+            )
+        eval_s += time.perf_counter() - t_eval
+        epochs.append(row)
+        if cfg.steps is not None and len(losses) >= cfg.steps:
             break
     final = {
         n: p.detach().to(torch.float64).numpy().copy()
@@ -392,6 +407,7 @@ def run_one(
         "losses": losses,
         "epochs": epochs,
         "final_dev_accuracy": epochs[-1]["dev_accuracy"],
+        **selected_epoch(epochs),
         "wall_s": time.perf_counter() - t0,
         "eval_s": eval_s,
         "s_per_step": (time.perf_counter() - t0 - eval_s) / max(len(losses), 1),
@@ -399,16 +415,37 @@ def run_one(
     }
 
 
-def evaluate(model: Any, projector: Any, data: Dataset, batch_size: int) -> tuple[float, float]:
-    """Dev accuracy and mean cross-entropy with ``projector``, in order, without gradients."""
+def selected_epoch(epochs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch chosen on the held-out training examples (highest ``holdout_accuracy``, ties
+    to the lower ``holdout_loss``, then the earlier epoch) and its dev accuracy; ``None`` for
+    both without a holdout. The dev set plays no part in the choice (model selection as
+    Devlin et al. 2019 do on dev, here on data the run did not train on, so that the dev
+    accuracy stays an unbiased estimate)."""
+    rows = [e for e in epochs if "holdout_accuracy" in e]
+    if not rows:
+        return {"selected_epoch": None, "selected_dev_accuracy": None}
+    best = min(rows, key=lambda e: (-e["holdout_accuracy"], e["holdout_loss"], e["epoch"]))
+    return {"selected_epoch": best["epoch"], "selected_dev_accuracy": best["dev_accuracy"]}
+
+
+def evaluate(
+    model: Any,
+    projector: Any,
+    token_ids: Sequence[Sequence[int]],
+    labels_all: np.ndarray,
+    pad_id: int,
+    batch_size: int,
+) -> tuple[float, float]:
+    """Accuracy and mean cross-entropy on ``token_ids``/``labels_all`` (the dev set, or the
+    held-out training examples) with ``projector``, in order, without gradients."""
     import torch
 
     correct, total_loss = 0, 0.0
-    n = len(data.dev_ids)
+    n = len(token_ids)
     with torch.no_grad():
         for i in range(0, n, batch_size):
-            ids, mask = sst2.collate(data.dev_ids[i : i + batch_size], data.pad_id)
-            labels = torch.from_numpy(data.dev_labels[i : i + batch_size])
+            ids, mask = sst2.collate(list(token_ids[i : i + batch_size]), pad_id)
+            labels = torch.from_numpy(labels_all[i : i + batch_size])
             logits = model(ids, mask, None, projector)
             total_loss += float(
                 torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
@@ -451,10 +488,21 @@ def prepare_data(
     raw = sst2.load_sst2(data_dir)
     train = raw["train"].subset(cfg.max_train, cfg.seed)
     dev = raw["dev"].subset(cfg.max_dev, cfg.seed + 1)
+    if cfg.holdout >= len(train):
+        raise ScenarioError(
+            [
+                f"--holdout: must be smaller than the {len(train)} training examples "
+                f"(got {cfg.holdout})"
+            ]
+        )
+    held = None
+    if cfg.holdout:
+        train, held = train.split_off(cfg.holdout, [cfg.seed, 5])
     tok = load_tokenizer(src.vocab_path)
     train_ids = sst2.tokenize(tok, train.sentences, cfg.max_len)
     dev_ids = sst2.tokenize(tok, dev.sentences, cfg.max_len)
-    top = max(max(x) for x in train_ids + dev_ids)
+    held_ids = sst2.tokenize(tok, held.sentences, cfg.max_len) if held is not None else []
+    top = max(max(x) for x in train_ids + dev_ids + held_ids)
     if top >= vocab_size:
         raise ScenarioError(
             [f"--vocab: token id {top} >= the model's vocab_size={vocab_size} (wrong vocab)"],
@@ -466,11 +514,14 @@ def prepare_data(
         dev_ids,
         np.asarray(dev.labels, dtype=np.int64),
         int(tok.pad_token_id or 0),
+        held_ids,
+        np.asarray(held.labels if held is not None else [], dtype=np.int64),
     )
     info = {
         "train_file": train.source,
         "dev_file": dev.source,
         "train_examples": len(train),
+        "holdout_examples": len(held_ids),
         "dev_examples": len(dev),
         "vocab": str(src.vocab_path),
     }

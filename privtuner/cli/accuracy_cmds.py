@@ -95,6 +95,14 @@ def register(sub: Any) -> None:
         help="dropout on hidden states and attention probabilities while training, where HF "
         "BERT drops, the same seeded masks in every mode (default 0: none)",
     )
+    p.add_argument(
+        "--holdout",
+        type=int,
+        default=0,
+        metavar="N",
+        help="hold N training sentences (seeded) out of training and report the dev accuracy "
+        "of the epoch that does best on them (default 0: none)",
+    )
     p.add_argument("--full", action="store_true", help="fine-tune every weight (plain only)")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument(
@@ -189,6 +197,7 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         group_by_length=args.group_by_length,
         dropout=args.dropout,
         head=args.head,
+        holdout=args.holdout,
     )
     result = run_study(
         args.data,

@@ -85,6 +85,10 @@ def test_simulate_writes_json_csv_losses_and_figure(tiny: dict[str, Path], tmp_p
             ["--seed", "-1", "--dropout", "0.1"],
             "error: privtuner accuracy: argument --seed: must be in [0, 2**63 - 1] (got -1)",
         ),
+        (
+            ["--holdout", "500"],
+            "error: --holdout: must be smaller than the 96 training examples (got 500)",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(

@@ -62,6 +62,12 @@ def test_differences_and_interval_by_hand() -> None:
     b = paired_seed_summary(studies)["plain_best_epoch_points"]
     assert b["best_epochs"] == [2, 1, 2] and b["median"] == pytest.approx(85.0)
     assert b["mean"] == pytest.approx((85 + 87 + 84) / 3)
+    assert "plain_selected_epoch_points" not in out  # no holdout
+    for st, (ep, acc) in zip(studies, ((1, 0.80), (2, 0.86), (1, 0.79)), strict=True):
+        st["runs"][0].update(selected_epoch=ep, selected_dev_accuracy=acc)
+    sel = paired_seed_summary(studies)["plain_selected_epoch_points"]
+    assert sel["values"] == pytest.approx([80.0, 86.0, 79.0])
+    assert sel["selected_epochs"] == [1, 2, 1]
 
 
 def test_only_the_seed_may_differ() -> None:

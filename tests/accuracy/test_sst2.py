@@ -94,6 +94,19 @@ def test_subset_is_seeded_and_keeps_file_order() -> None:
     assert ex.subset(None, 0) is ex and ex.subset(50, 0) is ex
 
 
+def test_split_off_holds_out_a_seeded_disjoint_part_in_file_order() -> None:
+    ex = sst2.Examples(tuple(f"s{i}" for i in range(20)), tuple(i % 2 for i in range(20)), "m")
+    rest, held = ex.split_off(6, [3, 5])
+    assert len(held) == 6 and len(rest) == 14
+    assert sorted(rest.sentences + held.sentences, key=lambda s: int(s[1:])) == list(ex.sentences)
+    for part in (rest, held):
+        assert list(part.sentences) == sorted(part.sentences, key=lambda s: int(s[1:]))
+        pairs = zip(part.sentences, part.labels, strict=True)
+        assert all(lab == int(s[1:]) % 2 for s, lab in pairs)
+    assert ex.split_off(6, [3, 5]) == (rest, held)
+    assert ex.split_off(6, [4, 5])[1] != held
+
+
 def test_collate_pads_to_the_longest() -> None:
     pytest.importorskip("torch")
     ids, mask = sst2.collate([[2, 5, 3], [2, 3]], pad_id=0)

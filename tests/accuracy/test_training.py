@@ -221,6 +221,47 @@ def test_mlp_head_is_robertas_classification_head(tiny: dict[str, Path]) -> None
         model.set_head("rnn")
 
 
+def test_holdout_chooses_the_epoch_without_the_dev_set(tiny: dict[str, Path]) -> None:
+    """Held-out training examples leave training and choose the epoch; the dev set plays no
+    part (changing dev labels changes no choice)."""
+    model, weights, data, cfg = _setup(tiny, epochs=3, holdout=20)
+    model2, weights2, full, cfg2 = _setup(tiny, epochs=3)
+    assert len(data.holdout_ids) == 20 and len(data.train_ids) == len(full.train_ids) - 20
+    assert sorted(data.train_ids + data.holdout_ids) == sorted(full.train_ids)
+    run = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
+    rows = run["epochs"]
+    assert all(0.0 <= e["holdout_accuracy"] <= 1.0 and e["holdout_loss"] > 0 for e in rows)
+    best = max(rows, key=lambda e: (e["holdout_accuracy"], -e["holdout_loss"], -e["epoch"]))
+    assert run["selected_epoch"] == best["epoch"]
+    assert run["selected_dev_accuracy"] == best["dev_accuracy"]
+    flipped = dataclasses.replace(data, dev_labels=1 - data.dev_labels)
+    again = tr.run_one(tr.RunSpec("plain"), model, weights, flipped, cfg)
+    assert again["selected_epoch"] == run["selected_epoch"]
+    plain = tr.run_one(tr.RunSpec("plain"), model2, weights2, full, cfg2)
+    assert plain["selected_epoch"] is None and "holdout_accuracy" not in plain["epochs"][0]
+
+
+def test_selected_epoch_breaks_ties_by_loss_then_the_earlier_epoch() -> None:
+    def e(i: int, acc: float, loss: float) -> dict[str, Any]:
+        return {"epoch": i, "dev_accuracy": i / 10, "holdout_accuracy": acc, "holdout_loss": loss}
+
+    assert (
+        tr.selected_epoch([e(1, 0.8, 0.5), e(2, 0.9, 0.6), e(3, 0.9, 0.4)])["selected_epoch"] == 3
+    )
+    assert tr.selected_epoch([e(1, 0.9, 0.4), e(2, 0.9, 0.4)]) == {
+        "selected_epoch": 1,
+        "selected_dev_accuracy": 0.1,
+    }
+    assert tr.selected_epoch([{"epoch": 1, "dev_accuracy": 0.5}])["selected_epoch"] is None
+
+
+def test_holdout_errors(tiny: dict[str, Path]) -> None:
+    with pytest.raises(ScenarioError, match="holdout: must be a non-negative integer"):
+        tr.TrainConfig(holdout=-1)
+    with pytest.raises(ScenarioError, match=r"--holdout: must be smaller than the 96 training"):
+        _setup(tiny, holdout=96)
+
+
 def test_full_fine_tuning_trains_every_weight_in_plain_only(tiny: dict[str, Path]) -> None:
     model, weights, data, cfg = _setup(tiny, steps=2, full=True)
     assert cfg.learning_rate == tr.LR_FULL
