@@ -131,7 +131,8 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     Raises ``ValueError`` if the studies differ in anything but the seed (model, data, recipe)
     or repeat a seed; a recipe option that one study's config lacks (written before the option
-    existed) counts as its default (:class:`training.TrainConfig`).
+    existed) counts as its default (:class:`training.TrainConfig`), and so does a data record
+    without ``holdout_examples`` (0).
     """
     import math
     import statistics
@@ -160,12 +161,19 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     def recipe(study: Mapping[str, Any]) -> dict[str, Any]:
         return {**defaults, **{k: v for k, v in study["config"].items() if k != "seed"}}
 
+    def provenance(study: Mapping[str, Any], key: str) -> Any:
+        v = study.get(key)
+        if key == "data" and isinstance(v, Mapping):
+            return {"holdout_examples": 0, **v}  # written before --holdout: none held out
+        return v
+
     ref = studies[0]
     for s in studies[1:]:
         # what the runs depend on besides the config: data, initial weights, error model
         for key in ("mode", "model", "model_config", "weights", "data", "error_model"):
-            if s.get(key) != ref.get(key):
-                raise ValueError(f"studies differ in {key!r}: {s.get(key)!r} vs {ref.get(key)!r}")
+            v, ref_v = provenance(s, key), provenance(ref, key)
+            if v != ref_v:
+                raise ValueError(f"studies differ in {key!r}: {v!r} vs {ref_v!r}")
         cfg, ref_cfg = recipe(s), recipe(ref)
         diff = sorted(k for k in set(cfg) | set(ref_cfg) if cfg.get(k) != ref_cfg.get(k))
         if diff:

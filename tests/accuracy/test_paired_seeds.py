@@ -87,6 +87,14 @@ def test_only_the_seed_may_differ() -> None:
     c["config"]["head"] = "mlp"
     with pytest.raises(ValueError, match=r"differ in config \['head'\]"):
         paired_seed_summary([a, c])
+    # a study written before --holdout has no holdout_examples in its data: none held out
+    a2, c = copy.deepcopy(a), copy.deepcopy(b)
+    a2["data"] = {"train_file": "train.tsv", "train_examples": 96}
+    c["data"] = {**a2["data"], "holdout_examples": 0}
+    assert paired_seed_summary([a2, c])["seeds"] == [0, 1]
+    c["data"]["holdout_examples"] = 20
+    with pytest.raises(ValueError, match="differ in 'data'"):
+        paired_seed_summary([a2, c])
     c = copy.deepcopy(b)
     c["model"] = "bert-tiny"
     with pytest.raises(ValueError, match="differ in 'model'"):
