@@ -212,23 +212,10 @@ def cmd_accuracy(args: argparse.Namespace) -> int:
         jobs=args.jobs,
     )
     paths = write_outputs(result, args.out)
-    summary = {
-        "outputs": paths,
-        "runs": [
-            {
-                k: r[k]
-                for k in (
-                    "mode",
-                    "set_name",
-                    "packing",
-                    "final_dev_accuracy",
-                    "accuracy_loss_points",
-                    "loss_traj_max_rel_err",
-                    "wall_s",
-                )
-            }
-            for r in result["runs"]
-        ],
-    }
+    keys = ["mode", "set_name", "packing", "final_dev_accuracy"]
+    if cfg.holdout:
+        keys += ["selected_epoch", "selected_dev_accuracy"]
+    keys += ["accuracy_loss_points", "loss_traj_max_rel_err", "wall_s"]
+    summary = {"outputs": paths, "runs": [{k: r[k] for k in keys} for r in result["runs"]]}
     print(json.dumps(summary, indent=2))
     return 0

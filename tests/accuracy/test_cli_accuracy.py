@@ -72,6 +72,33 @@ def test_simulate_writes_json_csv_losses_and_figure(tiny: dict[str, Path], tmp_p
         assert losses[(r["set_name"], r["packing"])] == r["accuracy_loss_points"]
 
 
+def test_holdout_comes_out_of_the_max_train_subset_and_is_reported(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    """--holdout N takes N of the --max-train sentences (training keeps the rest); every
+    epoch's held-out accuracy is in the CSV, the selected epoch in the CSV and on stdout."""
+    out = tmp_path / "out"
+    proc = _cli(
+        "accuracy", "--data", str(tiny["data"]), "--model", str(tiny["config"]),
+        "--vocab", str(tiny["vocab"]), "--epochs", "2", "--max-train", "48", "--holdout", "16",
+        "--batch-size", "16", "--max-len", "16", "--no-progress", "--out", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "accuracy.json").read_text())
+    assert result["data"]["train_examples"] == 32 and result["data"]["holdout_examples"] == 16
+    plain = result["runs"][0]
+    assert len(plain["losses"]) == 2 * 2  # 32 training sentences, batches of 16
+    with (out / "accuracy.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    for row, e in zip(rows, plain["epochs"], strict=True):
+        assert float(row["holdout_accuracy"]) == pytest.approx(e["holdout_accuracy"])
+        assert row["selected_epoch"] == str(plain["selected_epoch"])
+    run = json.loads(proc.stdout)["runs"][0]
+    assert run["selected_epoch"] == plain["selected_epoch"] in (1, 2)
+    assert run["selected_dev_accuracy"] == plain["selected_dev_accuracy"]
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
