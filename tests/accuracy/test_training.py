@@ -223,9 +223,11 @@ def test_mlp_head_is_robertas_classification_head(tiny: dict[str, Path]) -> None
 
 def test_holdout_chooses_the_epoch_without_the_dev_set(tiny: dict[str, Path]) -> None:
     """Held-out training examples leave training and choose the epoch; the dev set plays no
-    part (changing dev labels changes no choice)."""
-    model, weights, data, cfg = _setup(tiny, epochs=3, holdout=20)
-    model2, weights2, full, cfg2 = _setup(tiny, epochs=3)
+    part (changing dev labels changes no choice). Full fine-tuning, so that the dev accuracy
+    moves between epochs: else an epoch chosen on the dev set would pass too."""
+    recipe = {"epochs": 4, "lr": 1e-2, "full": True}
+    model, weights, data, cfg = _setup(tiny, holdout=20, **recipe)
+    model2, weights2, full, cfg2 = _setup(tiny, **recipe)
     assert len(data.holdout_ids) == 20 and len(data.train_ids) == len(full.train_ids) - 20
     assert sorted(data.train_ids + data.holdout_ids) == sorted(full.train_ids)
     run = tr.run_one(tr.RunSpec("plain"), model, weights, data, cfg)
@@ -234,6 +236,7 @@ def test_holdout_chooses_the_epoch_without_the_dev_set(tiny: dict[str, Path]) ->
     best = max(rows, key=lambda e: (e["holdout_accuracy"], -e["holdout_loss"], -e["epoch"]))
     assert run["selected_epoch"] == best["epoch"]
     assert run["selected_dev_accuracy"] == best["dev_accuracy"]
+    assert len({e["dev_accuracy"] for e in rows}) > 1
     flipped = dataclasses.replace(data, dev_labels=1 - data.dev_labels)
     again = tr.run_one(tr.RunSpec("plain"), model, weights, flipped, cfg)
     assert again["selected_epoch"] == run["selected_epoch"]
