@@ -5,7 +5,10 @@ Reads two or more ``accuracy.json`` files (or the folders holding them) of ``pri
 accuracy`` studies that differ only in ``--seed`` and prints JSON
 (:func:`privtuner.accuracy.report.paired_seed_summary`): per run and epoch the differences
 ``run - plain`` [points] per seed, their mean, standard deviation, standard error and 95 %
-Student-t interval, and the plaintext accuracy's spread over the seeds.
+Student-t interval, and the plaintext accuracy's spread over the seeds; the plaintext accuracy
+under the LoRA paper's protocol (each seed's best epoch on the dev set, median over seeds:
+optimistic) and, where the studies held training sentences out (``--holdout``), of the epoch
+chosen on those.
 
     .venv/bin/python benchmarks/accuracy_seeds.py out/seed0 out/seed1 out/seed2
 """

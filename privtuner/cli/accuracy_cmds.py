@@ -100,8 +100,8 @@ def register(sub: Any) -> None:
         type=int,
         default=0,
         metavar="N",
-        help="hold N training sentences (seeded) out of training and report the dev accuracy "
-        "of the epoch that does best on them (default 0: none)",
+        help="hold N training sentences (seeded; of the --max-train subset) out of training "
+        "and report the dev accuracy of the epoch that does best on them (default 0: none)",
     )
     p.add_argument("--full", action="store_true", help="fine-tune every weight (plain only)")
     p.add_argument("--seed", type=seed, default=0)
