@@ -311,8 +311,9 @@ def test_schedule_pooling_and_grouping_change_the_run(tiny: dict[str, Path]) -> 
 
 def test_parallel_runs_equal_one_process(tiny: dict[str, Path]) -> None:
     """``jobs=2``: every run in a spawned one-thread process, the same losses, accuracies and
-    parameters as one process, in the same order, and every step reported."""
-    model, weights, data, cfg = _setup(tiny, steps=3, max_dev=8)
+    parameters as one process, in the same order, and every step reported; the held-out
+    examples (``--holdout``) reach the workers."""
+    model, weights, data, cfg = _setup(tiny, steps=3, max_dev=8, holdout=8)
     small = em.load_error_model()
     from privtuner.costmodels.catalogue import catalogue_by_name, generate_catalogue
 
@@ -324,6 +325,7 @@ def test_parallel_runs_equal_one_process(tiny: dict[str, Path]) -> None:
     assert sum(ticks) == 6
     for a, b in zip(one, two, strict=True):
         assert (a["mode"], a["losses"], a["epochs"]) == (b["mode"], b["losses"], b["epochs"])
+        assert "holdout_accuracy" in b["epochs"][0] and b["selected_epoch"] == 1
         for name, v in a["_params"].items():
             np.testing.assert_array_equal(v, b["_params"][name])
 
