@@ -169,15 +169,16 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
     ref = studies[0]
     for s in studies[1:]:
+        # the config first: an option (--max-train, --holdout) also changes the data record
+        cfg, ref_cfg = recipe(s), recipe(ref)
+        diff = sorted(k for k in set(cfg) | set(ref_cfg) if cfg.get(k) != ref_cfg.get(k))
+        if diff:
+            raise ValueError(f"studies differ in config {diff} (only the seed may differ)")
         # what the runs depend on besides the config: data, initial weights, error model
         for key in ("mode", "model", "model_config", "weights", "data", "error_model"):
             v, ref_v = provenance(s, key), provenance(ref, key)
             if v != ref_v:
                 raise ValueError(f"studies differ in {key!r}: {v!r} vs {ref_v!r}")
-        cfg, ref_cfg = recipe(s), recipe(ref)
-        diff = sorted(k for k in set(cfg) | set(ref_cfg) if cfg.get(k) != ref_cfg.get(k))
-        if diff:
-            raise ValueError(f"studies differ in config {diff} (only the seed may differ)")
 
     def by_key(study: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         runs = {run_key(r): r for r in study["runs"]}

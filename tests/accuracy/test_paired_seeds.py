@@ -95,6 +95,9 @@ def test_only_the_seed_may_differ() -> None:
     c["data"]["holdout_examples"] = 20
     with pytest.raises(ValueError, match="differ in 'data'"):
         paired_seed_summary([a2, c])
+    c["config"]["holdout"] = 20  # the option named, not the data record it changes
+    with pytest.raises(ValueError, match=r"differ in config \['holdout'\]"):
+        paired_seed_summary([a2, c])
     c = copy.deepcopy(b)
     c["model"] = "bert-tiny"
     with pytest.raises(ValueError, match="differ in 'model'"):
