@@ -43,6 +43,7 @@ def main() -> None:
     ap.add_argument("--pooling", default="cls", choices=("cls", "mean"))
     ap.add_argument("--head", default="linear", choices=("linear", "mlp"))
     ap.add_argument("--dropout", type=float, default=0.0, help="training dropout")
+    ap.add_argument("--holdout", type=int, default=0, help="held-out training sentences")
     ap.add_argument("--full", action="store_true", help="plain full fine-tuning")
     ap.add_argument("--group-by-length", action="store_true", help="length-grouped batches")
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (one thread each)")
@@ -73,6 +74,7 @@ def main() -> None:
         group_by_length=args.group_by_length,
         head=args.head,
         dropout=args.dropout,
+        holdout=args.holdout,
     )
     out = {"model": model, "config": vars(args), "studies": []}
     with limit_blas_threads(args.threads):

@@ -366,7 +366,10 @@ class BertDevice(nn.Module):
         """The classifier head (:data:`HEADS`). ``mlp`` adds a trainable dense ``H x H`` layer
         before :attr:`head`, drawn ``~ N(0, initializer_range^2)`` (HF init) from numpy
         ``Generator([seed, 4])``, bias 0, in the module's dtype; the other draws of the model
-        are unchanged. Like the rest of the head it runs on the device in clear."""
+        are unchanged. (In :mod:`privtuner.accuracy` that key is also the fifth epoch's batch
+        order, ``[seed, epoch]``: an overlap of two unrelated uses of one stream, kept so that
+        the measured mlp-head runs reproduce.) Like the rest of the head it runs on the device
+        in clear."""
         if head not in HEADS:
             raise ScenarioError([f"head: one of {', '.join(HEADS)} (got {head!r})"])
         if head == "linear":
