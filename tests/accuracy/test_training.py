@@ -319,7 +319,13 @@ def test_parallel_runs_equal_one_process(tiny: dict[str, Path]) -> None:
 
     p = catalogue_by_name(generate_catalogue())[SMALL_SET]
     runs = [tr.RunSpec("plain"), tr.RunSpec("simulate", p, "interleaved")]
-    one = [tr.run_one(r, model, weights, data, cfg, small) for r in runs]
+    # the claim is "as one one-thread process": a float32 sum over 2 threads may round apart
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = [tr.run_one(r, model, weights, data, cfg, small) for r in runs]
+    finally:
+        torch.set_num_threads(threads)
     ticks: list[int] = []
     two = tr.run_parallel(runs, (model, weights, data, cfg, small), 2, ticks.append)
     assert sum(ticks) == 6
