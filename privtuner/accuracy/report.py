@@ -123,8 +123,9 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     spread over the seeds (the seed-to-seed spread of the recipe).
 
     ``plain_best_epoch_points`` also gives the plaintext accuracy under the LoRA paper's GLUE
-    protocol (Hu et al., ICLR 2022, Table 2: each run's best epoch, the median over seeds):
-    the epoch is picked on the dev set itself, so it reads optimistic, and is reported beside
+    protocol (Hu et al., ICLR 2022, for the GLUE results of its Table 2: "the median over 5
+    random seeds; the result for each run is taken from the best epoch"): the epoch is picked
+    on the dev set itself, so it reads optimistic, and is reported beside
     the per-epoch figures, not instead of them. Where every plain run held training examples
     out (``--holdout``), ``plain_selected_epoch_points`` gives the dev accuracy of the epoch
     chosen on them (:func:`training.selected_epoch`), a choice the dev set plays no part in.
