@@ -40,26 +40,19 @@ class Examples:
         None or not smaller than the set."""
         if n is None or n >= len(self):
             return self
-        idx = np.sort(np.random.default_rng(seed).permutation(len(self))[:n])
-        return Examples(
-            tuple(self.sentences[i] for i in idx), tuple(self.labels[i] for i in idx), self.source
-        )
+        return self.split_off(n, seed)[1]
 
     def split_off(self, n: int, seed: Any) -> tuple[Examples, Examples]:
         """``(rest, held)``: ``n`` examples drawn without replacement (numpy
         ``Generator(seed)``) held out, both parts in file order."""
-        perm = np.random.default_rng(seed).permutation(len(self))
-        held = set(perm[:n].tolist())
+        held = np.zeros(len(self), dtype=bool)
+        held[np.random.default_rng(seed).permutation(len(self))[:n]] = True
+        return self._take(np.flatnonzero(~held)), self._take(np.flatnonzero(held))
 
-        def pick(keep: bool) -> Examples:
-            idx = [i for i in range(len(self)) if (i in held) != keep]
-            return Examples(
-                tuple(self.sentences[i] for i in idx),
-                tuple(self.labels[i] for i in idx),
-                self.source,
-            )
-
-        return pick(True), pick(False)
+    def _take(self, idx: np.ndarray) -> Examples:
+        return Examples(
+            tuple(self.sentences[i] for i in idx), tuple(self.labels[i] for i in idx), self.source
+        )
 
 
 def read_tsv(path: str | Path) -> Examples:
