@@ -128,7 +128,8 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     on the dev set itself, so it reads optimistic, and is reported beside
     the per-epoch figures, not instead of them. Where every plain run held training examples
     out (``--holdout``), ``plain_selected_epoch_points`` gives the dev accuracy of the epoch
-    chosen on them (:func:`training.selected_epoch`), a choice the dev set plays no part in.
+    chosen on them (:func:`training.selected_epoch`), a choice the dev set plays no part in;
+    its median over seeds is the LoRA paper's statistic with that unbiased choice.
 
     Raises ``ValueError`` if the studies differ in anything but the seed (model, data, recipe)
     or repeat a seed; a recipe option that one study's config lacks (written before the option
@@ -228,9 +229,13 @@ def paired_seed_summary(studies: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     selected = [k["plain"].get("selected_dev_accuracy") for k in keyed]
     if all(v is not None for v in selected):
         # the epoch chosen on held-out training examples (training.selected_epoch): no dev
+        chosen = [100.0 * float(v) for v in selected if v is not None]
         out["plain_selected_epoch_points"] = {
-            **describe([100.0 * float(v) for v in selected if v is not None]),
+            **describe(chosen),
+            "median": statistics.median(chosen),
             "selected_epochs": [k["plain"].get("selected_epoch") for k in keyed],
+            "protocol": "each seed's epoch chosen on held-out training examples, median and "
+            "mean over seeds: the dev set plays no part in the choice",
         }
     for key in common:
         per_epoch = {}

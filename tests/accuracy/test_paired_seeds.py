@@ -67,7 +67,7 @@ def test_differences_and_interval_by_hand() -> None:
         st["runs"][0].update(selected_epoch=ep, selected_dev_accuracy=acc)
     sel = paired_seed_summary(studies)["plain_selected_epoch_points"]
     assert sel["values"] == pytest.approx([80.0, 86.0, 79.0])
-    assert sel["selected_epochs"] == [1, 2, 1]
+    assert sel["selected_epochs"] == [1, 2, 1] and sel["median"] == pytest.approx(80.0)
 
 
 def test_only_the_seed_may_differ() -> None:
