@@ -201,6 +201,8 @@ def resolve_model(spec: str, vocab: str | Path | None = None) -> ModelSource:
                 ]
             )
     vp = Path(vocab) if vocab is not None else None
+    if vp is not None and not vp.is_file():
+        raise ScenarioError([f"--vocab: no such file: {vocab} (give a WordPiece vocab.txt)"])
     if vp is None and weights is not None and (weights / "vocab.txt").is_file():
         vp = weights / "vocab.txt"
     vp = vp or default_vocab()
@@ -568,6 +570,15 @@ def run_study(
     src = resolve_model(model, vocab)
     model0, weights = build_model(src, cfg)
     data, data_info = prepare_data(data_dir, src, cfg, model0.config.vocab_size)
+    longest = max(len(x) for x in data.train_ids + data.dev_ids + data.holdout_ids)
+    if longest > model0.config.max_position_embeddings:  # refused before any step
+        raise ScenarioError(
+            [
+                f"--max-len: sentences of {longest} tokens exceed the model's "
+                f"max_position_embeddings={model0.config.max_position_embeddings}; give "
+                f"--max-len {model0.config.max_position_embeddings} or less (got {cfg.max_len})"
+            ]
+        )
     per_run = _steps_per_run(len(data.train_ids), cfg)
     bar = tqdm(total=per_run * len(runs), desc="accuracy", unit="step", disable=not progress)
     if jobs > 1 and len(runs) > 1:

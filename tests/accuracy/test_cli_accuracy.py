@@ -107,6 +107,7 @@ def test_holdout_comes_out_of_the_max_train_subset_and_is_reported(
         (["--sets", "nope", "--mode", "simulate"], "error: --sets: unknown catalogue set(s)"),
         (["--model", "/nonexistent"], "error: --model: bert-tiny, minilm, a Hugging Face"),
         (["--epochs", "0"], "error: epochs: must be a positive integer (got 0)"),
+        (["--vocab", "/nonexistent/v.txt"], "error: --vocab: no such file: /nonexistent/v.txt"),
         (["--dropout", "1"], "error: dropout: must be in [0, 1) (got 1.0)"),
         (
             ["--seed", "-1", "--dropout", "0.1"],
@@ -126,3 +127,23 @@ def test_bad_input_is_one_line_and_writes_nothing(
     proc = _cli(*base, "--vocab", str(tiny["vocab"]), "--no-progress", "--out", str(out), *extra)
     assert _one_error_line(proc).startswith(message)
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_sentences_longer_than_the_model_are_refused_before_training(
+    tiny: dict[str, Path], tmp_path: Path
+) -> None:
+    """The tiny model has 32 positions; one dev sentence of 40 words (42 tokens) at --max-len 64
+    is refused up front, naming --max-len; --max-len 32 truncates it and runs."""
+    with (tiny["data"] / "dev.tsv").open("a") as f:
+        f.write("1\t" + " ".join(["film"] * 40) + "\n")
+    out = tmp_path / "out"
+    base = ["accuracy", "--data", str(tiny["data"]), "--model", str(tiny["config"])]
+    base += ["--vocab", str(tiny["vocab"]), "--no-progress", "--steps", "1", "--out", str(out)]
+    proc = _cli(*base, "--max-len", "64")
+    assert _one_error_line(proc) == (
+        "error: --max-len: sentences of 42 tokens exceed the model's "
+        "max_position_embeddings=32; give --max-len 32 or less (got 64)"
+    )
+    assert not out.exists() or not any(out.iterdir())
+    proc = _cli(*base, "--max-len", "32")
+    assert proc.returncode == 0, proc.stderr
