@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def register(sub: Any) -> None:
         "--device-clear-s-per-token",
         type=float,
         default=None,
-        help="device clear-text work [s per token per step] to store in the model",
+        help="device clear-text work [s per token per step] to store in the model (without "
+        "it the model counts none; benchmarks/validate_cost_model.py --refit measures it from "
+        "real LoRA steps)",
     )
     p.add_argument("--json", action="store_true", help="print the fit summary as JSON")
     p.set_defaults(func=cmd_fit)
@@ -101,6 +104,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         device_clear_s_per_token=args.device_clear_s_per_token,
     )
     path = model.save(args.out)
+    if args.device_clear_s_per_token is None:
+        print(
+            "note: no --device-clear-s-per-token: the model counts no clear-text work on the "
+            "device (embeddings, LayerNorm, softmax, LoRA, AdamW; the shipped model carries "
+            "it); benchmarks/validate_cost_model.py --refit measures it from real LoRA steps",
+            file=sys.stderr,
+        )
     summary = _fit_summary(model)
     if args.json:
         print(json.dumps({"model": str(path), "curves": summary}, indent=2))

@@ -34,12 +34,18 @@ def test_fit_and_plot(tmp_path: Path) -> None:
     assert "R^2" in r.stdout and "heldout" in r.stdout
     model = load_cost_model(out)
     assert model.reference_frequency_hz == 3.0e9
+    assert model.device_clear_s_per_token is None
+    assert "note: no --device-clear-s-per-token" in r.stderr  # the term is not silently 0
 
     r = run("fit", str(records), "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert {c["op"] for c in summary["curves"]} == set(model.curves)
     assert all(c["heldout_rel_err"] < 0.1 for c in summary["curves"])
+
+    r = run("fit", str(records), "--out", str(out), "--device-clear-s-per-token", "5e-5")
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert load_cost_model(out).device_clear_s_per_token == 5e-5
 
     plots = tmp_path / "plots"
     r = run("plot-fits", str(out), "--records", str(records), "--out", str(plots))
