@@ -430,7 +430,7 @@ PLANNER_COLUMNS: dict[str, tuple[str, int]] = {
 }
 
 #: Planner column -> SolveResult per-device field (where the names differ).
-_PLANNER_SOURCE = {
+PLANNER_SOURCE = {
     "energy_compute_j_per_run": "energy_compute_j",
     "energy_tx_j_per_run": "energy_tx_j",
     "energy_server_j_per_run": "energy_server_j",
@@ -457,19 +457,21 @@ def significant(x: Any, digits: int) -> Any:
 
 
 def significant_floor(x: float, digits: int) -> float:
-    """``x`` rounded down (towards -inf) to ``digits`` significant digits, on the grid of
-    ``x``'s own decimal exponent (``0.0`` and non-finite values as is)."""
+    """``x`` (its shortest repr, the number a CSV or JSON holds) rounded down (towards -inf)
+    to ``digits`` significant digits, on the grid of ``x``'s own decimal exponent (``0.0``
+    and non-finite values as is)."""
     from decimal import ROUND_FLOOR, Decimal
 
     if not math.isfinite(x) or x == 0.0:
         return x
-    d = Decimal(x)  # the exact binary value
+    d = Decimal(repr(x))
     return float(d.quantize(Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=ROUND_FLOOR))
 
 
 def round_within_sum(values: Sequence[Any], digits: int) -> list[Any]:
     """``values`` (floats; None kept) rounded to ``digits`` significant digits so that the
-    rounded sum, as written (decimal), is at most the exact sum of ``values``: each value is
+    rounded sum, as written (decimal), is at most the sum of ``values`` (as written: their
+    shortest repr; so values already rounded are kept as they are): each value is
     rounded to nearest; while the sum is above the exact one, the value rounded up the most
     (absolute) is rounded down instead. Every value stays within one unit of its last kept
     digit, and a shared resource's rounded shares stay within what the allocation itself
@@ -481,11 +483,11 @@ def round_within_sum(values: Sequence[Any], digits: int) -> list[Any]:
 
     out = [significant(v, digits) for v in values]
     idx = [i for i, v in enumerate(values) if isinstance(v, float) and math.isfinite(v)]
-    bound = sum((Decimal(values[i]) for i in idx), Decimal(0))
+    bound = sum((dec(values[i]) for i in idx), Decimal(0))
     total = sum((dec(out[i]) for i in idx), Decimal(0))
     ups = sorted(
-        (i for i in idx if dec(out[i]) > Decimal(values[i])),
-        key=lambda i: dec(out[i]) - Decimal(values[i]),
+        (i for i in idx if dec(out[i]) > dec(values[i])),
+        key=lambda i: dec(out[i]) - dec(values[i]),
         reverse=True,
     )
     for i in ups:
@@ -521,7 +523,7 @@ def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             full["ring_degree"] = _ring_degree(str(full.get("set_name", "")))
         row = {}
         for col, (_, digits) in PLANNER_COLUMNS.items():
-            row[col] = significant(full.get(_PLANNER_SOURCE.get(col, col)), digits)
+            row[col] = significant(full.get(PLANNER_SOURCE.get(col, col)), digits)
         out.append(row)
         fulls.append(full)
     for col in SHARED_RESOURCE_COLUMNS:  # their sum within the allocation's (the capacity)
