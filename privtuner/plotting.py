@@ -966,6 +966,8 @@ def figures_from_results(
         raise PrivtunerError(
             f"--y {y!r}: not a plottable results column; valid: {', '.join(sorted(COLUMN_AXES))}"
         )
+    if not rows:
+        raise PrivtunerError("no rows in these results (an empty table)")
     rows = select_rows(rows, methods=methods, scenario=scenario, seed=seed)
     if not rows:
         raise PrivtunerError(

@@ -430,7 +430,7 @@ PLANNER_COLUMNS: dict[str, tuple[str, int]] = {
 }
 
 #: Planner column -> SolveResult per-device field (where the names differ).
-_PLANNER_SOURCE = {
+PLANNER_SOURCE = {
     "energy_compute_j_per_run": "energy_compute_j",
     "energy_tx_j_per_run": "energy_tx_j",
     "energy_server_j_per_run": "energy_server_j",
@@ -443,11 +443,60 @@ _PLANNER_SOURCE = {
 }
 
 
+#: Planner columns that share a capacity (spec section 4: sum_n b_n <= B, sum_n f_s,n <= F_s):
+#: their rounded values never sum to more than the full-precision allocation's
+#: (:func:`round_within_sum`).
+SHARED_RESOURCE_COLUMNS = ("bandwidth_hz", "server_cpu_hz")
+
+
 def significant(x: Any, digits: int) -> Any:
     """``x`` rounded to ``digits`` significant digits (non-floats and ``digits=0`` as is)."""
     if digits <= 0 or not isinstance(x, float) or not math.isfinite(x) or x == 0.0:
         return x
     return float(f"{x:.{digits}g}")
+
+
+def significant_floor(x: float, digits: int) -> float:
+    """``x`` (its shortest repr, the number a CSV or JSON holds) rounded down (towards -inf)
+    to ``digits`` significant digits, on the grid of ``x``'s own decimal exponent (``0.0``
+    and non-finite values as is)."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    if not math.isfinite(x) or x == 0.0:
+        return x
+    d = Decimal(repr(x))
+    return float(d.quantize(Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=ROUND_FLOOR))
+
+
+def round_within_sum(values: Sequence[Any], digits: int) -> list[Any]:
+    """``values`` (floats; None kept) rounded to ``digits`` significant digits so that the
+    rounded sum, as written (decimal), is at most the sum of ``values`` (as written: their
+    shortest repr; so values already rounded are kept as they are): each value is
+    rounded to nearest; while the sum is above the exact one, the value rounded up the most
+    (absolute) is rounded down instead. Every value stays within one unit of its last kept
+    digit, and a shared resource's rounded shares stay within what the allocation itself
+    uses, hence within the capacity (README, ``solve --csv``)."""
+    from decimal import Decimal
+
+    def dec(v: float) -> Decimal:
+        return Decimal(repr(v))  # what the CSV holds (csv_cell writes the repr)
+
+    out = [significant(v, digits) for v in values]
+    idx = [i for i, v in enumerate(values) if isinstance(v, float) and math.isfinite(v)]
+    bound = sum((dec(values[i]) for i in idx), Decimal(0))
+    total = sum((dec(out[i]) for i in idx), Decimal(0))
+    ups = sorted(
+        (i for i in idx if dec(out[i]) > dec(values[i])),
+        key=lambda i: dec(out[i]) - dec(values[i]),
+        reverse=True,
+    )
+    for i in ups:
+        if total <= bound:
+            break
+        down = significant_floor(values[i], digits)
+        total -= dec(out[i]) - dec(down)
+        out[i] = down
+    return out
 
 
 def planner_rows(result: Any) -> list[dict[str, Any]]:
@@ -459,10 +508,13 @@ def planner_rows(result: Any) -> list[dict[str, Any]]:
 
 def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per-device allocation records in SI units (:func:`allocation_records`, a results
-    row's ``allocation_json``) as planner CSV rows (:data:`PLANNER_COLUMNS`, rounded)."""
+    row's ``allocation_json``) as planner CSV rows (:data:`PLANNER_COLUMNS`, rounded; the
+    shared resources, :data:`SHARED_RESOURCE_COLUMNS`, by :func:`round_within_sum`, so their
+    sum never exceeds the full-precision sum, which the solver kept within the capacity)."""
     from privtuner.units import w_to_dbm
 
     out = []
+    fulls = []
     for rec in records:
         full = dict(rec)
         p_w = _num(full.get("tx_power_w"))
@@ -471,9 +523,18 @@ def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             full["ring_degree"] = _ring_degree(str(full.get("set_name", "")))
         row = {}
         for col, (_, digits) in PLANNER_COLUMNS.items():
-            row[col] = significant(full.get(_PLANNER_SOURCE.get(col, col)), digits)
+            row[col] = significant(full.get(PLANNER_SOURCE.get(col, col)), digits)
         out.append(row)
+        fulls.append(full)
+    for col in SHARED_RESOURCE_COLUMNS:  # their sum within the allocation's (the capacity)
+        exact = [_float_or_none(f.get(col)) for f in fulls]
+        for row, v in zip(out, round_within_sum(exact, PLANNER_COLUMNS[col][1]), strict=True):
+            row[col] = v
     return out
+
+
+def _float_or_none(x: Any) -> float | None:
+    return None if x is None else float(x)
 
 
 def device_ids(spec: Any) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from typing import Any
 from privtuner.batch import storage
 from privtuner.batch.executors import iter_dask, iter_local, require_dask
 from privtuner.batch.tasks import BatchTask, check_methods, collect_tasks
-from privtuner.errors import PrivtunerError
+from privtuner.errors import PrivtunerError, short
 
 
 @dataclass
@@ -106,7 +106,7 @@ def run_batch(
     the whole run, see :func:`storage.output_lock`).
     """
     out = storage.check_output(out)
-    _check_arguments(executor, jobs, chunk_size, seeds)
+    _check_arguments(executor, jobs, chunk_size, seeds, methods)
     t_start = time.perf_counter()
     if tasks is None:
         if paths is None:
@@ -169,7 +169,11 @@ def run_batch(
 
 
 def _check_arguments(
-    executor: str, jobs: int, chunk_size: int | None, seeds: Sequence[int] | None
+    executor: str,
+    jobs: int,
+    chunk_size: int | None,
+    seeds: Sequence[int] | None,
+    methods: Sequence[str] | None = None,
 ) -> None:
     if executor not in ("local", "dask"):
         raise PrivtunerError(f"--executor {executor!r}: unknown executor; valid: local, dask")
@@ -182,6 +186,15 @@ def _check_arguments(
     bad = [s for s in seeds or () if not 0 <= int(s) <= 2**63 - 1]
     if bad:
         raise PrivtunerError(f"--seeds {bad[0]}: seeds must be integers in [0, 2**63 - 1]")
+    for flag, values, what in (("--seeds", seeds, "seed"), ("--methods", methods, "method")):
+        given = list(values or ())
+        twice = [v for i, v in enumerate(given) if v in given[:i]]
+        if twice:  # the same row key twice: refused before any work
+            raise PrivtunerError(
+                f"{flag} {short(','.join(map(str, given)))}: repeats {what} "
+                f"{twice[0] if isinstance(twice[0], int) else repr(short(str(twice[0])))}; "
+                f"give each {what} once"
+            )
 
 
 def _write_or_explain(write: Any, *args: Any, out: Path) -> None:

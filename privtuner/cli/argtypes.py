@@ -4,6 +4,7 @@ line naming the option, the value and what is allowed (see :class:`privtuner.cli
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 #: Largest seed (numpy's generators take seeds in [0, 2**63 - 1], as the scenario schema).
 MAX_SEED = 2**63 - 1
@@ -32,22 +33,38 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _no_repeat(items: list[Any], what: str, text: str) -> None:
+    """Refuse a list that names an item twice (a batch would make the same row twice)."""
+    seen: set[Any] = set()
+    for item in items:
+        if item in seen:
+            raise argparse.ArgumentTypeError(
+                f"repeats {what} {item if isinstance(item, int) else repr(item[:40])}; give each "
+                f"{what} once (got {text[:40]!r})"
+            )
+        seen.add(item)
+
+
 def csv_list(text: str) -> list[str]:
     """Comma-separated names (surrounding blanks stripped); an empty list or an empty item
-    (``a,,b``, a trailing comma) is refused rather than silently dropped."""
+    (``a,,b``, a trailing comma) is refused rather than silently dropped, and so is a
+    repeated name."""
     items = [t.strip() for t in text.split(",")]
     if not all(items):
         raise argparse.ArgumentTypeError(
             f"must be comma-separated non-empty names (got {text[:40]!r})"
         )
+    _no_repeat(items, "name", text)
     return items
 
 
 def seed_list(text: str) -> list[int]:
-    """Comma-separated seeds, each in [0, 2**63 - 1]; no empty item."""
+    """Comma-separated seeds, each in [0, 2**63 - 1]; no empty item, no seed twice."""
     items = [t.strip() for t in text.split(",")]
     if not all(items):
         raise argparse.ArgumentTypeError(
             f"must be comma-separated seeds, none empty (got {text[:40]!r})"
         )
-    return [seed(t) for t in items]
+    seeds = [seed(t) for t in items]
+    _no_repeat(seeds, "seed", text)
+    return seeds

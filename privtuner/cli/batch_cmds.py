@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from privtuner.cli.argtypes import csv_list, positive_int, seed, seed_list
@@ -52,7 +51,12 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_batch)
 
     p = sub.add_parser("plot", help="figures (PNG and PDF) from a results table or result JSON")
-    p.add_argument("results", metavar="RESULTS", help=".parquet/.csv batch table or solve JSON")
+    p.add_argument(
+        "results",
+        metavar="RESULTS",
+        help=".parquet/.csv batch or reproduce table, solve --out JSON (allocation, convergence, "
+        "bounds) or solve --csv allocation CSV (allocation)",
+    )
     p.add_argument(
         "--kind",
         required=True,
@@ -125,24 +129,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from privtuner.batch import read_table
     from privtuner.cli.outputs import check_output_paths
-    from privtuner.errors import PrivtunerError
-    from privtuner.plotting import result_to_rows
+    from privtuner.plot_inputs import read_plot_rows
     from privtuner.studies import write_result_figures
 
     check_output_paths(("--out", args.out, True))
-    path = Path(args.results)
-    if path.suffix.lower() == ".json":
-        if not path.is_file():
-            raise PrivtunerError(f"{path}: results file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise PrivtunerError(f"{path}: cannot read result JSON: {exc}") from None
-        rows = result_to_rows(data)
-    else:
-        rows = read_table(path)
+    rows = read_plot_rows(args.results, args.kind)
     _check_selection(rows, args)
     written = write_result_figures(
         rows,

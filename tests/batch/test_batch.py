@@ -177,6 +177,22 @@ def test_seeds_refused_for_a_seed_sweep(tmp_path: Path, model_path: Path) -> Non
     assert not out.exists()
 
 
+def test_repeated_seeds_or_methods_refused_before_any_work(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """Before: a 'duplicate row key ... give the scenarios distinct names' error naming the
+    same file twice; now the argument and the value it repeats."""
+    f = sweep_file(tmp_path / "sc", model_path, seeds=None)
+    out = tmp_path / "r.csv"
+    with pytest.raises(
+        PrivtunerError, match=r"^--seeds 2,1,2: repeats seed 2; give each seed once$"
+    ):
+        batch.run_batch([f], out, methods=["standin_a"], seeds=[2, 1, 2], progress=False)
+    with pytest.raises(PrivtunerError, match=r"^--methods a,a: repeats method 'a'; give each"):
+        batch.run_batch([f], out, methods=["a", "a"], progress=False)
+    assert not out.exists() and not batch.parts_dir_for(out).exists()
+
+
 def test_resume_skips_finished_rows(tmp_path: Path, model_path: Path) -> None:
     f = sweep_file(tmp_path / "sc", model_path)
     out = tmp_path / "r.parquet"

@@ -151,6 +151,31 @@ def test_batch_refuses_empty_list_items(tmp_path: Path, option: str, value: str)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "text"),
+    [
+        ("--seeds", "1,1", "argument --seeds: repeats seed 1; give each seed once (got '1,1')"),
+        ("--seeds", "3, 2,3", "argument --seeds: repeats seed 3; give each seed once"),
+        ("--methods", "exact,exact", "argument --methods: repeats name 'exact'; give each name"),
+    ],
+)
+def test_batch_refuses_a_repeated_seed_or_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, text: str
+) -> None:
+    """Before: ``error: duplicate row key 'default|seed=1|method=exact' (from
+    scenarios/default.yaml and scenarios/default.yaml); give the scenarios distinct names``
+    after loading every scenario; now the option and the repeated value, while parsing."""
+    from privtuner.cli import main
+
+    out = tmp_path / "r.csv"
+    with pytest.raises(SystemExit) as exc:
+        main(["batch", DEFAULT, "--out", str(out), option, value])
+    assert exc.value.code == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: privtuner batch: ") and text in line, line
+    assert not out.exists()
+
+
 def test_a_sweep_problem_is_one_line_naming_the_file(tmp_path: Path, cli) -> None:
     """Before: one line per sweep point (9 alike), and ``batch`` named the scenario, not the
     file (two files may share a name)."""

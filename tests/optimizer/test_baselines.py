@@ -79,6 +79,10 @@ def test_infeasible_baseline_reports_the_reason() -> None:
     assert res.status == "error" and res.termination == "infeasible"
     assert not res.has_allocation
     assert "largest ring degree" in res.reasons[0]
+    # before: "(resource margin inf > 0)"; the devices too slow with their set are named
+    assert "inf" not in res.reasons[0]
+    assert "devices 0, 1, 2 (3 of 3) cannot meet the deadline" in res.reasons[0]
+    assert f"with {pr.set_names[int(np.argmax(degrees))]}, needs at least" in res.reasons[0]
 
 
 def test_comp_only_never_worse_than_its_start() -> None:

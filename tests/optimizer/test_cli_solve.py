@@ -172,6 +172,14 @@ def test_csv_for_planners_capped_security_provenance_and_device_ids(
             for r in csv.DictReader(fh)
         ]
     assert replot == rows
+    # ... and so on the planner CSV itself (before: "no row with an allocation"), named from
+    # its sidecar
+    proc = _run(["plot", str(alloc), "--kind", "allocation", "--out", str(work / "p3")], work)
+    assert proc.returncode == 0, proc.stderr
+    with (work / "p3" / "allocation.csv").open() as fh:
+        back = list(csv.DictReader(fh))
+    assert {(r.pop("scenario"), r.pop("method")) for r in back} == {("csvtest", "exact")}
+    assert back == rows
     # the batch's per-device allocation carries the names too
     table = work / "b.csv"
     proc = _run(

@@ -631,3 +631,117 @@ def test_rescale_sweep_keeps_each_option_its_own_curve() -> None:
     assert agg["exact [rescale=device]"]["mean"][1] == pytest.approx(want)
     both = [{**r, "packing": pk} for r in tr for pk in ("column", "interleaved")]
     assert "exact [column, rescale=device]" in {r["method"] for r in plotting.packing_series(both)}
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "looks_like"),
+    [
+        # before: AttributeError: 'list' object has no attribute 'get' (a traceback)
+        ("foreign.json", "[1, 2]", "it holds a JSON array, not an object"),
+        # before: "no row with an allocation (status optimal/feasible)" for the next two
+        (
+            "allocation.provenance.json",
+            json.dumps(
+                {
+                    "scenario": "s",
+                    "scenario_file": "s.yaml",
+                    "status": "optimal",
+                    "totals": {},
+                    "columns": {},
+                }
+            ),
+            "it looks like the provenance sidecar of a solve --csv allocation CSV",
+        ),
+        (
+            "accuracy.json",
+            json.dumps({"config": {"seed": 0}, "runs": [], "mode": "plain"}),
+            "it looks like a privtuner accuracy study",
+        ),
+        # before: "no swept input in these results"
+        (
+            "schema.json",
+            json.dumps(
+                {
+                    "$schema": "https://json-schema.org/draft/2020-12/schema",
+                    "type": "object",
+                    "properties": {},
+                }
+            ),
+            "it looks like a JSON schema, as privtuner schema prints",
+        ),
+        # before: "no rows left after selecting " (ending in an empty string)
+        ("ab.csv", "a,b\n", "no column(s) 'key', 'scenario', 'seed', 'method', 'status'"),
+        (
+            "energy_vs_n_devices.csv",
+            "n_devices,method,energy_j_mean,energy_j_std,n_ok,n_runs\n5,exact,1.0,,1,1\n",
+            "it looks like the data table of a figure",
+        ),
+    ],
+)
+def test_plot_says_which_files_are_not_results(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    content: str,
+    looks_like: str,
+) -> None:
+    from privtuner.cli import main
+
+    path = tmp_path / name
+    path.write_text(content)
+    out = tmp_path / "figs"
+    for kind in ("allocation", "scaling"):
+        assert main(["plot", str(path), "--kind", kind, "--out", str(out)]) == 1
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith(
+            f"error: {path} is not a privtuner results table or solve-result JSON ({looks_like}"
+        ), line
+        assert line.endswith(
+            "; plot reads a batch/reproduce results table (.csv/.parquet), a "
+            "solve --out result JSON or a solve --csv allocation CSV"
+        )
+    assert not out.exists()
+
+
+def test_plot_of_one_result_or_an_empty_table_says_what_it_needs(
+    rows: list[dict[str, Any]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from privtuner.cli import main
+
+    result = tmp_path / "r.json"
+    result.write_text(
+        json.dumps(
+            {
+                "method": "exact",
+                "status": "optimal",
+                "termination": "gap_closed",
+                "devices": {"set_names": []},
+            }
+        )
+    )
+    empty = write_table([], tmp_path / "empty.csv")
+    planner = tmp_path / "a.csv"
+    planner.write_text(
+        "device,set_name,bandwidth_hz,tx_power_w,cpu_hz,server_cpu_hz,energy_j_per_run\n"
+    )
+    out = str(tmp_path / "figs")
+    for path, kind, text in (
+        (
+            result,
+            "scaling",
+            f"{result} is a solve result JSON, one allocation: --kind scaling "
+            "needs a batch/reproduce results table; from this file plot --kind allocation or "
+            "convergence or bounds",
+        ),
+        (empty, "scaling", "no rows in these results (an empty table)"),
+        (planner, "allocation", f"{planner}: planner allocation CSV without device rows"),
+        (
+            planner,
+            "bounds",
+            f"{planner} is a solve --csv allocation CSV, one allocation: "
+            "--kind bounds needs a batch/reproduce results table; from this file plot --kind "
+            "allocation",
+        ),
+    ):
+        assert main(["plot", str(path), "--kind", kind, "--out", out]) == 1
+        assert capsys.readouterr().err == f"error: {text}\n"

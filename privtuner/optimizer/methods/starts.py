@@ -17,7 +17,12 @@ from privtuner.optimizer.core.allocation import Allocation
 from privtuner.optimizer.core.model import pair_terms
 from privtuner.optimizer.core.problem import AllocationProblem
 from privtuner.optimizer.methods.ao.fp import StageB
-from privtuner.optimizer.methods.exact.continuous import Caps, build_pairs, clear_markets
+from privtuner.optimizer.methods.exact.continuous import (
+    Caps,
+    build_pairs,
+    clear_markets,
+    pair_feasible,
+)
 from privtuner.optimizer.methods.exact.feasibility import fixed_set_margin
 from privtuner.optimizer.methods.exact.method import allocation_from
 
@@ -67,6 +72,8 @@ def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation
     sets = np.asarray(sets, dtype=np.int64)
     caps = Caps(problem.bandwidth_hz, problem.server_cpu_hz)
     margin = float(fixed_set_margin(problem, sets[None, :], caps)[0])
+    if margin == np.inf:  # some device misses the deadline with its set even alone
+        return None, _too_slow_alone(problem, sets)
     if not margin <= 1e-12:
         return None, (
             "no allocation meets every deadline within the bandwidth and server-CPU "
@@ -83,3 +90,26 @@ def fixed_set_optimum(problem: AllocationProblem, sets: I64) -> tuple[Allocation
     if r.allocation is not None:
         return r.allocation, ""
     return None, f"fixed-set solve failed: {r.message}"
+
+
+def _too_slow_alone(problem: AllocationProblem, sets: I64) -> str:
+    """Why fixed ``sets`` are infeasible when some device misses the deadline with its set
+    even alone (all bandwidth and server CPU, max power, f_max; the infinite margin of
+    ``feasibility.fixed_set_margin``): those devices, the slowest one's set and its minimum
+    latency against the deadline."""
+    n = problem.n_devices
+    pd = build_pairs(problem, np.arange(n), sets, energy_free=True)
+    slow = np.flatnonzero(~pair_feasible(pd))
+    if slow.size == 0:  # pragma: no cover - an infinite margin means such a device
+        return "no allocation meets every deadline with these sets"
+    worst = int(slow[np.argmax(pd.tmin_total[slow] - pd.tp[slow])])
+    t_min = float(pd.tmin_total[worst] + (problem.deadline_s - pd.tp[worst]))
+    listed = ", ".join(str(int(i)) for i in slow[:12]) + (", ..." if slow.size > 12 else "")
+    who = f"device {listed}" if slow.size == 1 else f"devices {listed} ({slow.size} of {n})"
+    return (
+        f"{who} cannot meet the deadline {problem.deadline_s:.4g} s with these sets even "
+        "alone (all bandwidth and server CPU, max power, f_max); "
+        + ("the slowest, " if slow.size > 1 else "")
+        + f"device {worst} with {problem.set_names[int(sets[worst])]}, needs at least "
+        f"{t_min:.4g} s per round"
+    )
