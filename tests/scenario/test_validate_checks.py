@@ -121,12 +121,12 @@ def test_validate_loads_the_cost_model(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_check_solvable_accepts_the_default() -> None:
-    check_solvable(load_scenario_text(""))
+    check_solvable(load_scenario_text("{}"))
 
 
 def test_check_solvable_takes_the_method_and_source() -> None:
     with pytest.raises(ScenarioError) as exc:
-        check_solvable(load_scenario_text(""), method="nope", source="here")
+        check_solvable(load_scenario_text("{}"), method="nope", source="here")
     assert exc.value.lines()[0].startswith("here: solver.method: unknown method 'nope'")
 
 
