@@ -37,6 +37,11 @@ NUMBER_RULE = (
     "against this schema). Numbers are never given as strings or booleans."
 )
 
+#: Largest ``fhe.min_security_bits`` [bits]: the top of the HE standard's security table, where
+#: the ``security_bits`` metric saturates (``costmodels.privacy.SECURITY_CAP_BITS``, the same
+#: number; a test keeps them equal).
+MAX_SECURITY_BITS = 256.0
+
 #: Longest scenario name (also of a sweep point's generated name) [characters].
 NAME_MAX_CHARS = 200
 
@@ -349,7 +354,12 @@ class FheSpec(_Frozen):
     scale_bits_min: Int = Field(20, ge=14, le=60, description="Smallest scale (bits).")
     scale_bits_max: Int = Field(40, ge=14, le=60, description="Largest scale (bits).")
     min_security_bits: Float = Field(
-        128.0, ge=128, le=512, description="Minimum classical security [bits] (>= 128)."
+        128.0,
+        ge=128,
+        description="Minimum classical security [bits], in [128, 256]: 256 bits is the top of "
+        "the HE standard's table, the most security any set is credited with (the "
+        "security_bits metric saturates there).",
+        json_schema_extra={"maximum": MAX_SECURITY_BITS},
     )
     min_precision_bits: Float = Field(
         20.0,
@@ -392,6 +402,17 @@ class FheSpec(_Frozen):
         description="The accuracy.json of a `privtuner accuracy --mode simulate|encrypted` "
         "run (a path relative to the YAML file) that fhe.max_accuracy_loss_points reads.",
     )
+
+    @field_validator("min_security_bits")
+    @classmethod
+    def _security(cls, v: float) -> float:
+        if v > MAX_SECURITY_BITS:
+            raise ValueError(
+                f"above every set (best security_bits {MAX_SECURITY_BITS:g}: the top of the HE "
+                f"standard's table; security beyond it is an extrapolation no set is credited "
+                f"with); give at most {MAX_SECURITY_BITS:g} (got {v:g})"
+            )
+        return v
 
     @field_validator("ring_degrees")
     @classmethod

@@ -367,3 +367,20 @@ def test_a_number_or_mapping_field_reports_the_branch_given(text: str, problems:
     with pytest.raises(ScenarioError) as exc:
         load_scenario_text(text)
     assert exc.value.problems == problems
+
+
+def test_min_security_above_the_cap_is_refused() -> None:
+    from privtuner.costmodels.privacy import SECURITY_CAP_BITS
+    from privtuner.scenario.schema import MAX_SECURITY_BITS, scenario_json_schema
+
+    assert MAX_SECURITY_BITS == SECURITY_CAP_BITS
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text("fhe: {min_security_bits: 300}")
+    assert exc.value.problems == [
+        "fhe.min_security_bits: above every set (best security_bits 256: the top of the HE "
+        "standard's table; security beyond it is an extrapolation no set is credited with); "
+        "give at most 256 (got 300)"
+    ]
+    assert load_scenario_text("fhe: {min_security_bits: 256}").fhe.min_security_bits == 256
+    prop = scenario_json_schema()["$defs"]["FheSpec"]["properties"]["min_security_bits"]
+    assert (prop["minimum"], prop["maximum"]) == (128, 256)
