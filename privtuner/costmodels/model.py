@@ -441,7 +441,10 @@ def _outside_domain(
         where = f"with fhe.ring_degrees {degrees} the model covers scale bits {_ranges(covered)}"
         fix = "give fhe.scale_bits_min and fhe.scale_bits_max within them"
     if not covered:
-        return f"{head}; no set of this scenario lies inside it: use a cost model fitted on more sets (fhe.cost_model)"
+        return (
+            f"{head}; no set of this scenario lies inside it: use a cost model fitted on more "
+            "sets (fhe.cost_model)"
+        )
     return f"{head}; {where}: {fix}, {model_hint}"
 
 

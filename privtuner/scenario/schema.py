@@ -273,7 +273,9 @@ class DevicesSpec(_Frozen):
         return self
 
 
-def field_error(title: str, loc: tuple[str | int, ...], value: Any, message: str) -> ValidationError:
+def field_error(
+    title: str, loc: tuple[str | int, ...], value: Any, message: str
+) -> ValidationError:
     """A validation error of the field at ``loc`` inside a model (raised by a model validator
     that checks several fields, so that the problem names the field, not the model)."""
     detail = InitErrorDetails(
@@ -314,7 +316,9 @@ class WorkloadSpec(_Frozen):
     num_layers: Int = Field(2, ge=1, le=48, description="Transformer layers L.")
     hidden_size: Int = Field(128, ge=8, le=8192, description="Hidden size H.")
     intermediate_size: Int = Field(512, ge=8, le=32768, description="FFN inner size.")
-    num_heads: Int = Field(2, ge=1, le=128, description="Attention heads A (must divide hidden_size).")
+    num_heads: Int = Field(
+        2, ge=1, le=128, description="Attention heads A (must divide hidden_size)."
+    )
     vocab_size: Int = Field(30522, ge=2, le=1_000_000, description="Vocabulary size.")
     include_pooler: Bool = Field(True, description="Count the pooler projection (H x H).")
     lora_rank: Int = Field(8, ge=1, le=1024, description="LoRA rank r.")

@@ -84,7 +84,9 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> list
             isinstance(err.get("input"), dict)
             and branch is not None
             and not _is_model_tag(branch)
-            and any(b != branch and q[: len(loc)] == loc for q, b in zip(paths, branches))
+            and any(
+                b != branch and q[: len(loc)] == loc for q, b in zip(paths, branches, strict=True)
+            )
         ):
             continue  # a mapping given to a number-or-mapping union: the mapping's error
         path = ".".join(short(str(p)) for p in loc) or "<root>"
@@ -178,10 +180,11 @@ def validate_model(
                     problems.append("devices: give at most one of explicit or csv")
                 count = devices.get("count")
                 if _is_count(count) and count != len(rows):  # else the schema says why
+                    n = len(rows)
                     problems.append(
-                        f"devices.count: contradicts {csv_label(csv_path)}, which lists {len(rows)} "
-                        f"device{'s' * (len(rows) != 1)} (the file sets the number of devices: "
-                        f"leave count out, or give {len(rows)}) (got {_fmt_value(count)})"
+                        f"devices.count: contradicts {csv_label(csv_path)}, which lists {n} "
+                        f"device{'s' * (n != 1)} (the file sets the number of devices: leave "
+                        f"count out, or give {n}) (got {_fmt_value(count)})"
                     )
                     devices.pop("count")
                 devices["explicit"] = rows
