@@ -156,6 +156,26 @@ def check_solvable(
     the field path (``solver.method: unknown method 'exakt'; valid methods: ...``), prefixed
     by ``source``.
     """
+    from privtuner.errors import ScenarioError
+
+    stages = checked_stages(spec, method=method, source=source)
+    if not stages.problem.allowed.any():
+        raise ScenarioError([_empty_catalogue(spec, stages.costs)], source)
+
+
+def checked_stages(
+    spec: ScenarioSpec,
+    seed: int | None = None,
+    *,
+    method: str | None = None,
+    source: str | None = None,
+    cache: bool = True,
+) -> Stages:
+    """:func:`build_stages` after the checks of :func:`check_solvable` (all but the empty
+    catalogue, which the solver reports with its reasons): a problem of the scenario raises
+    :class:`~privtuner.errors.ScenarioError` naming the field path, prefixed by ``source``
+    (what ``solve`` runs, so that it reports a file's problem as ``validate`` does).
+    ``method`` (default ``spec.solver.method``) is checked as ``solver.method``."""
     from privtuner.costmodels import get_privacy_metric, load_cost_model
     from privtuner.errors import PrivtunerError, ScenarioError
     from privtuner.optimizer import solver_info
@@ -173,16 +193,12 @@ def check_solvable(
             check()
         except PrivtunerError as exc:
             problems.extend(f"{field}: {line}" for line in exc.lines())
-    if not problems:
-        try:
-            stages = build_stages(spec)
-        except PrivtunerError as exc:
-            problems.extend(f"fhe: {line}" for line in exc.lines())
-        else:
-            if not stages.problem.allowed.any():
-                problems.append(_empty_catalogue(spec, stages.costs))
     if problems:
         raise ScenarioError(problems, source)
+    try:
+        return build_stages(spec, seed, cache=cache)
+    except PrivtunerError as exc:
+        raise ScenarioError([f"fhe: {line}" for line in exc.lines()], source) from exc
 
 
 def _empty_catalogue(spec: ScenarioSpec, costs: CostTable) -> str:

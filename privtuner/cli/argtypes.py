@@ -45,6 +45,14 @@ def _no_repeat(items: list[Any], what: str, text: str) -> None:
         seen.add(item)
 
 
+def nonnegative_int(text: str) -> int:
+    """An integer >= 0 (a row count, where 0 shows none)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value})")
+    return value
+
+
 def csv_list(text: str) -> list[str]:
     """Comma-separated names (surrounding blanks stripped); an empty list or an empty item
     (``a,,b``, a trailing comma) is refused rather than silently dropped, and so is a

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from privtuner.cli.argtypes import seed
+from privtuner.cli.argtypes import nonnegative_int, seed
 
 
 def register(sub: Any) -> None:
@@ -45,7 +45,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar for --plots")
     p.add_argument("--json", action="store_true", help="print the result JSON, not a table")
-    p.add_argument("--max-rows", type=int, default=50, help="device rows in the table")
+    p.add_argument(
+        "--max-rows",
+        type=nonnegative_int,
+        default=50,
+        metavar="N",
+        help="device rows in the table (default 50; 0: the summary and totals only)",
+    )
     p.add_argument(
         "--verbose",
         action="store_true",
@@ -64,7 +70,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
     from privtuner.optimizer import SolveResult, solve, solver_info
     from privtuner.optimizer.core.options import options_from_spec
     from privtuner.optimizer.core.result import fold_device_reasons
-    from privtuner.pipeline import build_stages
+    from privtuner.pipeline import checked_stages
     from privtuner.rows import device_ids
     from privtuner.scenario import load_scenario
     from privtuner.studies import protocol_of, write_allocation
@@ -79,13 +85,16 @@ def cmd_solve(args: argparse.Namespace) -> int:
     note = random_channel_note(spec)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    stages = build_stages(spec, args.seed)
-    problem = stages.problem
     method = args.method or spec.solver.method
+    if args.method:
+        solver_info(args.method)  # an unknown --method is bad input: nothing is written
+    # a problem of the scenario (the cost model, the catalogue) names the file and the field,
+    # as 'privtuner validate' does
+    stages = checked_stages(spec, args.seed, method=method, source=str(args.file))
+    problem = stages.problem
     options: dict[str, Any] = options_from_spec(
         spec.solver, rel_tol=args.rel_tol, time_limit_s=args.time_limit
     )
-    solver_info(method)  # an unknown method is bad input: nothing is written
     try:
         result = solve(problem, method, **options).replace(device_ids=device_ids(spec))
     except SolverError as exc:  # the method refused the instance: still a result to keep

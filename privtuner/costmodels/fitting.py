@@ -726,6 +726,31 @@ def _nnls_free_last(x: NDArray[np.float64], y: NDArray[np.float64]) -> list[floa
 _DOMAIN_ALWAYS = ("poly_modulus_degree", "log2_q")
 
 
+class OutOfDomainError(CostModelError):
+    """A fitted curve evaluated outside its valid domain: ``variable`` = ``value`` is not in
+    ``[low, high]`` (the range of the profiled records). The message speaks to a Python
+    caller (``extrapolate=True``); a scenario's cost table names its fields instead
+    (:func:`privtuner.costmodels.model.build_cost_table`)."""
+
+    def __init__(self, op: str, variable: str, value: float, low: float, high: float) -> None:
+        self.op, self.variable, self.value, self.low, self.high = op, variable, value, low, high
+        super().__init__(
+            f"cost curve '{op}' evaluated outside its valid domain: {variable} = {value:g} not "
+            f"in [{low:g}, {high:g}] (pass extrapolate=True to allow)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickles whole (errors of worker processes)
+        return (type(self), (self.op, self.variable, self.value, self.low, self.high))
+
+    @property
+    def where(self) -> str:
+        """``log2_q = 170, profiled [100, 160]`` (curve named), for a scenario's message."""
+        return (
+            f"curve '{self.op}': {self.variable} = {self.value:g}, profiled "
+            f"[{self.low:g}, {self.high:g}]"
+        )
+
+
 @dataclass(frozen=True)
 class FittedCurve:
     """One fitted per-op cost curve with its fit statistics, valid domain and provenance.
@@ -772,10 +797,7 @@ class FittedCurve:
             vals = np.asarray(v[var], dtype=float)
             bad = vals[(vals < lo - 1e-9) | (vals > hi + 1e-9)]
             if bad.size:
-                raise CostModelError(
-                    f"cost curve '{self.op}' evaluated outside its valid domain: {var} = "
-                    f"{bad[0]:g} not in [{lo:g}, {hi:g}] (pass extrapolate=True to allow)"
-                )
+                raise OutOfDomainError(self.op, var, float(bad[0]), lo, hi)
 
     def predict(self, v: Variables, extrapolate: bool = False) -> NDArray[np.float64]:
         """Vectorised evaluation on variable arrays (see :func:`variables_of`)."""

@@ -47,15 +47,17 @@ two-prime one (``decrypt_unrescaled``/``decrypt_unrescaled_one``, ``decrypt_il_u
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from privtuner.costmodels.catalogue import generate_catalogue
+from privtuner.costmodels.catalogue import ALLOWED_RING_DEGREES, generate_catalogue
 from privtuner.costmodels.fitting import (
     INTERLEAVED_PROFILE_K,
     CostModel,
+    OutOfDomainError,
     kernel_curve_name,
     load_cost_model,
     precision_key,
@@ -386,6 +388,77 @@ def precision_of(model: CostModel, params: CkksParams, packing: str = "column") 
     return math.nan
 
 
+#: The scale bits a scenario may give (the schema's bounds of ``fhe.scale_bits_min/max``).
+SCENARIO_SCALE_BITS = (14, 60)
+
+
+def _outside_domain(
+    spec: ScenarioSpec,
+    model: CostModel,
+    ops: Sequence[str],
+    params: CkksParams,
+    exc: OutOfDomainError,
+) -> str:
+    """Why a catalogue set of ``spec`` cannot be priced, for a scenario's user: the set, the
+    curve and its profiled range, the scenario fields to change and the values the cost model
+    covers (ring degrees for a ring degree outside the domain, else scale bits)."""
+    fhe = spec.fhe
+
+    def inside(p: CkksParams) -> bool:
+        try:
+            precision_of(model, p, fhe.packing)
+            for op in ops:
+                model.evaluate(op, p)
+        except CostModelError:
+            return False
+        return True
+
+    def sets(degrees: Sequence[int], lo: int, hi: int) -> list[CkksParams]:
+        try:  # every integer scale in [lo, hi] (step 1): what any scale range can give
+            return generate_catalogue(degrees, (lo, hi), fhe.min_security_bits, step_bits=1)
+        except ParameterError:
+            return []
+
+    head = (
+        f"catalogue set {params.name} lies outside the cost model's profiled domain ({exc.where})"
+    )
+    model_hint = "or use a cost model fitted on more sets (fhe.cost_model)"
+    if exc.variable == "poly_modulus_degree":
+        lo, hi = fhe.scale_bits_min, fhe.scale_bits_max
+        covered = [
+            n
+            for n in ALLOWED_RING_DEGREES
+            if (cands := sets([n], lo, hi)) and all(inside(p) for p in cands)
+        ]
+        where = f"with scale bits {lo}-{hi} the model covers ring degrees {covered}"
+        fix = "give fhe.ring_degrees among them"
+    else:
+        degrees = list(fhe.ring_degrees)
+        by_scale: dict[int, list[CkksParams]] = {}
+        for p in sets(degrees, *SCENARIO_SCALE_BITS):
+            by_scale.setdefault(p.scale_bits, []).append(p)
+        covered = sorted(s for s, ps in by_scale.items() if all(inside(p) for p in ps))
+        where = f"with fhe.ring_degrees {degrees} the model covers scale bits {_ranges(covered)}"
+        fix = "give fhe.scale_bits_min and fhe.scale_bits_max within them"
+    if not covered:
+        return (
+            f"{head}; no set of this scenario lies inside it: use a cost model fitted on more "
+            "sets (fhe.cost_model)"
+        )
+    return f"{head}; {where}: {fix}, {model_hint}"
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """``20-40`` (or ``20-30, 34-40``): runs of consecutive integers."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    return ", ".join(f"{a}-{b}" if a != b else f"{a}" for a, b in runs)
+
+
 def _accuracy_losses(spec: ScenarioSpec) -> dict[tuple[str, str], float]:
     """The accuracy study's losses when ``fhe.max_accuracy_loss_points`` is set, else {}."""
     if spec.fhe.max_accuracy_loss_points is None:
@@ -452,6 +525,8 @@ def build_cost_table(
             prec = precision_of(model, p, packing)
             for op in ops_used:
                 model.evaluate(op, p)  # domain check of every curve used
+        except OutOfDomainError as exc:
+            raise CostModelError(_outside_domain(spec, model, ops_used, p, exc)) from exc
         except CostModelError as exc:
             raise CostModelError(
                 f"catalogue set {p.name}: {exc}; restrict fhe.ring_degrees / the scale range "

@@ -17,9 +17,11 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 SCHEMA_VERSION = 1
 
@@ -34,6 +36,11 @@ NUMBER_RULE = (
     "privtuner.scenario.parse_yaml_text, or any YAML 1.2 parser, before checking a file "
     "against this schema). Numbers are never given as strings or booleans."
 )
+
+#: Largest ``fhe.min_security_bits`` [bits]: the top of the HE standard's security table, where
+#: the ``security_bits`` metric saturates (``costmodels.privacy.SECURITY_CAP_BITS``, the same
+#: number; a test keeps them equal).
+MAX_SECURITY_BITS = 256.0
 
 #: Longest scenario name (also of a sweep point's generated name) [characters].
 NAME_MAX_CHARS = 200
@@ -75,7 +82,7 @@ class Uniform(_Frozen):
     @model_validator(mode="after")
     def _ordered(self) -> Uniform:
         if self.high < self.low:
-            raise ValueError(f"high must be >= low (got low={self.low}, high={self.high})")
+            raise ValueError(f"high must be >= low (got low={self.low:g}, high={self.high:g})")
         return self
 
 
@@ -153,7 +160,8 @@ class ExplicitDevice(_Frozen):
         None,
         min_length=1,
         max_length=128,
-        description="The planner's name of the device, passed through to every output.",
+        description="The planner's name of the device, passed through to every output; "
+        "unique among the devices.",
     )
 
     @model_validator(mode="after")
@@ -170,7 +178,13 @@ class DevicesSpec(_Frozen):
     Explicit devices take these values where they leave a column empty.
     """
 
-    count: Int | None = Field(10, ge=1, le=1_000_000, description="Number of devices K.")
+    count: Int | None = Field(
+        10,
+        ge=1,
+        le=1_000_000,
+        description="Number of devices K of the random drop (default 10). With explicit or "
+        "csv the list sets K: leave count out, or give the list's length.",
+    )
     p_max_dbm: PerDevice = Field(
         23.0,
         description="Max transmit power p_max [dBm] (<= 40).",
@@ -192,7 +206,8 @@ class DevicesSpec(_Frozen):
     csv: str | None = Field(
         None,
         description="CSV file of explicit devices, relative to the YAML file; columns: "
-        "distance_m or gain_db, optional p_max_dbm, f_max_hz, kappa, device_id (text).",
+        "distance_m or gain_db, optional p_max_dbm, f_max_hz, kappa, device_id (text, "
+        "unique).",
     )
 
     @field_validator("p_max_dbm")
@@ -213,6 +228,16 @@ class DevicesSpec(_Frozen):
         _check_range(v, 1e-35, 1e-20)
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _count_of_a_list(cls, data: Any) -> Any:
+        """A device list without ``count``: no count (the default 10 is the random drop's), so
+        that a count given with a list can be checked against its length."""
+        if isinstance(data, dict) and "count" not in data:
+            if data.get("explicit") is not None or data.get("csv") is not None:
+                return {**data, "count": None}
+        return data
+
     @model_validator(mode="after")
     def _source(self) -> DevicesSpec:
         if self.explicit is not None and self.csv is not None:
@@ -221,7 +246,44 @@ class DevicesSpec(_Frozen):
             raise ValueError("explicit device list is empty")
         if self.explicit is None and self.csv is None and self.count is None:
             raise ValueError("count is required for a random drop (give count, explicit or csv)")
+        if self.explicit is not None and self.count is not None:
+            n = len(self.explicit)
+            if self.count != n:
+                raise field_error(
+                    "DevicesSpec",
+                    ("count",),
+                    self.count,
+                    f"contradicts the explicit list of {n} device{'s' * (n != 1)} (the list "
+                    f"sets the number of devices: leave count out, or give {n})",
+                )
+        ids = [d.device_id for d in self.explicit or []]
+        first: dict[str, int] = {}
+        for i, device_id in enumerate(ids):
+            if device_id is None:
+                continue
+            if device_id in first:
+                raise field_error(
+                    "DevicesSpec",
+                    ("explicit", i, "device_id"),
+                    device_id,
+                    f"device ids must be unique: devices.explicit.{first[device_id]} has "
+                    "this id too",
+                )
+            first[device_id] = i
         return self
+
+
+def field_error(
+    title: str, loc: tuple[str | int, ...], value: Any, message: str
+) -> ValidationError:
+    """A validation error of the field at ``loc`` inside a model (raised by a model validator
+    that checks several fields, so that the problem names the field, not the model)."""
+    detail = InitErrorDetails(
+        type=PydanticCustomError("value_error", "{message}", {"message": message}),
+        loc=loc,
+        input=value,
+    )
+    return ValidationError.from_exception_data(title, [detail])
 
 
 def _check_range(v: PerDevice, lo: float, hi: float) -> None:
@@ -254,7 +316,9 @@ class WorkloadSpec(_Frozen):
     num_layers: Int = Field(2, ge=1, le=48, description="Transformer layers L.")
     hidden_size: Int = Field(128, ge=8, le=8192, description="Hidden size H.")
     intermediate_size: Int = Field(512, ge=8, le=32768, description="FFN inner size.")
-    num_heads: Int = Field(2, ge=1, le=128, description="Attention heads A.")
+    num_heads: Int = Field(
+        2, ge=1, le=128, description="Attention heads A (must divide hidden_size)."
+    )
     vocab_size: Int = Field(30522, ge=2, le=1_000_000, description="Vocabulary size.")
     include_pooler: Bool = Field(True, description="Count the pooler projection (H x H).")
     lora_rank: Int = Field(8, ge=1, le=1024, description="LoRA rank r.")
@@ -266,6 +330,18 @@ class WorkloadSpec(_Frozen):
     sequence_length_tokens: Int = Field(64, ge=1, le=8192, description="Tokens per sequence.")
     steps_per_round: Int = Field(1, ge=1, le=100_000, description="Local steps per round E_r.")
     rounds: Int = Field(10, ge=1, le=1_000_000, description="Fine-tuning rounds.")
+
+    @model_validator(mode="after")
+    def _heads(self) -> WorkloadSpec:
+        if self.hidden_size % self.num_heads:
+            raise field_error(
+                "WorkloadSpec",
+                ("num_heads",),
+                self.num_heads,
+                f"must divide hidden_size {self.hidden_size} (each head has hidden_size / "
+                "num_heads dimensions)",
+            )
+        return self
 
     @property
     def tokens_per_step(self) -> int:
@@ -282,7 +358,12 @@ class FheSpec(_Frozen):
     scale_bits_min: Int = Field(20, ge=14, le=60, description="Smallest scale (bits).")
     scale_bits_max: Int = Field(40, ge=14, le=60, description="Largest scale (bits).")
     min_security_bits: Float = Field(
-        128.0, ge=128, le=512, description="Minimum classical security [bits] (>= 128)."
+        128.0,
+        ge=128,
+        description="Minimum classical security [bits], in [128, 256]: 256 bits is the top of "
+        "the HE standard's table, the most security any set is credited with (the "
+        "security_bits metric saturates there).",
+        json_schema_extra={"maximum": MAX_SECURITY_BITS},
     )
     min_precision_bits: Float = Field(
         20.0,
@@ -325,6 +406,17 @@ class FheSpec(_Frozen):
         description="The accuracy.json of a `privtuner accuracy --mode simulate|encrypted` "
         "run (a path relative to the YAML file) that fhe.max_accuracy_loss_points reads.",
     )
+
+    @field_validator("min_security_bits")
+    @classmethod
+    def _security(cls, v: float) -> float:
+        if v > MAX_SECURITY_BITS:
+            raise ValueError(
+                f"above every set (best security_bits {MAX_SECURITY_BITS:g}: the top of the HE "
+                f"standard's table; security beyond it is an extrapolation no set is credited "
+                f"with); give at most {MAX_SECURITY_BITS:g} (got {v:g})"
+            )
+        return v
 
     @field_validator("ring_degrees")
     @classmethod
@@ -380,7 +472,8 @@ class ObjectiveSpec(_Frozen):
         ge=1e-3,
         le=1e6,
         description="Per-round latency limit T_max [s] (compute + uplink + downlink + server); "
-        "the default instance needs >= ~602 s.",
+        "the default scenario needs >= 79.7 s with fhe.packing 'interleaved' (28.6 MB up per "
+        "device per round), >= 604 s with 'column' (481 MB up).",
     )
 
 
@@ -430,8 +523,10 @@ def scenario_json_schema(
     ``methods`` and ``metrics`` (the registered solver methods and privacy metrics, which
     ``privtuner validate`` checks) as enums of ``solver.method`` and
     ``objective.privacy_metric``. Rules between fields (``min_distance_m < cell_radius_m``,
-    ``low <= high``, the scale range, one channel per explicit device, the sweep's size) are
-    stated in the descriptions; ``privtuner validate`` enforces them."""
+    ``low <= high``, the scale range, one channel per explicit device, unique device ids, no
+    ``devices.count`` other than an explicit list's length, ``num_heads`` dividing
+    ``hidden_size``, the sweep's size) are stated in the descriptions; ``privtuner validate``
+    enforces them."""
     body = ScenarioSpec.model_json_schema()
     body["description"] = f"{body.get('description', '')} {NUMBER_RULE}".strip()
     defs = body["$defs"]

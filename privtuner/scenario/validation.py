@@ -72,13 +72,23 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> list
     paths = [
         tuple(p for p in e["loc"] if not (isinstance(p, str) and _is_union_tag(p))) for e in errors
     ]
-    for err, loc in zip(errors, paths, strict=True):
+    branches = [_union_branch(e["loc"]) for e in errors]
+    for err, loc, branch in zip(errors, paths, branches, strict=True):
         if err["type"] in {"model_type", "dict_type"} and paths.count(loc) > 1:
             continue  # the other union member's error says more
         if isinstance(err.get("input"), dict) and any(
             len(q) > len(loc) and q[: len(loc)] == loc for q in paths
         ):
             continue  # a number-or-mapping union: the error inside the mapping says more
+        if (
+            isinstance(err.get("input"), dict)
+            and branch is not None
+            and not _is_model_tag(branch)
+            and any(
+                b != branch and q[: len(loc)] == loc for q, b in zip(paths, branches, strict=True)
+            )
+        ):
+            continue  # a mapping given to a number-or-mapping union: the mapping's error
         path = ".".join(short(str(p)) for p in loc) or "<root>"
         etype = err["type"]
         if etype == "extra_forbidden":
@@ -107,6 +117,25 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> list
     return out
 
 
+def _union_branch(loc: tuple[Any, ...]) -> str | None:
+    """The tag of the union member an error comes from (the first tag in its location)."""
+    return next((p for p in loc if isinstance(p, str) and _is_union_tag(p)), None)
+
+
+def _is_model_tag(tag: str) -> bool:
+    """A union member tag that names a model (``Uniform``, ``function-after[_ordered(),
+    Uniform]``), not a scalar (``float``, ``function-before[_number(), float]``)."""
+    m = re.search(r"(\w+)\]*$", tag)
+    return m is not None and m[1][:1].isupper()
+
+
+def _is_count(v: Any) -> bool:
+    """``v`` is a number of devices the schema accepts as such (an integer >= 1)."""
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        return False
+    return v >= 1 and v == int(v)
+
+
 def _is_union_tag(part: str) -> bool:
     # pydantic adds union member tags such as "float" or "Uniform" / "function-after[...]"
     return part in {"float", "int", "Uniform", "str", "bool"} or part.startswith(
@@ -119,9 +148,16 @@ def validate_model(
 ) -> M:
     """Validate a parsed scenario document into the model ``root`` (the scenario schema),
     collecting all problems: ``devices.csv`` read relative to ``base_dir``, a relative
-    ``fhe.cost_model`` resolved against it, the sweep checked."""
-    if data is None:
-        data = {}
+    ``fhe.cost_model`` resolved against it, the sweep checked. An empty document (no text,
+    only comments: YAML ``null``) is refused; ``{}`` takes every default."""
+    if data is None:  # an empty file, or one with only comments (``{}`` takes every default)
+        raise ScenarioError(
+            [
+                "the file is empty: a scenario needs at least one of the keys "
+                f"{', '.join(root.model_fields)}; write {{}} to take every default"
+            ],
+            source,
+        )
     if not isinstance(data, dict):
         raise ScenarioError(
             [f"<root>: must be a mapping of sections (got {type(data).__name__})"], source
@@ -142,6 +178,15 @@ def validate_model(
             if not csv_problems:
                 if devices.get("explicit") is not None:
                     problems.append("devices: give at most one of explicit or csv")
+                count = devices.get("count")
+                if _is_count(count) and count != len(rows):  # else the schema says why
+                    n = len(rows)
+                    problems.append(
+                        f"devices.count: contradicts {csv_label(csv_path)}, which lists {n} "
+                        f"device{'s' * (n != 1)} (the file sets the number of devices: leave "
+                        f"count out, or give {n}) (got {_fmt_value(count)})"
+                    )
+                    devices.pop("count")
                 devices["explicit"] = rows
             data["devices"] = devices
     fhe = data.get("fhe")
@@ -306,6 +351,7 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
     rows: list[dict[str, Any]] = []
     lines: list[int] = []  # the file line of each row
     problems: list[str] = []
+    id_lines: dict[str, int] = {}  # the file line of each device_id
     start = raw.line_num + 1  # a row's first line (a quoted cell may span lines)
     for cells in reader:
         line_no, start = start, raw.line_num + 1
@@ -318,6 +364,15 @@ def _parse_devices_csv(text: str, where: str) -> tuple[list[dict[str, Any]], lis
             problem = _cell_value(cell, row, key)
             if problem:
                 problems.append(f"{line}: {key}: {problem}")
+        device_id = row.get("device_id")
+        if device_id is not None:
+            if device_id in id_lines:
+                problems.append(
+                    f"{line}: device_id: device ids must be unique: line {id_lines[device_id]} "
+                    f"has this id too (got {short(repr(device_id), 40)})"
+                )
+            else:
+                id_lines[device_id] = line_no
         if cells:
             rows.append(row)
             lines.append(line_no)

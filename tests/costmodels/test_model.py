@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from privtuner.costmodels.catalogue import generate_catalogue
 from privtuner.costmodels.fitting import (
     DEFAULT_MODEL_PATH,
     CostModel,
+    OutOfDomainError,
     fit_records,
     load_cost_model,
     synthetic_records,
@@ -176,10 +178,31 @@ def test_accuracy_bound_needs_a_study() -> None:
 def test_outside_domain_is_an_error() -> None:
     small = [p for p in generate_catalogue() if p.poly_modulus_degree <= 16384]
     m = fit_records(synthetic_records(small, seed=1))
-    with pytest.raises(CostModelError, match=r"N32768.*restrict fhe.ring_degrees"):
+    with pytest.raises(CostModelError) as exc:
         build_cost_table(spec(), m)
+    assert str(exc.value).startswith("catalogue set N32768_")
+    assert str(exc.value).endswith(
+        "with scale bits 20-40 the model covers ring degrees [4096, 8192, 16384]: give "
+        "fhe.ring_degrees among them, or use a cost model fitted on more sets (fhe.cost_model)"
+    )
+    assert "extrapolate" not in str(exc.value)
     t = build_cost_table(spec(**{"fhe.ring_degrees": [4096, 8192, 16384]}), m)
     assert t.n_sets == len(small)
+
+
+def test_outside_domain_names_the_scale_fields_and_the_covered_range(model: CostModel) -> None:
+    """A scenario's user cannot pass ``extrapolate=True``: the message names the fields."""
+    with pytest.raises(CostModelError) as exc:
+        build_cost_table(spec(**{"fhe.scale_bits_min": 50, "fhe.scale_bits_max": 60}), model)
+    message = str(exc.value)
+    assert "extrapolate" not in message
+    assert message.startswith("catalogue set N8192_q60-50-60_s50 lies outside the cost model's ")
+    assert message.endswith(
+        "model covers scale bits 20-40: give fhe.scale_bits_min and fhe.scale_bits_max within "
+        "them, or use a cost model fitted on more sets (fhe.cost_model)"
+    )
+    assert isinstance(exc.value.__cause__, OutOfDomainError)
+    assert pickle.loads(pickle.dumps(exc.value.__cause__)).where == exc.value.__cause__.where
 
 
 def test_precision_falls_back_to_curve(model: CostModel) -> None:

@@ -244,3 +244,143 @@ def test_nan_and_huge_values_rejected() -> None:
             load_scenario_text(text)
         assert exc.value.problems[0].startswith(field + ":"), exc.value.problems
     assert math.isfinite(load_scenario_text("system:\n  bandwidth_hz: 1e9\n").system.bandwidth_hz)
+
+
+# ----------------------------------------------------------------------------- new-user review
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "---\n", "null\n"])
+def test_an_empty_file_is_refused(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "empty.yaml"
+    f.write_text(text)
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(f)
+    (line,) = exc.value.lines()
+    assert line.startswith(f"{f}: the file is empty: a scenario needs at least one of the keys ")
+    assert "devices" in line and "write {} to take every default" in line
+
+
+def test_braces_take_every_default() -> None:
+    assert load_scenario_text("{}") == ScenarioSpec()
+
+
+@pytest.mark.parametrize(
+    ("devices", "n"), [("[{gain_db: -100}]", 1), ("[{gain_db: -100}, {distance_m: 50}]", 2)]
+)
+def test_a_count_contradicting_the_explicit_list_is_refused(devices: str, n: int) -> None:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text(f"devices: {{count: 3, explicit: {devices}}}")
+    assert exc.value.problems == [
+        f"devices.count: contradicts the explicit list of {n} device{'s' * (n > 1)} (the list "
+        f"sets the number of devices: leave count out, or give {n}) (got 3)"
+    ]
+    # the list's own length, or no count, is accepted (and the list sets the number)
+    assert (
+        len(
+            load_scenario_text(f"devices: {{count: {n}, explicit: {devices}}}").devices.explicit
+            or []
+        )
+        == n
+    )
+    spec = load_scenario_text(f"devices: {{explicit: {devices}}}")
+    assert spec.devices.count is None
+    # a sweep over another field keeps the list without a count
+    assert (
+        expand_sweep(spec.model_copy(update={"sweep": {"seed": [1, 2]}}))[1].devices.count is None
+    )
+
+
+def test_a_count_contradicting_the_devices_csv_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("gain_db\n-100\n-90\n")
+    (tmp_path / "s.yaml").write_text("devices: {csv: d.csv, count: 3}\n")
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(tmp_path / "s.yaml")
+    assert exc.value.problems == [
+        "devices.count: contradicts devices.csv (d.csv), which lists 2 devices (the file sets "
+        "the number of devices: leave count out, or give 2) (got 3)"
+    ]
+    (tmp_path / "s.yaml").write_text("devices: {csv: d.csv, count: 2}\n")
+    assert len(load_scenario(tmp_path / "s.yaml").devices.explicit or []) == 2
+
+
+def test_the_random_drop_keeps_ten_devices_by_default() -> None:
+    assert load_scenario_text("devices: {p_max_dbm: 20}").devices.count == 10
+    shipped = [*SCEN.rglob("*.yaml"), *(SCEN / "reproduce").glob("*.yaml")]  # a symlink
+    assert len(shipped) > 10
+    for path in shipped:  # every shipped scenario still loads
+        load_scenario(path)
+
+
+def test_duplicate_device_ids_in_a_csv_name_the_line(tmp_path: Path) -> None:
+    (tmp_path / "d.csv").write_text("device_id,gain_db\nalpha,-100\nbeta,-90\nalpha,-95\n")
+    (tmp_path / "s.yaml").write_text("devices: {csv: d.csv}\n")
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(tmp_path / "s.yaml")
+    assert exc.value.problems == [
+        "devices.csv (d.csv) line 4: device_id: device ids must be unique: line 2 has this id "
+        "too (got 'alpha')"
+    ]
+
+
+def test_duplicate_device_ids_in_an_explicit_list() -> None:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text(
+            "devices:\n  explicit:\n    - {gain_db: -100, device_id: a}\n"
+            "    - {gain_db: -90}\n    - {gain_db: -90, device_id: a}\n"
+        )
+    assert exc.value.problems == [
+        "devices.explicit.2.device_id: device ids must be unique: devices.explicit.0 has this "
+        "id too (got 'a')"
+    ]
+
+
+def test_heads_must_divide_the_hidden_size() -> None:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text("workload: {hidden_size: 100, num_heads: 3}")
+    assert exc.value.problems == [
+        "workload.num_heads: must divide hidden_size 100 (each head has hidden_size / num_heads "
+        "dimensions) (got 3)"
+    ]
+    assert (
+        load_scenario_text("workload: {hidden_size: 384, num_heads: 12}").workload.num_heads == 12
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problems"),
+    [
+        (
+            "devices: {p_max_dbm: {low: 30, high: 10}}",
+            ["devices.p_max_dbm: high must be >= low (got low=30, high=10)"],
+        ),
+        (
+            "devices: {f_max_hz: {low: 2e9, high: 1e9}}",
+            ["devices.f_max_hz: high must be >= low (got low=2e+09, high=1e+09)"],
+        ),
+        ("devices: {kappa: {low: 1e-28}}", ["devices.kappa.high: required field is missing"]),
+        (
+            "devices: {p_max_dbm: x}",
+            ["devices.p_max_dbm: must be a number, not a string (got 'x')"],
+        ),
+        ("devices: {p_max_dbm: 99}", ["devices.p_max_dbm: must be in [-30, 40] (got 99)"]),
+    ],
+)
+def test_a_number_or_mapping_field_reports_the_branch_given(text: str, problems: list[str]) -> None:
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text(text)
+    assert exc.value.problems == problems
+
+
+def test_min_security_above_the_cap_is_refused() -> None:
+    from privtuner.costmodels.privacy import SECURITY_CAP_BITS
+    from privtuner.scenario.schema import MAX_SECURITY_BITS, scenario_json_schema
+
+    assert MAX_SECURITY_BITS == SECURITY_CAP_BITS
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario_text("fhe: {min_security_bits: 300}")
+    assert exc.value.problems == [
+        "fhe.min_security_bits: above every set (best security_bits 256: the top of the HE "
+        "standard's table; security beyond it is an extrapolation no set is credited with); "
+        "give at most 256 (got 300)"
+    ]
+    assert load_scenario_text("fhe: {min_security_bits: 256}").fhe.min_security_bits == 256
+    prop = scenario_json_schema()["$defs"]["FheSpec"]["properties"]["min_security_bits"]
+    assert (prop["minimum"], prop["maximum"]) == (128, 256)

@@ -121,12 +121,12 @@ def test_validate_loads_the_cost_model(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_check_solvable_accepts_the_default() -> None:
-    check_solvable(load_scenario_text(""))
+    check_solvable(load_scenario_text("{}"))
 
 
 def test_check_solvable_takes_the_method_and_source() -> None:
     with pytest.raises(ScenarioError) as exc:
-        check_solvable(load_scenario_text(""), method="nope", source="here")
+        check_solvable(load_scenario_text("{}"), method="nope", source="here")
     assert exc.value.lines()[0].startswith("here: solver.method: unknown method 'nope'")
 
 
@@ -203,3 +203,57 @@ def test_accuracy_study_is_read_relative_to_the_scenario(
     p = _file(tmp_path, "fhe: {max_accuracy_loss_points: 0.5}", "nostudy.yaml")
     rc, _, err = _validate(capsys, p)
     assert rc == 1 and "max_accuracy_loss_points needs accuracy_study" in err[0], err
+
+
+@pytest.mark.parametrize(
+    ("text", "start"),
+    [
+        ("fhe: {ring_degrees: [4096]}", "fhe: no catalogue set is left: fhe.min_precision_bits"),
+        (
+            "fhe: {scale_bits_min: 50, scale_bits_max: 60}",
+            "fhe: catalogue set N8192_q60-50-60_s50 lies outside the cost model's profiled "
+            "domain (curve 'precision_bits_il': log2_q = 170, profiled [100, 160]); with "
+            "fhe.ring_degrees [4096, 8192, 16384, 32768] the model covers scale bits 20-40: give "
+            "fhe.scale_bits_min and fhe.scale_bits_max within them",
+        ),
+        ("solver: {method: exakt}", "solver.method: unknown method 'exakt'"),
+    ],
+)
+def test_solve_names_the_file_and_field_as_validate_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, start: str
+) -> None:
+    p = _file(tmp_path, text)
+    rc, out, err = _validate(capsys, p)
+    assert rc == 1 and out == ""
+    assert len(err) == 1 and err[0].startswith(f"error: {p}: {start}"), err
+    assert "extrapolate" not in err[0]
+    assert main(["solve", str(p)]) == 1
+    out, solve_err = capsys.readouterr()
+    assert out == "" and solve_err.splitlines() == err
+
+
+def test_solve_with_a_valid_method_option_passes_a_bad_scenario_method(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = _file(tmp_path, "solver: {method: exakt}\ndevices: {count: 2}\n")
+    assert main(["solve", str(p), "--method", "exact", "--max-rows", "0"]) == 0
+    out, _ = capsys.readouterr()
+    assert "... 2 more devices" in out
+    assert main(["solve", str(p), "--method", "nope"]) == 1
+    assert capsys.readouterr().err.startswith("error: unknown method 'nope'")
+
+
+@pytest.mark.parametrize(
+    ("value", "why"), [("-3", "must be >= 0 (got -3)"), ("x", "must be an integer")]
+)
+def test_solve_refuses_a_negative_max_rows(
+    capsys: pytest.CaptureFixture[str], value: str, why: str
+) -> None:
+    default = Path(__file__).resolve().parents[2] / "scenarios" / "default.yaml"
+    with pytest.raises(SystemExit) as exc:
+        main(["solve", str(default), "--max-rows", value])
+    assert exc.value.code == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: privtuner solve: argument --max-rows: {why}")
