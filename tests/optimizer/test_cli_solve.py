@@ -63,6 +63,9 @@ def test_solve_writes_json_and_csv(tmp_path: Path, model_path: Path) -> None:
     result = json.loads(out.read_text())
     assert result["status"] == "optimal" and result["n_devices"] == 3
     assert result["gap"] <= 1e-6
+    absolute = float(proc.stdout.split("(absolute ")[1].split(")")[0])
+    exact_gap = result["objective"] - result["lower_bound"]
+    assert absolute == pytest.approx(exact_gap, rel=5e-3, abs=1e-12)
     with alloc.open() as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 3 and {"bandwidth_hz", "set_name", "energy_j_per_run"} <= set(rows[0])

@@ -397,6 +397,10 @@ class SolveResult:
         )
         if self.lower_bound is not None:
             gap = "n/a" if self.gap is None else f"{self.gap:.3g}"
+            if self.gap is not None and self.objective is not None:
+                # the gap is relative to |objective|, which holds the privacy reward too: the
+                # absolute figure is what the energy term can still be off by (w_E-weighted J)
+                gap += f" (absolute {self.objective - self.lower_bound:.3g})"
             lines.append(f"lower bound {self.lower_bound:.10g}   gap {gap}")
         elif self.status in ("optimal", "feasible"):
             lines.append("lower bound none (not certified)")
