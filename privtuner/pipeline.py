@@ -202,12 +202,20 @@ def checked_stages(
 
 
 def _empty_catalogue(spec: ScenarioSpec, costs: CostTable) -> str:
+    from privtuner.costmodels.privacy import SECURITY_CAP_BITS
+
     fhe, obj = spec.fhe, spec.objective
     floor = f", objective.privacy_min {obj.privacy_min:g}" if obj.kind == "constrained" else ""
+    best = float(costs.security_bits.max())
+    security = (
+        f"{best:g} bits"
+        if best <= SECURITY_CAP_BITS
+        else f"{SECURITY_CAP_BITS:g} bits (the HE standard's top; uncapped estimate {best:g})"
+    )
     return (
         f"fhe: no CKKS set of the catalogue is allowed (fhe.min_security_bits "
         f"{fhe.min_security_bits:g}, min_precision_bits {fhe.min_precision_bits:g}, ring_degrees "
         f"{list(fhe.ring_degrees)}, scale bits {fhe.scale_bits_min}-{fhe.scale_bits_max}{floor}; "
-        f"best security {float(costs.security_bits.max()):g} bits, best "
+        f"best security {security}, best "
         f"{costs.privacy_metric} {float(costs.privacy.max()):g})"
     )

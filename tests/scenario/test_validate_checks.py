@@ -44,7 +44,8 @@ def _file(tmp_path: Path, text: str, name: str = "s.yaml") -> Path:
             "objective: {kind: constrained, privacy_min: 100000}",
             "fhe: no CKKS set of the catalogue is allowed (fhe.min_security_bits 128, "
             "min_precision_bits 20, ring_degrees [4096, 8192, 16384, 32768], scale bits 20-40, "
-            "objective.privacy_min 100000; best security",
+            "objective.privacy_min 100000; best security 256 bits (the HE standard's top; "
+            "uncapped estimate ",
         ),
         (
             "fhe: {cost_model: nope.json}",
