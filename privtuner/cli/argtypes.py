@@ -33,6 +33,32 @@ def positive_int(text: str) -> int:
     return value
 
 
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text[:40]!r})") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number (got {text[:40]!r})")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A time limit [s]: a finite number > 0."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 seconds (got {value:g})")
+    return value
+
+
+def fraction(text: str) -> float:
+    """A relative tolerance: a number in (0, 1)."""
+    value = _float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1) (got {value:g})")
+    return value
+
+
 def _no_repeat(items: list[Any], what: str, text: str) -> None:
     """Refuse a list that names an item twice (a batch would make the same row twice)."""
     seen: set[Any] = set()

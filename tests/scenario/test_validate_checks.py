@@ -245,16 +245,24 @@ def test_solve_with_a_valid_method_option_passes_a_bad_scenario_method(
 
 
 @pytest.mark.parametrize(
-    ("value", "why"), [("-3", "must be >= 0 (got -3)"), ("x", "must be an integer")]
+    ("option", "value", "why"),
+    [
+        ("--max-rows", "-3", "must be >= 0 (got -3)"),
+        ("--max-rows", "x", "must be an integer"),
+        ("--time-limit", "-1", "must be > 0 seconds (got -1)"),
+        ("--time-limit", "inf", "must be a finite number (got 'inf')"),
+        ("--rel-tol", "0", "must be in (0, 1) (got 0)"),
+        ("--rel-tol", "x", "must be a number (got 'x')"),
+    ],
 )
-def test_solve_refuses_a_negative_max_rows(
-    capsys: pytest.CaptureFixture[str], value: str, why: str
+def test_solve_refuses_bad_numeric_options(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, why: str
 ) -> None:
     default = Path(__file__).resolve().parents[2] / "scenarios" / "default.yaml"
     with pytest.raises(SystemExit) as exc:
-        main(["solve", str(default), "--max-rows", value])
+        main(["solve", str(default), option, value])
     assert exc.value.code == 1
     out, err = capsys.readouterr()
     assert out == ""
     (line,) = err.splitlines()
-    assert line.startswith(f"error: privtuner solve: argument --max-rows: {why}")
+    assert line.startswith(f"error: privtuner solve: argument {option}: {why}")
