@@ -9,6 +9,8 @@ import argparse
 import json
 from typing import Any
 
+from privtuner.cli.argtypes import nonnegative_int, positive_int, seed
+
 
 def register(sub: Any) -> None:
     p = sub.add_parser(
@@ -18,14 +20,14 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument(
         "--tokens",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="T",
         help="tokens per step (default 512; 64 with --quick)",
     )
     p.add_argument(
         "--seq-len",
-        type=int,
+        type=positive_int,
         default=None,
         metavar="S",
         help="tokens per sequence (default 64; 32 with --quick); batch = tokens / seq-len",
@@ -38,7 +40,7 @@ def register(sub: Any) -> None:
         help="catalogue set names (default: all; the N=8192 default set with --quick)",
     )
     p.add_argument("--quick", action="store_true", help="small batch, default set only")
-    p.add_argument("--seed", type=int, default=0, help="seed of the model init and the batch")
+    p.add_argument("--seed", type=seed, default=0, help="seed of the model init and the batch")
     p.add_argument("--config", default=None, metavar="CONFIG.json", help="BERT config.json")
     p.add_argument("--weights", default=None, metavar="DIR", help="local HF BERT weights folder")
     p.add_argument("--vocab", default=None, metavar="VOCAB.txt", help="WordPiece vocab file")
@@ -63,7 +65,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--warmup",
-        type=int,
+        type=nonnegative_int,
         default=0,
         metavar="K",
         help="untimed encrypted steps before the timed one, per set (default 0; 1 for timings "
@@ -71,7 +73,7 @@ def register(sub: Any) -> None:
     )
     p.add_argument(
         "--timed-steps",
-        type=int,
+        type=positive_int,
         default=1,
         metavar="K",
         help="timed steps per set; every phase time is their mean (default 1)",

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from privtuner.cli.argtypes import positive_int
+
 
 def register(sub: Any) -> None:
     # --- profile: real TenSEAL timings (implemented in privtuner.fhe_profiling.profiler) ---
@@ -24,7 +26,9 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--sets", nargs="+", default=None, metavar="NAME", help="only these catalogue set names"
     )
-    p.add_argument("--repeats", type=int, default=None, metavar="N", help="timed repetitions")
+    p.add_argument(
+        "--repeats", type=positive_int, default=None, metavar="N", help="timed repetitions"
+    )
     p.set_defaults(func=cmd_profile)
 
     # --- fit ---
