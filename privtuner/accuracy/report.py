@@ -79,9 +79,18 @@ def figure_png(result: Mapping[str, Any]) -> bytes:
         for r in others:
             key = (int(r["poly_modulus_degree"]), str(r["packing"]))
             lines.setdefault(key, []).append((r["scale_bits"], 100 * r["final_dev_accuracy"]))
-        for (n, packing), pts in sorted(lines.items()):
+        styles = ("-", "--", "-.", ":")
+        for i, ((n, packing), pts) in enumerate(sorted(lines.items())):
             pts.sort()
-            ax.plot(*zip(*pts, strict=True), "o-", label=f"{result['mode']} N={n} {packing}")
+            # markers shrink and line styles cycle, so lines that coincide stay visible
+            ax.plot(
+                *zip(*pts, strict=True),
+                marker="osD^v<>p"[i % 8],
+                markersize=max(3.0, 9.0 - 1.5 * i),
+                ls=styles[i % len(styles)],
+                alpha=0.85,
+                label=f"{result['mode']} N={n} {packing}",
+            )
         ax.axhline(100 * plain["final_dev_accuracy"], color="k", ls="--", label="plain")
         ax.set_xlabel("CKKS scale [bits]")
     ax.set_ylabel("SST-2 dev accuracy [%]")
