@@ -169,26 +169,20 @@ def planner_csv_rows(path: str | Path) -> list[dict[str, Any]]:
     field names), named (scenario, method, seed, status) from its ``.provenance.json``
     sidecar where there is one (solve writes the CSV only for an allocation: status
     ``feasible`` without one)."""
-    from privtuner.rows import PLANNER_COLUMNS, PLANNER_SOURCE, coerce, sidecar_path
+    from privtuner.rows import sidecar_path
 
     path = Path(path)
+    raw: list[dict[str, Any]] = []
+    alloc = []
     try:
         csv.field_size_limit(2**31 - 1)
         with path.open(newline="", encoding="utf-8") as fh:
-            raw = list(csv.DictReader(fh))
-        alloc = []
-        for r in raw:
-            rec: dict[str, Any] = {}
-            for col, text in r.items():
-                if col not in PLANNER_COLUMNS:
-                    continue  # e.g. the scenario / method columns of a figure's table
-                if col in ("set_name", "device_id"):
-                    if text:
-                        rec[col] = text
-                    continue
-                value = coerce(text, int if col in ("device", "ring_degree") else float)
-                rec[PLANNER_SOURCE.get(col, col)] = value
-            alloc.append(rec)
+            reader = csv.DictReader(fh)
+            for r in reader:
+                raw.append(r)
+                alloc.append(_planner_record(r, reader.line_num))
+    except PrivtunerError as exc:
+        raise PrivtunerError(f"{path} {exc}") from None
     except (OSError, ValueError, csv.Error) as exc:
         raise PrivtunerError(f"{path}: cannot read planner allocation CSV: {exc}") from None
     if not alloc:
@@ -214,3 +208,48 @@ def planner_csv_rows(path: str | Path) -> list[dict[str, Any]]:
             "allocation_json": json.dumps(alloc),
         }
     ]
+
+
+def _planner_record(row: Mapping[str, Any], line: int) -> dict[str, Any]:
+    """One planner CSV row (file line ``line``) in :func:`privtuner.rows.allocation_records`'
+    field names; an empty numeric cell is missing (None), but ``device`` must be a device
+    index (an integer >= 0): the allocation figure places each device by it."""
+    from privtuner.rows import PLANNER_COLUMNS, PLANNER_SOURCE, coerce
+
+    rec: dict[str, Any] = {}
+    for col, text in row.items():
+        if col not in PLANNER_COLUMNS:
+            continue  # e.g. the scenario / method columns of a figure's table
+        if col in ("set_name", "device_id"):
+            if text:
+                rec[col] = text
+            continue
+        if col == "device":
+            value = _device_index(text)
+            if value is None:
+                raise PrivtunerError(
+                    f"line {line}: device: must be a device index, an integer >= 0 "
+                    f"(got {short(repr(text), 40)})"
+                )
+            rec[col] = value
+            continue
+        try:
+            value = coerce(text, int if col == "ring_degree" else float)
+        except (TypeError, ValueError):
+            raise PrivtunerError(
+                f"line {line}: {short(str(col), 40)}: must be a number or empty "
+                f"(got {short(repr(text), 40)})"
+            ) from None
+        rec[PLANNER_SOURCE.get(col, col)] = value
+    return rec
+
+
+def _device_index(text: Any) -> int | None:
+    """``text`` as a device index (``"3"``, ``"3.0"``), or None if it is none."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        return None
+    if not (value >= 0 and value.is_integer()):
+        return None  # also NaN and infinity
+    return int(value)

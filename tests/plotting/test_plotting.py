@@ -745,3 +745,34 @@ def test_plot_of_one_result_or_an_empty_table_says_what_it_needs(
     ):
         assert main(["plot", str(path), "--kind", kind, "--out", out]) == 1
         assert capsys.readouterr().err == f"error: {text}\n"
+
+
+@pytest.mark.parametrize(
+    ("column", "cell", "why"),
+    [
+        # before: TypeError: int() argument must be ... not 'NoneType' (a traceback)
+        ("device", "", "device: must be a device index, an integer >= 0 (got '')"),
+        # before: silently device 1 (int(float('1.5')))
+        ("device", "1.5", "device: must be a device index, an integer >= 0 (got '1.5')"),
+        # before: "cannot read planner allocation CSV: could not convert string to float: 'x'"
+        ("bandwidth_hz", "x", "bandwidth_hz: must be a number or empty (got 'x')"),
+    ],
+)
+def test_a_bad_planner_csv_cell_names_the_line_and_column(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], column: str, cell: str, why: str
+) -> None:
+    from privtuner.cli import main
+
+    cols = ["device", "set_name", "bandwidth_hz", "tx_power_w", "cpu_hz", "server_cpu_hz"]
+    cols.append("energy_j_per_run")
+    good = {"device": "0", "set_name": "N8192_q60-40-60_s40", "bandwidth_hz": "1e6"}
+    good.update(tx_power_w="0.1", cpu_hz="1e9", server_cpu_hz="1e9", energy_j_per_run="2.5")
+    bad = {**good, "device": "1", column: cell}
+    planner = tmp_path / "a.csv"
+    planner.write_text(
+        "\n".join(",".join(r[c] for c in cols) for r in ({c: c for c in cols}, good, bad)) + "\n"
+    )
+    out = tmp_path / "figs"
+    assert main(["plot", str(planner), "--kind", "allocation", "--out", str(out)]) == 1
+    assert capsys.readouterr().err == f"error: {planner} line 3: {why}\n"
+    assert not out.exists()
