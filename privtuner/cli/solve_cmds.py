@@ -82,6 +82,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"{args.file}: the scenario has a sweep; solve it with 'privtuner batch' "
             "(or remove the sweep)"
         )
+    from privtuner.batch.tasks import spec_problems
+    from privtuner.errors import ScenarioError
+
+    problems = spec_problems(spec, [spec])  # a constant objective: as validate, nothing written
+    if problems:
+        raise ScenarioError(problems, str(args.file))
     note = random_channel_note(spec)
     if note:
         print(f"note: {note}", file=sys.stderr)
