@@ -130,6 +130,8 @@ def describe_json(data: Any) -> str:
     if {"n_tasks", "n_run", "out"} <= keys:
         return "it looks like a batch --json summary; plot the table it names"
     missing = [k for k in SOLVE_RESULT_KEYS if k not in keys]
+    if not missing:  # every key, but "devices" is no object
+        return f"its 'devices' is a JSON {_json_type(data['devices'])}, not an object"
     return "a JSON object without key(s) " + ", ".join(map(repr, missing))
 
 

@@ -638,6 +638,14 @@ def test_rescale_sweep_keeps_each_option_its_own_curve() -> None:
     [
         # before: AttributeError: 'list' object has no attribute 'get' (a traceback)
         ("foreign.json", "[1, 2]", "it holds a JSON array, not an object"),
+        # before: "(a JSON object without key(s) )", naming no key
+        (
+            "devices_null.json",
+            json.dumps(
+                {"method": "exact", "status": "optimal", "termination": "t", "devices": None}
+            ),
+            "its 'devices' is a JSON null, not an object",
+        ),
         # before: "no row with an allocation (status optimal/feasible)" for the next two
         (
             "allocation.provenance.json",
