@@ -82,3 +82,12 @@ def test_stated_minimum_deadlines_are_the_solvers(packing: str, stated: str) -> 
     description = ObjectiveSpec.model_fields["deadline_s"].description or ""
     assert f">= {stated} with" in bundled_text("default")
     assert stated in description and "602" not in description
+    # the reproduce sweeps' comments quote the same figures (before: "~606 s" for both packings)
+    quoting = [
+        f
+        for f in sorted((BUNDLED / "reproduce").glob("*.yaml"))
+        if "instance needs" in (f.read_text(encoding="utf-8"))
+    ]
+    assert quoting
+    for f in quoting:
+        assert f">= {stated} with" in f.read_text(encoding="utf-8"), f.name
