@@ -176,6 +176,7 @@ def planner_csv_rows(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     raw: list[dict[str, Any]] = []
     alloc = []
+    lines = []
     try:
         csv.field_size_limit(2**31 - 1)
         with path.open(newline="", encoding="utf-8") as fh:
@@ -183,6 +184,7 @@ def planner_csv_rows(path: str | Path) -> list[dict[str, Any]]:
             for r in reader:
                 raw.append(r)
                 alloc.append(_planner_record(r, reader.line_num))
+                lines.append(reader.line_num)
     except PrivtunerError as exc:
         raise PrivtunerError(f"{path} {exc}") from None
     except (OSError, ValueError, csv.Error) as exc:
@@ -198,14 +200,20 @@ def planner_csv_rows(path: str | Path) -> list[dict[str, Any]]:
             value = None
         meta = dict(value) if isinstance(value, Mapping) else {}
     first = raw[0]
-    energies = [a.get("energy_j") for a in alloc if a.get("energy_j") is not None]
+    missing = [ln for ln, a in zip(lines, alloc, strict=True) if a.get("energy_j") is None]
+    if missing:  # a partial sum would pass for the allocation's energy
+        raise PrivtunerError(
+            f"{path} line {missing[0]}: energy_j_per_run: empty; the allocation figure needs "
+            "every device's energy"
+        )
+    energies = [float(a["energy_j"]) for a in alloc]
     return [
         {
             "scenario": meta.get("scenario") or first.get("scenario") or path.stem,
             "method": meta.get("method") or first.get("method"),
             "seed": meta.get("seed"),
             "status": meta.get("status") or "feasible",
-            "energy_j": sum(energies) if energies else None,
+            "energy_j": sum(energies),
             "objective": meta.get("objective"),
             "allocation_json": json.dumps(alloc),
         }

@@ -43,19 +43,35 @@ def _float(text: str) -> float:
     return value
 
 
-def positive_seconds(text: str) -> float:
-    """A time limit [s]: a finite number > 0."""
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0 (a measured time per token)."""
     value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 seconds (got {value:g})")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value:g})")
     return value
 
 
-def fraction(text: str) -> float:
-    """A relative tolerance: a number in (0, 1)."""
+def positive_float(text: str) -> float:
+    """A finite number > 0 (a frequency)."""
     value = _float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1) (got {value:g})")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 (got {value:g})")
+    return value
+
+
+def time_limit_s(text: str) -> float:
+    """A solver time limit [s]: in [1e-3, 1e6], the scenario's ``solver.time_limit_s`` range."""
+    value = _float(text)
+    if not 1e-3 <= value <= 1e6:
+        raise argparse.ArgumentTypeError(f"must be in [0.001, 1e6] seconds (got {value:g})")
+    return value
+
+
+def rel_tol(text: str) -> float:
+    """A relative gap tolerance: in [1e-12, 1), the scenario's ``solver.rel_tol`` range."""
+    value = _float(text)
+    if not 1e-12 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [1e-12, 1) (got {value:g})")
     return value
 
 

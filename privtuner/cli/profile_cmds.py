@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from privtuner.cli.argtypes import positive_int
+from privtuner.cli.argtypes import nonnegative_float, positive_float, positive_int
 
 
 def register(sub: Any) -> None:
@@ -37,13 +37,13 @@ def register(sub: Any) -> None:
     p.add_argument("--out", required=True, metavar="MODEL.json", help="cost model to write")
     p.add_argument(
         "--reference-frequency-hz",
-        type=float,
+        type=positive_float,
         default=None,
         help="CPU reference frequency [Hz] (default: median cpu_freq_hz of the records)",
     )
     p.add_argument(
         "--device-clear-s-per-token",
-        type=float,
+        type=nonnegative_float,
         default=None,
         help="device clear-text work [s per token per step] to store in the model (without "
         "it the model counts none; benchmarks/validate_cost_model.py --refit measures it from "

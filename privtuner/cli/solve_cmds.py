@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from privtuner.cli.argtypes import fraction, nonnegative_int, positive_seconds, seed
+from privtuner.cli.argtypes import nonnegative_int, rel_tol, seed, time_limit_s
 
 
 def register(sub: Any) -> None:
@@ -21,10 +21,10 @@ def register(sub: Any) -> None:
         help="solver (default: the scenario's solver.method; see 'privtuner methods')",
     )
     p.add_argument("--seed", type=seed, default=None, help="override the scenario seed")
-    p.add_argument("--rel-tol", type=fraction, default=None, help="override solver.rel_tol")
+    p.add_argument("--rel-tol", type=rel_tol, default=None, help="override solver.rel_tol")
     p.add_argument(
         "--time-limit",
-        type=positive_seconds,
+        type=time_limit_s,
         default=None,
         metavar="SECONDS",
         help="override solver.time_limit_s",

@@ -153,8 +153,8 @@ def validate_model(
     if data is None:  # an empty file, or one with only comments (``{}`` takes every default)
         raise ScenarioError(
             [
-                "the file is empty: a scenario needs at least one of the keys "
-                f"{', '.join(root.model_fields)}; write {{}} to take every default"
+                "the file is empty (no YAML mapping): give keys among "
+                f"{', '.join(root.model_fields)}, or write {{}} to take every default"
             ],
             source,
         )

@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from privtuner.arrays import readonly
+from privtuner.errors import ScenarioError
 from privtuner.scenario.schema import PerDevice, ScenarioSpec, Uniform
 from privtuner.system_sim.channel import (
     drop_in_disc,
@@ -117,7 +118,14 @@ def build_instance(spec: ScenarioSpec, seed: int | None = None) -> SystemInstanc
             [np.nan if d.distance_m is None else d.distance_m for d in dev.explicit], dtype=float
         )
     else:
-        assert dev.count is not None
+        if dev.count is None:  # a devices CSV is read by the loader, not here
+            raise ScenarioError(
+                [
+                    "devices.csv: not read; load the scenario with privtuner.scenario."
+                    "load_scenario (which reads the CSV into devices.explicit), or give "
+                    "devices.count"
+                ]
+            )
         n = dev.count
         distance = drop_in_disc(rng, n, sysm.cell_radius_m, sysm.min_distance_m)
     p_max_dbm = _draw(rng, dev.p_max_dbm, n)

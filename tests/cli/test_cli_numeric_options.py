@@ -1,5 +1,5 @@
-"""Integer options of the profiling commands are checked while the arguments are parsed: one
-line naming the option and what is allowed, before any encryption or output."""
+"""Numeric options of the profiling and fitting commands are checked while the arguments are
+parsed: one line naming the option and what is allowed, before any encryption or output."""
 
 from __future__ import annotations
 
@@ -19,6 +19,18 @@ from privtuner.cli import main
         (["profile-lora", "--warmup", "-1"], "argument --warmup: must be >= 0 (got -1)"),
         (["profile-lora", "--timed-steps", "0"], "argument --timed-steps: must be >= 1 (got 0)"),
         (["profile", "--repeats", "0"], "argument --repeats: must be >= 1 (got 0)"),
+        (
+            ["fit", "r.csv", "--device-clear-s-per-token", "nan"],
+            "argument --device-clear-s-per-token: must be a finite number (got 'nan')",
+        ),
+        (
+            ["fit", "r.csv", "--device-clear-s-per-token=-1e-5"],
+            "argument --device-clear-s-per-token: must be >= 0 (got -1e-05)",
+        ),
+        (
+            ["fit", "r.csv", "--reference-frequency-hz", "0"],
+            "argument --reference-frequency-hz: must be > 0 (got 0)",
+        ),
     ],
 )
 def test_profiling_options_are_checked_while_parsing(

@@ -764,6 +764,12 @@ def test_plot_of_one_result_or_an_empty_table_says_what_it_needs(
         ("device", "1.5", "device: must be a device index, an integer >= 0 (got '1.5')"),
         # before: "cannot read planner allocation CSV: could not convert string to float: 'x'"
         ("bandwidth_hz", "x", "bandwidth_hz: must be a number or empty (got 'x')"),
+        # before: the allocation's energy silently the sum of the other rows
+        (
+            "energy_j_per_run",
+            "",
+            "energy_j_per_run: empty; the allocation figure needs every device's energy",
+        ),
     ],
 )
 def test_a_bad_planner_csv_cell_names_the_line_and_column(

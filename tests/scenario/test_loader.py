@@ -254,7 +254,7 @@ def test_an_empty_file_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(ScenarioError) as exc:
         load_scenario(f)
     (line,) = exc.value.lines()
-    assert line.startswith(f"{f}: the file is empty: a scenario needs at least one of the keys ")
+    assert line.startswith(f"{f}: the file is empty (no YAML mapping): give keys among ")
     assert "devices" in line and "write {} to take every default" in line
 
 

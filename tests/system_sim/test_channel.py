@@ -117,3 +117,14 @@ def test_explicit_gain_used_as_is() -> None:
     assert inst.gain_db[0] == pytest.approx(-100.0)
     assert inst.p_max_w[0] == pytest.approx(0.1)
     assert np.isnan(inst.distance_m[0])
+
+
+def test_a_devices_csv_not_read_by_the_loader_is_a_clear_error() -> None:
+    """Through the Python API a spec may name a devices CSV that no loader read (count None):
+    one error naming devices.csv, not an AssertionError."""
+    from privtuner.errors import ScenarioError
+    from privtuner.scenario.schema import ScenarioSpec
+
+    spec = ScenarioSpec.model_validate({"devices": {"csv": "two.csv"}})
+    with pytest.raises(ScenarioError, match=r"^devices\.csv: not read; load the scenario"):
+        build_instance(spec)
