@@ -60,10 +60,11 @@ def positive_float(text: str) -> float:
 
 
 def time_limit_s(text: str) -> float:
-    """A solver time limit [s]: in [1e-3, 1e6], the scenario's ``solver.time_limit_s`` range."""
+    """A solver time limit [s]: in (0, 1e6] (the scenario's ``solver.time_limit_s`` caps it at
+    1e6; on the command line a limit below its 1e-3 floor is allowed, to stop at once)."""
     value = _float(text)
-    if not 1e-3 <= value <= 1e6:
-        raise argparse.ArgumentTypeError(f"must be in [0.001, 1e6] seconds (got {value:g})")
+    if not 0 < value <= 1e6:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1e6] seconds (got {value:g})")
     return value
 
 

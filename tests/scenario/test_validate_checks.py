@@ -249,8 +249,8 @@ def test_solve_with_a_valid_method_option_passes_a_bad_scenario_method(
     [
         ("--max-rows", "-3", "must be >= 0 (got -3)"),
         ("--max-rows", "x", "must be an integer"),
-        ("--time-limit", "-1", "must be in [0.001, 1e6] seconds (got -1)"),
-        ("--time-limit", "1e9", "must be in [0.001, 1e6] seconds (got 1e+09)"),
+        ("--time-limit", "-1", "must be in (0, 1e6] seconds (got -1)"),
+        ("--time-limit", "1e9", "must be in (0, 1e6] seconds (got 1e+09)"),
         ("--time-limit", "inf", "must be a finite number (got 'inf')"),
         ("--rel-tol", "0", "must be in [1e-12, 1) (got 0)"),
         ("--rel-tol", "1e-300", "must be in [1e-12, 1) (got 1e-300)"),
