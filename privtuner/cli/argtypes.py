@@ -4,7 +4,9 @@ line naming the option, the value and what is allowed (see :class:`privtuner.cli
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T", int, float)
 
 #: Largest seed (numpy's generators take seeds in [0, 2**63 - 1], as the scenario schema).
 MAX_SEED = 2**63 - 1
@@ -17,20 +19,24 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be an integer (got {text[:40]!r})") from None
 
 
+def _bounded(value: T, ok: bool, allowed: str) -> T:
+    """``value`` when ``ok``, else the parse error ``must be <allowed> (got <value>)``."""
+    if not ok:
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        raise argparse.ArgumentTypeError(f"must be {allowed} (got {shown})")
+    return value
+
+
 def seed(text: str) -> int:
     """A seed: an integer in [0, 2**63 - 1]."""
     value = _int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**63 - 1] (got {value})")
-    return value
+    return _bounded(value, 0 <= value <= MAX_SEED, "in [0, 2**63 - 1]")
 
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (jobs, chunk size)."""
     value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {value})")
-    return value
+    return _bounded(value, value >= 1, ">= 1")
 
 
 def _float(text: str) -> float:
@@ -46,34 +52,26 @@ def _float(text: str) -> float:
 def nonnegative_float(text: str) -> float:
     """A finite number >= 0 (a measured time per token)."""
     value = _float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value:g})")
-    return value
+    return _bounded(value, value >= 0, ">= 0")
 
 
 def positive_float(text: str) -> float:
     """A finite number > 0 (a frequency)."""
     value = _float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {value:g})")
-    return value
+    return _bounded(value, value > 0, "> 0")
 
 
 def time_limit_s(text: str) -> float:
     """A solver time limit [s]: in (0, 1e6] (the scenario's ``solver.time_limit_s`` caps it at
     1e6; on the command line a limit below its 1e-3 floor is allowed, to stop at once)."""
     value = _float(text)
-    if not 0 < value <= 1e6:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1e6] seconds (got {value:g})")
-    return value
+    return _bounded(value, 0 < value <= 1e6, "in (0, 1e6] seconds")
 
 
 def rel_tol(text: str) -> float:
     """A relative gap tolerance: in [1e-12, 1), the scenario's ``solver.rel_tol`` range."""
     value = _float(text)
-    if not 1e-12 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be in [1e-12, 1) (got {value:g})")
-    return value
+    return _bounded(value, 1e-12 <= value < 1, "in [1e-12, 1)")
 
 
 def _no_repeat(items: list[Any], what: str, text: str) -> None:
@@ -91,9 +89,7 @@ def _no_repeat(items: list[Any], what: str, text: str) -> None:
 def nonnegative_int(text: str) -> int:
     """An integer >= 0 (a row count, where 0 shows none)."""
     value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value})")
-    return value
+    return _bounded(value, value >= 0, ">= 0")
 
 
 def csv_list(text: str) -> list[str]:
