@@ -482,9 +482,15 @@ def select_runs(mode: str, sets: Sequence[str] | None, packings: Sequence[str]) 
 
 
 def prepare_data(
-    data_dir: str | Path, src: ModelSource, cfg: TrainConfig, vocab_size: int
+    data_dir: str | Path,
+    src: ModelSource,
+    cfg: TrainConfig,
+    vocab_size: int,
+    max_positions: int | None = None,
 ) -> tuple[Dataset, dict[str, Any]]:
-    """Read, subset (seeded) and tokenize SST-2; token ids are checked against the model."""
+    """Read, subset (seeded) and tokenize SST-2; token ids are checked against the model's
+    ``vocab_size`` and sentence lengths against its ``max_positions`` (``None``: unchecked),
+    before any step."""
     from privtuner.fhe_profiling.bert import load_tokenizer
 
     raw = sst2.load_sst2(data_dir)
@@ -506,7 +512,17 @@ def prepare_data(
     train_ids = sst2.tokenize(tok, train.sentences, cfg.max_len)
     dev_ids = sst2.tokenize(tok, dev.sentences, cfg.max_len)
     held_ids = sst2.tokenize(tok, held.sentences, cfg.max_len) if held is not None else []
-    top = max(max(x) for x in train_ids + dev_ids + held_ids)
+    every = train_ids + dev_ids + held_ids
+    longest = max(len(x) for x in every)
+    if max_positions is not None and longest > max_positions:
+        raise ScenarioError(
+            [
+                f"--max-len: sentences of {longest} tokens exceed the model's "
+                f"max_position_embeddings={max_positions}; give --max-len {max_positions} or "
+                f"less (got {cfg.max_len})"
+            ]
+        )
+    top = max(max(x) for x in every)
     if top >= vocab_size:
         raise ScenarioError(
             [f"--vocab: token id {top} >= the model's vocab_size={vocab_size} (wrong vocab)"],
@@ -569,16 +585,9 @@ def run_study(
             em.get(spec.params.name, spec.packing)  # every set calibrated, before any work
     src = resolve_model(model, vocab)
     model0, weights = build_model(src, cfg)
-    data, data_info = prepare_data(data_dir, src, cfg, model0.config.vocab_size)
-    longest = max(len(x) for x in data.train_ids + data.dev_ids + data.holdout_ids)
-    if longest > model0.config.max_position_embeddings:  # refused before any step
-        raise ScenarioError(
-            [
-                f"--max-len: sentences of {longest} tokens exceed the model's "
-                f"max_position_embeddings={model0.config.max_position_embeddings}; give "
-                f"--max-len {model0.config.max_position_embeddings} or less (got {cfg.max_len})"
-            ]
-        )
+    data, data_info = prepare_data(
+        data_dir, src, cfg, model0.config.vocab_size, model0.config.max_position_embeddings
+    )
     per_run = _steps_per_run(len(data.train_ids), cfg)
     bar = tqdm(total=per_run * len(runs), desc="accuracy", unit="step", disable=not progress)
     if jobs > 1 and len(runs) > 1:

@@ -66,7 +66,8 @@ def register(sub: Any) -> None:
 def cmd_solve(args: argparse.Namespace) -> int:
     import sys
 
-    from privtuner.errors import InfeasibleError, SolverError
+    from privtuner.batch.tasks import spec_problems
+    from privtuner.errors import InfeasibleError, ScenarioError, SolverError
     from privtuner.optimizer import SolveResult, solve, solver_info
     from privtuner.optimizer.core.options import options_from_spec
     from privtuner.optimizer.core.result import fold_device_reasons
@@ -82,9 +83,6 @@ def cmd_solve(args: argparse.Namespace) -> int:
             f"{args.file}: the scenario has a sweep; solve it with 'privtuner batch' "
             "(or remove the sweep)"
         )
-    from privtuner.batch.tasks import spec_problems
-    from privtuner.errors import ScenarioError
-
     problems = spec_problems(spec, [spec])  # a constant objective: as validate, nothing written
     if problems:
         raise ScenarioError(problems, str(args.file))

@@ -74,7 +74,7 @@ from privtuner.costmodels.workload import (
     projections,
 )
 from privtuner.errors import CostModelError, ParameterError
-from privtuner.scenario.schema import ScenarioSpec, WorkloadSpec
+from privtuner.scenario.schema import SCALE_BITS_RANGE, ScenarioSpec, WorkloadSpec
 
 #: Ops a cost model must carry for :func:`build_cost_table`.
 REQUIRED_OPS: tuple[str, ...] = (
@@ -388,10 +388,6 @@ def precision_of(model: CostModel, params: CkksParams, packing: str = "column") 
     return math.nan
 
 
-#: The scale bits a scenario may give (the schema's bounds of ``fhe.scale_bits_min/max``).
-SCENARIO_SCALE_BITS = (14, 60)
-
-
 def _outside_domain(
     spec: ScenarioSpec,
     model: CostModel,
@@ -435,7 +431,7 @@ def _outside_domain(
     else:
         degrees = list(fhe.ring_degrees)
         by_scale: dict[int, list[CkksParams]] = {}
-        for p in sets(degrees, *SCENARIO_SCALE_BITS):
+        for p in sets(degrees, *SCALE_BITS_RANGE):
             by_scale.setdefault(p.scale_bits, []).append(p)
         covered = sorted(s for s, ps in by_scale.items() if all(inside(p) for p in ps))
         where = f"with fhe.ring_degrees {degrees} the model covers scale bits {_ranges(covered)}"

@@ -42,6 +42,9 @@ NUMBER_RULE = (
 #: number; a test keeps them equal).
 MAX_SECURITY_BITS = 256.0
 
+#: The scale bits ``fhe.scale_bits_min`` / ``fhe.scale_bits_max`` may give [bits].
+SCALE_BITS_RANGE = (14, 60)
+
 #: Longest scenario name (also of a sweep point's generated name) [characters].
 NAME_MAX_CHARS = 200
 
@@ -355,8 +358,12 @@ class FheSpec(_Frozen):
     ring_degrees: tuple[Int, ...] = Field(
         (4096, 8192, 16384, 32768), min_length=1, description="Allowed ring degrees N."
     )
-    scale_bits_min: Int = Field(20, ge=14, le=60, description="Smallest scale (bits).")
-    scale_bits_max: Int = Field(40, ge=14, le=60, description="Largest scale (bits).")
+    scale_bits_min: Int = Field(
+        20, ge=SCALE_BITS_RANGE[0], le=SCALE_BITS_RANGE[1], description="Smallest scale (bits)."
+    )
+    scale_bits_max: Int = Field(
+        40, ge=SCALE_BITS_RANGE[0], le=SCALE_BITS_RANGE[1], description="Largest scale (bits)."
+    )
     min_security_bits: Float = Field(
         128.0,
         ge=128,
