@@ -448,6 +448,11 @@ PLANNER_SOURCE = {
 #: (:func:`round_within_sum`).
 SHARED_RESOURCE_COLUMNS = ("bandwidth_hz", "server_cpu_hz")
 
+#: Planner columns under a per-device upper limit (spec section 4: p_n <= p_max,n,
+#: f_n <= f_max,n, latency <= the deadline): rounded down (:func:`significant_floor`), so a
+#: value the solver kept at its limit is not written half a unit of its last digit above it.
+DEVICE_LIMIT_COLUMNS = ("tx_power_w", "tx_power_dbm", "cpu_hz", "latency_s_per_round")
+
 
 def significant(x: Any, digits: int) -> Any:
     """``x`` rounded to ``digits`` significant digits (non-floats and ``digits=0`` as is)."""
@@ -510,7 +515,8 @@ def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
     """Per-device allocation records in SI units (:func:`allocation_records`, a results
     row's ``allocation_json``) as planner CSV rows (:data:`PLANNER_COLUMNS`, rounded; the
     shared resources, :data:`SHARED_RESOURCE_COLUMNS`, by :func:`round_within_sum`, so their
-    sum never exceeds the full-precision sum, which the solver kept within the capacity)."""
+    sum never exceeds the full-precision sum, which the solver kept within the capacity; the
+    per-device limited ones, :data:`DEVICE_LIMIT_COLUMNS`, down)."""
     from privtuner.units import w_to_dbm
 
     out = []
@@ -523,7 +529,11 @@ def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             full["ring_degree"] = _ring_degree(str(full.get("set_name", "")))
         row = {}
         for col, (_, digits) in PLANNER_COLUMNS.items():
-            row[col] = significant(full.get(PLANNER_SOURCE.get(col, col)), digits)
+            value = full.get(PLANNER_SOURCE.get(col, col))
+            if col in DEVICE_LIMIT_COLUMNS and isinstance(value, float):
+                row[col] = significant_floor(value, digits)
+            else:
+                row[col] = significant(value, digits)
         out.append(row)
         fulls.append(full)
     for col in SHARED_RESOURCE_COLUMNS:  # their sum within the allocation's (the capacity)

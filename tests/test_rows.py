@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from privtuner.rows import COLUMNS, normalize_row, spec_input_columns
@@ -70,3 +71,28 @@ def test_planner_csv_shared_resources_sum_within_the_capacity(tmp_path: Path) ->
                 unit = Decimal(1).scaleb(Decimal(x).adjusted() - 8)
                 assert abs(Decimal(t) - Decimal(repr(x))) < unit, (seed, col, t, x)
                 assert len(t.replace(".", "").lstrip("0").rstrip("0")) <= 9
+        for r, k in zip(rows, range(problem.n_devices), strict=True):  # per-device limits
+            assert float(r["tx_power_w"]) <= problem.p_max_w[k], (seed, k)
+            assert float(r["cpu_hz"]) <= problem.f_max_hz[k], (seed, k)
+            assert float(r["latency_s_per_round"]) <= problem.deadline_s, (seed, k)
+
+
+def test_planner_csv_per_device_limits_are_rounded_down() -> None:
+    """Before: ``tx_power_w``, ``cpu_hz`` and the latency were rounded to nearest, so a value
+    the solver kept at p_max, f_max or the deadline could be written half a unit of its last
+    digit above the limit. Now those columns are rounded down; the others to nearest."""
+    from privtuner.rows import planner_records
+
+    at_limit = {
+        "set_name": "N8192_q60-40-60_s40",
+        "tx_power_w": 0.12345675,  # 6 digits: nearest 0.123457
+        "cpu_hz": 1234567896.0,  # 9 digits: nearest 1234567900
+        "latency_s": 79.6999996,  # 6 digits: nearest 79.7000
+        "energy_j": 2.5000006,  # no limit: nearest
+    }
+    (row,) = planner_records([at_limit])
+    assert row["tx_power_w"] == 0.123456
+    assert row["cpu_hz"] == 1234567890.0
+    assert row["latency_s_per_round"] == 79.6999
+    assert row["tx_power_dbm"] <= 10 * math.log10(0.12345675 * 1e3)
+    assert row["energy_j_per_run"] == 2.50000
