@@ -461,13 +461,13 @@ def significant(x: Any, digits: int) -> Any:
     return float(f"{x:.{digits}g}")
 
 
-def significant_floor(x: float, digits: int) -> float:
+def significant_floor(x: Any, digits: int) -> Any:
     """``x`` (its shortest repr, the number a CSV or JSON holds) rounded down (towards -inf)
-    to ``digits`` significant digits, on the grid of ``x``'s own decimal exponent (``0.0``
-    and non-finite values as is)."""
+    to ``digits`` significant digits, on the grid of ``x``'s own decimal exponent (as
+    :func:`significant`, non-floats, ``digits=0``, ``0.0`` and non-finite values as is)."""
     from decimal import ROUND_FLOOR, Decimal
 
-    if not math.isfinite(x) or x == 0.0:
+    if digits <= 0 or not isinstance(x, float) or not math.isfinite(x) or x == 0.0:
         return x
     d = Decimal(repr(x))
     return float(d.quantize(Decimal(1).scaleb(d.adjusted() - digits + 1), rounding=ROUND_FLOOR))
@@ -529,11 +529,8 @@ def planner_records(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
             full["ring_degree"] = _ring_degree(str(full.get("set_name", "")))
         row = {}
         for col, (_, digits) in PLANNER_COLUMNS.items():
-            value = full.get(PLANNER_SOURCE.get(col, col))
-            if col in DEVICE_LIMIT_COLUMNS and isinstance(value, float):
-                row[col] = significant_floor(value, digits)
-            else:
-                row[col] = significant(value, digits)
+            rounded = significant_floor if col in DEVICE_LIMIT_COLUMNS else significant
+            row[col] = rounded(full.get(PLANNER_SOURCE.get(col, col)), digits)
         out.append(row)
         fulls.append(full)
     for col in SHARED_RESOURCE_COLUMNS:  # their sum within the allocation's (the capacity)
